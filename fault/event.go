@@ -1,0 +1,189 @@
+// Package fault holds the types every other package speaks: the normalized
+// error report (Event), resource identifiers, and the case and action records
+// that the policy opens and the actuators fill in. It imports nothing of ours.
+package fault
+
+import (
+	"fmt"
+	"time"
+)
+
+// Unknown marks an integer field (CPU, socket, bank, mc, cache level, layer)
+// whose value the source could not tell. Zero is a real CPU, bank and level.
+const Unknown = -1
+
+// Class says which part of the machine reported the error.
+type Class uint8
+
+const (
+	ClassOther Class = iota
+	ClassMemory
+	ClassCache
+	ClassTLB
+	ClassBus
+	ClassPCIe
+)
+
+var classNames = [...]string{"other", "memory", "cache", "tlb", "bus", "pcie"}
+
+func (c Class) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return fmt.Sprintf("class(%d)", uint8(c))
+}
+
+// ParseClass is the inverse of Class.String.
+func ParseClass(s string) (Class, error) {
+	for i, n := range classNames {
+		if n == s {
+			return Class(i), nil
+		}
+	}
+	return ClassOther, fmt.Errorf("unknown error class %q (want one of %v)", s, classNames)
+}
+
+// Severity orders from least to most urgent.
+type Severity uint8
+
+const (
+	SeverityCorrected Severity = iota
+	SeverityDeferred
+	SeverityUncorrectedRecoverable
+	SeverityFatal
+)
+
+var severityNames = [...]string{"corrected", "deferred", "uncorrected-recoverable", "fatal"}
+
+func (s Severity) String() string {
+	if int(s) < len(severityNames) {
+		return severityNames[s]
+	}
+	return fmt.Sprintf("severity(%d)", uint8(s))
+}
+
+// ParseSeverity is the inverse of Severity.String.
+func ParseSeverity(s string) (Severity, error) {
+	for i, n := range severityNames {
+		if n == s {
+			return Severity(i), nil
+		}
+	}
+	return SeverityCorrected, fmt.Errorf("unknown severity %q (want one of %v)", s, severityNames)
+}
+
+// Source names where an event came from. It is also the metric label.
+type Source string
+
+const (
+	SourceTraceMCE   Source = "tracefs:mce_record"
+	SourceTraceMC    Source = "tracefs:mc_event"
+	SourceEBPF       Source = "ebpf"
+	SourceEDACPoll   Source = "edac-poll"
+	SourceMcelog     Source = "mcelog"
+	SourceSimulation Source = "sim"
+)
+
+// Event is one normalized error report. A single kernel record may stand for
+// several errors (mc_event error_count, an EDAC counter delta): Count says how
+// many, and rate engines add Count, not 1.
+type Event struct {
+	// Received is when the daemon read the record; rate windows use it.
+	Received time.Time
+	// Recorded is the record's own time when it carries one (replay uses it).
+	Recorded time.Time
+	Source   Source
+
+	Class    Class
+	Severity Severity
+	Count    uint32
+
+	CPU    int // the record's own cpu field, never the ring buffer it came from
+	Socket int
+	Bank   int
+	Vendor Vendor
+
+	// CacheLevel is 0, 1 or 2 for MCACOD's L0/L1/L2, Unknown for "generic".
+	CacheLevel int
+	// CoreBank is true when the bank belongs to one core (its L1/L2, not a
+	// shared cache or the uncore), so offlining that core can help.
+	CoreBank bool
+
+	Status, Addr, Misc, Synd, IPID uint64
+
+	// PhysAddr is usable only when AddrValid; AddrLSB is the lowest valid
+	// address bit (12 means the address is exact to the 4 KiB page).
+	PhysAddr  uint64
+	AddrValid bool
+	AddrLSB   uint8
+
+	// EDAC view, when an EDAC driver reported or decoded the error.
+	MC        int
+	DIMMLabel string
+	Layers    [3]int
+	// Row is the DRAM row key decoded from the driver detail, "" if unknown.
+	Row string
+
+	// Detail is free text for humans (decoder summary, driver detail).
+	Detail string
+}
+
+// Vendor of the CPU that logged an MCE.
+type Vendor uint8
+
+const (
+	VendorUnknown Vendor = iota
+	VendorIntel
+	VendorAMD
+)
+
+func (v Vendor) String() string {
+	switch v {
+	case VendorIntel:
+		return "intel"
+	case VendorAMD:
+		return "amd"
+	}
+	return "unknown"
+}
+
+// NewEvent returns an event with every integer identifier set to Unknown.
+func NewEvent(src Source, received time.Time) Event {
+	return Event{
+		Received:   received,
+		Source:     src,
+		Count:      1,
+		CPU:        Unknown,
+		Socket:     Unknown,
+		Bank:       Unknown,
+		CacheLevel: Unknown,
+		MC:         Unknown,
+		Layers:     [3]int{Unknown, Unknown, Unknown},
+	}
+}
+
+// PageSize is the base page size on x86-64; soft offline works on it.
+const PageSize = 4096
+
+// PFN is the page frame number of the event's address, valid only when
+// AddrValid.
+func (e *Event) PFN() uint64 { return e.PhysAddr / PageSize }
+
+// String is a one-line summary for logs.
+func (e *Event) String() string {
+	s := fmt.Sprintf("%s %s x%d", e.Severity, e.Class, e.Count)
+	if e.CPU != Unknown {
+		s += fmt.Sprintf(" cpu=%d", e.CPU)
+	}
+	if e.Bank != Unknown {
+		s += fmt.Sprintf(" bank=%d", e.Bank)
+	}
+	if e.AddrValid {
+		s += fmt.Sprintf(" addr=%#x", e.PhysAddr)
+	}
+	if e.DIMMLabel != "" {
+		s += fmt.Sprintf(" dimm=%q", e.DIMMLabel)
+	}
+	s += " src=" + string(e.Source)
+	return s
+}

@@ -1,0 +1,101 @@
+// Package kpath holds the roots of the kernel's pseudo filesystems. Every
+// other package builds its paths from a Paths value, so the whole daemon runs
+// unchanged against a fixture tree or the simulator.
+package kpath
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Paths are the mount points the daemon reads and writes through.
+type Paths struct {
+	Sys     string // sysfs, normally /sys
+	Proc    string // procfs, normally /proc
+	Tracing string // tracefs, normally /sys/kernel/tracing
+	Debug   string // debugfs, normally /sys/kernel/debug
+	Dev     string // devtmpfs, normally /dev
+}
+
+// Default returns the real mounts. Tracing is left empty: Resolve picks
+// /sys/kernel/tracing or the older /sys/kernel/debug/tracing.
+func Default() Paths {
+	return Paths{Sys: "/sys", Proc: "/proc", Debug: "/sys/kernel/debug", Dev: "/dev"}
+}
+
+// Under returns the layout of a fixture or simulator tree rooted at dir.
+func Under(dir string) Paths {
+	return Paths{
+		Sys:     filepath.Join(dir, "sys"),
+		Proc:    filepath.Join(dir, "proc"),
+		Tracing: filepath.Join(dir, "sys/kernel/tracing"),
+		Debug:   filepath.Join(dir, "sys/kernel/debug"),
+		Dev:     filepath.Join(dir, "dev"),
+	}
+}
+
+// Resolve fills an empty Tracing with the first tracefs mount that exists:
+// <sys>/kernel/tracing (kernel 4.1+), then <debug>/tracing.
+func (p Paths) Resolve() Paths {
+	if p.Tracing != "" {
+		return p
+	}
+	candidates := []string{filepath.Join(p.Sys, "kernel/tracing"), filepath.Join(p.Debug, "tracing")}
+	for _, c := range candidates {
+		if _, err := os.Stat(filepath.Join(c, "instances")); err == nil {
+			p.Tracing = c
+			return p
+		}
+	}
+	p.Tracing = candidates[0]
+	return p
+}
+
+func (p Paths) SysPath(elem ...string) string     { return filepath.Join(append([]string{p.Sys}, elem...)...) }
+func (p Paths) ProcPath(elem ...string) string    { return filepath.Join(append([]string{p.Proc}, elem...)...) }
+func (p Paths) TracingPath(elem ...string) string { return filepath.Join(append([]string{p.Tracing}, elem...)...) }
+func (p Paths) DebugPath(elem ...string) string   { return filepath.Join(append([]string{p.Debug}, elem...)...) }
+func (p Paths) DevPath(elem ...string) string     { return filepath.Join(append([]string{p.Dev}, elem...)...) }
+
+// FS is the small filesystem seam actuators and readers go through, so
+// package tests can make a sysfs write fail with EBUSY, EIO or EPERM.
+type FS interface {
+	ReadFile(name string) ([]byte, error)
+	// WriteFile writes data in one write(2) to an existing file, as sysfs
+	// attributes expect, and returns the write's own error.
+	WriteFile(name string, data []byte) error
+	// ReadAt reads len(b) bytes at off (for /proc/kpageflags).
+	ReadAt(name string, b []byte, off int64) (int, error)
+	Stat(name string) (fs.FileInfo, error)
+	ReadDir(name string) ([]fs.DirEntry, error)
+}
+
+// OS is the real filesystem.
+type OS struct{}
+
+func (OS) ReadFile(name string) ([]byte, error)       { return os.ReadFile(name) }
+func (OS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(name) }
+func (OS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(name) }
+
+func (OS) WriteFile(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if werr != nil {
+		return werr
+	}
+	return cerr
+}
+
+func (OS) ReadAt(name string, b []byte, off int64) (int, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.ReadAt(b, off)
+}
