@@ -24,10 +24,10 @@ const (
 // Machine is the single machine-wide resource (storms).
 const Machine Resource = KindMachine
 
-func CPU(n int) Resource        { return Resource(KindCPU + ":" + strconv.Itoa(n)) }
-func Page(pfn uint64) Resource  { return Resource(fmt.Sprintf("%s:%#x", KindPage, pfn)) }
-func Socket(n int) Resource     { return Resource(KindSocket + ":" + strconv.Itoa(n)) }
-func Row(key string) Resource   { return Resource(KindRow + ":" + key) }
+func CPU(n int) Resource       { return Resource(KindCPU + ":" + strconv.Itoa(n)) }
+func Page(pfn uint64) Resource { return Resource(fmt.Sprintf("%s:%#x", KindPage, pfn)) }
+func Socket(n int) Resource    { return Resource(KindSocket + ":" + strconv.Itoa(n)) }
+func Row(key string) Resource  { return Resource(KindRow + ":" + key) }
 func DIMM(mc int, label string) Resource {
 	return Resource(fmt.Sprintf("%s:mc%d/%s", KindDIMM, mc, label))
 }

@@ -52,11 +52,21 @@ func (p Paths) Resolve() Paths {
 	return p
 }
 
-func (p Paths) SysPath(elem ...string) string     { return filepath.Join(append([]string{p.Sys}, elem...)...) }
-func (p Paths) ProcPath(elem ...string) string    { return filepath.Join(append([]string{p.Proc}, elem...)...) }
-func (p Paths) TracingPath(elem ...string) string { return filepath.Join(append([]string{p.Tracing}, elem...)...) }
-func (p Paths) DebugPath(elem ...string) string   { return filepath.Join(append([]string{p.Debug}, elem...)...) }
-func (p Paths) DevPath(elem ...string) string     { return filepath.Join(append([]string{p.Dev}, elem...)...) }
+func (p Paths) SysPath(elem ...string) string {
+	return filepath.Join(append([]string{p.Sys}, elem...)...)
+}
+func (p Paths) ProcPath(elem ...string) string {
+	return filepath.Join(append([]string{p.Proc}, elem...)...)
+}
+func (p Paths) TracingPath(elem ...string) string {
+	return filepath.Join(append([]string{p.Tracing}, elem...)...)
+}
+func (p Paths) DebugPath(elem ...string) string {
+	return filepath.Join(append([]string{p.Debug}, elem...)...)
+}
+func (p Paths) DevPath(elem ...string) string {
+	return filepath.Join(append([]string{p.Dev}, elem...)...)
+}
 
 // FS is the small filesystem seam actuators and readers go through, so
 // package tests can make a sysfs write fail with EBUSY, EIO or EPERM.
