@@ -49,8 +49,15 @@ func ParseFormat(source, system string, data []byte) (*Format, error) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	line := 0
 	haveID := false
+	inPrintFmt := false
 	for sc.Scan() {
 		line++
+		// print fmt is the last entry and its C string may hold a raw
+		// newline (ras/aer_event does): every later line belongs to it.
+		if inPrintFmt {
+			f.PrintFmt += "\n" + sc.Text()
+			continue
+		}
 		t := strings.TrimSpace(sc.Text())
 		switch {
 		case t == "" || t == "format:":
@@ -75,6 +82,7 @@ func ParseFormat(source, system string, data []byte) (*Format, error) {
 			f.Fields = append(f.Fields, fld)
 		case strings.HasPrefix(t, "print fmt:"):
 			f.PrintFmt = strings.TrimSpace(strings.TrimPrefix(t, "print fmt:"))
+			inPrintFmt = true
 		default:
 			return nil, fmt.Errorf("%s:%d: unexpected line %q", source, line, t)
 		}
@@ -82,6 +90,7 @@ func ParseFormat(source, system string, data []byte) (*Format, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
+	f.PrintFmt = strings.TrimRight(f.PrintFmt, "\n")
 	if f.Name == "" {
 		return nil, fmt.Errorf("%s: no name: line", source)
 	}
