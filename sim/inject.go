@@ -1,0 +1,331 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// MCE is one machine-check record as mce-inject would log it.
+type MCE struct {
+	CPU       int    `json:"cpu"`
+	Bank      int    `json:"bank"`
+	Status    uint64 `json:"status"`
+	Addr      uint64 `json:"addr,omitempty"`
+	Misc      uint64 `json:"misc,omitempty"`
+	Synd      uint64 `json:"synd,omitempty"`
+	IPID      uint64 `json:"ipid,omitempty"`
+	MCGStatus uint64 `json:"mcgstatus,omitempty"`
+	// Count repeats the record; 0 means 1.
+	Count int `json:"count,omitempty"`
+}
+
+// Injector is what a scenario drives: a *Machine in-process or a *Client
+// over the control socket.
+type Injector interface {
+	InjectMCE(e MCE) error
+	InjectMemoryCE(addr uint64, count, cpu int) error
+	InjectMemoryUE(addr uint64, cpu int) error
+	InjectCacheCE(cpu, count int) error
+	InjectEDAC(mc, dimm int, ce uint64) error
+	Storm(n int, pages []uint64) error
+}
+
+var _ Injector = (*Machine)(nil)
+
+const (
+	maxCount   = 10_000_000
+	kworkerPID = 116 // the mce work item runs in a kworker, as captured
+	tscPerNS   = 2.5 // a 2.5 GHz TSC
+)
+
+// mc_event error_type values (enum hw_event_mc_err_type).
+const (
+	hwEventErrCorrected   = 0
+	hwEventErrUncorrected = 1
+)
+
+func checkCount(n int) (int, error) {
+	if n == 0 {
+		return 1, nil
+	}
+	if n < 0 || n > maxCount {
+		return 0, fmt.Errorf("count %d: want 1..%d", n, maxCount)
+	}
+	return n, nil
+}
+
+// nowNS is the trace clock ("local": nanoseconds since boot), never going
+// back. Caller holds m.mu.
+func (m *Machine) nowNS() uint64 {
+	ns := m.now().Sub(m.boot).Nanoseconds()
+	if ns < 0 {
+		ns = 0
+	}
+	if uint64(ns) < m.lastTS {
+		return m.lastTS
+	}
+	m.lastTS = uint64(ns)
+	return m.lastTS
+}
+
+// mceRecord lays out one mce:mce_record payload from the kernel's format.
+func (m *Machine) mceRecord(e MCE, ts uint64) ([]byte, error) {
+	v := m.prof.vendor()
+	p := newPayload(m.events["mce/mce_record"].format, kworkerPID)
+	set := []struct {
+		name string
+		v    uint64
+	}{
+		{"mcgcap", 0}, {"mcgstatus", e.MCGStatus}, {"status", e.Status}, {"addr", e.Addr},
+		{"misc", e.Misc}, {"synd", e.Synd}, {"ipid", e.IPID}, {"ip", 0},
+		{"tsc", uint64(float64(ts) * tscPerNS)}, {"walltime", uint64(m.boot.Unix()) + ts/1e9},
+		{"cpu", uint64(e.CPU)}, {"cpuid", uint64(v.cpuid)}, {"apicid", 0}, {"socketid", 0},
+		{"cs", 0}, {"bank", uint64(e.Bank)}, {"cpuvendor", uint64(v.cpuvendor)},
+	}
+	for _, f := range set {
+		if err := p.set(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.setIfPresent("ppin", 0); err != nil {
+		return nil, err
+	}
+	if err := p.setIfPresent("microcode", uint64(v.microcode)); err != nil {
+		return nil, err
+	}
+	return p.bytes(), nil
+}
+
+// mcEvent lays out one ras:mc_event payload for a memory error at addr.
+func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocation) ([]byte, error) {
+	p := newPayload(m.events["ras/mc_event"].format, kworkerPID)
+	msg := "memory read error"
+	ints := []struct {
+		name string
+		v    uint64
+	}{
+		{"error_type", uint64(errType)}, {"error_count", uint64(count)}, {"mc_index", uint64(loc.MC)},
+		{"top_layer", uint64(loc.DIMM)}, {"middle_layer", 0}, {"lower_layer", uint64(0xff)}, // -1: unused layer
+		{"address", addr}, {"grain_bits", pageShift}, {"syndrome", 0},
+	}
+	for _, f := range ints {
+		if err := p.set(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range []struct{ name, v string }{{"msg", msg}, {"label", loc.Label}, {"driver_detail", loc.driverDetail()}} {
+		if err := p.setString(s.name, s.v); err != nil {
+			return nil, err
+		}
+	}
+	return p.bytes(), nil
+}
+
+// InjectMCE logs e.Count machine-check records on e.CPU.
+func (m *Machine) InjectMCE(e MCE) error {
+	n, err := checkCount(e.Count)
+	if err != nil {
+		return fmt.Errorf("inject mce: %w", err)
+	}
+	if e.Bank < 0 || e.Bank > 63 {
+		return fmt.Errorf("inject mce: bank %d outside 0..63", e.Bank)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkCPU(e.CPU); err != nil {
+		return fmt.Errorf("inject mce: %w", err)
+	}
+	em := m.newEmitter()
+	for range n {
+		if err := m.emitMCE(em, e); err != nil {
+			return err
+		}
+	}
+	return em.flush()
+}
+
+func (m *Machine) emitMCE(em *emitter, e MCE) error {
+	ts := m.nowNS()
+	rec, err := m.mceRecord(e, ts)
+	if err != nil {
+		return err
+	}
+	return em.record("mce/mce_record", e.CPU, ts, rec)
+}
+
+// InjectMemoryCE logs count corrected DRAM errors at addr on cpu, with the
+// profile's vendor values. The same errors then take the kernel's paths:
+// with CEC they are consumed by it (which offlines the page at its
+// action_threshold); else with EDAC one ras:mc_event with error_count =
+// count is emitted for the owning DIMM and its counters grow by count.
+func (m *Machine) InjectMemoryCE(addr uint64, count, cpu int) error {
+	n, err := checkCount(count)
+	if err != nil {
+		return fmt.Errorf("inject memory ce: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkCPU(cpu); err != nil {
+		return fmt.Errorf("inject memory ce: %w", err)
+	}
+	em := m.newEmitter()
+	if err := m.memoryError(em, addr, n, cpu, false); err != nil {
+		return fmt.Errorf("inject memory ce: %w", err)
+	}
+	return em.flush()
+}
+
+// InjectMemoryUE logs one uncorrected DRAM error (UC, bit 61, set) at addr.
+// The simulator does not poison the page itself: recovery is the daemon's
+// job (hard offline).
+func (m *Machine) InjectMemoryUE(addr uint64, cpu int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkCPU(cpu); err != nil {
+		return fmt.Errorf("inject memory ue: %w", err)
+	}
+	em := m.newEmitter()
+	if err := m.memoryError(em, addr, 1, cpu, true); err != nil {
+		return fmt.Errorf("inject memory ue: %w", err)
+	}
+	return em.flush()
+}
+
+func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected bool) error {
+	v := m.prof.vendor()
+	e := MCE{CPU: cpu, Bank: v.memBank, Status: v.memStatus, Addr: addr, Misc: v.memMisc}
+	if uncorrected {
+		e.Status = v.memUEStat
+	}
+	for range n {
+		if err := m.emitMCE(em, e); err != nil {
+			return err
+		}
+	}
+	if m.prof.CEC && !uncorrected {
+		return m.cecConsume(em, addr>>pageShift, uint64(n))
+	}
+	if !m.prof.EDAC {
+		return nil
+	}
+	loc := m.prof.Locate(addr)
+	errType, counter := hwEventErrCorrected, "ce"
+	if uncorrected {
+		errType, counter = hwEventErrUncorrected, "ue"
+	}
+	for left := n; left > 0; {
+		c := min(left, 0xffff) // error_count is a u16
+		rec, err := m.mcEvent(errType, uint16(c), addr, loc)
+		if err != nil {
+			return err
+		}
+		if err := em.record("ras/mc_event", cpu, m.nowNS(), rec); err != nil {
+			return err
+		}
+		left -= c
+	}
+	em.edac[edacKey{loc.MC, loc.DIMM, counter}] += uint64(n)
+	return nil
+}
+
+// cecConsume counts corrected errors per page as the kernel's CEC does and
+// offlines the page when the count reaches action_threshold.
+func (m *Machine) cecConsume(em *emitter, pfn, n uint64) error {
+	m.stats.CECConsumed += n
+	if em.cecThreshold == 0 {
+		t, err := readUint(m.paths.DebugPath("ras/cec/action_threshold"))
+		if err != nil {
+			return err
+		}
+		em.cecThreshold = max(t, 1)
+	}
+	m.cec[pfn] += n
+	if m.cec[pfn] < em.cecThreshold || pfn >= m.prof.pages() {
+		return nil
+	}
+	delete(m.cec, pfn)
+	res, err := m.poison(pfn)
+	if err != nil {
+		return err
+	}
+	m.offlined = append(m.offlined, OfflineRequest{Kind: "cec", Addr: pfn << pageShift, PFN: pfn, Result: res})
+	return nil
+}
+
+// InjectCacheCE logs count corrected cache errors (bank 1, MCACOD 0x134, a
+// level-0 data read) on cpu.
+func (m *Machine) InjectCacheCE(cpu, count int) error {
+	return m.InjectMCE(MCE{CPU: cpu, Bank: cacheBank, Status: cacheStatus, Count: count})
+}
+
+// InjectEDAC raises one DIMM's corrected-error counters by ce without any
+// tracepoint: errors the tracepoints missed.
+func (m *Machine) InjectEDAC(mc, dimm int, ce uint64) error {
+	if !m.prof.EDAC {
+		return errors.New("inject edac: profile has no EDAC")
+	}
+	if mc < 0 || mc >= m.prof.Controllers || dimm < 0 || dimm >= m.prof.DIMMsPerController {
+		return fmt.Errorf("inject edac: no mc%d/dimm%d (%d controllers x %d dimms)", mc, dimm, m.prof.Controllers, m.prof.DIMMsPerController)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bumpEDAC(mc, dimm, "ce", ce)
+}
+
+// bumpEDAC adds n to a DIMM's dimm_<kind>_count and its controller's
+// <kind>_count, reading the files so outside edits are kept.
+func (m *Machine) bumpEDAC(mc, dimm int, kind string, n uint64) error {
+	mcDir := m.paths.SysPath("devices/system/edac/mc", fmt.Sprintf("mc%d", mc))
+	for _, p := range []string{
+		filepath.Join(mcDir, fmt.Sprintf("dimm%d", dimm), "dimm_"+kind+"_count"),
+		filepath.Join(mcDir, kind+"_count"),
+	} {
+		cur, err := readUint(p)
+		if err != nil {
+			return err
+		}
+		if err := writeAtomic(p, []byte(strconv.FormatUint(cur+n, 10)+"\n")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readUint(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 64)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// Storm injects n corrected memory errors as fast as possible, round-robin
+// over pages (physical addresses) and over the online CPUs, each taking the
+// same paths as InjectMemoryCE with a count of 1. Records are packed many
+// to a page write.
+func (m *Machine) Storm(n int, pages []uint64) error {
+	if n < 1 || n > maxCount*10 {
+		return fmt.Errorf("storm: count %d: want 1..%d", n, maxCount*10)
+	}
+	if len(pages) == 0 {
+		return errors.New("storm: no pages")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cpus := m.onlineCPUs()
+	em := m.newEmitter()
+	for i := range n {
+		if err := m.memoryError(em, pages[i%len(pages)], 1, cpus[i%len(cpus)], false); err != nil {
+			return fmt.Errorf("storm: %w", err)
+		}
+	}
+	return em.flush()
+}
