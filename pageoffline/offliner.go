@@ -1,0 +1,108 @@
+package pageoffline
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/kpath"
+)
+
+// Action kinds this package records.
+const (
+	KindSoft = "soft-offline"
+	KindHard = "hard-offline"
+)
+
+// Options tune an Offliner. Zero values take the defaults.
+type Options struct {
+	// Retries after the first write when it fails with EAGAIN (default 3).
+	// Negative means no retry.
+	Retries int
+	// Backoff before the first write retry, doubling (default 100ms).
+	Backoff time.Duration
+	// VerifyReads is how many times kpageflags is read after a successful
+	// write before giving up on seeing HWPOISON (default 5): the poison can
+	// land a little after the write returns (a simulator applies it from
+	// another process).
+	VerifyReads int
+	// VerifyBackoff is the wait before the second verify read, doubling
+	// (default 5ms).
+	VerifyBackoff time.Duration
+	// Sleep waits d or until ctx ends (default: a timer).
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now stamps actions (default time.Now).
+	Now func() time.Time
+	// Log receives one line per retry and outcome (default: discarded).
+	Log logrus.FieldLogger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Retries == 0 {
+		o.Retries = 3
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 100 * time.Millisecond
+	}
+	if o.VerifyReads <= 0 {
+		o.VerifyReads = 5
+	}
+	if o.VerifyBackoff <= 0 {
+		o.VerifyBackoff = 5 * time.Millisecond
+	}
+	if o.Sleep == nil {
+		o.Sleep = SleepContext
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		o.Log = l
+	}
+	return o
+}
+
+// SleepContext waits d, returning early with ctx's error when ctx ends.
+func SleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Offliner retires pages. Isolate soft-offlines (fault.Actuator);
+// HardOffline poisons at once. Safe for concurrent use as long as the
+// injected functions are.
+type Offliner struct {
+	paths kpath.Paths
+	fsys  kpath.FS
+	opts  Options
+}
+
+var _ fault.Actuator = (*Offliner)(nil)
+
+// New returns an Offliner working under p through fsys.
+func New(p kpath.Paths, fsys kpath.FS, opts Options) *Offliner {
+	return &Offliner{paths: p, fsys: fsys, opts: opts.withDefaults()}
+}
+
+// nextDelay doubles d, capped so a large retry count cannot overflow.
+func nextDelay(d time.Duration) time.Duration {
+	const ceiling = time.Minute
+	if d >= ceiling/2 {
+		return ceiling
+	}
+	return 2 * d
+}
