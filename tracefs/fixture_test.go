@@ -55,7 +55,6 @@ func (ft *fixtureTree) populate(t testing.TB, name string) {
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
 		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
 	}
-	write("tracing_on", "0\n")
 	write("buffer_size_kb", "1408\n")
 	if !ft.noBufferPercent {
 		write("buffer_percent", "50\n")
@@ -80,6 +79,8 @@ func (ft *fixtureTree) populate(t testing.TB, name string) {
 			write(filepath.Join(c, "trace_pipe_raw"), "")
 		}
 	}
+	// Last, as the simulator does: its presence says the rest is there.
+	write("tracing_on", "0\n")
 }
 
 func (ft *fixtureTree) read(t *testing.T, name, rel string) string {

@@ -186,17 +186,22 @@ func (in *Instance) setUp(opts Options) error {
 }
 
 // waitPopulated waits for the kernel (synchronous) or the simulator
-// (another process, asynchronous) to fill a new instance directory.
+// (another process, asynchronous) to fill a new instance directory. The
+// simulator writes tracing_on last, so with it present the rest is there.
 func waitPopulated(dir string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		_, errE := os.Stat(filepath.Join(dir, "events"))
-		_, errP := os.Stat(filepath.Join(dir, "per_cpu"))
-		if errE == nil && errP == nil {
+		complete := true
+		for _, name := range []string{"events", "per_cpu", "tracing_on"} {
+			if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+				complete = false
+			}
+		}
+		if complete {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s has no events/ or per_cpu/ after %v", ErrNotPopulated, dir, timeout)
+			return fmt.Errorf("%w: %s lacks events/, per_cpu/ or tracing_on after %v", ErrNotPopulated, dir, timeout)
 		}
 		time.Sleep(populatePollInterval)
 	}

@@ -91,7 +91,7 @@ func TestOpenInstanceFailures(t *testing.T) {
 		}, nil, "must be one path element"},
 		{"never populated", func(t *testing.T, ft *fixtureTree) (kpath.Paths, Options) {
 			return ft.paths, Options{PopulateTimeout: 20 * time.Millisecond}
-		}, ErrNotPopulated, "has no events/ or per_cpu/"},
+		}, ErrNotPopulated, "lacks events/, per_cpu/ or tracing_on"},
 		{"explicit event missing", func(t *testing.T, ft *fixtureTree) (kpath.Paths, Options) {
 			ft.populate(t, "selfprotect")
 			return ft.paths, Options{Events: []string{"mce/mce_record", "ras/nope"}}
