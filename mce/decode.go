@@ -1,8 +1,7 @@
 package mce
 
 import (
-	"fmt"
-	"strings"
+	"strconv"
 
 	"github.com/selfprotect/selfprotect/fault"
 )
@@ -135,33 +134,57 @@ func Decode(r Record) Decoded {
 }
 
 // summary is one line for humans: vendor, bank, severity, class and the
-// code's meaning, then the address when it is usable.
+// code's meaning, then the address. It is built by appending rather than
+// with fmt because every record pays for it.
 func summary(d *Decoded, r Record, ec *errorCode) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s cpu %d bank %d", d.Vendor, r.CPU, r.Bank)
-	if d.BankName != "" {
-		fmt.Fprintf(&b, " (%s)", d.BankName)
-	} else if d.BankKind != BankUnknown {
-		fmt.Fprintf(&b, " (%s)", d.BankKind)
+	b := make([]byte, 0, 192)
+	b = append(b, d.Vendor.String()...)
+	b = append(b, " cpu "...)
+	b = strconv.AppendUint(b, uint64(r.CPU), 10)
+	b = append(b, " bank "...)
+	b = strconv.AppendUint(b, uint64(r.Bank), 10)
+	switch {
+	case d.BankName != "":
+		b = append(b, " ("...)
+		b = append(b, d.BankName...)
+		b = append(b, ')')
+	case d.BankKind != BankUnknown:
+		b = append(b, " ("...)
+		b = append(b, d.BankKind...)
+		b = append(b, ')')
 	}
-	fmt.Fprintf(&b, ": %s %s error, %s", d.Severity, d.Class, ec.what)
+	b = append(b, ": "...)
+	b = append(b, d.Severity.String()...)
+	b = append(b, ' ')
+	b = append(b, d.Class.String()...)
+	b = append(b, " error, "...)
+	b = append(b, ec.what...)
 	if !d.Valid {
-		b.WriteString(", status not valid")
+		b = append(b, ", status not valid"...)
 	}
 	if d.Overflow {
-		b.WriteString(", overflow")
+		b = append(b, ", overflow"...)
 	}
 	if d.PCC {
-		b.WriteString(", processor context corrupt")
+		b = append(b, ", processor context corrupt"...)
 	}
 	if d.AddrValid {
-		fmt.Fprintf(&b, ", addr %#x", d.PhysAddr)
+		b = append(b, ", addr "...)
+		b = appendHex(b, d.PhysAddr)
 		if d.AddrUsable {
-			fmt.Fprintf(&b, " (lsb %d)", d.AddrLSB)
+			b = append(b, " (lsb "...)
+			b = strconv.AppendUint(b, uint64(d.AddrLSB), 10)
+			b = append(b, ')')
 		} else {
-			b.WriteString(" (not a usable physical address)")
+			b = append(b, " (not a usable physical address)"...)
 		}
 	}
-	fmt.Fprintf(&b, ", status %#016x", r.Status)
-	return b.String()
+	b = append(b, ", status "...)
+	b = appendHex(b, r.Status)
+	return string(b)
+}
+
+func appendHex(b []byte, v uint64) []byte {
+	b = append(b, "0x"...)
+	return strconv.AppendUint(b, v, 16)
 }

@@ -1,7 +1,7 @@
 package mce
 
 import (
-	"fmt"
+	"strconv"
 
 	"github.com/selfprotect/selfprotect/fault"
 )
@@ -19,12 +19,12 @@ type errorCode struct {
 }
 
 var (
-	llLevels   = [4]int{0, 1, 2, fault.Unknown}
-	ttNames    = [4]string{"instruction", "data", "generic", "reserved"}
-	iiNames    = [4]string{"memory", "reserved", "io", "other"}
-	ppNames    = [4]string{"source", "responder", "observer", "generic"}
-	rrrrNames  = [16]string{"generic", "read", "write", "data-read", "data-write", "instruction-fetch", "prefetch", "eviction", "snoop"}
-	mmmNames   = [8]string{"generic", "read", "write", "address-command", "scrub"}
+	llLevels  = [4]int{0, 1, 2, fault.Unknown}
+	ttNames   = [4]string{"instruction", "data", "generic", "reserved"}
+	iiNames   = [4]string{"memory", "reserved", "io", "other"}
+	ppNames   = [4]string{"source", "responder", "observer", "generic"}
+	rrrrNames = [16]string{"generic", "read", "write", "data-read", "data-write", "instruction-fetch", "prefetch", "eviction", "snoop"}
+	mmmNames  = [8]string{"generic", "read", "write", "address-command", "scrub"}
 )
 
 // simpleCodeName names the simple (non-compound) error codes.
@@ -47,7 +47,7 @@ func simpleCodeName(c uint16) string {
 	case 0x0400:
 		return "internal timer"
 	}
-	return fmt.Sprintf("error code %#04x", c)
+	return "error code 0x" + strconv.FormatUint(uint64(c), 16)
 }
 
 func nameOr(s, fallback string) string {
@@ -71,32 +71,32 @@ func decodeMCACOD(code uint16) errorCode {
 		if c&0x0100 != 0 {
 			timeout = " timeout"
 		}
-		ec.what = fmt.Sprintf("bus/interconnect %s %s %s%s", ppNames[(c>>9)&3], ec.transactionType, iiNames[(c>>2)&3], timeout)
+		ec.what = "bus/interconnect " + ppNames[(c>>9)&3] + " " + ec.transactionType + " " + iiNames[(c>>2)&3] + timeout
 	case c&0xff00 == 0x0100: // 0000 0001 RRRR TTLL
 		ec.class = fault.ClassCache
 		ec.level = llLevels[c&3]
 		ec.cacheType = ttNames[(c>>2)&3]
 		ec.transactionType = nameOr(rrrrNames[(c>>4)&0xf], "reserved")
-		ec.what = fmt.Sprintf("%s cache %s %s", levelName(ec.level), ec.cacheType, ec.transactionType)
+		ec.what = levelName(ec.level) + " cache " + ec.cacheType + " " + ec.transactionType
 	case c&0xff80 == 0x0080: // 0000 0000 1MMM CCCC
 		ec.class = fault.ClassMemory
 		ec.transactionType = nameOr(mmmNames[(c>>4)&7], "reserved")
 		ch := "channel unknown"
 		if c&0xf != 0xf {
-			ch = fmt.Sprintf("channel %d", c&0xf)
+			ch = "channel " + strconv.Itoa(int(c&0xf))
 		}
-		ec.what = fmt.Sprintf("memory controller %s, %s", ec.transactionType, ch)
+		ec.what = "memory controller " + ec.transactionType + ", " + ch
 	case c&0xfff0 == 0x0010: // 0000 0000 0001 TTLL
 		ec.class = fault.ClassTLB
 		ec.level = llLevels[c&3]
 		ec.cacheType = ttNames[(c>>2)&3]
-		ec.what = fmt.Sprintf("%s TLB %s", levelName(ec.level), ec.cacheType)
+		ec.what = levelName(ec.level) + " TLB " + ec.cacheType
 	case c&0xfffc == 0x000c: // 0000 0000 0000 11LL: generic cache hierarchy
 		ec.class = fault.ClassCache
 		ec.level = llLevels[c&3]
 		ec.cacheType = "generic"
 		ec.transactionType = "generic"
-		ec.what = fmt.Sprintf("%s cache hierarchy", levelName(ec.level))
+		ec.what = levelName(ec.level) + " cache hierarchy"
 	case c&0xfc00 == 0x0400 && c != 0x0400: // 0000 01xx xxxx xxxx
 		ec.what = "internal unclassified"
 	default:
@@ -105,9 +105,11 @@ func decodeMCACOD(code uint16) errorCode {
 	return ec
 }
 
+var levelNames = [3]string{"L0", "L1", "L2"}
+
 func levelName(level int) string {
-	if level == fault.Unknown {
-		return "generic-level"
+	if level >= 0 && level < len(levelNames) {
+		return levelNames[level]
 	}
-	return fmt.Sprintf("L%d", level)
+	return "generic-level"
 }

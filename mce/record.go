@@ -23,104 +23,77 @@ var ErrNotMCERecord = errors.New("not an mce_record event")
 // kernel's; PPIN and Microcode exist from 6.12 on and are zero before.
 type Record struct {
 	MCGCap, MCGStatus, Status, Addr, Misc, Synd, IPID, IP, TSC, PPIN, Walltime uint64
-	CPU, CPUID, APICID, SocketID                                              uint32
-	CS, Bank, CPUVendor                                                       uint8
-	Microcode                                                                 uint32
+	CPU, CPUID, APICID, SocketID                                               uint32
+	CS, Bank, CPUVendor                                                        uint8
+	Microcode                                                                  uint32
 }
-
-// Fields a record must carry on every kernel we support; a kernel that drops
-// one of them changed the ABI and we would rather fail loudly than decode
-// zeros.
-var (
-	u64Fields = []struct {
-		name string
-		dst  func(*Record) *uint64
-	}{
-		{"mcgcap", func(r *Record) *uint64 { return &r.MCGCap }},
-		{"mcgstatus", func(r *Record) *uint64 { return &r.MCGStatus }},
-		{"status", func(r *Record) *uint64 { return &r.Status }},
-		{"addr", func(r *Record) *uint64 { return &r.Addr }},
-		{"misc", func(r *Record) *uint64 { return &r.Misc }},
-		{"synd", func(r *Record) *uint64 { return &r.Synd }},
-		{"ipid", func(r *Record) *uint64 { return &r.IPID }},
-		{"ip", func(r *Record) *uint64 { return &r.IP }},
-		{"tsc", func(r *Record) *uint64 { return &r.TSC }},
-		{"walltime", func(r *Record) *uint64 { return &r.Walltime }},
-	}
-	u32Fields = []struct {
-		name string
-		dst  func(*Record) *uint32
-	}{
-		{"cpu", func(r *Record) *uint32 { return &r.CPU }},
-		{"cpuid", func(r *Record) *uint32 { return &r.CPUID }},
-		{"apicid", func(r *Record) *uint32 { return &r.APICID }},
-		{"socketid", func(r *Record) *uint32 { return &r.SocketID }},
-	}
-	u8Fields = []struct {
-		name string
-		dst  func(*Record) *uint8
-	}{
-		{"cs", func(r *Record) *uint8 { return &r.CS }},
-		{"bank", func(r *Record) *uint8 { return &r.Bank }},
-		{"cpuvendor", func(r *Record) *uint8 { return &r.CPUVendor }},
-	}
-)
 
 // FromTrace reads an mce_record by field name through the record's own
 // format, so the 6.1 and 6.12 layouts (and any later one that keeps the
-// names) decode alike. A missing mandatory field is an error naming it;
-// ppin and microcode, added in 6.12, read as zero when absent.
+// names) decode alike. Every field but ppin and microcode is mandatory: a
+// kernel that drops one changed the ABI, and an error naming the field is
+// better than decoding zeros. ppin and microcode, added in 6.12, read as
+// zero when the format lacks them.
 func FromTrace(r *tracefs.Record) (Record, error) {
-	var out Record
 	if r == nil || r.Format == nil {
-		return out, fmt.Errorf("decoding mce_record: record without format")
+		return Record{}, fmt.Errorf("decoding mce_record: record without format")
 	}
 	if r.Format.Name != EventName {
-		return out, fmt.Errorf("decoding %s:%s: %w", r.Format.System, r.Format.Name, ErrNotMCERecord)
+		return Record{}, fmt.Errorf("decoding %s:%s: %w", r.Format.System, r.Format.Name, ErrNotMCERecord)
 	}
-	for _, f := range u64Fields {
-		v, err := r.Uint(f.name)
-		if err != nil {
-			return Record{}, fmt.Errorf("decoding mce_record field %q: %w", f.name, err)
-		}
-		*f.dst(&out) = v
+	fr := fieldReader{rec: r}
+	out := Record{
+		MCGCap:    fr.uint("mcgcap"),
+		MCGStatus: fr.uint("mcgstatus"),
+		Status:    fr.uint("status"),
+		Addr:      fr.uint("addr"),
+		Misc:      fr.uint("misc"),
+		Synd:      fr.uint("synd"),
+		IPID:      fr.uint("ipid"),
+		IP:        fr.uint("ip"),
+		TSC:       fr.uint("tsc"),
+		PPIN:      fr.optional("ppin"),
+		Walltime:  fr.uint("walltime"),
+		CPU:       uint32(fr.uint("cpu")),
+		CPUID:     uint32(fr.uint("cpuid")),
+		APICID:    uint32(fr.uint("apicid")),
+		SocketID:  uint32(fr.uint("socketid")),
+		CS:        uint8(fr.uint("cs")),
+		Bank:      uint8(fr.uint("bank")),
+		CPUVendor: uint8(fr.uint("cpuvendor")),
+		Microcode: uint32(fr.optional("microcode")),
 	}
-	for _, f := range u32Fields {
-		v, err := r.Uint(f.name)
-		if err != nil {
-			return Record{}, fmt.Errorf("decoding mce_record field %q: %w", f.name, err)
-		}
-		*f.dst(&out) = uint32(v)
+	if fr.err != nil {
+		return Record{}, fr.err
 	}
-	for _, f := range u8Fields {
-		v, err := r.Uint(f.name)
-		if err != nil {
-			return Record{}, fmt.Errorf("decoding mce_record field %q: %w", f.name, err)
-		}
-		*f.dst(&out) = uint8(v)
-	}
-	var err error
-	if out.PPIN, err = optionalUint(r, "ppin"); err != nil {
-		return Record{}, err
-	}
-	mc, err := optionalUint(r, "microcode")
-	if err != nil {
-		return Record{}, err
-	}
-	out.Microcode = uint32(mc)
 	return out, nil
 }
 
-// optionalUint reads a field that older kernels lack: absent is zero, but a
-// field that is declared and cannot be read (record too short) is still an
-// error.
-func optionalUint(r *tracefs.Record, name string) (uint64, error) {
-	v, err := r.Uint(name)
-	if errors.Is(err, tracefs.ErrNoField) {
-		return 0, nil
+// fieldReader reads fields in turn and keeps the first error, so that
+// FromTrace reads as a list of fields rather than a ladder of checks.
+type fieldReader struct {
+	rec *tracefs.Record
+	err error
+}
+
+func (fr *fieldReader) uint(name string) uint64 {
+	if fr.err != nil {
+		return 0
 	}
+	v, err := fr.rec.Uint(name)
 	if err != nil {
-		return 0, fmt.Errorf("decoding mce_record field %q: %w", name, err)
+		fr.err = fmt.Errorf("decoding mce_record field %q: %w", name, err)
+		return 0
 	}
-	return v, nil
+	return v
+}
+
+// optional reads a field that older kernels lack: absent is zero, but a
+// field that is declared and cannot be read (record too short) is still an
+// error. Has is asked first so the common 6.1 case builds no error value.
+func (fr *fieldReader) optional(name string) uint64 {
+	if !fr.rec.Format.Has(name) {
+		return 0
+	}
+	return fr.uint(name)
 }
