@@ -99,7 +99,7 @@ func TestSoftOffline(t *testing.T) {
 		{
 			name: "poison lands on the third verify read", setup: func(k *fakeKernel) { k.delayReads = 3 },
 			want: fault.OutcomeIsolated, attempts: 1, writes: []string{addr}, undo: true,
-			waits: []time.Duration{5 * ms, 10 * ms}, detail: []string{"after 3 read(s)"},
+			waits: []time.Duration{10 * ms, 20 * ms}, detail: []string{"after 3 read(s)"},
 		},
 		{
 			name: "EAGAIN retried then success", setup: writeErrs(again),
@@ -126,7 +126,7 @@ func TestSoftOffline(t *testing.T) {
 		{
 			name: "write accepted but never poisoned", setup: func(k *fakeKernel) { k.ignore = true },
 			want: fault.OutcomeFailed, attempts: 1, writes: []string{addr},
-			waits:  []time.Duration{5 * ms, 10 * ms, 20 * ms, 40 * ms},
+			waits:  []time.Duration{10 * ms, 20 * ms, 40 * ms, 80 * ms},
 			detail: []string{"HWPOISON) still clear after 5 read(s)", "HardwareCorrupted 0 kB → 0 kB"},
 		},
 		{

@@ -30,7 +30,8 @@ type Options struct {
 	// another process).
 	VerifyReads int
 	// VerifyBackoff is the wait before the second verify read, doubling
-	// (default 5ms).
+	// (default 10ms; five reads span 150ms, ample for a simulator polling
+	// every few milliseconds).
 	VerifyBackoff time.Duration
 	// Sleep waits d or until ctx ends (default: a timer).
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -54,7 +55,7 @@ func (o Options) withDefaults() Options {
 		o.VerifyReads = 5
 	}
 	if o.VerifyBackoff <= 0 {
-		o.VerifyBackoff = 5 * time.Millisecond
+		o.VerifyBackoff = 10 * time.Millisecond
 	}
 	if o.Sleep == nil {
 		o.Sleep = SleepContext
