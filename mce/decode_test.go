@@ -305,3 +305,33 @@ func TestDecodeRealCaptures(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeMCACODNames(t *testing.T) {
+	tests := []struct {
+		code  uint16
+		class fault.Class
+		what  string
+	}{
+		{0x0000, fault.ClassOther, "no error"},
+		{0x0001, fault.ClassOther, "unclassified"},
+		{0x0002, fault.ClassOther, "microcode ROM parity"},
+		{0x0005, fault.ClassOther, "internal parity"},
+		{0x0400, fault.ClassOther, "internal timer"},
+		{0x0405, fault.ClassOther, "internal unclassified"},
+		{0x0007, fault.ClassOther, "error code 0x7"},
+		{0x009f, fault.ClassMemory, "memory controller read, channel unknown"},
+		{0x00f3, fault.ClassMemory, "memory controller reserved, channel 3"},
+		{0x01f0, fault.ClassCache, "L0 cache instruction reserved"},
+		{0x1010, fault.ClassTLB, "L0 TLB instruction"},
+	}
+	for _, tc := range tests {
+		ec := decodeMCACOD(tc.code)
+		require.Equal(t, tc.class, ec.class, "%#x", tc.code)
+		require.Equal(t, tc.what, ec.what, "%#x", tc.code)
+	}
+	// Unknown vendor with a PCC error: only the architectural bits count.
+	d := Decode(Record{CPUVendor: 99, Status: StatusVAL | StatusUC | StatusPCC})
+	require.Equal(t, fault.SeverityFatal, d.Severity)
+	d = Decode(Record{CPUVendor: 99, Status: StatusVAL | StatusDeferred})
+	require.Equal(t, fault.SeverityCorrected, d.Severity, "the deferred bit is AMD's")
+}
