@@ -1,0 +1,96 @@
+package policy
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// distinctTable counts distinct pages per key (a DIMM, a DRAM row) within a
+// window and trips when threshold pages are in it. Keys are few (DIMMs,
+// rows that actually fail) and each set stops growing at the threshold, so
+// a plain map per key is small enough; the recency list still bounds how
+// many keys a storm over many rows can create.
+type distinctTable[K comparable] struct {
+	keys      lru[K]
+	threshold int
+	window    int64
+	pages     []map[uint64]seenPage
+}
+
+type seenPage struct {
+	at  int64
+	seq uint32
+}
+
+func newDistinct[K comparable](threshold int, window time.Duration, maxKeys int) *distinctTable[K] {
+	t := &distinctTable[K]{threshold: max(threshold, 1), window: int64(window)}
+	t.keys = newLRU[K](maxKeys, func(s uint32) { t.pages[s] = nil })
+	return t
+}
+
+// add records pfn under k at now. On a trip it returns the pages in the
+// window (sorted) and appends their evidence numbers, oldest first, to ev,
+// then forgets k.
+func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []uint32) (tripped bool, pages []uint64, _ []uint32) {
+	cutoff := now - t.window
+	t.keys.expire(cutoff, sweepPerEvent)
+	s, ok := t.keys.lookup(k)
+	if !ok {
+		s = t.keys.insert(k, now)
+		for int(s) >= len(t.pages) {
+			t.pages = append(t.pages, nil)
+		}
+	}
+	set := t.pages[s]
+	if set == nil {
+		set = make(map[uint64]seenPage)
+		t.pages[s] = set
+	}
+	set[pfn] = seenPage{at: now, seq: seq}
+	if len(set) >= t.threshold {
+		for p, seen := range set {
+			if seen.at <= cutoff {
+				delete(set, p)
+			}
+		}
+	}
+	if len(set) < t.threshold {
+		t.keys.touch(s, now)
+		return false, nil, ev
+	}
+	pages = make([]uint64, 0, len(set))
+	order := make([]seenPage, 0, len(set))
+	for p, seen := range set {
+		pages = append(pages, p)
+		order = append(order, seen)
+	}
+	slices.Sort(pages)
+	slices.SortFunc(order, func(a, b seenPage) int { return cmp.Compare(a.at, b.at) })
+	for _, o := range order {
+		ev = append(ev, o.seq)
+	}
+	t.keys.remove(s)
+	return true, pages, ev
+}
+
+// level is the number of k's distinct pages still in the window at now.
+func (t *distinctTable[K]) level(k K, now int64) int {
+	s, ok := t.keys.lookup(k)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, seen := range t.pages[s] {
+		if seen.at > now-t.window {
+			n++
+		}
+	}
+	return n
+}
+
+func (t *distinctTable[K]) forget(k K) {
+	if s, ok := t.keys.lookup(k); ok {
+		t.keys.remove(s)
+	}
+}

@@ -1,0 +1,414 @@
+package policy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/selfprotect/selfprotect/fault"
+)
+
+// Decision is a newly opened case and what to isolate for it. Targets is
+// empty for cases that only alert (replace DIMM, shared cache, storm).
+type Decision struct {
+	Case    fault.Case
+	Targets []fault.Resource
+}
+
+// Rule names, as written in Case.Rule and in metrics.
+const (
+	RulePage        = "page"
+	RuleDIMM        = "dimm"
+	RuleRow         = "row"
+	RuleCPU         = "cpu"
+	RuleCache       = "cache" // cache errors a CPU offline cannot fix: alert only
+	RuleUncorrected = "uncorrected"
+	RuleStorm       = "storm"
+)
+
+// Engine applies the rules to events. It is NOT safe for concurrent use:
+// the daemon feeds it from one goroutine (or under one lock), and Levels,
+// Snapshot, Reset and Tick must be called the same way.
+//
+// Time: windows use ev.Received, measured from the first event the engine
+// saw, so the monotonic clock reading is used when the times carry one
+// (live events) and wall time otherwise (replay).
+type Engine struct {
+	cfg      Config
+	evidence int
+
+	started bool
+	epoch   time.Time
+	now     int64
+	events  uint64
+	log     evidenceLog
+
+	page        *serdTable[uint64]
+	pageTripped map[uint64]struct{}
+
+	dimmErrors  *serdTable[dimmKey]
+	dimmPages   *distinctTable[dimmKey]
+	dimmTripped map[dimmKey]struct{}
+
+	rowPages   *distinctTable[string]
+	rowTripped map[string]struct{}
+
+	cpu          *serdTable[int]
+	cpuTripped   map[int]struct{}
+	cache        *serdTable[fault.Resource]
+	cacheTripped map[fault.Resource]struct{}
+
+	uePages   map[uint64]struct{}
+	ueOthers  map[fault.Resource]struct{}
+	storm     stormState
+	stormCase int // storm cases opened
+}
+
+type dimmKey struct {
+	mc    int
+	label string
+}
+
+// NewEngine builds an engine for cfg (nil means Defaults). The engine keeps
+// a copy: later changes to cfg do not affect it.
+func NewEngine(cfg *Config) *Engine {
+	if cfg == nil {
+		cfg = Defaults()
+	}
+	r, maxKeys := cfg.Rules, max(cfg.Engine.MaxTracked, 1)
+	return &Engine{
+		cfg:          *cfg,
+		evidence:     min(max(cfg.Engine.Evidence, 1), maxEvidence),
+		log:          newEvidenceLog(),
+		page:         newSERD[uint64](r.Page.Threshold, r.Page.Window, maxSlotsPage, maxKeys),
+		pageTripped:  map[uint64]struct{}{},
+		dimmErrors:   newSERD[dimmKey](r.DIMM.Errors, r.DIMM.Window, maxSlotsOther, maxKeys),
+		dimmPages:    newDistinct[dimmKey](r.DIMM.DistinctPages, r.DIMM.Window, maxKeys),
+		dimmTripped:  map[dimmKey]struct{}{},
+		rowPages:     newDistinct[string](r.Row.DistinctPages, r.Row.Window, maxKeys),
+		rowTripped:   map[string]struct{}{},
+		cpu:          newSERD[int](r.CPU.Threshold, r.CPU.Window, maxSlotsOther, maxKeys),
+		cpuTripped:   map[int]struct{}{},
+		cache:        newSERD[fault.Resource](r.CPU.Threshold, r.CPU.Window, maxSlotsOther, maxKeys),
+		cacheTripped: map[fault.Resource]struct{}{},
+		uePages:      map[uint64]struct{}{},
+		ueOthers:     map[fault.Resource]struct{}{},
+		storm:        newStormState(r.Storm),
+	}
+}
+
+// clock converts a time to engine nanoseconds.
+func (e *Engine) clock(t time.Time) int64 {
+	if !e.started {
+		e.started, e.epoch = true, t
+	}
+	return int64(t.Sub(e.epoch))
+}
+
+// usablePage reports whether the event names one 4 KiB page.
+func usablePage(ev *fault.Event) bool { return ev.AddrValid && ev.AddrLSB <= 12 }
+
+// Observe feeds one event to every rule it matches and returns the cases it
+// opens (usually none; nil then, without allocating).
+func (e *Engine) Observe(ev *fault.Event) []Decision {
+	now := e.clock(ev.Received)
+	if now > e.now {
+		e.now = now
+	}
+	e.events++
+	count := max(ev.Count, 1) // a zero count is a source bug; it was still an error
+	seq := e.log.push(ev)
+
+	var out []Decision
+	corrected := ev.Severity == fault.SeverityCorrected || ev.Severity == fault.SeverityDeferred
+	if corrected {
+		out = e.countStorm(ev, now, count, out)
+	}
+	switch {
+	case ev.Class == fault.ClassMemory:
+		if corrected {
+			out = e.observePage(ev, now, count, seq, out)
+		} else {
+			out = e.observeUncorrected(ev, out)
+		}
+		out = e.observeDIMM(ev, now, count, seq, out)
+		out = e.observeRow(ev, now, seq, out)
+	case corrected && (ev.Class == fault.ClassCache || ev.Class == fault.ClassTLB):
+		out = e.observeCache(ev, now, count, seq, out)
+	case !corrected && ev.Class == fault.ClassCache:
+		out = e.observeUncorrected(ev, out)
+	}
+	return out
+}
+
+func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint32, out []Decision) []Decision {
+	if !e.cfg.Rules.Page.Enabled || !usablePage(ev) {
+		return out
+	}
+	pfn := ev.PFN()
+	if _, done := e.pageTripped[pfn]; done {
+		return out
+	}
+	tripped, level, seqs := e.page.add(pfn, now, count, seq, nil)
+	if !tripped {
+		return out
+	}
+	e.pageTripped[pfn] = struct{}{}
+	r := fault.Page(pfn)
+	c := e.newCase(ev, RulePage, fault.DiagSoftOfflinePage, r, memoryFRU(ev))
+	c.Summary = fmt.Sprintf("%d corrected memory errors on page %#x within %s (threshold %d): soft offline the page",
+		level, pfn, formatDuration(e.cfg.Rules.Page.Window), e.cfg.Rules.Page.Threshold)
+	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn })
+	return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
+}
+
+func (e *Engine) observeUncorrected(ev *fault.Event, out []Decision) []Decision {
+	if !e.cfg.Rules.Uncorrected.Enabled {
+		return out
+	}
+	if usablePage(ev) {
+		pfn := ev.PFN()
+		if _, done := e.uePages[pfn]; done {
+			return out
+		}
+		e.uePages[pfn] = struct{}{}
+		r := fault.Page(pfn)
+		c := e.newCase(ev, RuleUncorrected, fault.DiagHardOfflinePage, r, memoryFRU(ev))
+		c.Summary = fmt.Sprintf("%s %s error at %#x (page %#x): hard offline the page now",
+			ev.Severity, ev.Class, ev.PhysAddr, pfn)
+		c.Evidence = []fault.Evidence{fault.EvidenceOf(ev)}
+		return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
+	}
+	// Without an address there is nothing to isolate, but a human must know.
+	r, fru := cpuResource(ev)
+	if _, done := e.ueOthers[r]; done {
+		return out
+	}
+	e.ueOthers[r] = struct{}{}
+	c := e.newCase(ev, RuleUncorrected, fault.DiagAlertOnly, r, fru)
+	c.Summary = fmt.Sprintf("%s %s error without a usable address on %s: nothing to isolate, check the hardware",
+		ev.Severity, ev.Class, r)
+	c.Evidence = []fault.Evidence{fault.EvidenceOf(ev)}
+	return append(out, Decision{Case: c})
+}
+
+func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint32, out []Decision) []Decision {
+	rule := &e.cfg.Rules.DIMM
+	if !rule.Enabled || ev.DIMMLabel == "" {
+		return out
+	}
+	k := dimmKey{mc: ev.MC, label: ev.DIMMLabel}
+	if _, done := e.dimmTripped[k]; done {
+		return out
+	}
+	tripped, level, seqs := e.dimmErrors.add(k, now, count, seq, nil)
+	why := fmt.Sprintf("%d errors within %s (threshold %d)", level, formatDuration(rule.Window), rule.Errors)
+	if !tripped && usablePage(ev) {
+		var pages []uint64
+		tripped, pages, seqs = e.dimmPages.add(k, ev.PFN(), now, seq, nil)
+		why = fmt.Sprintf("%d distinct failing pages within %s (threshold %d)", len(pages), formatDuration(rule.Window), rule.DistinctPages)
+	}
+	if !tripped {
+		return out
+	}
+	e.dimmTripped[k] = struct{}{}
+	e.dimmErrors.forget(k)
+	e.dimmPages.forget(k)
+	r := fault.DIMM(k.mc, k.label)
+	c := e.newCase(ev, RuleDIMM, fault.DiagReplaceDIMM, r, k.label)
+	c.Summary = fmt.Sprintf("DIMM %s: %s: replace it", k.label, why)
+	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc })
+	return append(out, Decision{Case: c})
+}
+
+func (e *Engine) observeRow(ev *fault.Event, now int64, seq uint32, out []Decision) []Decision {
+	rule := &e.cfg.Rules.Row
+	if !rule.Enabled || ev.Row == "" || !usablePage(ev) {
+		return out
+	}
+	if _, done := e.rowTripped[ev.Row]; done {
+		return out
+	}
+	tripped, pages, seqs := e.rowPages.add(ev.Row, ev.PFN(), now, seq, nil)
+	if !tripped {
+		return out
+	}
+	key := ev.Row
+	e.rowTripped[key] = struct{}{}
+	targets := make([]fault.Resource, len(pages))
+	for i, p := range pages {
+		targets[i] = fault.Page(p)
+	}
+	c := e.newCase(ev, RuleRow, fault.DiagOfflineRow, fault.Row(key), memoryFRU(ev))
+	c.Also = targets
+	c.Summary = fmt.Sprintf("%d distinct pages of DRAM row %s failed within %s (threshold %d): offline the row's %d known pages",
+		len(pages), key, formatDuration(rule.Window), rule.DistinctPages, len(pages))
+	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return x.Row == key })
+	return append(out, Decision{Case: c, Targets: targets})
+}
+
+// observeCache counts corrected cache and TLB errors. Only a core-private
+// bank at level L0-L2 can be fixed by offlining the CPU; a generic level or
+// a shared bank is counted per CPU (or socket) and only alerts.
+func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint32, out []Decision) []Decision {
+	rule := &e.cfg.Rules.CPU
+	if !rule.Enabled {
+		return out
+	}
+	if ev.CPU >= 0 && ev.CoreBank && ev.CacheLevel >= 0 && ev.CacheLevel <= 2 {
+		cpu := ev.CPU
+		if _, done := e.cpuTripped[cpu]; done {
+			return out
+		}
+		tripped, level, seqs := e.cpu.add(cpu, now, count, seq, nil)
+		if !tripped {
+			return out
+		}
+		e.cpuTripped[cpu] = struct{}{}
+		r, fru := fault.CPU(cpu), cpuFRU(ev)
+		c := e.newCase(ev, RuleCPU, fault.DiagOfflineCPU, r, fru)
+		c.Summary = fmt.Sprintf("%d corrected L%d %s errors in CPU %d's own bank within %s (threshold %d): offline the CPU and its SMT siblings",
+			level, ev.CacheLevel, ev.Class, cpu, formatDuration(rule.Window), rule.Threshold)
+		c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return x.CPU == cpu })
+		return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
+	}
+	r, fru := cacheResource(ev)
+	if _, done := e.cacheTripped[r]; done {
+		return out
+	}
+	tripped, level, seqs := e.cache.add(r, now, count, seq, nil)
+	if !tripped {
+		return out
+	}
+	e.cacheTripped[r] = struct{}{}
+	why := "a shared cache or uncore bank"
+	if ev.CoreBank {
+		why = "a generic cache level"
+	}
+	c := e.newCase(ev, RuleCache, fault.DiagAlertOnly, r, fru)
+	c.Summary = fmt.Sprintf("%d corrected %s errors on %s within %s (threshold %d) from %s: offlining a CPU would not help, alert only",
+		level, ev.Class, r, formatDuration(rule.Window), rule.Threshold, why)
+	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { rr, _ := cacheResource(x); return rr == r })
+	return append(out, Decision{Case: c})
+}
+
+func (e *Engine) countStorm(ev *fault.Event, now int64, count uint32, out []Decision) []Decision {
+	if !e.cfg.Rules.Storm.Enabled {
+		return out
+	}
+	starts, inWindow := e.storm.count(now, uint64(count))
+	if !starts {
+		return out
+	}
+	rule := &e.cfg.Rules.Storm
+	c := e.newCase(ev, RuleStorm, fault.DiagStorm, fault.Machine, "")
+	c.Summary = fmt.Sprintf("corrected error storm: %d errors in %s (%.0f/s) exceed %g/s: per-event logging and alerts suppressed, engines keep counting",
+		inWindow, formatDuration(rule.Over), float64(inWindow)/rule.Over.Seconds(), rule.Rate)
+	c.Evidence = e.log.recent(e.evidence)
+	e.storm.active, e.storm.caseID, e.storm.started, e.storm.below = true, c.ID, ev.Received, false
+	e.stormCase++
+	return append(out, Decision{Case: c})
+}
+
+// Storming reports whether a corrected-error storm is on: the daemon then
+// suppresses per-event logs and alerts.
+func (e *Engine) Storming() bool { return e.storm.active }
+
+// Tick lets time pass without events: it ends a storm that has been quiet
+// long enough (returning its end, nil otherwise) and forgets expired state.
+// The daemon calls it about once a second; a storm can only end here.
+func (e *Engine) Tick(now time.Time) *StormEnd {
+	t := e.clock(now)
+	if t > e.now {
+		e.now = t
+	}
+	e.sweep(t)
+	if !e.storm.ended(t) {
+		return nil
+	}
+	end := &StormEnd{CaseID: e.storm.caseID, Started: e.storm.started, Ended: now}
+	e.storm.active, e.storm.caseID, e.storm.below = false, "", false
+	return end
+}
+
+// sweepPerTick bounds the memory released per Tick so one call stays short.
+const sweepPerTick = 1 << 16
+
+func (e *Engine) sweep(now int64) {
+	r := &e.cfg.Rules
+	e.page.keys.expire(now-int64(r.Page.Window), sweepPerTick)
+	e.dimmErrors.keys.expire(now-int64(r.DIMM.Window), sweepPerTick)
+	e.dimmPages.keys.expire(now-int64(r.DIMM.Window), sweepPerTick)
+	e.rowPages.keys.expire(now-int64(r.Row.Window), sweepPerTick)
+	e.cpu.keys.expire(now-int64(r.CPU.Window), sweepPerTick)
+	e.cache.keys.expire(now-int64(r.CPU.Window), sweepPerTick)
+}
+
+func (e *Engine) newCase(ev *fault.Event, rule string, d fault.Diagnosis, suspect fault.Resource, fru string) fault.Case {
+	return fault.Case{
+		ID: uuid.NewString(), Opened: ev.Received, Rule: rule, Diagnosis: d,
+		Suspect: suspect, FRU: fru, State: fault.CaseOpen,
+	}
+}
+
+// memoryFRU names what a technician replaces for a memory error.
+func memoryFRU(ev *fault.Event) string {
+	switch {
+	case ev.DIMMLabel != "":
+		return ev.DIMMLabel
+	case ev.Socket >= 0 && usablePage(ev):
+		return fmt.Sprintf("memory on socket %d at PFN %#x", ev.Socket, ev.PFN())
+	case usablePage(ev):
+		return fmt.Sprintf("memory at PFN %#x", ev.PFN())
+	case ev.Socket >= 0:
+		return fmt.Sprintf("memory on socket %d", ev.Socket)
+	}
+	return "memory (location unknown)"
+}
+
+// cpuFRU: the processor package is what gets replaced.
+func cpuFRU(ev *fault.Event) string {
+	switch {
+	case ev.Socket >= 0:
+		return "socket " + strconv.Itoa(ev.Socket)
+	case ev.CPU >= 0:
+		return "cpu " + strconv.Itoa(ev.CPU)
+	}
+	return "processor (location unknown)"
+}
+
+// cacheResource keys cache errors a CPU offline cannot fix: a shared bank
+// belongs to the socket, a core bank of generic level to its CPU.
+func cacheResource(ev *fault.Event) (fault.Resource, string) {
+	if !ev.CoreBank && ev.Socket >= 0 {
+		return fault.Socket(ev.Socket), cpuFRU(ev)
+	}
+	return cpuResource(ev)
+}
+
+func cpuResource(ev *fault.Event) (fault.Resource, string) {
+	switch {
+	case ev.CPU >= 0:
+		return fault.CPU(ev.CPU), cpuFRU(ev)
+	case ev.Socket >= 0:
+		return fault.Socket(ev.Socket), cpuFRU(ev)
+	}
+	return fault.Machine, "machine"
+}
+
+// parseDIMM splits "dimm:mcM/LABEL" (labels may contain '/').
+func parseDIMM(r fault.Resource) (dimmKey, bool) {
+	_, v, _ := strings.Cut(string(r), ":")
+	mc, label, ok := strings.Cut(v, "/")
+	if !ok || !strings.HasPrefix(mc, "mc") {
+		return dimmKey{}, false
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(mc, "mc"))
+	if err != nil {
+		return dimmKey{}, false
+	}
+	return dimmKey{mc: n, label: label}, true
+}

@@ -1,0 +1,80 @@
+package policy
+
+import "github.com/selfprotect/selfprotect/fault"
+
+// evidenceLog keeps the most recent events so a tripped engine can name the
+// events that filled it without every tracked page holding copies: a table
+// slot stores only the event's number here. An event that scrolled out of
+// the log is simply missing from the case's evidence (the summary still
+// gives the count).
+type evidenceLog struct {
+	events []fault.Event
+	seqs   []uint32
+	next   uint32
+	mask   uint32
+}
+
+// evidenceLogSize is a power of two; at ~260 bytes an event it is ~260 KiB.
+const evidenceLogSize = 1024
+
+func newEvidenceLog() evidenceLog {
+	return evidenceLog{events: make([]fault.Event, evidenceLogSize), seqs: make([]uint32, evidenceLogSize),
+		next: 1, mask: evidenceLogSize - 1}
+}
+
+// push copies ev into the log and returns its number (never 0).
+func (l *evidenceLog) push(ev *fault.Event) uint32 {
+	s := l.next
+	l.events[s&l.mask] = *ev
+	l.seqs[s&l.mask] = s
+	l.next++
+	if l.next == 0 {
+		l.next = 1
+	}
+	return s
+}
+
+func (l *evidenceLog) get(s uint32) (*fault.Event, bool) {
+	if s == 0 || l.seqs[s&l.mask] != s {
+		return nil, false
+	}
+	return &l.events[s&l.mask], true
+}
+
+// collect turns evidence numbers (oldest first) into at most limit entries,
+// the most recent ones, skipping events that left the log or do not match
+// (after the counter wraps a stale number could point at another event).
+func (l *evidenceLog) collect(seqs []uint32, limit int, match func(*fault.Event) bool) []fault.Evidence {
+	var out []fault.Evidence
+	seen := make(map[uint32]bool, len(seqs))
+	for i := len(seqs) - 1; i >= 0 && len(out) < limit; i-- {
+		if seen[seqs[i]] {
+			continue
+		}
+		seen[seqs[i]] = true
+		if ev, ok := l.get(seqs[i]); ok && match(ev) {
+			out = append(out, fault.EvidenceOf(ev))
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// recent returns the last limit events, oldest first (storm evidence).
+func (l *evidenceLog) recent(limit int) []fault.Evidence {
+	var seqs []uint32
+	for s := l.next - 1; s != 0 && len(seqs) < limit; s-- {
+		if _, ok := l.get(s); !ok {
+			break
+		}
+		seqs = append(seqs, s)
+	}
+	out := make([]fault.Evidence, 0, len(seqs))
+	for i := len(seqs) - 1; i >= 0; i-- {
+		ev, _ := l.get(seqs[i])
+		out = append(out, fault.EvidenceOf(ev))
+	}
+	return out
+}
