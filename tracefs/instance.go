@@ -3,6 +3,7 @@ package tracefs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -89,6 +90,8 @@ type Instance struct {
 	events  []string // "system/name", enabled by us
 	formats *Formats
 	cpus    []int
+	// subBufSize is what one trace_pipe_raw read hands out.
+	subBufSize int
 
 	mu       sync.Mutex
 	closed   bool
@@ -101,6 +104,9 @@ type Instance struct {
 // daemon would otherwise take over the first one's instance.
 func OpenInstance(p kpath.Paths, opts Options, log logrus.FieldLogger) (*Instance, error) {
 	opts = opts.withDefaults()
+	if log == nil {
+		log = discardLogger()
+	}
 	if err := validInstanceName(opts.Name); err != nil {
 		return nil, err
 	}
@@ -180,6 +186,7 @@ func (in *Instance) setUp(opts Options) error {
 	if in.cpus, err = listCPUs(in.fs, filepath.Join(in.dir, "per_cpu")); err != nil {
 		return err
 	}
+	in.subBufSize = in.readSubBufSize()
 	in.baseline = in.readAllStats(nil)
 	in.log.WithField("events", in.events).Infof("tracing %d events on %d CPUs in %s", len(in.events), len(in.cpus), in.dir)
 	return nil
@@ -300,6 +307,26 @@ func listCPUs(fsys kpath.FS, dir string) ([]int, error) {
 	return cpus, nil
 }
 
+// readSubBufSize reads buffer_subbuf_size_kb (kernel 6.8+, where the ring
+// buffer's pages may be larger than 4 KiB); older kernels and the simulator
+// lack it and use one memory page.
+func (in *Instance) readSubBufSize() int {
+	data, err := in.fs.ReadFile(filepath.Join(in.dir, "buffer_subbuf_size_kb"))
+	if err != nil {
+		return PageSize
+	}
+	kb, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || kb < PageSize/1024 || kb > 1024 {
+		in.log.Warnf("ignoring buffer_subbuf_size_kb %q; reading %d-byte pages", strings.TrimSpace(string(data)), PageSize)
+		return PageSize
+	}
+	return kb * 1024
+}
+
+// SubBufferSize is the size of one ring-buffer page as trace_pipe_raw
+// hands it out (PageSize unless buffer_subbuf_size_kb says otherwise).
+func (in *Instance) SubBufferSize() int { return in.subBufSize }
+
 // Formats of the enabled events, keyed by event ID.
 func (in *Instance) Formats() *Formats { return in.formats }
 
@@ -347,6 +374,12 @@ func (in *Instance) Close() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+func discardLogger() logrus.FieldLogger {
+	l := logrus.New()
+	l.Out = io.Discard
+	return l
 }
 
 // removeInstanceDir rmdirs the instance: tracefs then drops everything in

@@ -183,3 +183,29 @@ func TestRemoveInstanceDir(t *testing.T) {
 		require.NoError(t, removeInstanceDir(filepath.Join(t.TempDir(), "gone")))
 	})
 }
+
+func TestSubBufferSize(t *testing.T) {
+	tests := []struct {
+		name, content string // "" leaves the file out
+		want          int
+	}{
+		{"kernels before 6.8", "", PageSize},
+		{"default on 6.8+", "4\n", 4096},
+		{"larger sub-buffers", "8\n", 8192},
+		{"garbage", "lots\n", PageSize},
+		{"too small", "1\n", PageSize},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ft := newFixtureTree(t, "6.12")
+			ft.populate(t, "selfprotect")
+			if tc.content != "" {
+				ft.writeFile(t, "selfprotect", "buffer_subbuf_size_kb", tc.content)
+			}
+			inst, err := OpenInstance(ft.paths, Options{}, nil)
+			require.NoError(t, err)
+			defer inst.Close()
+			require.Equal(t, tc.want, inst.SubBufferSize())
+		})
+	}
+}

@@ -48,8 +48,8 @@ func openPipe(cpu int, path string) (*cpuPipe, error) {
 // each to handle. Pages may arrive in pieces (FIFOs), so reads are gathered
 // into exactly one page. It returns nil when ctx ended (the pipe was closed
 // under it), else the read error.
-func (p *cpuPipe) readPages(ctx context.Context, handle func(page []byte) bool) error {
-	page := make([]byte, PageSize)
+func (p *cpuPipe) readPages(ctx context.Context, size int, handle func(page []byte) bool) error {
+	page := make([]byte, size)
 	for {
 		if _, err := io.ReadFull(p.f, page); err != nil {
 			if ctx.Err() != nil {

@@ -53,6 +53,9 @@ func NewSource(inst *Instance, decoders map[string]Decoder, log logrus.FieldLogg
 	if now == nil {
 		now = time.Now
 	}
+	if log == nil {
+		log = discardLogger()
+	}
 	s := &Source{inst: inst, byID: map[uint16]Decoder{}, log: log.WithField("source", "tracefs"), now: now, limiter: newWarnLimiter(warnEvery)}
 	for key, d := range decoders {
 		f, ok := inst.Formats().ByName(key)
@@ -117,7 +120,7 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		go func() {
 			defer wg.Done()
 			var res PageResult
-			err := p.readPages(ctx, func(page []byte) bool {
+			err := p.readPages(ctx, s.inst.SubBufferSize(), func(page []byte) bool {
 				return s.handlePage(ctx, p.cpu, page, &res, out)
 			})
 			if err != nil {
