@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/selfprotect/selfprotect/tracefs"
 )
@@ -152,4 +151,4 @@ func pageFlagsAt(t *testing.T, m *Machine, pfn uint64) uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
-var _ = unix.O_RDWR
+func readFileBytes(path string) ([]byte, error) { return os.ReadFile(path) }
