@@ -5,63 +5,96 @@ import (
 	"strings"
 )
 
-// detailKeys maps the names drivers use in driver_detail to one spelling
-// each, in the order they appear in a row key (outermost first). skx/i10nm
-// write "socket:0 imc:1 rank:0 bg:1 ba:2 row:0x1234 col:0x10"; their ADXL
-// path writes "ProcessorSocketId:0x0 MemoryControllerId:0x1 PhysicalRankId:0x0
-// Row:0x1234 ... Bank:0x2 BankGroup:0x1"; ghes/CPER writes "node:1 card:3
-// module:0 rank:0 bank:256 ... row:1234 col:10 bit_pos:16".
-var detailKeys = map[string]string{
-	"node":               "node",
-	"socket":             "socket",
-	"processorsocketid":  "socket",
-	"imc":                "imc",
-	"memorycontrollerid": "imc",
-	"card":               "card",
-	"module":             "module",
-	"chan":               "chan",
-	"channel":            "chan",
-	"channelid":          "chan",
-	"rank":               "rank",
-	"physicalrankid":     "rank",
-	"bg":                 "bg",
-	"bank_group":         "bg",
-	"bankgroup":          "bg",
-	"bank":               "bank",
-	"ba":                 "bank",
-	"bank_address":       "bank",
-	"bankaddress":        "bank",
-	"row":                "row",
+// Canonical coordinate names, outermost first: the order of a row key.
+var coordNames = [...]string{"node", "socket", "imc", "card", "module", "chan", "rank", "bg", "bank", "row"}
+
+const (
+	coordRow  = 9
+)
+
+// coordIndex maps the names drivers use in driver_detail (lower-cased) to a
+// coordNames index. skx/i10nm write "socket:0 imc:1 rank:0 bg:1 ba:2
+// row:0x1234 col:0x10"; their ADXL path writes "ProcessorSocketId:0x0
+// MemoryControllerId:0x1 PhysicalRankId:0x0 Row:0x1234 ... Bank:0x2
+// BankGroup:0x1"; ghes/CPER writes "node:1 card:3 module:0 rank:0 bank:256
+// ... row:1234 col:10 bit_pos:16".
+func coordIndex(name string) int {
+	switch name {
+	case "node":
+		return 0
+	case "socket", "processorsocketid":
+		return 1
+	case "imc", "memorycontrollerid":
+		return 2
+	case "card":
+		return 3
+	case "module":
+		return 4
+	case "chan", "channel", "channelid":
+		return 5
+	case "rank", "physicalrankid":
+		return 6
+	case "bg", "bank_group", "bankgroup":
+		return 7
+	case "bank", "ba", "bank_address", "bankaddress":
+		return 8
+	case "row":
+		return coordRow
+	}
+	return -1
 }
 
-// keyOrder is the order of the canonical names in a row key.
-var keyOrder = []string{"node", "socket", "imc", "card", "module", "chan", "rank", "bg", "bank"}
+type coords struct {
+	val [len(coordNames)]uint64
+	ok  [len(coordNames)]bool
+}
+
+func isDetailSep(c byte) bool {
+	return c == ' ' || c == '\t' || c == ',' || c == ';' || c == '\n'
+}
+
+// parseCoords scans driver_detail without allocating in the common case
+// (lower-case names): it runs once per mc_event.
+func parseCoords(detail string) coords {
+	var c coords
+	for i := 0; i < len(detail); {
+		for i < len(detail) && isDetailSep(detail[i]) {
+			i++
+		}
+		start := i
+		for i < len(detail) && !isDetailSep(detail[i]) {
+			i++
+		}
+		name, val, ok := strings.Cut(detail[start:i], ":")
+		if !ok || len(name) > 20 {
+			continue
+		}
+		idx := coordIndex(name)
+		if idx < 0 {
+			idx = coordIndex(strings.ToLower(name))
+		}
+		if idx < 0 || c.ok[idx] {
+			continue
+		}
+		if n, ok := parseDetailNumber(val); ok {
+			c.val[idx], c.ok[idx] = n, true
+		}
+	}
+	return c
+}
 
 // ParseDetail extracts the numeric "name:value" pairs of a driver_detail
-// string that locate a DRAM cell, keyed by canonical name (see detailKeys).
-// Values are decimal, or hex with 0x. The first occurrence of a name wins;
-// anything unparsable is skipped, as driver_detail is free text.
+// string that locate a DRAM cell, keyed by canonical name (node, socket,
+// imc, card, module, chan, rank, bg, bank, row). Values are decimal, or hex
+// with 0x. The first occurrence of a name wins; anything unparsable is
+// skipped, as driver_detail is free text.
 func ParseDetail(detail string) map[string]uint64 {
+	c := parseCoords(detail)
 	out := map[string]uint64{}
-	for _, tok := range strings.FieldsFunc(detail, func(r rune) bool {
-		return r == ' ' || r == '\t' || r == ',' || r == ';' || r == '\n'
-	}) {
-		name, val, ok := strings.Cut(tok, ":")
-		if !ok {
-			continue
+	for i, name := range coordNames {
+		if c.ok[i] {
+			out[name] = c.val[i]
 		}
-		canon, ok := detailKeys[strings.ToLower(name)]
-		if !ok {
-			continue
-		}
-		if _, dup := out[canon]; dup {
-			continue
-		}
-		n, ok := parseDetailNumber(val)
-		if !ok {
-			continue
-		}
-		out[canon] = n
 	}
 	return out
 }
@@ -82,29 +115,27 @@ func parseDetailNumber(s string) (uint64, bool) {
 // the driver gave, so that rows of two DIMMs (or two banks) never share a
 // key: "mc0/2:0:-1/socket0/imc1/rank0/bg1/bank2/row4660".
 func RowKey(mc int, layers [3]int, detail string) string {
-	f := ParseDetail(detail)
-	row, ok := f["row"]
-	if !ok {
+	c := parseCoords(detail)
+	if !c.ok[coordRow] {
 		return ""
 	}
-	var b strings.Builder
-	b.WriteString("mc")
-	b.WriteString(strconv.Itoa(mc))
-	b.WriteByte('/')
+	b := make([]byte, 0, 64)
+	b = append(b, "mc"...)
+	b = strconv.AppendInt(b, int64(mc), 10)
+	b = append(b, '/')
 	for i, l := range layers {
 		if i > 0 {
-			b.WriteByte(':')
+			b = append(b, ':')
 		}
-		b.WriteString(strconv.Itoa(l))
+		b = strconv.AppendInt(b, int64(l), 10)
 	}
-	for _, k := range keyOrder {
-		if v, ok := f[k]; ok {
-			b.WriteByte('/')
-			b.WriteString(k)
-			b.WriteString(strconv.FormatUint(v, 10))
+	for i, name := range coordNames {
+		if !c.ok[i] {
+			continue
 		}
+		b = append(b, '/')
+		b = append(b, name...)
+		b = strconv.AppendUint(b, c.val[i], 10)
 	}
-	b.WriteString("/row")
-	b.WriteString(strconv.FormatUint(row, 10))
-	return b.String()
+	return string(b)
 }
