@@ -9,7 +9,7 @@ import (
 var coordNames = [...]string{"node", "socket", "imc", "card", "module", "chan", "rank", "bg", "bank", "row"}
 
 const (
-	coordRow  = 9
+	coordRow = 9
 )
 
 // coordIndex maps the names drivers use in driver_detail (lower-cased) to a
