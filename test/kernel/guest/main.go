@@ -1,0 +1,106 @@
+// Command guest is the helper the real-kernel suite runs inside its QEMU
+// guests. Each subcommand does one kernel-facing step and prints one
+// machine-readable line, "@@RESULT {json}", on stdout (the serial console),
+// which the host harness parses.
+//
+// Usage: guest [-tag LABEL] SUBCOMMAND ARGS...
+//
+//	hold N DIR               map N pages, write a pattern, publish their physical
+//	                         addresses in DIR, wait for DIR/release, verify the pattern
+//	kpf PFN                  /proc/kpageflags word of PFN and its HWPOISON bit
+//	meminfo                  HardwareCorrupted from /proc/meminfo, in kB
+//	inject-mem CPU ADDR [UC] corrected (or uncorrected) memory error through mce-inject
+//	inject-cache CPU         corrected cache-hierarchy error through mce-inject
+//	soft-offline ADDR        write ADDR to soft_offline_page
+//	wait-poisoned PFN TIMEOUT  poll kpageflags until HWPOISON; report elapsed µs
+//	cpu-online N [0|1]       read (or set) cpuN/online
+//	trace-start NAME         tracefs instance NAME recording mce:mce_record
+//	trace-count NAME [WANT [TIMEOUT]]  count mce_record lines in instance NAME,
+//	                         waiting for at least WANT
+//
+// It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/selfprotect/selfprotect/kpath"
+)
+
+// result is one @@RESULT line. Step names the subcommand (or -tag); Error
+// holds why OK is false; Data carries the step's measurements.
+type result struct {
+	Step  string         `json:"step"`
+	OK    bool           `json:"ok"`
+	Error string         `json:"error,omitempty"`
+	Data  map[string]any `json:"data,omitempty"`
+}
+
+func emit(r result) {
+	line, err := json.Marshal(r)
+	if err != nil {
+		line = []byte(fmt.Sprintf(`{"step":%q,"ok":false,"error":"encoding result: %v"}`, r.Step, err))
+	}
+	// One write per line keeps the line whole on the console.
+	os.Stdout.Write(append(append([]byte("@@RESULT "), line...), '\n'))
+}
+
+type command struct {
+	args int // minimum number of arguments
+	run  func(env, []string) (map[string]any, error)
+}
+
+// env is what every subcommand needs: the kernel's mounts.
+type env struct {
+	paths kpath.Paths
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"hold":          {2, cmdHold},
+		"kpf":           {1, cmdKpf},
+		"meminfo":       {0, cmdMeminfo},
+		"inject-mem":    {2, cmdInjectMem},
+		"inject-cache":  {1, cmdInjectCache},
+		"soft-offline":  {1, cmdSoftOffline},
+		"wait-poisoned": {2, cmdWaitPoisoned},
+		"cpu-online":    {1, cmdCPUOnline},
+		"trace-start":   {1, cmdTraceStart},
+		"trace-count":   {1, cmdTraceCount},
+	}
+}
+
+func main() {
+	tag := flag.String("tag", "", "step name in the result line (default: the subcommand)")
+	flag.Parse()
+	args := flag.Args()
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: guest [-tag LABEL] SUBCOMMAND ARGS...")
+		os.Exit(2)
+	}
+	step := *tag
+	if step == "" {
+		step = args[0]
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		emit(result{Step: step, Error: fmt.Sprintf("unknown subcommand %q", args[0])})
+		os.Exit(2)
+	}
+	if len(args)-1 < cmd.args {
+		emit(result{Step: step, Error: fmt.Sprintf("%s needs %d arguments, got %d", args[0], cmd.args, len(args)-1)})
+		os.Exit(2)
+	}
+	data, err := cmd.run(env{paths: kpath.Default().Resolve()}, args[1:])
+	r := result{Step: step, OK: err == nil, Data: data}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	emit(r)
+	if err != nil {
+		os.Exit(1)
+	}
+}

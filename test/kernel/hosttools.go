@@ -1,0 +1,93 @@
+package kernel
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// ErrHostToolsMissing means a host program the suite needs is absent and
+// this process may not install it (not root).
+var ErrHostToolsMissing = errors.New("host tools missing")
+
+// BusyboxPath is where Debian's busybox-static installs its binary.
+const BusyboxPath = "/bin/busybox"
+
+// hostTool is one program the suite runs or copies, and the Debian package
+// that provides it.
+type hostTool struct {
+	pkg     string
+	present func() bool
+}
+
+func hostTools() []hostTool {
+	onPath := func(name string) func() bool {
+		return func() bool { _, err := exec.LookPath(name); return err == nil }
+	}
+	return []hostTool{
+		{pkg: "qemu-system-x86", present: onPath("qemu-system-x86_64")},
+		// The non-static busybox package also installs /bin/busybox, but
+		// it would not run inside an initramfs without a libc.
+		{pkg: "busybox-static", present: func() bool { return isStaticELF(BusyboxPath) }},
+		{pkg: "cpio", present: onPath("cpio")},
+		{pkg: "kmod", present: onPath("modinfo")},
+		{pkg: "xz-utils", present: onPath("xz")},
+	}
+}
+
+// EnsureHostTools installs the suite's host packages when they are missing
+// and the process runs as root; otherwise it fails naming the packages.
+func EnsureHostTools(ctx context.Context) error {
+	missing := missingHostPackages()
+	if len(missing) == 0 {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: install them as root: apt-get install -y --no-install-recommends %s",
+			ErrHostToolsMissing, strings.Join(missing, " "))
+	}
+	install := append([]string{"install", "-y", "--no-install-recommends"}, missing...)
+	if _, err := runCommand(ctx, "", "apt-get", install...); err != nil {
+		// Stale package lists are the usual cause; refresh once and retry.
+		if _, uerr := runCommand(ctx, "", "apt-get", "update"); uerr != nil {
+			return fmt.Errorf("installing %s: %w (apt-get update also failed: %v)", strings.Join(missing, " "), err, uerr)
+		}
+		if _, err := runCommand(ctx, "", "apt-get", install...); err != nil {
+			return fmt.Errorf("installing %s after apt-get update: %w", strings.Join(missing, " "), err)
+		}
+	}
+	if still := missingHostPackages(); len(still) > 0 {
+		return fmt.Errorf("%w after installing: %s", ErrHostToolsMissing, strings.Join(still, " "))
+	}
+	return nil
+}
+
+func missingHostPackages() []string {
+	var missing []string
+	for _, t := range hostTools() {
+		if !t.present() {
+			missing = append(missing, t.pkg)
+		}
+	}
+	return missing
+}
+
+// isStaticELF reports whether path is an ELF executable without a program
+// interpreter, i.e. one that runs with nothing else in the filesystem.
+func isStaticELF(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
+}

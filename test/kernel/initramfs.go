@@ -1,0 +1,125 @@
+package kernel
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// busyboxApplets are the commands /init and scenario scripts may use; each
+// becomes a symlink to /bin/busybox.
+var busyboxApplets = []string{
+	"sh", "ash", "cat", "cut", "dmesg", "echo", "grep", "head", "insmod", "kill",
+	"ls", "lsmod", "mkdir", "mount", "poweroff", "printf", "ps", "rm", "sed", "seq",
+	"sleep", "sync", "tail", "taskset", "test", "timeout", "touch", "tr", "true",
+	"false", "uname", "usleep", "wc", "[", "expr",
+}
+
+// Payload is what every guest image carries besides the scenario.
+type Payload struct {
+	Kernel  *Kernel
+	Busybox string // static busybox binary
+	Guest   string // the guest helper (test/kernel/guest), static
+	Daemon  string // the static selfprotect binary; empty when the scenario does not run it
+}
+
+// Scenario is one guest run: a shell script run after /init has mounted
+// everything and loaded the inject modules, and files under /scenario
+// (policies). The script reports through `guest` subcommands, which print
+// @@RESULT lines.
+type Scenario struct {
+	Name   string
+	Script string
+	Files  map[string][]byte
+	// Append is added to the kernel command line (e.g. "ras=cec_disable").
+	Append string
+}
+
+// BuildInitramfs writes the guest image for sc to out.
+func BuildInitramfs(p Payload, sc Scenario, out string) error {
+	a := NewArchive()
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "run", "scenario", "lib/modules"} {
+		a.Dir(d)
+	}
+	a.CharDev("dev/console", 5, 1)
+	a.CharDev("dev/null", 1, 3)
+
+	copies := []struct{ src, dst string }{{p.Busybox, "bin/busybox"}, {p.Guest, "bin/guest"}}
+	if p.Daemon != "" {
+		copies = append(copies, struct{ src, dst string }{p.Daemon, "bin/selfprotect"})
+	}
+	for _, c := range copies {
+		data, err := os.ReadFile(c.src)
+		if err != nil {
+			return fmt.Errorf("reading %s for the initramfs: %w", c.src, err)
+		}
+		if !isStaticELF(c.src) {
+			return fmt.Errorf("%s is not a static executable: it cannot run in the initramfs", c.src)
+		}
+		a.File(c.dst, data, 0o755)
+	}
+	for _, app := range busyboxApplets {
+		a.Symlink("bin/"+app, "busybox")
+	}
+	var modules []string
+	for _, m := range p.Kernel.Modules {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			return fmt.Errorf("reading module %s: %w", m, err)
+		}
+		dst := "lib/modules/" + filepath.Base(m)
+		a.File(dst, data, 0o644)
+		modules = append(modules, "/"+dst)
+	}
+	names := make([]string, 0, len(sc.Files))
+	for n := range sc.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a.File("scenario/"+n, sc.Files[n], 0o644)
+	}
+	a.File("scenario/run.sh", []byte(sc.Script), 0o755)
+	a.File("init", []byte(initScript(modules)), 0o755)
+
+	f, err := os.Create(out)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", out, err)
+	}
+	if _, err := a.WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	return f.Close()
+}
+
+// initScript mounts the kernel's filesystems, loads the modules in order,
+// runs the scenario and powers off. Every outcome the host checks is a
+// @@RESULT line; @@BOOTED and @@DONE bracket the run so the host can tell
+// a guest that never reached /init from one that hung in the scenario.
+func initScript(modules []string) string {
+	var b strings.Builder
+	b.WriteString(`#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t tmpfs tmpfs /tmp
+echo "@@BOOTED $(cut -d' ' -f1 /proc/uptime) $(uname -r)"
+result() { echo "@@RESULT {\"step\":\"$1\",\"ok\":$2,\"error\":\"$3\"}"; }
+`)
+	for _, m := range modules {
+		name := strings.TrimSuffix(filepath.Base(m), ".ko")
+		fmt.Fprintf(&b, "if out=$(insmod %s 2>&1); then result insmod:%s true; else result insmod:%s false \"$(echo $out | tr -d '\"\\\\')\"; fi\n", m, name, name)
+	}
+	b.WriteString(`sh /scenario/run.sh
+echo "@@DONE rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)"
+sync
+poweroff -f
+`)
+	return b.String()
+}
