@@ -26,8 +26,8 @@ type PollerStats struct {
 	// ReadErrors counts DIMMs, csrows or controllers skipped for a round
 	// because one of their files could not be read.
 	ReadErrors uint64
-	// Credited counts errors taken off counter deltas because a tracepoint
-	// had already delivered them.
+	// Credited counts errors (corrected and not) taken off counter deltas
+	// because a tracepoint had already delivered them.
 	Credited uint64
 }
 
@@ -41,11 +41,12 @@ type Poller struct {
 
 	mu       sync.Mutex
 	started  bool
-	last     map[string]uint64 // counter key -> value at the previous poll
-	baseline map[string]uint64 // counter key -> value when first seen
-	known    map[int]bool      // controllers seen before
-	seconds  map[int]uint64    // mc -> seconds_since_reset at the previous poll
-	credits  map[int]map[string]uint64
+	last     map[string]uint64         // counter key -> value at the previous poll
+	baseline map[string]uint64         // counter key -> value when first seen
+	known    map[int]bool              // controllers seen before
+	seconds  map[int]uint64            // mc -> seconds_since_reset at the previous poll
+	credits  map[int]map[string]uint64 // corrected: mc -> label -> errors
+	ucredits map[int]map[string]uint64 // uncorrected, deferred, fatal
 	stats    PollerStats
 }
 
@@ -61,6 +62,7 @@ func NewPoller(p kpath.Paths, fsys kpath.FS, log logrus.FieldLogger, now func() 
 		known:    map[int]bool{},
 		seconds:  map[int]uint64{},
 		credits:  map[int]map[string]uint64{},
+		ucredits: map[int]map[string]uint64{},
 	}
 }
 
@@ -71,15 +73,27 @@ func NewPoller(p kpath.Paths, fsys kpath.FS, log logrus.FieldLogger, now func() 
 // against the controller's ce_noinfo_count, where the kernel counts errors
 // it could not pin to one DIMM.
 func (p *Poller) Credit(mc int, label string, n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	addCredit(p.credits, mc, label, n)
+}
+
+// CreditUncorrected is Credit for mc_events of any other type (uncorrected,
+// deferred, fatal): the kernel counts all of those in the ue counters.
+func (p *Poller) CreditUncorrected(mc int, label string, n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	addCredit(p.ucredits, mc, label, n)
+}
+
+func addCredit(credits map[int]map[string]uint64, mc int, label string, n uint64) {
 	if n == 0 {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m := p.credits[mc]
+	m := credits[mc]
 	if m == nil {
 		m = map[string]uint64{}
-		p.credits[mc] = m
+		credits[mc] = m
 	}
 	m[label] = satAdd(m[label], n)
 }
@@ -228,7 +242,8 @@ func (p *Poller) pollController(c *Controller, first bool) []fault.Event {
 		ce[i], ue[i] = p.deltas(u)
 		p.record(u, false)
 	}
-	p.applyCredits(c.Index, units, ce)
+	p.applyCredits(p.credits[c.Index], units, ce, false)
+	p.applyCredits(p.ucredits[c.Index], units, ue, true)
 	var events []fault.Event
 	for i, u := range units {
 		if ce[i] > 0 {
@@ -242,34 +257,39 @@ func (p *Poller) pollController(c *Controller, first bool) []fault.Event {
 	return events
 }
 
-// applyCredits takes tracepoint credits off the corrected deltas. Credits
+// applyCredits takes tracepoint credits off the deltas of one kind. Credits
 // first go to the DIMM whose label they name; what names no single DIMM
 // goes to the noinfo bucket and then to DIMMs without a usable label.
 // Whatever is left carries over: the tracepoint and the counter race, so a
 // credit may arrive a poll before the counter moves.
-func (p *Poller) applyCredits(mc int, units []counterUnit, ce []uint64) {
-	credits := p.credits[mc]
+func (p *Poller) applyCredits(credits map[string]uint64, units []counterUnit, delta []uint64, uncorrected bool) {
 	if len(credits) == 0 {
 		return
 	}
+	counts := func(u counterUnit) bool {
+		if uncorrected {
+			return u.hasUE
+		}
+		return u.hasCE
+	}
 	labelCount := map[string]int{}
 	for _, u := range units {
-		if !u.noinfo && u.hasCE && u.label != "" {
+		if !u.noinfo && counts(u) && u.label != "" {
 			labelCount[u.label]++
 		}
 	}
 	take := func(i int, label string) {
 		have := credits[label]
-		n := min(have, ce[i])
+		n := min(have, delta[i])
 		if n == 0 {
 			return
 		}
-		ce[i] -= n
+		delta[i] -= n
 		credits[label] = have - n
 		p.stats.Credited += n
 	}
 	for i, u := range units {
-		if !u.noinfo && u.hasCE && u.label != "" && labelCount[u.label] == 1 {
+		if !u.noinfo && counts(u) && u.label != "" && labelCount[u.label] == 1 {
 			take(i, u.label)
 		}
 	}
@@ -286,7 +306,7 @@ func (p *Poller) applyCredits(mc int, units []counterUnit, ce []uint64) {
 		func(u counterUnit) bool { return !u.noinfo && (u.label == "" || labelCount[u.label] > 1) },
 	} {
 		for i, u := range units {
-			if !u.hasCE || !pass(u) {
+			if !counts(u) || !pass(u) {
 				continue
 			}
 			for _, label := range pooled {
@@ -411,6 +431,7 @@ func (p *Poller) forgetExcept(keep map[int]bool) {
 		delete(p.known, mc)
 		delete(p.seconds, mc)
 		delete(p.credits, mc)
+		delete(p.ucredits, mc)
 		prefix := "mc" + strconv.Itoa(mc) + "/"
 		for k := range p.last {
 			if strings.HasPrefix(k, prefix) {

@@ -466,3 +466,27 @@ func lastWarning(h *test.Hook) string {
 	}
 	return ""
 }
+
+func TestPollerCreditUncorrected(t *testing.T) {
+	const label = "N0 DIMM_B0"
+	p, dir := newTestPoller(t, "ghes")
+	mustBaseline(t, p)
+	p.CreditUncorrected(0, label, 1)
+	writeAttr(t, dir, "mc0/dimm1/dimm_ue_count", "1")
+	writeAttr(t, dir, "mc0/dimm1/dimm_ce_count", "1")
+	evs, err := p.Poll()
+	require.NoError(t, err)
+	require.Len(t, evs, 1, "the uncorrected credit covers the ue delta only")
+	require.Equal(t, fault.SeverityCorrected, evs[0].Severity)
+	require.Equal(t, uint64(1), p.Stats().Credited)
+
+	// Legacy layouts count uncorrected errors per csrow, whose mc_event label
+	// is the driver's guess; such credits go through the shared pool.
+	p2, dir2 := newTestPoller(t, "csrow")
+	mustBaseline(t, p2)
+	p2.CreditUncorrected(0, "DIMM_A2 or DIMM_B2", 2)
+	writeAttr(t, dir2, "mc0/csrow1/ue_count", "2")
+	evs, err = p2.Poll()
+	require.NoError(t, err)
+	require.Empty(t, evs)
+}
