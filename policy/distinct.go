@@ -25,7 +25,7 @@ type seenPage struct {
 
 func newDistinct[K comparable](threshold int, window time.Duration, maxKeys int) *distinctTable[K] {
 	t := &distinctTable[K]{threshold: max(threshold, 1), window: int64(window)}
-	t.keys = newLRU[K](maxKeys, func(s uint32) { t.pages[s] = nil })
+	t.keys = newLRU[K](nil, maxKeys, func(s uint32) { t.pages[s] = nil })
 	return t
 }
 

@@ -83,16 +83,16 @@ func NewEngine(cfg *Config) *Engine {
 		cfg:          *cfg,
 		evidence:     min(max(cfg.Engine.Evidence, 1), maxEvidence),
 		log:          newEvidenceLog(),
-		page:         newSERD[uint64](r.Page.Threshold, r.Page.Window, maxSlotsPage, maxKeys),
+		page:         newSERD[uint64](r.Page.Threshold, r.Page.Window, maxSlotsPage, maxKeys, newU64Index()),
 		pageTripped:  map[uint64]struct{}{},
-		dimmErrors:   newSERD[dimmKey](r.DIMM.Errors, r.DIMM.Window, maxSlotsOther, maxKeys),
+		dimmErrors:   newSERD[dimmKey](r.DIMM.Errors, r.DIMM.Window, maxSlotsOther, maxKeys, nil),
 		dimmPages:    newDistinct[dimmKey](r.DIMM.DistinctPages, r.DIMM.Window, maxKeys),
 		dimmTripped:  map[dimmKey]struct{}{},
 		rowPages:     newDistinct[string](r.Row.DistinctPages, r.Row.Window, maxKeys),
 		rowTripped:   map[string]struct{}{},
-		cpu:          newSERD[int](r.CPU.Threshold, r.CPU.Window, maxSlotsOther, maxKeys),
+		cpu:          newSERD[int](r.CPU.Threshold, r.CPU.Window, maxSlotsOther, maxKeys, nil),
 		cpuTripped:   map[int]struct{}{},
-		cache:        newSERD[fault.Resource](r.CPU.Threshold, r.CPU.Window, maxSlotsOther, maxKeys),
+		cache:        newSERD[fault.Resource](r.CPU.Threshold, r.CPU.Window, maxSlotsOther, maxKeys, nil),
 		cacheTripped: map[fault.Resource]struct{}{},
 		uePages:      map[uint64]struct{}{},
 		ueOthers:     map[fault.Resource]struct{}{},
@@ -162,6 +162,7 @@ func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint3
 	c.Summary = fmt.Sprintf("%d corrected memory errors on page %#x within %s (threshold %d): soft offline the page",
 		level, pfn, formatDuration(e.cfg.Rules.Page.Window), e.cfg.Rules.Page.Threshold)
 	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn })
+	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
 }
 
@@ -247,6 +248,7 @@ func (e *Engine) observeRow(ev *fault.Event, now int64, seq uint32, out []Decisi
 	c.Summary = fmt.Sprintf("%d distinct pages of DRAM row %s failed within %s (threshold %d): offline the row's %d known pages",
 		len(pages), key, formatDuration(rule.Window), rule.DistinctPages, len(pages))
 	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return x.Row == key })
+	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	return append(out, Decision{Case: c, Targets: targets})
 }
 
@@ -367,6 +369,21 @@ func memoryFRU(ev *fault.Event) string {
 		return fmt.Sprintf("memory on socket %d", ev.Socket)
 	}
 	return "memory (location unknown)"
+}
+
+// labelFromEvidence prefers a DIMM label any evidence carries (the first
+// error may have come with EDAC's label, the trigger without) to a FRU
+// guessed from an address.
+func labelFromEvidence(fru string, trigger *fault.Event, evidence []fault.Evidence) string {
+	if trigger.DIMMLabel != "" {
+		return fru
+	}
+	for i := len(evidence) - 1; i >= 0; i-- {
+		if evidence[i].DIMM != "" {
+			return evidence[i].DIMM
+		}
+	}
+	return fru
 }
 
 // cpuFRU: the processor package is what gets replaced.

@@ -13,7 +13,7 @@ const none = ^uint32(0)
 // the key whose newest error is oldest, so expiry pops from the tail until
 // it meets a live key, and at the key cap the tail is the one evicted.
 type lru[K comparable] struct {
-	index      map[K]uint32
+	index      keyIndex[K]
 	keys       []K
 	prev, next []uint32
 	last       []int64 // newest update, engine nanoseconds
@@ -26,21 +26,24 @@ type lru[K comparable] struct {
 	onRemove func(slot uint32)
 }
 
-func newLRU[K comparable](max int, onRemove func(uint32)) lru[K] {
-	return lru[K]{index: make(map[K]uint32), head: none, tail: none, free: none, max: max, onRemove: onRemove}
+// newLRU builds the index; a nil index means a Go map.
+func newLRU[K comparable](index keyIndex[K], max int, onRemove func(uint32)) lru[K] {
+	if index == nil {
+		index = mapIndex[K]{}
+	}
+	return lru[K]{index: index, head: none, tail: none, free: none, max: max, onRemove: onRemove}
 }
 
-func (l *lru[K]) len() int { return len(l.index) }
+func (l *lru[K]) len() int { return l.index.len() }
 
 func (l *lru[K]) lookup(k K) (uint32, bool) {
-	s, ok := l.index[k]
-	return s, ok
+	return l.index.get(k)
 }
 
 // insert tracks a new key, evicting the least recently updated key when the
 // cap is reached. The slot's table state must be initialised by the caller.
 func (l *lru[K]) insert(k K, now int64) uint32 {
-	if len(l.index) >= l.max && l.tail != none {
+	if l.index.len() >= l.max && l.tail != none {
 		l.remove(l.tail)
 		l.evicted++
 	}
@@ -57,7 +60,7 @@ func (l *lru[K]) insert(k K, now int64) uint32 {
 		l.next = append(l.next, none)
 		l.last = append(l.last, now)
 	}
-	l.index[k] = s
+	l.index.put(k, s)
 	l.pushFront(s)
 	return s
 }
@@ -79,7 +82,7 @@ func (l *lru[K]) remove(s uint32) {
 	if l.onRemove != nil {
 		l.onRemove(s)
 	}
-	delete(l.index, l.keys[s])
+	l.index.del(l.keys[s])
 	var zero K
 	l.keys[s] = zero
 	l.unlink(s)

@@ -39,12 +39,12 @@ const (
 	sweepPerEvent = 2
 )
 
-func newSERD[K comparable](threshold int, window time.Duration, maxSlots, maxKeys int) *serdTable[K] {
+func newSERD[K comparable](threshold int, window time.Duration, maxSlots, maxKeys int, index keyIndex[K]) *serdTable[K] {
 	t := &serdTable[K]{threshold: uint64(max(threshold, 1)), window: int64(window)}
 	// N-1 slots hold everything short of a trip: the N-th error trips
 	// before it needs a slot of its own.
 	t.slots = min(max(threshold-1, 1), maxSlots)
-	t.keys = newLRU[K](maxKeys, func(s uint32) { t.used[s] = 0 })
+	t.keys = newLRU[K](index, maxKeys, func(s uint32) { t.used[s] = 0 })
 	return t
 }
 
