@@ -89,7 +89,9 @@ func (OS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(name) }
 func (OS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(name) }
 
 func (OS) WriteFile(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	// O_TRUNC is ignored by sysfs and FIFOs but keeps plain fixture files
+	// from holding the tail of a longer earlier value.
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,34 @@
+// Command selfprotect is the self-healing fault-isolation daemon and its CLI.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	root := newRootCommand(os.Stdout, os.Stderr)
+	if err := root.Execute(); err != nil {
+		var ex exitError
+		if errors.As(err, &ex) {
+			if ex.msg != "" {
+				fmt.Fprintln(os.Stderr, "selfprotect:", ex.msg)
+			}
+			os.Exit(ex.code)
+		}
+		fmt.Fprintln(os.Stderr, "selfprotect:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries a specific exit status (status uses 1, 2 and 3).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }

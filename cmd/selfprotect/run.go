@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/selfprotect/selfprotect/daemon"
+	"github.com/selfprotect/selfprotect/kpath"
+)
+
+const defaultPolicyPath = "/etc/selfprotect/selfprotect.yaml"
+
+func newRunCommand(g *globals) *cobra.Command {
+	var policyPath string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon (as root, normally from systemd)",
+		Long: `Run the daemon. Without --config the built-in policy is used (see check-config).
+SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			if policyPath == defaultPolicyPath {
+				if _, err := os.Stat(policyPath); os.IsNotExist(err) {
+					log.WithField("file", policyPath).Info("no policy file; using the built-in policy (see check-config)")
+					policyPath = ""
+				}
+			}
+			d, err := daemon.New(daemon.Options{
+				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
+				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log,
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			reload := make(chan struct{}, 1)
+			go func() {
+				for range hup {
+					select {
+					case reload <- struct{}{}:
+					default:
+					}
+				}
+			}()
+			return d.Run(ctx, reload)
+		},
+	}
+	cmd.Flags().StringVarP(&policyPath, "config", "c", defaultPolicyPath,
+		"policy file (YAML); when the default file does not exist the built-in policy is used")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "log and record what would be done, write nothing to the kernel")
+	return cmd
+}

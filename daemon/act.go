@@ -1,0 +1,305 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/selfprotect/selfprotect/cpuoffline"
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/pageoffline"
+	"github.com/selfprotect/selfprotect/policy"
+)
+
+// job is one case waiting for its isolation.
+type job struct {
+	c       fault.Case
+	targets []fault.Resource
+	queued  time.Time
+	// replay marks re-isolation after a restart: the decision was already
+	// taken and recorded, only the kernel state must be restored.
+	replay bool
+}
+
+// actLoop runs actions one at a time: two isolations racing for the same
+// budget could both pass the check and together break it.
+func (d *Daemon) actLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-d.jobs:
+			if d.paused.Load() && !j.replay {
+				d.mu.Lock()
+				d.pending = append(d.pending, j)
+				d.mu.Unlock()
+				d.record(fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: "none",
+					Outcome: fault.OutcomePaused, Detail: "isolation paused by operator; will act on resume"}, j.c)
+				continue
+			}
+			d.execute(ctx, j)
+		}
+	}
+}
+
+func (d *Daemon) resumePending() {
+	d.mu.Lock()
+	p := d.pending
+	d.pending = nil
+	d.mu.Unlock()
+	for _, j := range p {
+		d.jobs <- j
+	}
+}
+
+// execute isolates every target of one case and settles the case's state.
+func (d *Daemon) execute(ctx context.Context, j job) {
+	switch j.c.Diagnosis {
+	case fault.DiagOfflineCPU:
+		d.executeCPU(ctx, j)
+	case fault.DiagSoftOfflinePage, fault.DiagOfflineRow, fault.DiagHardOfflinePage:
+		d.executePages(ctx, j)
+	default:
+		d.log.WithField("diagnosis", j.c.Diagnosis).Error("no actuator for diagnosis")
+	}
+}
+
+func (d *Daemon) executeCPU(ctx context.Context, j job) {
+	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+	if err != nil {
+		d.settle(j.c, []fault.Action{{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: "cpu-offline",
+			Outcome: fault.OutcomeFailed, Detail: fmt.Sprintf("reading CPU topology: %v", err)}})
+		return
+	}
+	// A core is offlined with its SMT siblings: a sibling left online keeps
+	// using the failing core's caches.
+	var cpus []int
+	for _, r := range j.targets {
+		n, err := r.CPUNumber()
+		if err != nil {
+			continue
+		}
+		sib := topo.Siblings[n]
+		if len(sib) == 0 {
+			sib = []int{n}
+		}
+		cpus = append(cpus, sib...)
+	}
+	cpus = uniqueInts(cpus)
+	var actions []fault.Action
+	var todo []int
+	for _, n := range cpus {
+		r := fault.CPU(n)
+		if done, a := d.alreadyActed(j, r, "cpu-offline"); done {
+			actions = append(actions, a)
+			continue
+		}
+		todo = append(todo, n)
+	}
+	if len(todo) > 0 && !j.replay {
+		m := d.machine(topo)
+		d.policyMu.Lock()
+		viol := d.cfg.CheckCPU(m, todo, d.now())
+		d.policyMu.Unlock()
+		if len(viol) > 0 {
+			for _, n := range todo {
+				actions = append(actions, refusal(j.c.ID, d.now(), fault.CPU(n), "cpu-offline", viol))
+			}
+			todo = nil
+		}
+	}
+	for _, n := range todo {
+		a := d.cpus.Isolate(ctx, fault.CPU(n), d.dryRun())
+		a.CaseID = j.c.ID
+		if a.Time.IsZero() {
+			a.Time = d.now()
+		}
+		if a.Outcome == fault.OutcomeIsolated {
+			d.mu.Lock()
+			d.lastCPUOff = a.Time
+			d.mu.Unlock()
+		}
+		actions = append(actions, a)
+	}
+	d.settle(j.c, actions)
+}
+
+func (d *Daemon) executePages(ctx context.Context, j job) {
+	var actions []fault.Action
+	dimm := dimmOf(j.c)
+	for _, r := range j.targets {
+		kind := "soft-offline"
+		if j.c.Diagnosis == fault.DiagHardOfflinePage {
+			kind = "hard-offline"
+		}
+		if done, a := d.alreadyActed(j, r, kind); done {
+			actions = append(actions, a)
+			continue
+		}
+		pfn, err := r.PFN()
+		if err != nil {
+			actions = append(actions, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: kind,
+				Outcome: fault.OutcomeFailed, Detail: err.Error()})
+			continue
+		}
+		if !j.replay {
+			m := d.machine(cpuoffline.Topology{})
+			d.policyMu.Lock()
+			viol := d.cfg.CheckPage(m, pfn, dimm)
+			d.policyMu.Unlock()
+			if len(viol) > 0 {
+				actions = append(actions, refusal(j.c.ID, d.now(), r, kind, viol))
+				continue
+			}
+		}
+		var a fault.Action
+		if kind == "hard-offline" {
+			a = d.pages.HardOffline(ctx, r, d.dryRun())
+		} else {
+			a = d.pages.Isolate(ctx, r, d.dryRun())
+		}
+		a.CaseID = j.c.ID
+		if a.Time.IsZero() {
+			a.Time = d.now()
+		}
+		if a.Outcome == fault.OutcomeIsolated && dimm != "" {
+			d.mu.Lock()
+			d.perDIMM[dimm]++
+			d.mu.Unlock()
+		}
+		actions = append(actions, a)
+	}
+	d.settle(j.c, actions)
+}
+
+// alreadyActed enforces "never act twice on one resource": a resource that
+// an open case of ours already isolated is not touched again.
+func (d *Daemon) alreadyActed(j job, r fault.Resource, kind string) (bool, fault.Action) {
+	if j.replay {
+		return false, fault.Action{}
+	}
+	acted, err := d.store.ActedOn(r)
+	if err != nil {
+		d.log.WithError(err).WithField("resource", r).Error("reading action history")
+		return false, fault.Action{}
+	}
+	if !acted {
+		return false, fault.Action{}
+	}
+	return true, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: kind,
+		Outcome: fault.OutcomeAlreadyIsolated, Detail: "an earlier case already acted on this resource"}
+}
+
+func refusal(caseID string, now time.Time, r fault.Resource, kind string, viol []policy.Violation) fault.Action {
+	names := make([]string, 0, len(viol))
+	details := make([]string, 0, len(viol))
+	for _, v := range viol {
+		names = append(names, v.Budget)
+		details = append(details, v.Detail)
+	}
+	return fault.Action{CaseID: caseID, Time: now, Resource: r, Kind: kind, Outcome: fault.OutcomeRefused,
+		Violations: names, Detail: "refused: " + strings.Join(details, "; ")}
+}
+
+// settle records the actions and moves the case to isolated or failed.
+func (d *Daemon) settle(c fault.Case, actions []fault.Action) {
+	state := fault.CaseIsolated
+	for _, a := range actions {
+		d.record(a, c)
+		switch a.Outcome {
+		case fault.OutcomeIsolated, fault.OutcomeIsolatedByOther, fault.OutcomeAlreadyIsolated:
+		case fault.OutcomeDryRun:
+			state = fault.CaseOpen
+		default:
+			state = fault.CaseFailed
+		}
+	}
+	if state == fault.CaseOpen {
+		return
+	}
+	if err := d.store.UpdateCaseState(c.ID, state, d.now(), ""); err != nil {
+		d.log.WithError(err).WithField("case", c.ID).Error("updating case state")
+	}
+}
+
+func (d *Daemon) record(a fault.Action, c fault.Case) {
+	if err := d.store.AddAction(a); err != nil {
+		d.log.WithError(err).WithField("case", a.CaseID).Error("storing action failed")
+	}
+	d.mu.Lock()
+	d.outcomes[string(a.Outcome)]++
+	d.mu.Unlock()
+	entry := d.log.WithFields(logrus.Fields{"case": a.CaseID, "resource": a.Resource, "action": a.Kind,
+		"outcome": a.Outcome, "attempts": a.Attempts})
+	if len(a.Violations) > 0 {
+		entry = entry.WithField("violations", strings.Join(a.Violations, ","))
+	}
+	if a.Undo != "" {
+		entry = entry.WithField("undo", a.Undo)
+	}
+	switch a.Outcome {
+	case fault.OutcomeIsolated, fault.OutcomeIsolatedByOther, fault.OutcomeDryRun, fault.OutcomeAlreadyIsolated:
+		entry.Warn(a.Detail)
+	default:
+		entry.Error(a.Detail)
+	}
+}
+
+// machine is the budget snapshot: what the kernel says now, plus what we
+// did. Pages and CPUs isolated by others count against the budgets too.
+func (d *Daemon) machine(topo cpuoffline.Topology) policy.Machine {
+	if topo.Present == nil {
+		if t, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS); err == nil {
+			topo = t
+		}
+	}
+	m := policy.Machine{
+		PresentCPUs:    len(topo.Present),
+		Online:         map[int]bool{},
+		NoOnlineFile:   topo.NoOnlineFile,
+		Isolated:       map[int]bool{},
+		RetiredPerDIMM: map[string]int{},
+	}
+	for _, n := range topo.Online {
+		m.Online[n] = true
+	}
+	for _, n := range topo.Isolated {
+		m.Isolated[n] = true
+	}
+	if mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS); err == nil {
+		m.TotalPages = mi.TotalKB / 4
+		m.RetiredPages = mi.HardwareCorruptedKB / 4
+	}
+	d.mu.Lock()
+	m.LastCPUOffline = d.lastCPUOff
+	for k, v := range d.perDIMM {
+		m.RetiredPerDIMM[k] = v
+	}
+	d.mu.Unlock()
+	return m
+}
+
+// dimmOf names the DIMM a page case's FRU points at, "" when unknown.
+func dimmOf(c fault.Case) string {
+	for _, e := range c.Evidence {
+		if e.DIMM != "" {
+			return e.DIMM
+		}
+	}
+	return ""
+}
+
+func uniqueInts(in []int) []int {
+	sort.Ints(in)
+	out := in[:0]
+	for i, v := range in {
+		if i == 0 || v != in[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}

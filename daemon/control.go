@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The control protocol is one JSON request line and one JSON response line
+// per connection, so `nc -U` is enough to debug it.
+
+// Request is what the CLI sends.
+type Request struct {
+	Command string `json:"command"` // status, pause, resume, reload
+}
+
+// Response is what the daemon answers.
+type Response struct {
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}
+
+type handler func(Request) Response
+
+// listenControl creates the root-only socket. The directory is 0700 and the
+// socket 0600: only root (the daemon's user) may pause or resume isolation.
+func listenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	// A socket file left by a crashed daemon: the state lock already proved
+	// nobody owns it.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale socket %s: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return l, nil
+}
+
+func serveControl(ctx context.Context, l net.Listener, h handler) {
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			var req Request
+			line, err := bufio.NewReader(c).ReadBytes('\n')
+			resp := Response{}
+			if err == nil {
+				err = json.Unmarshal(line, &req)
+			}
+			if err != nil {
+				resp.Error = fmt.Sprintf("bad request: %v", err)
+			} else {
+				resp = h(req)
+			}
+			_ = json.NewEncoder(c).Encode(resp)
+		}()
+	}
+}
+
+// Call sends one request to the daemon at socket.
+func Call(socket string, req Request, timeout time.Duration) (Response, error) {
+	c, err := net.DialTimeout("unix", socket, timeout)
+	if err != nil {
+		return Response{}, fmt.Errorf("no daemon answers on %s: %w", socket, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return Response{}, fmt.Errorf("sending to %s: %w", socket, err)
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return Response{}, fmt.Errorf("reading answer from %s: %w", socket, err)
+	}
+	if !resp.OK && resp.Error != "" {
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}

@@ -1,0 +1,310 @@
+// Package daemon is the one place that wires sources → policy → actuators →
+// store. Everything it wires is a plain value handed in or built from Options,
+// so the same code runs on a server, on the simulator and in tests.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+
+	"github.com/selfprotect/selfprotect/cpuoffline"
+	"github.com/selfprotect/selfprotect/edac"
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/kpath"
+	"github.com/selfprotect/selfprotect/pageoffline"
+	"github.com/selfprotect/selfprotect/policy"
+	"github.com/selfprotect/selfprotect/store"
+)
+
+// Options configure one daemon run.
+type Options struct {
+	Paths      kpath.Paths
+	FS         kpath.FS
+	StateDir   string
+	Socket     string
+	PolicyPath string // "" = built-in defaults
+	// DryRun forces dry-run whatever the policy says.
+	DryRun  bool
+	Version string
+	Log     *logrus.Logger
+	// HealthInterval is how often sources and the kernel are checked.
+	HealthInterval time.Duration
+	// TraceBufferKB is the per-CPU size of the daemon's trace instance.
+	TraceBufferKB int
+	Now           func() time.Time
+}
+
+// Daemon is one running selfprotect.
+type Daemon struct {
+	opts  Options
+	log   *logrus.Logger
+	now   func() time.Time
+	store *store.Store
+
+	policyMu sync.Mutex
+	cfg      *policy.Config
+	engine   *policy.Engine
+
+	cpus  *cpuoffline.Offliner
+	pages *pageoffline.Offliner
+
+	paused   atomic.Bool
+	started  time.Time
+	armed    atomic.Bool
+	storming atomic.Bool
+
+	counters counters
+	sources  *sourceSet
+	jobs     chan job
+
+	mu         sync.Mutex // guards the fields below
+	problems   []string
+	kernel     KernelStatus
+	budget     BudgetStatus
+	pending    []job
+	outcomes   map[string]int
+	actionsRun int
+	edacBound  bool
+	poller     *edac.Poller
+	lastCPUOff time.Time
+	// perDIMM counts pages we retired on each DIMM (budget max_pages_per_dimm).
+	perDIMM map[string]int
+}
+
+type counters struct {
+	received, counted, deferred, errors, stored, notStored atomic.Uint64
+	edacCredited                                           atomic.Uint64
+}
+
+// New checks the options and loads the policy; it touches nothing yet.
+func New(opts Options) (*Daemon, error) {
+	if opts.Log == nil {
+		opts.Log = logrus.New()
+	}
+	if opts.FS == nil {
+		opts.FS = kpath.OS{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = time.Second
+	}
+	if opts.TraceBufferKB <= 0 {
+		opts.TraceBufferKB = 256
+	}
+	opts.Paths = opts.Paths.Resolve()
+	cfg, err := loadPolicy(opts.PolicyPath)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		opts:     opts,
+		log:      opts.Log,
+		now:      opts.Now,
+		cfg:      cfg,
+		engine:   policy.NewEngine(cfg),
+		outcomes: map[string]int{},
+		perDIMM:  map[string]int{},
+		jobs:     make(chan job, 1024),
+	}
+	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log})
+	d.pages = pageoffline.New(opts.Paths, opts.FS, pageoffline.Options{Log: opts.Log})
+	return d, nil
+}
+
+func loadPolicy(path string) (*policy.Config, error) {
+	if path == "" {
+		return policy.Defaults(), nil
+	}
+	return policy.Load(path)
+}
+
+func (d *Daemon) dryRun() bool {
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
+	return d.opts.DryRun || d.cfg.Mode == policy.ModeDryRun
+}
+
+func (d *Daemon) mode() string {
+	if d.dryRun() {
+		return "dry-run"
+	}
+	return "enforce"
+}
+
+// Run is the daemon: it returns when ctx ends (SIGTERM) or a fatal error
+// happens. reload receives a value on SIGHUP.
+func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
+	lock, err := lockState(d.opts.StateDir, d.opts.Socket)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	st, err := store.Open(filepath.Join(d.opts.StateDir, "selfprotect.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d.store = st
+	d.started = d.now()
+
+	ln, err := listenControl(d.opts.Socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(d.opts.Socket)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go serveControl(ctx, ln, d.handle)
+
+	d.log.WithFields(logrus.Fields{"mode": d.mode(), "sys": d.opts.Paths.Sys, "proc": d.opts.Paths.Proc,
+		"tracing": d.opts.Paths.Tracing, "state": d.opts.StateDir}).Info("selfprotect starting")
+
+	d.loadHistory()
+	d.inspectKernel()
+
+	events := make(chan fault.Event, 4096)
+	d.sources, err = d.startSources(ctx, events)
+	if err != nil {
+		return err
+	}
+	defer d.sources.close()
+
+	var wg sync.WaitGroup
+	storeQ := make(chan fault.Event, 8192)
+	wg.Add(2)
+	go func() { defer wg.Done(); d.storeEvents(storeQ) }()
+	go func() { defer wg.Done(); d.actLoop(ctx) }()
+
+	d.replayIsolations(ctx)
+
+	d.armed.Store(true)
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		d.log.WithError(err).Warn("sd_notify READY failed")
+	}
+	d.log.WithField("sources", d.sources.names()).Info("sources armed, watching for hardware errors")
+
+	health := time.NewTicker(d.opts.HealthInterval)
+	defer health.Stop()
+	d.checkHealth()
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping")
+			d.armed.Store(false)
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			cancel()
+			d.sources.wait()
+			close(storeQ)
+			wg.Wait()
+			return nil
+		case ev := <-events:
+			d.observe(ev, storeQ)
+		case <-reload:
+			d.reload()
+		case <-health.C:
+			d.checkHealth()
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+// reload re-reads the policy. A bad file keeps the running policy: losing
+// protection because of a typo would be worse than ignoring the change.
+func (d *Daemon) reload() {
+	cfg, err := loadPolicy(d.opts.PolicyPath)
+	if err != nil {
+		d.log.WithError(err).Error("policy reload failed; keeping the running policy")
+		return
+	}
+	d.policyMu.Lock()
+	d.cfg = cfg
+	d.engine = policy.NewEngine(cfg)
+	d.policyMu.Unlock()
+	d.log.WithField("mode", d.mode()).Info("policy reloaded; rate engines restarted")
+}
+
+// handle answers control requests.
+func (d *Daemon) handle(req Request) Response {
+	switch req.Command {
+	case "status":
+		s := d.Status()
+		return Response{OK: true, Status: &s}
+	case "pause":
+		d.paused.Store(true)
+		d.log.Warn("isolation paused by operator; errors are still counted")
+		s := d.Status()
+		return Response{OK: true, Status: &s}
+	case "resume":
+		d.paused.Store(false)
+		d.log.Info("isolation resumed by operator")
+		d.resumePending()
+		s := d.Status()
+		return Response{OK: true, Status: &s}
+	}
+	return Response{Error: fmt.Sprintf("unknown command %q", req.Command)}
+}
+
+// Status snapshots the daemon for the CLI.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := Status{
+		Version:  d.opts.Version,
+		PID:      os.Getpid(),
+		Started:  d.started,
+		Armed:    d.armed.Load(),
+		Mode:     d.mode(),
+		Paused:   d.paused.Load(),
+		Storming: d.storming.Load(),
+		Problems: append([]string(nil), d.problems...),
+		Kernel:   d.kernel,
+		Budgets:  d.budget,
+		Pending:  len(d.pending) + len(d.jobs),
+		Actions:  map[string]int{},
+	}
+	s.Degraded = len(s.Problems) > 0
+	for k, v := range d.outcomes {
+		s.Actions[k] = v
+	}
+	if d.sources != nil {
+		s.Sources = d.sources.status()
+	}
+	s.Events = EventCounters{
+		Received: d.counters.received.Load(), Counted: d.counters.counted.Load(),
+		Deferred: d.counters.deferred.Load(), Errors: d.counters.errors.Load(),
+		Stored: d.counters.stored.Load(), NotStored: d.counters.notStored.Load(),
+		EDACCredited: d.counters.edacCredited.Load(),
+	}
+	if d.sources != nil {
+		d.sources.addCounters(&s.Events)
+	}
+	if d.store != nil {
+		cases, err := d.store.Cases(store.CaseFilter{})
+		if err == nil {
+			for _, c := range cases {
+				s.Cases = append(s.Cases, summarize(c))
+			}
+		}
+	}
+	return s
+}
+
+func summarize(c fault.Case) CaseSummary {
+	return CaseSummary{ID: c.ID, Diagnosis: string(c.Diagnosis), Suspect: string(c.Suspect),
+		FRU: c.FRU, State: string(c.State), Summary: c.Summary}
+}
+
+var errNoSources = errors.New("no event source could be armed")

@@ -1,0 +1,211 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/selfprotect/selfprotect/cpuoffline"
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/pageoffline"
+)
+
+// inspectKernel reads what the kernel itself does about errors: the RAS CEC
+// (which consumes corrected DRAM errors before EDAC sees them and offlines
+// pages at its own threshold) and whether soft offline is allowed at all.
+func (d *Daemon) inspectKernel() {
+	k := KernelStatus{CEC: "absent (no debugfs ras/cec)", SoftOffline: "enabled", EDAC: "no driver bound"}
+	cec := d.opts.Paths.DebugPath("ras", "cec")
+	if _, err := d.opts.FS.Stat(cec); err == nil {
+		thr := strings.TrimSpace(readString(d.opts.FS, d.opts.Paths.DebugPath("ras", "cec", "action_threshold")))
+		k.CEC = fmt.Sprintf("enabled (action_threshold %s): the kernel offlines a page itself after that many corrected errors; "+
+			"EDAC mc_event stays silent until then, and our soft offline records it as isolated-by-other when the kernel wins", thr)
+	}
+	if v, err := d.opts.FS.ReadFile(d.opts.Paths.ProcPath("sys", "vm", "enable_soft_offline")); err == nil {
+		if strings.TrimSpace(string(v)) == "0" {
+			k.SoftOffline = "disabled by vm.enable_soft_offline=0: pages cannot be soft-offlined"
+		}
+	} else if !os.IsNotExist(err) {
+		k.SoftOffline = "unknown: " + err.Error()
+	}
+	d.mu.Lock()
+	edac := d.kernel.EDAC
+	if edac != "" {
+		k.EDAC = edac
+	}
+	d.kernel = k
+	d.mu.Unlock()
+	d.log.WithField("cec", k.CEC).WithField("soft_offline", k.SoftOffline).Info("kernel RAS state")
+}
+
+func readString(fsys interface{ ReadFile(string) ([]byte, error) }, p string) string {
+	b, err := fsys.ReadFile(p)
+	if err != nil {
+		return "?"
+	}
+	return string(b)
+}
+
+// checkHealth turns everything that could leave us blind into problems
+// shown by `status`: a dead source, the trace instance removed or its events
+// disabled behind our back, tracing switched off, ring-buffer overruns.
+func (d *Daemon) checkHealth() {
+	var problems []string
+	if d.sources != nil {
+		problems = append(problems, d.sources.dead()...)
+		if d.sources.inst != nil {
+			h := d.sources.inst.Health()
+			problems = append(problems, h.Problems...)
+		}
+		if d.sources.names() == "" {
+			problems = append(problems, "no event source is armed: hardware errors are not watched")
+		}
+	}
+	budget := d.budgetStatus()
+	if len(budget.CPUsOfflineByOther) > 0 {
+		problems = append(problems, fmt.Sprintf("CPUs %v offlined by someone else (counted against the budgets)", budget.CPUsOfflineByOther))
+	}
+	d.mu.Lock()
+	changed := strings.Join(problems, "\n") != strings.Join(d.problems, "\n")
+	d.problems = problems
+	d.budget = budget
+	d.mu.Unlock()
+	if changed {
+		if len(problems) == 0 {
+			d.log.Info("healthy again")
+		}
+		for _, p := range problems {
+			d.log.Error("degraded: " + p)
+		}
+	}
+}
+
+func (d *Daemon) budgetStatus() BudgetStatus {
+	var b BudgetStatus
+	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+	if err == nil {
+		b.CPUsPresent = len(topo.Present)
+		b.CPUsOnline = len(topo.Online)
+		online := map[int]bool{}
+		for _, n := range topo.Online {
+			online[n] = true
+		}
+		ours := map[int]bool{}
+		for _, iso := range d.isolatedByUs() {
+			if n, err := iso.CPUNumber(); err == nil {
+				ours[n] = true
+			}
+		}
+		for _, n := range topo.Present {
+			if online[n] {
+				continue
+			}
+			if ours[n] {
+				b.CPUsOfflineByUs = append(b.CPUsOfflineByUs, n)
+			} else {
+				b.CPUsOfflineByOther = append(b.CPUsOfflineByOther, n)
+			}
+		}
+	}
+	if mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS); err == nil {
+		b.PagesRetired = mi.HardwareCorruptedKB / 4
+		d.policyMu.Lock()
+		pct := d.cfg.Budgets.MaxRAMRetiredPercent
+		d.policyMu.Unlock()
+		b.PagesRetiredLimit = uint64(float64(mi.TotalKB/4) * pct / 100)
+	}
+	for _, r := range d.isolatedByUs() {
+		if r.Kind() == fault.KindPage {
+			b.PagesRetiredByUs++
+		}
+	}
+	return b
+}
+
+func (d *Daemon) isolatedByUs() []fault.Resource {
+	if d.store == nil {
+		return nil
+	}
+	iso, err := d.store.Isolated()
+	if err != nil {
+		return nil
+	}
+	var out []fault.Resource
+	for _, i := range iso {
+		if i.ByUs {
+			out = append(out, i.Resource)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out
+}
+
+// loadHistory restores what budgets need from the store after a restart.
+func (d *Daemon) loadHistory() {
+	iso, err := d.store.Isolated()
+	if err != nil {
+		d.log.WithError(err).Error("reading isolation history")
+		return
+	}
+	for _, i := range iso {
+		if i.Resource.Kind() == fault.KindCPU && i.ByUs && i.At.After(d.lastCPUOff) {
+			d.lastCPUOff = i.At
+		}
+		if i.Resource.Kind() == fault.KindPage && i.ByUs {
+			if c, err := d.store.Case(i.CaseID); err == nil {
+				if dimm := dimmOf(c); dimm != "" {
+					d.perDIMM[dimm]++
+				}
+			}
+		}
+	}
+	if len(iso) > 0 {
+		d.log.WithField("resources", len(iso)).Info("isolation history loaded")
+	}
+}
+
+// replayIsolations re-isolates what we isolated before a reboot: the kernel
+// brings offlined pages and CPUs back into service when it boots.
+func (d *Daemon) replayIsolations(ctx context.Context) {
+	iso, err := d.store.Isolated()
+	if err != nil {
+		return
+	}
+	for _, i := range iso {
+		if !i.ByUs {
+			continue
+		}
+		c, err := d.store.Case(i.CaseID)
+		if err != nil {
+			continue
+		}
+		switch i.Resource.Kind() {
+		case fault.KindCPU:
+			topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+			n, _ := i.Resource.CPUNumber()
+			if err != nil || !contains(topo.Online, n) {
+				continue
+			}
+		case fault.KindPage:
+			pfn, _ := i.Resource.PFN()
+			if p, err := pageoffline.Poisoned(d.opts.Paths, d.opts.FS, pfn); err != nil || p {
+				continue
+			}
+		default:
+			continue
+		}
+		d.log.WithField("resource", i.Resource).WithField("case", c.ID).Warn("re-isolating after restart")
+		d.jobs <- job{c: c, targets: []fault.Resource{i.Resource}, replay: true}
+	}
+}
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

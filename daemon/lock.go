@@ -1,0 +1,59 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrAlreadyRunning is returned when another daemon owns the state directory
+// or answers on the control socket.
+var ErrAlreadyRunning = errors.New("another selfprotect daemon is running")
+
+// stateLock is an exclusive flock on <state>/lock. The kernel drops it when
+// the process dies, so a crashed daemon never leaves a stale lock behind.
+type stateLock struct{ f *os.File }
+
+func lockState(dir, socket string) (*stateLock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by pid %s", ErrAlreadyRunning, path, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	// The lock guards the state directory; a daemon started with another
+	// state directory but the same socket must refuse too.
+	if c, err := net.DialTimeout("unix", socket, 200*time.Millisecond); err == nil {
+		c.Close()
+		f.Close()
+		return nil, fmt.Errorf("%w: %s answers", ErrAlreadyRunning, socket)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &stateLock{f: f}, nil
+}
+
+func (l *stateLock) release() {
+	if l != nil && l.f != nil {
+		_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+		l.f.Close()
+	}
+}

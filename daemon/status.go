@@ -1,0 +1,80 @@
+package daemon
+
+import "time"
+
+// Status is what `selfprotect status` prints. It is also the JSON the control
+// socket returns, so tests and monitoring read the same thing humans do.
+type Status struct {
+	Version string    `json:"version"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Armed is true once every chosen source reads events: the moment the
+	// daemon tells systemd READY=1.
+	Armed    bool     `json:"armed"`
+	Degraded bool     `json:"degraded"`
+	Problems []string `json:"problems,omitempty"`
+	Mode     string   `json:"mode"`
+	Paused   bool     `json:"paused"`
+	Storming bool     `json:"storming"`
+
+	Sources []SourceStatus `json:"sources"`
+	Events  EventCounters  `json:"events"`
+
+	Kernel  KernelStatus  `json:"kernel"`
+	Budgets BudgetStatus  `json:"budgets"`
+	Cases   []CaseSummary `json:"cases,omitempty"`
+	// Actions counts actions by outcome since start.
+	Actions map[string]int `json:"actions,omitempty"`
+	Pending int            `json:"pending_actions"`
+}
+
+// SourceStatus describes one event source.
+type SourceStatus struct {
+	Name   string `json:"name"`
+	State  string `json:"state"` // armed, dead, unavailable
+	Detail string `json:"detail,omitempty"`
+}
+
+// EventCounters are cumulative since start.
+type EventCounters struct {
+	Received uint64 `json:"received"` // events from all sources
+	Counted  uint64 `json:"counted"`  // fed to the policy engine
+	// Deferred are memory errors from mce_record while an EDAC driver is
+	// bound: mc_event reports the same error with its DIMM label.
+	Deferred     uint64 `json:"deferred"`
+	Errors       uint64 `json:"errors"` // sum of Count over counted events
+	Stored       uint64 `json:"stored"`
+	NotStored    uint64 `json:"not_stored"` // dropped from the history under a storm
+	Undecodable  uint64 `json:"undecodable"`
+	TracePages   uint64 `json:"trace_pages"`
+	TraceMissed  uint64 `json:"trace_missed"`
+	EDACCredited uint64 `json:"edac_credited"`
+}
+
+// KernelStatus reports what the kernel itself does about errors.
+type KernelStatus struct {
+	CEC         string `json:"cec"`          // "absent", "enabled (action_threshold 2)", ...
+	SoftOffline string `json:"soft_offline"` // "enabled", "disabled by vm.enable_soft_offline=0", "unknown"
+	EDAC        string `json:"edac"`         // "bound (2 controllers)", "no driver bound"
+}
+
+// BudgetStatus shows how much of each budget is used.
+type BudgetStatus struct {
+	CPUsPresent        int    `json:"cpus_present"`
+	CPUsOnline         int    `json:"cpus_online"`
+	CPUsOfflineByUs    []int  `json:"cpus_offline_by_us,omitempty"`
+	CPUsOfflineByOther []int  `json:"cpus_offline_by_others,omitempty"`
+	PagesRetired       uint64 `json:"pages_retired"`
+	PagesRetiredByUs   int    `json:"pages_retired_by_us"`
+	PagesRetiredLimit  uint64 `json:"pages_retired_limit"`
+}
+
+// CaseSummary is one line of the case list.
+type CaseSummary struct {
+	ID        string `json:"id"`
+	Diagnosis string `json:"diagnosis"`
+	Suspect   string `json:"suspect"`
+	FRU       string `json:"fru,omitempty"`
+	State     string `json:"state"`
+	Summary   string `json:"summary,omitempty"`
+}
