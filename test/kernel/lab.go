@@ -22,11 +22,11 @@ const GuestPackage = "github.com/selfprotect/selfprotect/test/kernel/guest"
 // Lab prepares guests: host tools, kernels (fetched once per series), the
 // guest helper, and the daemon binary.
 type Lab struct {
-	CacheDir string
-	WorkDir  string
-	Busybox  string
-	Guest    string
-	Daemon   string // empty when missing; DaemonErr says why
+	CacheDir  string
+	WorkDir   string
+	Busybox   string
+	Guest     string
+	Daemon    string // empty when missing; DaemonErr says why
 	DaemonErr error
 
 	mu      sync.Mutex

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/kpath"
+)
+
+// fakeEnv is a fixture tree laid out like the real mounts.
+func fakeEnv(t *testing.T, files map[string][]byte) env {
+	t.Helper()
+	root := t.TempDir()
+	for name, data := range files {
+		p := filepath.Join(root, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+	}
+	return env{paths: kpath.Under(root)}
+}
+
+func TestMemRecord(t *testing.T) {
+	tests := []struct {
+		vendor  string
+		uc      bool
+		bank    int
+		status  uint64
+		wantErr bool
+	}{
+		{vendor: "AuthenticAMD", bank: 4, status: 0x9c0000000008011b},
+		{vendor: "AuthenticAMD", uc: true, bank: 4, status: 0xbc0000000008011b},
+		{vendor: "GenuineIntel", bank: 7, status: 0x9c00000000000090},
+		{vendor: "GenuineIntel", uc: true, bank: 7, status: 0xbc00000000000090},
+		{vendor: "HygonGenuine", wantErr: true},
+	}
+	for _, tc := range tests {
+		r, err := memRecord(tc.vendor, 0x2019040, tc.uc)
+		if tc.wantErr {
+			require.Error(t, err)
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, mceRecord{bank: tc.bank, status: tc.status, addr: 0x2019040, misc: 0x8c}, r)
+	}
+}
+
+func TestCPUVendor(t *testing.T) {
+	e := fakeEnv(t, map[string][]byte{"proc/cpuinfo": []byte("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n")})
+	v, err := e.cpuVendor()
+	require.NoError(t, err)
+	require.Equal(t, "GenuineIntel", v)
+
+	_, err = fakeEnv(t, map[string][]byte{"proc/cpuinfo": []byte("processor : 0\n")}).cpuVendor()
+	require.ErrorContains(t, err, "no vendor_id")
+}
+
+func TestKpf(t *testing.T) {
+	flags := make([]byte, 8*4)
+	binary.LittleEndian.PutUint64(flags[8*3:], 1<<19|1<<5)
+	e := fakeEnv(t, map[string][]byte{"proc/kpageflags": flags})
+	got, err := cmdKpf(e, []string{"3"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"pfn": "0x3", "flags": "0x80020", "hwpoison": true}, got)
+
+	got, err = cmdKpf(e, []string{"0x1"})
+	require.NoError(t, err)
+	require.Equal(t, false, got["hwpoison"])
+
+	_, err = cmdKpf(e, []string{"99"})
+	require.Error(t, err, "PFN past the end")
+	_, err = cmdKpf(e, []string{"zz"})
+	require.Error(t, err)
+}
+
+func TestMeminfo(t *testing.T) {
+	e := fakeEnv(t, map[string][]byte{"proc/meminfo": []byte("MemTotal:        1000 kB\nHardwareCorrupted:     8 kB\n")})
+	got, err := cmdMeminfo(e, nil)
+	require.NoError(t, err)
+	require.Equal(t, uint64(8), got["hardware_corrupted_kb"])
+
+	_, err = cmdMeminfo(fakeEnv(t, map[string][]byte{"proc/meminfo": []byte("MemTotal: 1 kB\n")}), nil)
+	require.ErrorContains(t, err, "no HardwareCorrupted")
+}
+
+func TestCPUOnlineReadsAndWrites(t *testing.T) {
+	e := fakeEnv(t, map[string][]byte{"sys/devices/system/cpu/cpu2/online": []byte("1\n")})
+	got, err := cmdCPUOnline(e, []string{"2"})
+	require.NoError(t, err)
+	require.Equal(t, true, got["online"])
+	got, err = cmdCPUOnline(e, []string{"2", "0"})
+	require.NoError(t, err)
+	require.Equal(t, false, got["online"])
+	_, err = cmdCPUOnline(e, []string{"5"})
+	require.Error(t, err)
+}
+
+func TestInjectWritesInOrderWithNewlines(t *testing.T) {
+	files := map[string][]byte{}
+	for _, f := range []string{"cpu", "status", "addr", "misc", "synd", "flags", "bank"} {
+		files["sys/kernel/debug/mce-inject/"+f] = nil
+	}
+	e := fakeEnv(t, files)
+	require.NoError(t, e.inject(0, mceRecord{bank: 1, status: 0x9000000000000134}))
+	for f, want := range map[string]string{"cpu": "0\n", "status": "0x9000000000000134\n", "addr": "0x0\n", "flags": "sw\n", "bank": "1\n"} {
+		got, err := os.ReadFile(e.paths.DebugPath("mce-inject", f))
+		require.NoError(t, err)
+		require.Equal(t, want, string(got), f)
+	}
+}
+
+func TestPatternDistinct(t *testing.T) {
+	seen := map[uint64]bool{}
+	for p := 0; p < 4; p++ {
+		for w := 0; w < 512; w++ {
+			v := pattern(p, w)
+			require.False(t, seen[v])
+			seen[v] = true
+		}
+	}
+}
+
+func FuzzParseUint(f *testing.F) {
+	f.Add("0x2019040")
+	f.Add("12")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = parseUint("x", s)
+		_, _ = parseInt("x", s)
+	})
+}
