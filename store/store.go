@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+var (
+	// ErrNotFound: no case (or store file) with that name.
+	ErrNotFound = errors.New("not found")
+	// ErrAmbiguous: a case ID prefix matches more than one case.
+	ErrAmbiguous = errors.New("ambiguous case ID prefix")
+	// ErrReadOnly: a write on a store opened with OpenReadOnly.
+	ErrReadOnly = errors.New("store is read-only")
+	// ErrCorrupt: the file is not a SQLite database or is damaged. The
+	// daemon may move it aside and start a fresh history.
+	ErrCorrupt = errors.New("store file is corrupt")
+	// ErrSchemaTooNew: the file was written by a newer selfprotect.
+	ErrSchemaTooNew = errors.New("store schema is newer than this binary")
+)
+
+// busyTimeout bounds how long a statement waits for another process's lock
+// before failing: long enough to ride out a checkpoint, short enough that a
+// stuck peer shows up as an error instead of a hang.
+const busyTimeout = 5 * time.Second
+
+// Store is the daemon's state file. Its methods are safe for concurrent use;
+// writes go through one connection and so are serialized.
+type Store struct {
+	path string
+	// w is nil for a read-only store; otherwise a pool of exactly one
+	// connection, which makes the daemon the single writer.
+	w *sql.DB
+	// r serves queries, so a long read never waits for the writer.
+	r *sql.DB
+}
+
+// Open opens the store at path for reading and writing, creating the file
+// and bringing its schema up to date.
+func Open(path string) (*Store, error) {
+	w, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	// Keep the one connection: reopening it would re-run every pragma.
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(w); err != nil {
+		w.Close()
+		return nil, describe(path, err)
+	}
+	r, err := openReader(path)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	return &Store{path: path, w: w, r: r}, nil
+}
+
+// OpenReadOnly opens an existing store for queries only. It works while the
+// daemon holds the file open for writing, and sees what it last committed.
+// A missing file gives an error wrapping ErrNotFound and os.ErrNotExist.
+func OpenReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("opening store %s: %w: %w", path, ErrNotFound, err)
+		}
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	r, err := openReader(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{path: path, r: r}, nil
+}
+
+func openReader(path string) (*sql.DB, error) {
+	r, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if err := checkVersion(r); err != nil {
+		r.Close()
+		return nil, describe(path, err)
+	}
+	return r, nil
+}
+
+// Path is the file this store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file. The writer closes last, so SQLite can checkpoint
+// the WAL back into the main file.
+func (s *Store) Close() error {
+	errR := s.r.Close()
+	var errW error
+	if s.w != nil {
+		errW = s.w.Close()
+	}
+	if err := errors.Join(errR, errW); err != nil {
+		return fmt.Errorf("closing store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// dsn builds the URI for one connection. Pragmas ride in the DSN because
+// database/sql may open connections at any time and each needs them.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	if readOnly {
+		q.Set("mode", "ro")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		// NORMAL in WAL mode loses at most the last transactions on power
+		// loss, never consistency; FULL would fsync every event batch.
+		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Add("_pragma", "foreign_keys(1)")
+		// Take the write lock at BEGIN: a deferred transaction that upgrades
+		// later can fail with SQLITE_BUSY without waiting.
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Opaque: (&url.URL{Path: path}).EscapedPath(), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// SQLite primary result codes that mean the file itself is bad.
+const (
+	sqliteCorrupt = 11
+	sqliteNotADB  = 26
+)
+
+// describe wraps err with the path, and with ErrCorrupt when SQLite says
+// the file is damaged or not a database at all.
+func describe(path string, err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqliteCorrupt, sqliteNotADB:
+			return fmt.Errorf("opening store %s: %w: %w", path, ErrCorrupt, err)
+		}
+	}
+	return fmt.Errorf("opening store %s: %w", path, err)
+}
+
+// write runs fn in one immediate transaction on the writer connection.
+func (s *Store) write(what string, fn func(tx *sql.Tx) error) error {
+	if s.w == nil {
+		return fmt.Errorf("%s: %w", what, ErrReadOnly)
+	}
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("%s: beginning transaction in %s: %w", what, s.path, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: committing to %s: %w", what, s.path, err)
+	}
+	return nil
+}
