@@ -161,7 +161,7 @@ func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint3
 	c := e.newCase(ev, RulePage, fault.DiagSoftOfflinePage, r, memoryFRU(ev))
 	c.Summary = fmt.Sprintf("%d corrected memory errors on page %#x within %s (threshold %d): soft offline the page",
 		level, pfn, formatDuration(e.cfg.Rules.Page.Window), e.cfg.Rules.Page.Threshold)
-	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn })
+	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.Page.Window, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn })
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
 }
@@ -221,7 +221,7 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 	r := fault.DIMM(k.mc, k.label)
 	c := e.newCase(ev, RuleDIMM, fault.DiagReplaceDIMM, r, k.label)
 	c.Summary = fmt.Sprintf("DIMM %s: %s: replace it", k.label, why)
-	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc })
+	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.DIMM.Window, func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc })
 	return append(out, Decision{Case: c})
 }
 
@@ -247,7 +247,7 @@ func (e *Engine) observeRow(ev *fault.Event, now int64, seq uint32, out []Decisi
 	c.Also = targets
 	c.Summary = fmt.Sprintf("%d distinct pages of DRAM row %s failed within %s (threshold %d): offline the row's %d known pages",
 		len(pages), key, formatDuration(rule.Window), rule.DistinctPages, len(pages))
-	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return x.Row == key })
+	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.Row == key })
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	return append(out, Decision{Case: c, Targets: targets})
 }
@@ -274,7 +274,7 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 		c := e.newCase(ev, RuleCPU, fault.DiagOfflineCPU, r, fru)
 		c.Summary = fmt.Sprintf("%d corrected L%d %s errors in CPU %d's own bank within %s (threshold %d): offline the CPU and its SMT siblings",
 			level, ev.CacheLevel, ev.Class, cpu, formatDuration(rule.Window), rule.Threshold)
-		c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { return x.CPU == cpu })
+		c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.CPU == cpu && x.Class == ev.Class })
 		return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
 	}
 	r, fru := cacheResource(ev)
@@ -293,7 +293,7 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 	c := e.newCase(ev, RuleCache, fault.DiagAlertOnly, r, fru)
 	c.Summary = fmt.Sprintf("%d corrected %s errors on %s within %s (threshold %d) from %s: offlining a CPU would not help, alert only",
 		level, ev.Class, r, formatDuration(rule.Window), rule.Threshold, why)
-	c.Evidence = e.log.collect(seqs, e.evidence, func(x *fault.Event) bool { rr, _ := cacheResource(x); return rr == r })
+	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { rr, _ := cacheResource(x); return rr == r })
 	return append(out, Decision{Case: c})
 }
 

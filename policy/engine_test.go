@@ -443,3 +443,22 @@ func TestExpiredPagesAreSweptAsEventsArrive(t *testing.T) {
 	require.Equal(t, 1000, s.Rules[0].Tracked)
 	require.Equal(t, uint64(1000), s.Rules[0].Expired)
 }
+
+// A case lists every error that filled its engine (up to the evidence cap),
+// not one per SERD slot, and nothing from other resources or outside the
+// window.
+func TestEvidenceListsEveryError(t *testing.T) {
+	e := NewEngine(Defaults())
+	require.Empty(t, e.Observe(cacheCE(-25*time.Hour, 2, 0, true))) // outside the window
+	for i := 0; i < 4; i++ {
+		require.Empty(t, e.Observe(cacheCE(time.Duration(i)*time.Minute, 2, 0, true)))
+		require.Empty(t, e.Observe(cacheCE(time.Duration(i)*time.Minute, 3, 0, true)))
+	}
+	ds := e.Observe(cacheCE(10*time.Minute, 2, 0, true))
+	require.Len(t, ds, 1)
+	require.Len(t, ds[0].Case.Evidence, 5)
+	for _, ev := range ds[0].Case.Evidence {
+		require.Equal(t, 2, ev.CPU)
+		require.False(t, ev.Time.Before(t0))
+	}
+}

@@ -1,6 +1,10 @@
 package policy
 
-import "github.com/selfprotect/selfprotect/fault"
+import (
+	"time"
+
+	"github.com/selfprotect/selfprotect/fault"
+)
 
 // evidenceLog keeps the most recent events so a tripped engine can name the
 // events that filled it without every tracked page holding copies: a table
@@ -41,18 +45,29 @@ func (l *evidenceLog) get(s uint32) (*fault.Event, bool) {
 	return &l.events[s&l.mask], true
 }
 
-// collect turns evidence numbers (oldest first) into at most limit entries,
-// the most recent ones, skipping events that left the log or do not match
-// (after the counter wraps a stale number could point at another event).
-func (l *evidenceLog) collect(seqs []uint32, limit int, match func(*fault.Event) bool) []fault.Evidence {
+// collect returns at most limit matching events, the most recent ones,
+// oldest first. The engines keep only a few slot numbers per resource (and
+// merge slots past that), so rather than trusting those numbers alone it
+// walks the log back from the newest slot event over every event within the
+// rule's window: a case then lists each error that filled the engine, not
+// just one per slot. Events that scrolled out of the log are missing.
+func (l *evidenceLog) collect(seqs []uint32, limit int, window time.Duration, match func(*fault.Event) bool) []fault.Evidence {
+	if len(seqs) == 0 {
+		return nil
+	}
+	newest := seqs[len(seqs)-1]
+	last, ok := l.get(newest)
+	if !ok {
+		return nil
+	}
+	cutoff := last.Received.Add(-window)
 	var out []fault.Evidence
-	seen := make(map[uint32]bool, len(seqs))
-	for i := len(seqs) - 1; i >= 0 && len(out) < limit; i-- {
-		if seen[seqs[i]] {
-			continue
+	for s := newest; s != 0 && len(out) < limit; s-- {
+		ev, ok := l.get(s)
+		if !ok || ev.Received.Before(cutoff) {
+			break
 		}
-		seen[seqs[i]] = true
-		if ev, ok := l.get(seqs[i]); ok && match(ev) {
+		if match(ev) {
 			out = append(out, fault.EvidenceOf(ev))
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -130,4 +131,24 @@ func FuzzParseUint(f *testing.F) {
 		_, _ = parseUint("x", s)
 		_, _ = parseInt("x", s)
 	})
+}
+
+func TestExecCarriesJSONAndExitCode(t *testing.T) {
+	data, err := cmdExec(env{}, []string{"sh", "-c", `echo '{"armed":true}'`})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"armed":true}`, string(data["json"].(json.RawMessage)))
+
+	data, err = cmdExec(env{}, []string{"sh", "-c", "echo nope; exit 3"})
+	require.Error(t, err)
+	require.Equal(t, 3, data["exit"])
+	require.Equal(t, "nope\n", data["stdout"])
+}
+
+func TestWaitExecGivesUp(t *testing.T) {
+	data, err := cmdWaitExec(env{}, []string{"1ms", "false"})
+	require.ErrorContains(t, err, "still failing")
+	require.GreaterOrEqual(t, data["tries"], 1)
+
+	_, err = cmdWaitExec(env{}, []string{"soon", "true"})
+	require.ErrorContains(t, err, "timeout")
 }

@@ -135,7 +135,9 @@ func cmdInjectMem(e env, args []string) (map[string]any, error) {
 		return nil, err
 	}
 	data := map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status), "addr": hex(addr), "vendor": vendor}
-	return data, e.inject(cpu, r)
+	err = e.inject(cpu, r)
+	data["mono_us"] = monoMicros() // when the bank write (the injection) returned
+	return data, err
 }
 
 func cmdInjectCache(e env, args []string) (map[string]any, error) {
@@ -144,5 +146,6 @@ func cmdInjectCache(e env, args []string) (map[string]any, error) {
 		return nil, err
 	}
 	r := mceRecord{bank: 1, status: statusCacheCE}
-	return map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status)}, e.inject(cpu, r)
+	err = e.inject(cpu, r)
+	return map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status), "mono_us": monoMicros()}, err
 }

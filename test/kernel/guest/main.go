@@ -12,11 +12,14 @@
 //	inject-mem CPU ADDR [UC] corrected (or uncorrected) memory error through mce-inject
 //	inject-cache CPU         corrected cache-hierarchy error through mce-inject
 //	soft-offline ADDR        write ADDR to soft_offline_page
-//	wait-poisoned PFN TIMEOUT  poll kpageflags until HWPOISON; report elapsed µs
+//	wait-poisoned PFN TIMEOUT [INTERVAL]  poll kpageflags until HWPOISON; report
+//	                         elapsed µs and CLOCK_MONOTONIC µs
 //	cpu-online N [0|1]       read (or set) cpuN/online
 //	trace-start NAME         tracefs instance NAME recording mce:mce_record
 //	trace-count NAME [WANT [TIMEOUT]]  count mce_record lines in instance NAME,
 //	                         waiting for at least WANT
+//	exec CMD ARGS...         run CMD, carry its exit code and output (JSON when it is)
+//	wait-exec TIMEOUT CMD... re-run CMD until it exits 0
 //
 // It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
 package main
@@ -70,6 +73,8 @@ func commands() map[string]command {
 		"cpu-online":    {1, cmdCPUOnline},
 		"trace-start":   {1, cmdTraceStart},
 		"trace-count":   {1, cmdTraceCount},
+		"exec":          {1, cmdExec},
+		"wait-exec":     {2, cmdWaitExec},
 	}
 }
 

@@ -163,8 +163,12 @@ func cmdHold(e env, args []string) (map[string]any, error) {
 	return data, nil
 }
 
-// cmdWaitPoisoned polls kpageflags as fast as it can until PFN carries
-// HWPOISON, and reports how long that took: the latency metric's probe.
+// cmdWaitPoisoned polls kpageflags until PFN carries HWPOISON and reports
+// the CLOCK_MONOTONIC time it saw it (mono_us), which the host subtracts
+// from the deciding injection's mono_us: the latency metric's probe. The
+// optional INTERVAL (default 1ms, 0 = tight loop) matters because under
+// single-threaded TCG all vCPUs share one host thread, so a tight poll
+// slows down the daemon it is measuring.
 func cmdWaitPoisoned(e env, args []string) (map[string]any, error) {
 	pfn, err := parseUint("PFN", args[0])
 	if err != nil {
@@ -173,6 +177,12 @@ func cmdWaitPoisoned(e env, args []string) (map[string]any, error) {
 	timeout, err := time.ParseDuration(args[1])
 	if err != nil {
 		return nil, fmt.Errorf("parsing timeout %q: %w", args[1], err)
+	}
+	interval := time.Millisecond
+	if len(args) > 2 {
+		if interval, err = time.ParseDuration(args[2]); err != nil {
+			return nil, fmt.Errorf("parsing interval %q: %w", args[2], err)
+		}
 	}
 	p := e.paths.ProcPath("kpageflags")
 	f, err := os.Open(p)
@@ -188,11 +198,24 @@ func cmdWaitPoisoned(e env, args []string) (map[string]any, error) {
 		}
 		elapsed := time.Since(start)
 		if flags&(1<<kpfHWPoison) != 0 {
-			return map[string]any{"pfn": hex(pfn), "elapsed_us": elapsed.Microseconds(), "polls": polls}, nil
+			return map[string]any{"pfn": hex(pfn), "elapsed_us": elapsed.Microseconds(), "polls": polls, "mono_us": monoMicros()}, nil
 		}
 		if elapsed > timeout {
 			return map[string]any{"pfn": hex(pfn), "elapsed_us": elapsed.Microseconds(), "polls": polls},
 				fmt.Errorf("PFN %#x not poisoned after %s", pfn, timeout)
 		}
+		if interval > 0 {
+			time.Sleep(interval)
+		}
 	}
+}
+
+// monoMicros is CLOCK_MONOTONIC in µs, comparable across guest processes
+// (Go's own monotonic clock is per process).
+func monoMicros() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return -1
+	}
+	return ts.Nano() / 1000
 }
