@@ -42,6 +42,7 @@
 //
 //	case_states(id INTEGER PRIMARY KEY, case_id TEXT REFERENCES cases,
 //	            at INTEGER, state TEXT, note TEXT)  -- every state change
+//	  index case_states_case(case_id, at)
 //
 //	actions(id INTEGER PRIMARY KEY, case_id TEXT REFERENCES cases,
 //	        at INTEGER, resource, kind, outcome TEXT,

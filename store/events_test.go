@@ -148,10 +148,17 @@ func BenchmarkAddEvents(b *testing.B) {
 	const batch = 1000
 	evs := make([]fault.Event, batch)
 	for i := range evs {
-		evs[i] = memoryEvent(at(time.Duration(i)*time.Microsecond), uint64(i)*fault.PageSize)
+		evs[i] = memoryEvent(t0, uint64(i)*fault.PageSize)
 	}
 	b.ResetTimer()
+	next := t0
 	for b.Loop() {
+		// Time moves forward as in a real storm, so the received index
+		// grows at its end.
+		for i := range evs {
+			evs[i].Received = next
+			next = next.Add(time.Microsecond)
+		}
 		if err := s.AddEvents(evs); err != nil {
 			b.Fatal(err)
 		}

@@ -123,6 +123,9 @@ func dsn(path string, readOnly bool) string {
 		// loss, never consistency; FULL would fsync every event batch.
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_pragma", "foreign_keys(1)")
+		// Multi-row inserts keep a statement journal to undo a half-done
+		// statement; in a temp file that cost a syscall per page.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		// Take the write lock at BEGIN: a deferred transaction that upgrades
 		// later can fail with SQLITE_BUSY without waiting.
 		q.Set("_txlock", "immediate")
