@@ -123,3 +123,36 @@ func TestDaemonCPUOffline(t *testing.T) {
 		})
 	}
 }
+
+// TestDaemonPageOfflineWithCEC runs scenario 1 on 6.12 with the kernel's
+// CEC on. Whoever acts first, the page must end up poisoned exactly once
+// and the daemon must record an outcome for it; which outcome is logged,
+// since it depends on CEC's threshold for the CPU model.
+func TestDaemonPageOfflineWithCEC(t *testing.T) {
+	requireKernelGate(t)
+	lab := newLab(t)
+	daemonOrSkip(t, lab)
+	for _, cell := range matrix(t) {
+		if cell.Series != Series612 {
+			continue
+		}
+		t.Run(cell.String(), func(t *testing.T) {
+			t.Parallel()
+			rs := runScenario(t, lab, cell, PageScenarioCEC(), RunOptions{WithDaemon: true})
+			cec := only(t, rs, "cec").Data
+			t.Logf("%s: CEC action_threshold %v%v", cell, cec["json"], cec["stdout"])
+			poisoned, _ := only(t, rs, "kpf-a-after").Bool("hwpoison")
+			require.True(t, poisoned, "page A poisoned by CEC or the daemon")
+			before, _ := only(t, rs, "meminfo-before").Number("hardware_corrupted_kb")
+			after, _ := only(t, rs, "meminfo-after").Number("hardware_corrupted_kb")
+			require.Equal(t, before+4, after, "the page is poisoned once")
+			bad, _ := only(t, rs, "hold").Number("bad_words")
+			require.Zero(t, bad, "held data intact")
+			cases := faultyCases(t, only(t, rs, "faulty"))
+			pfns := only(t, rs, "hold").Data["pfns_before"].([]any)
+			outcome, _, found := findAction(cases, pfnResource(pfns[0].(string)), "soft-offline")
+			require.True(t, found, "the daemon records an outcome for page A: %+v", cases)
+			t.Logf("%s with CEC on: daemon outcome for page A: %s", cell, outcome)
+		})
+	}
+}

@@ -1,5 +1,7 @@
 package kernel
 
+import "strings"
+
 // holdPrelude starts `guest hold N` in the background and waits for it to
 // publish its pages: $ADDR0/$PFN0 (and $ADDR1/$PFN1 when N > 1).
 const holdPrelude = `H=/tmp/hold
@@ -116,4 +118,15 @@ guest -tag cpu2-state cpu-online 2
 guest -tag cpu3-state cpu-online 3
 ` + daemonStop,
 	}
+}
+
+// PageScenarioCEC is scenario 1 with the kernel's own CEC left on (6.12
+// only; 6.1 has none): it records who offlines the page when both the
+// kernel and the daemon count the same errors.
+func PageScenarioCEC() Scenario {
+	sc := PageScenario()
+	sc.Name, sc.Append = "page-cec", ""
+	sc.Script = strings.Replace(sc.Script, daemonStart, daemonStart+
+		"guest -tag cec exec sh -c 'cat /sys/kernel/debug/ras/cec/action_threshold'\n", 1)
+	return sc
 }
