@@ -41,7 +41,9 @@ func (d *Daemon) actLoop(ctx context.Context) {
 					Outcome: fault.OutcomePaused, Detail: "isolation paused by operator; will act on resume"}, j.c)
 				continue
 			}
+			d.acting.Store(1)
 			d.execute(ctx, j)
+			d.acting.Store(0)
 		}
 	}
 }

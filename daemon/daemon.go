@@ -58,6 +58,7 @@ type Daemon struct {
 	pages *pageoffline.Offliner
 
 	paused   atomic.Bool
+	acting   atomic.Int32 // 1 while the action worker executes a job
 	started  time.Time
 	armed    atomic.Bool
 	storming atomic.Bool
@@ -295,7 +296,8 @@ func (d *Daemon) Status() Status {
 		Problems: append([]string(nil), d.problems...),
 		Kernel:   d.kernel,
 		Budgets:  d.budget,
-		Pending:  len(d.pending) + len(d.jobs),
+		Pending:  len(d.jobs) + int(d.acting.Load()),
+		Held:     len(d.pending),
 		Actions:  map[string]int{},
 	}
 	s.Degraded = len(s.Problems) > 0

@@ -69,6 +69,7 @@ func (s *sourceSet) addCounters(c *EventCounters) {
 	}
 	st := s.trace.Stats()
 	c.Undecodable = st.Undecodable
+	c.CorruptPages = st.CorruptPages
 	c.TracePages = st.Pages
 	c.TraceMissed = st.Missed
 }

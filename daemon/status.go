@@ -25,7 +25,10 @@ type Status struct {
 	Cases   []CaseSummary `json:"cases,omitempty"`
 	// Actions counts actions by outcome since start.
 	Actions map[string]int `json:"actions,omitempty"`
-	Pending int            `json:"pending_actions"`
+	// Pending counts cases queued for the action worker; Held counts cases
+	// diagnosed while paused, acted on at resume.
+	Pending int `json:"pending_actions"`
+	Held    int `json:"held_actions"`
 }
 
 // SourceStatus describes one event source.
@@ -46,6 +49,7 @@ type EventCounters struct {
 	Stored       uint64 `json:"stored"`
 	NotStored    uint64 `json:"not_stored"` // dropped from the history under a storm
 	Undecodable  uint64 `json:"undecodable"`
+	CorruptPages uint64 `json:"corrupt_pages"` // ring-buffer pages that did not parse
 	TracePages   uint64 `json:"trace_pages"`
 	TraceMissed  uint64 `json:"trace_missed"`
 	EDACCredited uint64 `json:"edac_credited"`

@@ -87,7 +87,7 @@ func printStatus(w io.Writer, s *daemon.Status) {
 			open++
 		}
 	}
-	fmt.Fprintf(w, "cases: %d active of %d; actions %v; %d pending\n", open, len(s.Cases), s.Actions, s.Pending)
+	fmt.Fprintf(w, "cases: %d active of %d; actions %v; %d pending, %d held while paused\n", open, len(s.Cases), s.Actions, s.Pending, s.Held)
 }
 
 func newPauseCommand(g *globals, verb string) *cobra.Command {
