@@ -23,6 +23,8 @@ type job struct {
 	// replay marks re-isolation after a restart: the decision was already
 	// taken and recorded, only the kernel state must be restored.
 	replay bool
+	// saved is set once the case is in the store (held while paused).
+	saved bool
 }
 
 // actLoop runs actions one at a time: two isolations racing for the same
@@ -34,6 +36,10 @@ func (d *Daemon) actLoop(ctx context.Context) {
 			return
 		case j := <-d.jobs:
 			if d.paused.Load() && !j.replay {
+				if !j.saved {
+					d.saveCase(j.c)
+					j.saved = true
+				}
 				d.mu.Lock()
 				d.pending = append(d.pending, j)
 				d.mu.Unlock()
@@ -73,7 +79,7 @@ func (d *Daemon) execute(ctx context.Context, j job) {
 func (d *Daemon) executeCPU(ctx context.Context, j job) {
 	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
 	if err != nil {
-		d.settle(j.c, []fault.Action{{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: "cpu-offline",
+		d.settle(j, []fault.Action{{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: "cpu-offline",
 			Outcome: fault.OutcomeFailed, Detail: fmt.Sprintf("reading CPU topology: %v", err)}})
 		return
 	}
@@ -103,7 +109,7 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 		todo = append(todo, n)
 	}
 	if len(todo) > 0 && !j.replay {
-		m := d.machine(topo)
+		m := d.cpuBudget(topo)
 		d.policyMu.Lock()
 		viol := d.cfg.CheckCPU(m, todo, d.now())
 		d.policyMu.Unlock()
@@ -127,7 +133,7 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 		}
 		actions = append(actions, a)
 	}
-	d.settle(j.c, actions)
+	d.settle(j, actions)
 }
 
 func (d *Daemon) executePages(ctx context.Context, j job) {
@@ -149,7 +155,7 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 			continue
 		}
 		if !j.replay {
-			m := d.machine(cpuoffline.Topology{})
+			m := d.memoryBudget()
 			d.policyMu.Lock()
 			viol := d.cfg.CheckPage(m, pfn, dimm)
 			d.policyMu.Unlock()
@@ -175,25 +181,25 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 		}
 		actions = append(actions, a)
 	}
-	d.settle(j.c, actions)
+	d.settle(j, actions)
 }
 
-// alreadyActed enforces "never act twice on one resource": a resource that
-// an open case of ours already isolated is not touched again.
+// alreadyActed enforces "never act twice on one resource": a resource we
+// (or another actor, as far as we saw) already isolated is not touched
+// again. The set lives in memory, loaded from the store at start, so the
+// check costs no query between the deciding error and the action.
 func (d *Daemon) alreadyActed(j job, r fault.Resource, kind string) (bool, fault.Action) {
 	if j.replay {
 		return false, fault.Action{}
 	}
-	acted, err := d.store.ActedOn(r)
-	if err != nil {
-		d.log.WithError(err).WithField("resource", r).Error("reading action history")
-		return false, fault.Action{}
-	}
+	d.mu.Lock()
+	acted := d.isolated[r]
+	d.mu.Unlock()
 	if !acted {
 		return false, fault.Action{}
 	}
 	return true, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: kind,
-		Outcome: fault.OutcomeAlreadyIsolated, Detail: "an earlier case already acted on this resource"}
+		Outcome: fault.OutcomeAlreadyIsolated, Detail: "an earlier case already isolated this resource"}
 }
 
 func refusal(caseID string, now time.Time, r fault.Resource, kind string, viol []policy.Violation) fault.Action {
@@ -207,18 +213,28 @@ func refusal(caseID string, now time.Time, r fault.Resource, kind string, viol [
 		Violations: names, Detail: "refused: " + strings.Join(details, "; ")}
 }
 
-// settle records the actions and moves the case to isolated or failed.
-func (d *Daemon) settle(c fault.Case, actions []fault.Action) {
+// settle stores the case (a replayed case is already stored) and its
+// actions, and moves the case to isolated or failed.
+func (d *Daemon) settle(j job, actions []fault.Action) {
+	c := j.c
 	state := fault.CaseIsolated
 	for _, a := range actions {
-		d.record(a, c)
 		switch a.Outcome {
 		case fault.OutcomeIsolated, fault.OutcomeIsolatedByOther, fault.OutcomeAlreadyIsolated:
+			d.mu.Lock()
+			d.isolated[a.Resource] = true
+			d.mu.Unlock()
 		case fault.OutcomeDryRun:
 			state = fault.CaseOpen
 		default:
 			state = fault.CaseFailed
 		}
+	}
+	if !j.replay && !j.saved {
+		d.saveCase(c)
+	}
+	for _, a := range actions {
+		d.record(a, c)
 	}
 	if state == fault.CaseOpen {
 		return
@@ -251,20 +267,15 @@ func (d *Daemon) record(a fault.Action, c fault.Case) {
 	}
 }
 
-// machine is the budget snapshot: what the kernel says now, plus what we
-// did. Pages and CPUs isolated by others count against the budgets too.
-func (d *Daemon) machine(topo cpuoffline.Topology) policy.Machine {
-	if topo.Present == nil {
-		if t, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS); err == nil {
-			topo = t
-		}
-	}
+// cpuBudget is the snapshot CPU budgets need: what the kernel says now
+// (CPUs offlined by others count, since they are simply not online) plus
+// when we last offlined one.
+func (d *Daemon) cpuBudget(topo cpuoffline.Topology) policy.Machine {
 	m := policy.Machine{
-		PresentCPUs:    len(topo.Present),
-		Online:         map[int]bool{},
-		NoOnlineFile:   topo.NoOnlineFile,
-		Isolated:       map[int]bool{},
-		RetiredPerDIMM: map[string]int{},
+		PresentCPUs:  len(topo.Present),
+		Online:       map[int]bool{},
+		NoOnlineFile: topo.NoOnlineFile,
+		Isolated:     map[int]bool{},
 	}
 	for _, n := range topo.Online {
 		m.Online[n] = true
@@ -272,12 +283,25 @@ func (d *Daemon) machine(topo cpuoffline.Topology) policy.Machine {
 	for _, n := range topo.Isolated {
 		m.Isolated[n] = true
 	}
+	d.mu.Lock()
+	m.LastCPUOffline = d.lastCPUOff
+	d.mu.Unlock()
+	return m
+}
+
+// memoryBudget is the snapshot page budgets need. HardwareCorrupted counts
+// every poisoned page, whoever retired it. When meminfo cannot be read the
+// RAM size is unknown and the policy refuses: better no offline than one
+// past the budget.
+func (d *Daemon) memoryBudget() policy.Machine {
+	m := policy.Machine{RetiredPerDIMM: map[string]int{}}
 	if mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS); err == nil {
 		m.TotalPages = mi.TotalKB / 4
 		m.RetiredPages = mi.HardwareCorruptedKB / 4
+	} else {
+		d.log.WithError(err).Error("reading meminfo for the page budget")
 	}
 	d.mu.Lock()
-	m.LastCPUOffline = d.lastCPUOff
 	for k, v := range d.perDIMM {
 		m.RetiredPerDIMM[k] = v
 	}

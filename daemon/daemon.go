@@ -79,6 +79,8 @@ type Daemon struct {
 	lastCPUOff time.Time
 	// perDIMM counts pages we retired on each DIMM (budget max_pages_per_dimm).
 	perDIMM map[string]int
+	// isolated holds every resource found or made isolated (never act twice).
+	isolated map[fault.Resource]bool
 }
 
 type counters struct {
@@ -116,6 +118,7 @@ func New(opts Options) (*Daemon, error) {
 		engine:   policy.NewEngine(cfg),
 		outcomes: map[string]int{},
 		perDIMM:  map[string]int{},
+		isolated: map[fault.Resource]bool{},
 		jobs:     make(chan job, 1024),
 	}
 	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log})

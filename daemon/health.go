@@ -150,6 +150,7 @@ func (d *Daemon) loadHistory() {
 		return
 	}
 	for _, i := range iso {
+		d.isolated[i.Resource] = true
 		if i.Resource.Kind() == fault.KindCPU && i.ByUs && i.At.After(d.lastCPUOff) {
 			d.lastCPUOff = i.At
 		}

@@ -78,20 +78,27 @@ func (d *Daemon) duplicate(ev *fault.Event) bool {
 	return false
 }
 
-// openCase stores a new case and queues its isolation.
+// openCase logs a new case and hands it on. A case with something to
+// isolate goes straight to the action worker, which stores it together with
+// its actions: the store's fsync must not stand between the deciding error
+// and the isolation. Alert-only cases are stored here.
 func (d *Daemon) openCase(dec policy.Decision) {
 	c := dec.Case
 	c.State = fault.CaseOpen
-	if err := d.store.SaveCase(c); err != nil {
-		d.log.WithError(err).WithField("case", c.ID).Error("storing case failed")
-	}
 	d.log.WithFields(logrus.Fields{
 		"case": c.ID, "diagnosis": c.Diagnosis, "suspect": c.Suspect, "fru": c.FRU, "rule": c.Rule,
 	}).Warn("diagnosed: " + c.Summary)
 	if len(dec.Targets) == 0 {
+		d.saveCase(c)
 		return
 	}
 	d.jobs <- job{c: c, targets: dec.Targets, queued: time.Now()}
+}
+
+func (d *Daemon) saveCase(c fault.Case) {
+	if err := d.store.SaveCase(c); err != nil {
+		d.log.WithError(err).WithField("case", c.ID).Error("storing case failed")
+	}
 }
 
 // storeEvents batches the history: one transaction per batch keeps a storm
