@@ -15,9 +15,13 @@
 //	wait-poisoned PFN TIMEOUT [INTERVAL]  poll kpageflags until HWPOISON; report
 //	                         elapsed µs and CLOCK_MONOTONIC µs
 //	cpu-online N [0|1]       read (or set) cpuN/online
-//	trace-start NAME         tracefs instance NAME recording mce:mce_record
-//	trace-count NAME [WANT [TIMEOUT]]  count mce_record lines in instance NAME,
-//	                         waiting for at least WANT
+//	inject-storm CPU ADDR N  N corrected memory errors as fast as mce-inject takes them
+//	trace-start NAME [clock=C] [kb=N] [event=SYS/EV]  tracefs instance NAME
+//	                         recording mce:mce_record (and more)
+//	trace-count NAME [WANT|stable [TIMEOUT]]  count mce_record lines in instance
+//	                         NAME, waiting for at least WANT (or a stable count)
+//	proc-status PID          VmHWM, VmRSS... of PID in kB
+//	stamp-run LOG CMD...     run CMD, its output lines prefixed by CLOCK_MONOTONIC µs into LOG
 //	exec CMD ARGS...         run CMD, carry its exit code and output (JSON when it is)
 //	wait-exec TIMEOUT CMD... re-run CMD until it exits 0
 //
@@ -73,6 +77,9 @@ func commands() map[string]command {
 		"cpu-online":    {1, cmdCPUOnline},
 		"trace-start":   {1, cmdTraceStart},
 		"trace-count":   {1, cmdTraceCount},
+		"inject-storm":  {3, cmdInjectStorm},
+		"proc-status":   {1, cmdProcStatus},
+		"stamp-run":     {2, cmdStampRun},
 		"exec":          {1, cmdExec},
 		"wait-exec":     {2, cmdWaitExec},
 	}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// injector keeps mce-inject's files open so a storm costs one write(2) per
+// field and no process start per error: re-exec'ing the helper for each of
+// 10 000 errors would measure fork/exec under emulation, not the daemon.
+type injector struct {
+	files map[string]*os.File
+}
+
+// injectFields is the write order mce-inject needs: bank last, because
+// writing bank injects (and resets the other fields).
+var injectFields = []string{"cpu", "status", "addr", "misc", "synd", "flags", "bank"}
+
+func (e env) openInjector() (*injector, error) {
+	dir := e.paths.DebugPath("mce-inject")
+	in := &injector{files: map[string]*os.File{}}
+	for _, name := range injectFields {
+		p := filepath.Join(dir, name)
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			in.close()
+			return nil, fmt.Errorf("opening %s: %w", p, err)
+		}
+		in.files[name] = f
+	}
+	return in, nil
+}
+
+func (in *injector) close() {
+	for _, f := range in.files {
+		f.Close()
+	}
+}
+
+// inject writes one record; values end in a newline since the flags file
+// drops the last byte written. Plain writes on the kept descriptors: the
+// debugfs files cannot seek (pwrite fails with ESPIPE) and ignore the offset.
+func (in *injector) inject(cpu int, r mceRecord) error {
+	values := map[string]string{
+		"cpu": fmt.Sprint(cpu), "status": hex(r.status), "addr": hex(r.addr), "misc": hex(r.misc),
+		"synd": "0", "flags": "sw", "bank": fmt.Sprint(r.bank),
+	}
+	for _, name := range injectFields {
+		if _, err := in.files[name].Write([]byte(values[name] + "\n")); err != nil {
+			return fmt.Errorf("writing %q to mce-inject/%s: %w", values[name], name, err)
+		}
+	}
+	return nil
+}
+
+// cmdInjectStorm injects N corrected memory errors at ADDR from CPU as
+// fast as mce-inject takes them and reports how long that took. It stops
+// at the first failed write: a storm that silently injected less would
+// make the delivered/injected comparison meaningless.
+func cmdInjectStorm(e env, args []string) (map[string]any, error) {
+	cpu, err := parseInt("CPU", args[0])
+	if err != nil {
+		return nil, err
+	}
+	addr, err := parseUint("address", args[1])
+	if err != nil {
+		return nil, err
+	}
+	n, err := parseInt("count", args[2])
+	if err != nil {
+		return nil, err
+	}
+	vendor, err := e.cpuVendor()
+	if err != nil {
+		return nil, err
+	}
+	r, err := memRecord(vendor, addr, false)
+	if err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("pinning to CPU %d: %w", cpu, err)
+	}
+	in, err := e.openInjector()
+	if err != nil {
+		return nil, err
+	}
+	defer in.close()
+	start, startMono := time.Now(), monoMicros()
+	injected := 0
+	for ; injected < n; injected++ {
+		if err = in.inject(cpu, r); err != nil {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	data := map[string]any{
+		"injected": injected, "elapsed_ms": elapsed.Milliseconds(), "start_mono_us": startMono, "mono_us": monoMicros(),
+		"per_second": float64(injected) / elapsed.Seconds(), "addr": hex(addr), "vendor": vendor,
+	}
+	if err != nil {
+		return data, fmt.Errorf("after %d injections: %w", injected, err)
+	}
+	return data, nil
+}
+
+// cmdProcStatus reports the memory lines of /proc/PID/status in kB
+// (VmHWM is the daemon's peak RSS).
+func cmdProcStatus(e env, args []string) (map[string]any, error) {
+	pid, err := parseInt("PID", args[0])
+	if err != nil {
+		return nil, err
+	}
+	p := e.paths.ProcPath(fmt.Sprint(pid), "status")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	data := map[string]any{"pid": pid}
+	for _, line := range strings.Split(string(raw), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(k, "Vm") && k != "Threads" {
+			continue
+		}
+		var n uint64
+		if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &n); err == nil {
+			data[strings.ToLower(k)] = n
+		}
+	}
+	if _, ok := data["vmhwm"]; !ok {
+		return data, fmt.Errorf("no VmHWM in %s", p)
+	}
+	return data, nil
+}
