@@ -64,10 +64,16 @@ func (d *Daemon) checkHealth() {
 		}
 	}
 	budget := d.budgetStatus()
-	if len(budget.CPUsOfflineByOther) > 0 {
-		problems = append(problems, fmt.Sprintf("CPUs %v offlined by someone else (counted against the budgets)", budget.CPUsOfflineByOther))
-	}
 	d.mu.Lock()
+	// CPUs or pages another actor took offline are not a fault of ours, but
+	// they use up the budgets: say so once when it changes.
+	if fmt.Sprint(budget.CPUsOfflineByOther) != fmt.Sprint(d.budget.CPUsOfflineByOther) && len(budget.CPUsOfflineByOther) > 0 {
+		d.log.WithField("cpus", budget.CPUsOfflineByOther).Warn("CPUs offlined by someone else (kernel, rasdaemon, an admin); they count against the CPU budgets")
+	}
+	if others := budget.PagesRetired - uint64(budget.PagesRetiredByUs); budget.PagesRetired > d.budget.PagesRetired &&
+		budget.PagesRetired >= uint64(budget.PagesRetiredByUs) && others > 0 {
+		d.log.WithField("pages", others).Info("pages retired by others (HardwareCorrupted); they count against the page budget")
+	}
 	changed := strings.Join(problems, "\n") != strings.Join(d.problems, "\n")
 	d.problems = problems
 	d.budget = budget

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/selfprotect/selfprotect/kpath"
 	"github.com/selfprotect/selfprotect/sim"
 )
 
@@ -91,7 +92,8 @@ func addProfileFlags(c *cobra.Command, p *sim.Profile) {
 
 // simFlags are the path flags for a tree laid out as kpath.Under(dir).
 func simFlags(dir string) string {
-	return fmt.Sprintf("--sysfs %[1]s/sys --procfs %[1]s/proc --tracefs %[1]s/sys/kernel/tracing --debugfs %[1]s/sys/kernel/debug --devfs %[1]s/dev", dir)
+	p := kpath.Under(dir)
+	return fmt.Sprintf("--sysfs %s --procfs %s --tracefs %s --debugfs %s --devfs %s", p.Sys, p.Proc, p.Tracing, p.Debug, p.Dev)
 }
 
 func newInjectCommand(g *globals) *cobra.Command {

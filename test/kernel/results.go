@@ -1,9 +1,10 @@
 package kernel
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 )
 
@@ -23,38 +24,79 @@ const (
 
 // ParseResults extracts every @@RESULT line from a console log. The marker
 // may sit after kernel output on the same line (printk can interleave with
-// the guest's writes); a line whose JSON does not parse is returned as an
-// error, not skipped, so a garbled result cannot pass silently.
+// the guest's writes), and kernel output may follow the JSON on its line or
+// cut it in two (the tty writes a line in chunks; a printk line can land
+// between them, as under an error storm): such a line is rejoined with the
+// next. A result whose JSON still does not parse is returned as an error,
+// not skipped, so a garbled result cannot pass silently.
 func ParseResults(console string) ([]Result, error) {
 	var results []Result
 	var bad []string
-	sc := bufio.NewScanner(strings.NewReader(console))
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		i := strings.Index(line, resultMarker)
-		if i < 0 {
+	lines := strings.Split(strings.ReplaceAll(console, "\r", ""), "\n")
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		at := strings.Index(line, resultMarker)
+		if at < 0 {
 			continue
 		}
-		var r Result
-		if err := json.Unmarshal([]byte(line[i+len(resultMarker):]), &r); err != nil {
+		body := line[at+len(resultMarker):]
+		r, err := decodeResult(body)
+		if err != nil && i+1 < len(lines) {
+			if cut := printkInside.FindStringIndex(body); cut != nil {
+				if joined, jerr := decodeResult(body[:cut[0]] + lines[i+1]); jerr == nil {
+					r, err = joined, nil
+					i++
+				}
+			}
+		}
+		if err != nil {
 			bad = append(bad, fmt.Sprintf("%q: %v", line, err))
 			continue
 		}
-		if r.Step == "" {
-			bad = append(bad, fmt.Sprintf("%q: no step", line))
-			continue
-		}
 		results = append(results, r)
-	}
-	if err := sc.Err(); err != nil {
-		return results, fmt.Errorf("scanning console: %w", err)
 	}
 	if len(bad) > 0 {
 		return results, fmt.Errorf("%d unparsable result lines: %s", len(bad), strings.Join(bad, "; "))
 	}
 	return results, nil
 }
+
+// printkInside finds a kernel log line's "[   12.345678] " prefix.
+var printkInside = regexp.MustCompile(`\[\s*[0-9]+\.[0-9]+\] `)
+
+// decodeResult reads the first JSON value of body; what follows it on the
+// line is kernel output.
+func decodeResult(body string) (Result, error) {
+	var r Result
+	if err := json.NewDecoder(strings.NewReader(body)).Decode(&r); err != nil {
+		return r, err
+	}
+	if r.Step == "" {
+		return r, errors.New("no step")
+	}
+	return r, nil
+}
+
+// Section returns the results printed after the `section NAME` marker (a
+// combined boot runs several scenarios, each opened by `guest section`)
+// and before the next marker.
+func (rs Results) Section(name string) Results {
+	var out Results
+	in := false
+	for _, r := range rs {
+		if r.Step == sectionStep {
+			in = r.String("name") == name
+			continue
+		}
+		if in {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// sectionStep is the step name of the marker opening a section.
+const sectionStep = "section"
 
 // Results is the ordered list of a run's result lines with lookups.
 type Results []Result

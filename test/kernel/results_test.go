@@ -18,6 +18,9 @@ func TestParseResults(t *testing.T) {
 		{name: "printk prefix on the same line", console: "[    4.2] reboot@@RESULT {\"step\":\"a\",\"ok\":true}\n", want: []string{"a:true"}},
 		{name: "no results", console: "SeaBIOS\nBooting\n"},
 		{name: "garbled json", console: "@@RESULT {\"step\":\"a\",\"ok\":tr[ 4.1] oops\n", wantErr: "1 unparsable"},
+		{name: "printk after the json", console: "@@RESULT {\"step\":\"a\",\"ok\":true}[    5.3] mce: [Hardware Error]: CPU 1\n", want: []string{"a:true"}},
+		{name: "printk inside the json", console: "@@RESULT {\"step\":\"a\",\"o[    5.3] mce: [Hardware Error]: CPU 1\nk\":true}\n@@RESULT {\"step\":\"b\",\"ok\":true}\n", want: []string{"a:true", "b:true"}},
+		{name: "garbled across lines", console: "@@RESULT {\"step\":\"a\",\"o[    5.3] x\nnot json\n", wantErr: "1 unparsable"},
 		{name: "missing step", console: "@@RESULT {\"ok\":true}\n", wantErr: "no step"},
 	}
 	for _, tc := range tests {
@@ -52,6 +55,22 @@ func TestResultAccessors(t *testing.T) {
 	_, ok = r[0].Number("pfn")
 	require.False(t, ok, "a string is not a number")
 	require.Empty(t, Results(rs).Step("other"))
+}
+
+func TestResultsSection(t *testing.T) {
+	rs, err := ParseResults(`@@RESULT {"step":"insmod:x","ok":true}
+@@RESULT {"step":"section","ok":true,"data":{"name":"page"}}
+@@RESULT {"step":"kpf","ok":true}
+@@RESULT {"step":"section","ok":true,"data":{"name":"cpu"}}
+@@RESULT {"step":"kpf","ok":false}
+@@RESULT {"step":"cpu-online","ok":true}
+`)
+	require.NoError(t, err)
+	page := Results(rs).Section("page")
+	require.Len(t, page, 1)
+	require.True(t, page[0].OK)
+	require.Len(t, Results(rs).Section("cpu"), 2)
+	require.Empty(t, Results(rs).Section("storm"))
 }
 
 func TestBootInfo(t *testing.T) {
