@@ -48,7 +48,7 @@ func (o Options) withDefaults() Options {
 		o.Backoff = 100 * time.Millisecond
 	}
 	if o.Sleep == nil {
-		o.Sleep = SleepContext
+		o.Sleep = kpath.SleepContext
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -59,18 +59,6 @@ func (o Options) withDefaults() Options {
 		o.Log = l
 	}
 	return o
-}
-
-// SleepContext waits d, returning early with ctx's error when ctx ends.
-func SleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Offliner hot-offlines CPUs. It is safe for concurrent use as long as the

@@ -58,7 +58,7 @@ func (o Options) withDefaults() Options {
 		o.VerifyBackoff = 10 * time.Millisecond
 	}
 	if o.Sleep == nil {
-		o.Sleep = SleepContext
+		o.Sleep = kpath.SleepContext
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -69,18 +69,6 @@ func (o Options) withDefaults() Options {
 		o.Log = l
 	}
 	return o
-}
-
-// SleepContext waits d, returning early with ctx's error when ctx ends.
-func SleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Offliner retires pages. Isolate soft-offlines (fault.Actuator);
@@ -97,13 +85,4 @@ var _ fault.Actuator = (*Offliner)(nil)
 // New returns an Offliner working under p through fsys.
 func New(p kpath.Paths, fsys kpath.FS, opts Options) *Offliner {
 	return &Offliner{paths: p, fsys: fsys, opts: opts.withDefaults()}
-}
-
-// nextDelay doubles d, capped so a large retry count cannot overflow.
-func nextDelay(d time.Duration) time.Duration {
-	const ceiling = time.Minute
-	if d >= ceiling/2 {
-		return ceiling
-	}
-	return 2 * d
 }

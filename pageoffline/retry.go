@@ -3,33 +3,21 @@ package pageoffline
 import (
 	"context"
 	"fmt"
+
+	"github.com/selfprotect/selfprotect/kpath"
 )
 
 // writeWithRetry writes data to path, retrying only what classify calls
 // retryable, with a doubling backoff. It returns the writes made and the
 // last error.
 func (o *Offliner) writeWithRetry(ctx context.Context, path string, data []byte) (int, error) {
-	delay := o.opts.Backoff
-	attempts := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return attempts, fmt.Errorf("before writing %s: %w", path, err)
-		}
-		attempts++
-		err := o.fsys.WriteFile(path, data)
-		if err == nil {
-			return attempts, nil
-		}
-		err = fmt.Errorf("writing %q to %s: %w", data, path, err)
-		if !classify(err).retry || attempts > o.opts.Retries {
-			return attempts, err
-		}
-		o.opts.Log.WithError(err).WithField("attempt", attempts).Warn("page offline write failed, retrying")
-		if serr := o.opts.Sleep(ctx, delay); serr != nil {
-			return attempts, fmt.Errorf("%w (gave up waiting to retry: %v)", err, serr)
-		}
-		delay = nextDelay(delay)
-	}
+	return kpath.WriteRetrying(ctx, o.fsys, path, data, kpath.Retry{
+		Retries: o.opts.Retries, Backoff: o.opts.Backoff, Sleep: o.opts.Sleep,
+		Retryable: func(err error) bool { return classify(err).retry },
+		OnRetry: func(err error, attempt int) {
+			o.opts.Log.WithError(err).WithField("attempt", attempt).Warn("page offline write failed, retrying")
+		},
+	})
 }
 
 // verifyPoisoned re-reads kpageflags until HWPOISON shows or VerifyReads
@@ -49,6 +37,6 @@ func (o *Offliner) verifyPoisoned(ctx context.Context, pfn uint64) (PageFlags, i
 		if err := o.opts.Sleep(ctx, delay); err != nil {
 			return flags, reads, fmt.Errorf("waiting to re-read kpageflags: %w", err)
 		}
-		delay = nextDelay(delay)
+		delay = kpath.NextDelay(delay)
 	}
 }
