@@ -26,7 +26,6 @@ func (f *failingFS) WriteFile(name string, data []byte) error {
 	return nil
 }
 
-
 func TestWriteRetrying(t *testing.T) {
 	busy := func(err error) bool { return errors.Is(err, syscall.EBUSY) }
 	tests := []struct {
