@@ -17,7 +17,8 @@ import (
 
 // Request is what the CLI sends.
 type Request struct {
-	Command string `json:"command"` // status, pause, resume, reload
+	Command string `json:"command"`        // status, pause, resume, repair, acquit, replaced
+	Case    string `json:"case,omitempty"` // case ID or unique prefix (repair, acquit, replaced)
 }
 
 // Response is what the daemon answers.
@@ -25,6 +26,8 @@ type Response struct {
 	OK     bool    `json:"ok"`
 	Error  string  `json:"error,omitempty"`
 	Status *Status `json:"status,omitempty"`
+	// Message is a human sentence about what a command did.
+	Message string `json:"message,omitempty"`
 }
 
 type handler func(Request) Response

@@ -280,6 +280,13 @@ func (d *Daemon) handle(req Request) Response {
 		d.resumePending()
 		s := d.Status()
 		return Response{OK: true, Status: &s}
+	case "repair", "acquit", "replaced":
+		msg, err := d.resolveCase(req.Case, fault.CaseState(map[string]string{
+			"repair": "repaired", "acquit": "acquitted", "replaced": "repaired"}[req.Command]), req.Command)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true, Message: msg}
 	}
 	return Response{Error: fmt.Sprintf("unknown command %q", req.Command)}
 }

@@ -263,3 +263,33 @@ func vmHWM(t *testing.T, pid int) uint64 {
 	t.Fatal("no VmHWM in /proc/PID/status")
 	return 0
 }
+
+// repair undoes a CPU offline, re-arms the engine and closes the case; the
+// store then no longer lists the CPU for re-isolation.
+func TestRepairUndoesAndRearms(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, sim.Profile{Kernel: "6.12", CPU: "intel", CPUs: 8})
+	d := startDaemon(t, m, daemonOpts{policy: "budgets: {cpu_offline_interval: 0s}\n"})
+	require.NoError(t, m.InjectCacheCE(2, 5))
+	d.settle(300 * time.Millisecond)
+	require.Equal(t, "0-1,3-7", m.read(t, "sys/devices/system/cpu/online"))
+	cases := d.faulty()
+	require.Len(t, cases, 1)
+
+	out, code := d.cli("repair", cases[0].ID[:8])
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "CPU 2 online again")
+	require.Eventually(t, func() bool { return m.read(t, "sys/devices/system/cpu/online") == "0-7" }, 5*time.Second, 10*time.Millisecond)
+	all := d.faulty()
+	require.Equal(t, fault.CaseRepaired, all[0].State)
+	out, code = d.cli("repair", cases[0].ID[:8])
+	require.NotEqual(t, 0, code)
+	require.Contains(t, out, "already repaired")
+
+	// Re-armed: five more errors open a new case and offline it again.
+	require.NoError(t, m.InjectCacheCE(2, 5))
+	d.settle(300 * time.Millisecond)
+	require.Equal(t, "0-1,3-7", m.read(t, "sys/devices/system/cpu/online"))
+	out, _ = d.cli("faulty")
+	require.Contains(t, out, "isolated")
+}

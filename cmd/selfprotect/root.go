@@ -57,6 +57,9 @@ soft-offlines pages or hot-offlines CPUs within safety budgets.`,
 		newEventsCommand(g),
 		newExplainCommand(g),
 		newVersionCommand(g),
+		newResolveCommand(g, "repair", "The suspect was repaired: undo the case's CPU offlines, re-arm its engines, stop re-isolating it"),
+		newResolveCommand(g, "replaced", "The FRU was replaced: like repair"),
+		newResolveCommand(g, "acquit", "The case was wrong: like repair, recorded as acquitted"),
 	)
 	addSimCommands(root, g)
 	return root

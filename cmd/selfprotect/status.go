@@ -113,3 +113,19 @@ func newPauseCommand(g *globals, verb string) *cobra.Command {
 		},
 	}
 }
+
+func newResolveCommand(g *globals, verb, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " CASE",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := daemon.Call(g.socket, daemon.Request{Command: verb, Case: args[0]}, 15*time.Second)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.out, resp.Message)
+			return nil
+		},
+	}
+}

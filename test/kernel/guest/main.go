@@ -12,7 +12,7 @@
 //	inject-mem CPU ADDR [UC] corrected (or uncorrected) memory error through mce-inject
 //	inject-cache CPU         corrected cache-hierarchy error through mce-inject
 //	soft-offline ADDR        write ADDR to soft_offline_page
-//	wait-poisoned PFN TIMEOUT [INTERVAL]  poll kpageflags until HWPOISON; report
+//	wait-poisoned PFN TIMEOUT [INTERVAL [READY]]  poll kpageflags until HWPOISON; report
 //	                         elapsed µs and CLOCK_MONOTONIC µs
 //	cpu-online N [0|1]       read (or set) cpuN/online
 //	inject-storm CPU ADDR N  N corrected memory errors as fast as mce-inject takes them

@@ -168,7 +168,9 @@ func cmdHold(e env, args []string) (map[string]any, error) {
 // from the deciding injection's mono_us: the latency metric's probe. The
 // optional INTERVAL (default 1ms, 0 = tight loop) matters because under
 // single-threaded TCG all vCPUs share one host thread, so a tight poll
-// slows down the daemon it is measuring.
+// slows down the daemon it is measuring. The optional READY file is
+// created after the first poll, so a script can inject only once the
+// probe is watching (a probe still starting would add its start-up time).
 func cmdWaitPoisoned(e env, args []string) (map[string]any, error) {
 	pfn, err := parseUint("PFN", args[0])
 	if err != nil {
@@ -190,11 +192,20 @@ func cmdWaitPoisoned(e env, args []string) (map[string]any, error) {
 		return nil, fmt.Errorf("opening %s: %w", p, err)
 	}
 	defer f.Close()
+	ready := ""
+	if len(args) > 3 {
+		ready = args[3]
+	}
 	start := time.Now()
 	for polls := 1; ; polls++ {
 		flags, err := readFlags(f, pfn)
 		if err != nil {
 			return nil, err
+		}
+		if polls == 1 && ready != "" {
+			if err := os.WriteFile(ready, nil, 0o644); err != nil {
+				return nil, fmt.Errorf("creating %s: %w", ready, err)
+			}
 		}
 		elapsed := time.Since(start)
 		if flags&(1<<kpfHWPoison) != 0 {
