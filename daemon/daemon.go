@@ -40,7 +40,10 @@ type Options struct {
 	HealthInterval time.Duration
 	// TraceBufferKB is the per-CPU size of the daemon's trace instance.
 	TraceBufferKB int
-	Now           func() time.Time
+	// EventRetention is how long the error history is kept (cases and
+	// actions are kept forever); 0 = 30 days.
+	EventRetention time.Duration
+	Now            func() time.Time
 }
 
 // Daemon is one running selfprotect.
@@ -101,6 +104,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = time.Second
+	}
+	if opts.EventRetention <= 0 {
+		opts.EventRetention = 30 * 24 * time.Hour
 	}
 	if opts.TraceBufferKB <= 0 {
 		opts.TraceBufferKB = 256
@@ -205,6 +211,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	health := time.NewTicker(d.opts.HealthInterval)
 	defer health.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	d.pruneHistory()
 	d.checkHealth()
 	for {
 		select {
@@ -221,11 +230,23 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.observe(ev, storeQ)
 		case <-reload:
 			d.reload()
+		case <-prune.C:
+			d.pruneHistory()
 		case <-health.C:
 			d.tick()
 			d.checkHealth()
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 		}
+	}
+}
+
+// pruneHistory applies the event retention.
+func (d *Daemon) pruneHistory() {
+	n, err := d.store.PruneEvents(d.now().Add(-d.opts.EventRetention))
+	if err != nil {
+		d.log.WithError(err).Error("pruning the event history")
+	} else if n > 0 {
+		d.log.WithField("events", n).Info("pruned events older than the retention")
 	}
 }
 

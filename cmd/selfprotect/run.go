@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ const defaultPolicyPath = "/etc/selfprotect/selfprotect.yaml"
 func newRunCommand(g *globals) *cobra.Command {
 	var policyPath string
 	var dryRun bool
+	var retention time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -36,7 +38,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			}
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
-				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log,
+				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention,
 			})
 			if err != nil {
 				return err
@@ -59,6 +61,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	}
 	cmd.Flags().StringVarP(&policyPath, "config", "c", defaultPolicyPath,
 		"policy file (YAML); when the default file does not exist the built-in policy is used")
+	cmd.Flags().DurationVar(&retention, "event-retention", 30*24*time.Hour, "how long the error history is kept (cases and actions are kept)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "log and record what would be done, write nothing to the kernel")
 	return cmd
 }
