@@ -400,8 +400,16 @@ func removeInstanceDir(dir string) error {
 	if st.Type == unix.TRACEFS_MAGIC {
 		return fmt.Errorf("removing tracefs instance %s: %w", dir, err)
 	}
-	if rerr := os.RemoveAll(dir); rerr != nil {
+	// Move the tree out of instances/ first: rmdir on tracefs is atomic,
+	// and a half-deleted directory left in instances/ would look to the
+	// next run (and to a simulator watching the directory) like an
+	// instance to take over.
+	gone := filepath.Join(filepath.Dir(filepath.Dir(dir)), fmt.Sprintf(".removed-%s-%d", filepath.Base(dir), os.Getpid()))
+	if rerr := os.Rename(dir, gone); rerr != nil {
 		return fmt.Errorf("removing instance tree %s: %w", dir, rerr)
+	}
+	if rerr := os.RemoveAll(gone); rerr != nil {
+		return fmt.Errorf("removing instance tree %s: %w", gone, rerr)
 	}
 	return nil
 }
