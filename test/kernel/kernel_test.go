@@ -176,9 +176,11 @@ type recorder struct {
 func (r *recorder) Errorf(format string, args ...any) {
 	r.failures = append(r.failures, fmt.Sprintf(format, args...))
 }
-func (r *recorder) FailNow()                        { runtime.Goexit() }
-func (r *recorder) Helper()                         {}
-func (r *recorder) Logf(format string, args ...any) { r.logs = append(r.logs, fmt.Sprintf(format, args...)) }
+func (r *recorder) FailNow() { runtime.Goexit() }
+func (r *recorder) Helper()  {}
+func (r *recorder) Logf(format string, args ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+}
 
 // failuresOf runs check against a recorder and returns its failures.
 func failuresOf(check func(c checker)) []string {

@@ -105,7 +105,9 @@ func TestInjectWritesInOrderWithNewlines(t *testing.T) {
 		files["sys/kernel/debug/mce-inject/"+f] = nil
 	}
 	e := fakeEnv(t, files)
-	require.NoError(t, e.inject(0, mceRecord{bank: 1, status: 0x9000000000000134}))
+	bankMono, err := e.inject(0, mceRecord{bank: 1, status: 0x9000000000000134})
+	require.NoError(t, err)
+	require.Positive(t, bankMono, "the bank write is timestamped")
 	for f, want := range map[string]string{"cpu": "0\n", "status": "0x9000000000000134\n", "addr": "0x0\n", "flags": "sw\n", "bank": "1\n"} {
 		got, err := os.ReadFile(e.paths.DebugPath("mce-inject", f))
 		require.NoError(t, err)
@@ -151,4 +153,31 @@ func TestWaitExecGivesUp(t *testing.T) {
 
 	_, err = cmdWaitExec(env{}, []string{"soon", "true"})
 	require.ErrorContains(t, err, "timeout")
+}
+
+func TestInjectorKeepsFilesOpen(t *testing.T) {
+	files := map[string][]byte{}
+	for _, f := range injectFields {
+		files["sys/kernel/debug/mce-inject/"+f] = nil
+	}
+	e := fakeEnv(t, files)
+	in, err := e.openInjector()
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, in.inject(1, mceRecord{bank: 7, status: 0x9c00000000000090, addr: 0x1040, misc: 0x8c}))
+	}
+	in.close()
+	got, err := os.ReadFile(e.paths.DebugPath("mce-inject", "bank"))
+	require.NoError(t, err)
+	require.Equal(t, "7\n7\n7\n", string(got), "one write per injection on the kept descriptor")
+}
+
+func TestProcStatus(t *testing.T) {
+	e := fakeEnv(t, map[string][]byte{"proc/42/status": []byte("Name:\tselfprotect\nVmPeak:\t  900 kB\nVmHWM:\t   24540 kB\nVmRSS:\t 20000 kB\nThreads:\t7\n")})
+	data, err := cmdProcStatus(e, []string{"42"})
+	require.NoError(t, err)
+	require.Equal(t, uint64(24540), data["vmhwm"])
+	require.Equal(t, uint64(7), data["threads"])
+	_, err = cmdProcStatus(fakeEnv(t, map[string][]byte{"proc/1/status": []byte("Name: x\n")}), []string{"1"})
+	require.ErrorContains(t, err, "no VmHWM")
 }

@@ -72,13 +72,13 @@ func (e env) cpuVendor() (string, error) {
 // is pinned to cpu first, as in the captures: the record is then logged by
 // a kworker on that CPU. Every value ends in a newline because the flags
 // file drops the last byte written. Writing bank triggers the injection.
-func (e env) inject(cpu int, r mceRecord) error {
+func (e env) inject(cpu int, r mceRecord) (bankMono int64, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var set unix.CPUSet
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("pinning to CPU %d: %w", cpu, err)
+		return 0, fmt.Errorf("pinning to CPU %d: %w", cpu, err)
 	}
 	dir := e.paths.DebugPath("mce-inject")
 	steps := []struct{ file, value string }{
@@ -92,11 +92,14 @@ func (e env) inject(cpu int, r mceRecord) error {
 	}
 	for _, s := range steps {
 		p := filepath.Join(dir, s.file)
+		if s.file == "bank" {
+			bankMono = monoMicros()
+		}
 		if err := writeOnce(p, s.value+"\n"); err != nil {
-			return err
+			return bankMono, err
 		}
 	}
-	return nil
+	return bankMono, nil
 }
 
 // writeOnce writes data to an existing kernel file in one write(2) and
@@ -135,8 +138,10 @@ func cmdInjectMem(e env, args []string) (map[string]any, error) {
 		return nil, err
 	}
 	data := map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status), "addr": hex(addr), "vendor": vendor}
-	err = e.inject(cpu, r)
-	data["mono_us"] = monoMicros() // when the bank write (the injection) returned
+	// bank_mono_us is the injection: the kernel may log the record (and
+	// CEC act on it) before the bank write returns at mono_us.
+	data["bank_mono_us"], err = e.inject(cpu, r)
+	data["mono_us"] = monoMicros()
 	return data, err
 }
 
@@ -146,6 +151,6 @@ func cmdInjectCache(e env, args []string) (map[string]any, error) {
 		return nil, err
 	}
 	r := mceRecord{bank: 1, status: statusCacheCE}
-	err = e.inject(cpu, r)
-	return map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status), "mono_us": monoMicros()}, err
+	bankMono, err := e.inject(cpu, r)
+	return map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status), "bank_mono_us": bankMono, "mono_us": monoMicros()}, err
 }
