@@ -2,6 +2,7 @@ package tracefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -48,17 +49,41 @@ func openPipe(cpu int, path string) (*cpuPipe, error) {
 // each to handle. Pages may arrive in pieces (FIFOs), so reads are gathered
 // into exactly one page. It returns nil when ctx ended (the pipe was closed
 // under it), else the read error.
+//
+// A read that returns no bytes is not the end of the stream: the kernel's
+// trace_pipe_raw returns 0 when the buffer holds events it cannot hand out
+// as a page yet (a writer is still on the reader page, seen under a CE
+// storm). Such reads are retried after a short, growing pause so an
+// instance in that state costs no busy loop.
 func (p *cpuPipe) readPages(ctx context.Context, size int, handle func(page []byte) bool) error {
 	page := make([]byte, size)
+	off := 0
+	pause := time.Duration(0)
 	for {
-		if _, err := io.ReadFull(p.f, page); err != nil {
-			if ctx.Err() != nil {
+		n, err := p.f.Read(page[off:])
+		off += n
+		if off == size {
+			off, pause = 0, 0
+			if !handle(page) {
 				return nil
 			}
-			return fmt.Errorf("reading %s: %w", p.path, err)
+			continue
 		}
-		if !handle(page) {
+		if ctx.Err() != nil {
 			return nil
+		}
+		switch {
+		case n > 0:
+			pause = 0
+		case err == nil || errors.Is(err, io.EOF):
+			pause = min(max(2*pause, 500*time.Microsecond), 50*time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(pause):
+			}
+		default:
+			return fmt.Errorf("reading %s: %w", p.path, err)
 		}
 	}
 }
