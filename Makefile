@@ -93,7 +93,7 @@ kernel-suite: build
 not-built:
 	@echo "================================================================"
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
-	@echo "  - real-kernel scenarios 3-6 and the latency metric (issue 3, in progress)"
+	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alert peers: snmptrapd, SMTP server, Alertmanager (alerts not built)"
 	@echo "  - eBPF source (tracefs is the only tracepoint source)"
 	@echo "================================================================"
