@@ -33,6 +33,7 @@ func (d *Daemon) actLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			d.drainJobs()
 			return
 		case j := <-d.jobs:
 			if d.paused.Load() && !j.replay {
@@ -50,6 +51,22 @@ func (d *Daemon) actLoop(ctx context.Context) {
 			d.acting.Store(1)
 			d.execute(ctx, j)
 			d.acting.Store(0)
+		}
+	}
+}
+
+// drainJobs keeps the record of cases diagnosed but not yet acted on when
+// the daemon stops: they are stored open, with no action, for the operator.
+func (d *Daemon) drainJobs() {
+	for {
+		select {
+		case j := <-d.jobs:
+			if !j.replay && !j.saved {
+				d.saveCase(j.c)
+				d.log.WithField("case", j.c.ID).Warn("stopping before acting on this case; it stays open")
+			}
+		default:
+			return
 		}
 	}
 }
