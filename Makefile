@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/selfprotect
 FUZZTIME ?= 10s
 
-.PHONY: all build demo check test unit e2e fuzz bench lint vet fmt-check deps clean not-built kernel-test kernel-suite bench-kernel
+.PHONY: all build demo check test unit e2e fuzz bench lint vet fmt-check staticcheck deps clean not-built kernel-test kernel-suite bench-kernel
 
 all: build
 
@@ -33,7 +33,11 @@ deps:
 	@command -v file >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends file >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y --no-install-recommends file >/dev/null; }; else echo "warning: 'file' missing: cannot prove the binary is static"; fi; }
 	$(GO) mod download
 
-lint: vet fmt-check
+lint: vet fmt-check staticcheck
+
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
 
 vet:
 	$(GO) vet ./...

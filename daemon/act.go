@@ -19,7 +19,6 @@ import (
 type job struct {
 	c       fault.Case
 	targets []fault.Resource
-	queued  time.Time
 	// replay marks re-isolation after a restart: the decision was already
 	// taken and recorded, only the kernel state must be restored.
 	replay bool

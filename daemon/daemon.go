@@ -76,7 +76,6 @@ type Daemon struct {
 	budget     BudgetStatus
 	pending    []job
 	outcomes   map[string]int
-	actionsRun int
 	edacBound  bool
 	poller     *edac.Poller
 	lastCPUOff time.Time

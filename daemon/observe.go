@@ -92,7 +92,7 @@ func (d *Daemon) openCase(dec policy.Decision) {
 		d.saveCase(c)
 		return
 	}
-	d.jobs <- job{c: c, targets: dec.Targets, queued: time.Now()}
+	d.jobs <- job{c: c, targets: dec.Targets}
 }
 
 func (d *Daemon) saveCase(c fault.Case) {

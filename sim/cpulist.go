@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -26,34 +25,4 @@ func formatCPUList(cpus []int) string {
 		i = j + 1
 	}
 	return b.String()
-}
-
-// parseCPUList is the inverse of formatCPUList, for tests and for reading
-// back lists the simulator wrote.
-func parseCPUList(s string) ([]int, error) {
-	s = strings.TrimSpace(s)
-	if s == "" || s == "(null)" {
-		return nil, nil
-	}
-	var out []int
-	for part := range strings.SplitSeq(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return nil, fmt.Errorf("cpu list %q: %w", s, err)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil {
-				return nil, fmt.Errorf("cpu list %q: %w", s, err)
-			}
-		}
-		if b < a || b-a > maxCPUs {
-			return nil, fmt.Errorf("cpu list %q: bad range %s", s, part)
-		}
-		for c := a; c <= b; c++ {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }

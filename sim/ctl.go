@@ -91,7 +91,7 @@ func (m *Machine) serveConn(c net.Conn) {
 	enc := json.NewEncoder(c)
 	for sc.Scan() {
 		var req request
-		resp := response{OK: true}
+		var resp response
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			resp = response{Error: fmt.Sprintf("bad request: %v", err)}
 		} else {

@@ -3,7 +3,6 @@ package sim
 import (
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // Profile describes the simulated machine.
@@ -134,8 +133,6 @@ func (p Profile) vendor() vendor {
 	}
 	return vendorIntel
 }
-
-func (p Profile) isolated(cpu int) bool { return slices.Contains(p.Isolated, cpu) }
 
 // pages is the number of 4 KiB frames of the machine.
 func (p Profile) pages() uint64 { return uint64(p.MemoryMB) << 8 }

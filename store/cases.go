@@ -138,7 +138,7 @@ func (s *Store) Case(id string) (fault.Case, error) {
 		c, err := scanCase(s.r.QueryRowContext(ctx, `SELECT `+caseColumns+` FROM cases WHERE id = ?`, ids[0]))
 		return c, wrapCaseErr(s.path, id, err)
 	}
-	return fault.Case{}, fmt.Errorf("case %q: %w: matches %s, ...", id, ErrAmbiguous, strings.Join(ids[:2], ", "))
+	return fault.Case{}, fmt.Errorf("case %q: %w: matches %s and more", id, ErrAmbiguous, strings.Join(ids[:2], ", "))
 }
 
 func wrapCaseErr(path, id string, err error) error {

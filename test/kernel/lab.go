@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -79,7 +78,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 func BuildGuest(ctx context.Context, out string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		goBin = "/usr/local/go/bin/go" // where this project's machines keep Go
 	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, GuestPackage)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
