@@ -428,7 +428,12 @@ func TestPollerConcurrentCredit(t *testing.T) {
 	for _, ev := range evs {
 		total += ev.Count
 	}
-	require.Equal(t, uint32(1000-200), total, "every error counted once, whichever way it arrived")
+	// Credits that arrive after the poll already reported the delta cannot
+	// be taken back (the tracepoint and the counter race, as in the
+	// kernel); what must hold is that every error is either reported by
+	// the poller or credited to the tracepoint, never both, never neither.
+	require.Equal(t, uint64(1000), uint64(total)+p.Stats().Credited, "every error counted once, whichever way it arrived")
+	require.LessOrEqual(t, p.Stats().Credited, uint64(200))
 }
 
 // switchFS is failFS whose failures a test can change between polls.
