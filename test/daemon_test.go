@@ -293,3 +293,33 @@ func TestRepairUndoesAndRearms(t *testing.T) {
 	out, _ = d.cli("faulty")
 	require.Contains(t, out, "isolated")
 }
+
+// The history commands read the store, with the daemon running or not.
+func TestHistoryCommands(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	d := startDaemon(t, m, daemonOpts{})
+	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+	require.NoError(t, m.InjectMemoryCE(0x2c14040, 1, 1))
+	d.settle(500 * time.Millisecond)
+	d.stop()
+
+	out, code := d.cli("events", "--resource", "page:0x2d94")
+	require.Equal(t, 0, code, out)
+	require.Equal(t, 2, strings.Count(out, "addr=0x2d94"), out)
+	require.NotContains(t, out, "0x2c14")
+	out, code = d.cli("events", "--resource", "bogus:1")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, out, "unknown kind")
+
+	cases := d.faulty()
+	require.Len(t, cases, 1)
+	out, code = d.cli("explain", cases[0].ID[:8])
+	require.Equal(t, 0, code, out)
+	for _, want := range []string{"soft-offline-page", "evidence (2)", "history:", "isolated", "undo: echo 0x2d94"} {
+		require.Contains(t, out, want)
+	}
+	out, code = d.cli("faulty")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "page:0x2d94")
+}

@@ -116,6 +116,16 @@ func newExplainCommand(g *globals) *cobra.Command {
 			for _, e := range c.Evidence {
 				fmt.Fprintf(w, "  %s  %s\n", e.Time.Format("15:04:05.000"), e.Summary)
 			}
+			if hist, err := st.CaseHistory(c.ID); err == nil && len(hist) > 0 {
+				fmt.Fprintln(w, "history:")
+				for _, h := range hist {
+					fmt.Fprintf(w, "  %s  %s", h.At.Format(time.RFC3339), h.State)
+					if h.Note != "" {
+						fmt.Fprintf(w, ": %s", h.Note)
+					}
+					fmt.Fprintln(w)
+				}
+			}
 			fmt.Fprintf(w, "actions (%d):\n", len(acts))
 			for _, a := range acts {
 				fmt.Fprintf(w, "  %s  %s %s: %s (%d attempts)", a.Time.Format("15:04:05.000"), a.Kind, a.Resource, a.Outcome, a.Attempts)
@@ -135,7 +145,7 @@ func newExplainCommand(g *globals) *cobra.Command {
 func newEventsCommand(g *globals) *cobra.Command {
 	var since time.Duration
 	var limit int
-	var class string
+	var class, resource string
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Show the error history",
@@ -147,6 +157,13 @@ func newEventsCommand(g *globals) *cobra.Command {
 			}
 			defer st.Close()
 			q := store.EventQuery{Limit: limit, Class: class}
+			if resource != "" {
+				r, err := fault.ParseResource(resource)
+				if err != nil {
+					return err
+				}
+				q.Resource = r
+			}
 			if since > 0 {
 				q.Since = time.Now().Add(-since)
 			}
@@ -163,5 +180,6 @@ func newEventsCommand(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&since, "since", 0, "only events newer than this (e.g. 24h)")
 	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many events")
 	cmd.Flags().StringVar(&class, "class", "", "only this class (memory, cache, tlb, bus, pcie, other)")
+	cmd.Flags().StringVar(&resource, "resource", "", "only events on this resource (page:0xPFN, dimm:mcM/LABEL, row:KEY, machine)")
 	return cmd
 }
