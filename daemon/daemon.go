@@ -40,6 +40,8 @@ type Options struct {
 	HealthInterval time.Duration
 	// TraceBufferKB is the per-CPU size of the daemon's trace instance.
 	TraceBufferKB int
+	// MetricsListen is the address of the Prometheus endpoint, "" = none.
+	MetricsListen string
 	// EventRetention is how long the error history is kept (cases and
 	// actions are kept forever); 0 = 30 days.
 	EventRetention time.Duration
@@ -67,6 +69,7 @@ type Daemon struct {
 	storming atomic.Bool
 
 	counters counters
+	metrics  *metrics
 	sources  *sourceSet
 	jobs     chan job
 
@@ -80,7 +83,8 @@ type Daemon struct {
 	poller     *edac.Poller
 	lastCPUOff time.Time
 	// perDIMM counts pages we retired on each DIMM (budget max_pages_per_dimm).
-	perDIMM map[string]int
+	perDIMM     map[string]int
+	metricsAddr string
 	// isolated holds every resource found or made isolated (never act twice).
 	isolated map[fault.Resource]bool
 }
@@ -126,6 +130,7 @@ func New(opts Options) (*Daemon, error) {
 		isolated: map[fault.Resource]bool{},
 		jobs:     make(chan job, 1024),
 	}
+	d.metrics = newMetrics(d)
 	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log})
 	// A real kernel has poisoned the page when the write returns; the longer
 	// verify window (10 ms doubling, ~2.5 s in all) only costs anything when
@@ -180,6 +185,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go serveControl(ctx, ln, d.handle)
+	go d.serveMetrics(ctx, d.opts.MetricsListen)
 
 	d.log.WithFields(logrus.Fields{"mode": d.mode(), "sys": d.opts.Paths.Sys, "proc": d.opts.Paths.Proc,
 		"tracing": d.opts.Paths.Tracing, "state": d.opts.StateDir}).Info("selfprotect starting")
@@ -328,6 +334,7 @@ func (d *Daemon) Status() Status {
 		Budgets:  d.budget,
 		Pending:  len(d.jobs) + int(d.acting.Load()),
 		Held:     len(d.pending),
+		Metrics:  d.metricsAddr,
 		Actions:  map[string]int{},
 	}
 	s.Degraded = len(s.Problems) > 0

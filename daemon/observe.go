@@ -19,6 +19,7 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	}
 	d.counters.counted.Add(1)
 	d.counters.errors.Add(uint64(ev.Count))
+	d.metrics.count(&ev)
 
 	// The history must never stall the pipeline: under a storm the store
 	// may fall behind, and then events are counted but not kept.

@@ -15,7 +15,9 @@ type Status struct {
 	Problems []string `json:"problems,omitempty"`
 	Mode     string   `json:"mode"`
 	Paused   bool     `json:"paused"`
-	Storming bool     `json:"storming"`
+	// Metrics is the Prometheus endpoint's URL, or why there is none.
+	Metrics  string `json:"metrics,omitempty"`
+	Storming bool   `json:"storming"`
 
 	Sources []SourceStatus `json:"sources"`
 	Events  EventCounters  `json:"events"`

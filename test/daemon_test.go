@@ -2,6 +2,8 @@ package test
 
 import (
 	"crypto/rand"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -322,4 +324,45 @@ func TestHistoryCommands(t *testing.T) {
 	out, code = d.cli("faulty")
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "page:0x2d94")
+}
+
+// /metrics on loopback: error counters by source and class, cases, actions
+// and budgets, read from the same snapshot as status.
+func TestMetricsEndpoint(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	d := startDaemon(t, m, daemonOpts{})
+	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+	require.NoError(t, m.InjectCacheCE(3, 1))
+	st := d.settle(500 * time.Millisecond)
+	require.True(t, strings.HasPrefix(st.Metrics, "http://127.0.0.1:"), st.Metrics)
+	scrape := func() string {
+		resp, err := http.Get(st.Metrics)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(body)
+	}
+	want := []string{
+		`selfprotect_errors_total{class="memory",severity="corrected",source="tracefs:mce_record"} 2`,
+		`selfprotect_errors_total{class="cache",severity="corrected",source="tracefs:mce_record"} 1`,
+		`selfprotect_cases{diagnosis="soft-offline-page",state="isolated"} 1`,
+		`selfprotect_actions_total{outcome="isolated"} 1`,
+		`selfprotect_armed 1`,
+		`selfprotect_degraded 0`,
+		`selfprotect_source_up{source="tracefs"} 1`,
+		`selfprotect_cpus{state="online"} 4`,
+		// Budgets are refreshed by the once-a-second health check.
+		`selfprotect_pages_retired{by="selfprotect"} 1`,
+	}
+	require.Eventually(t, func() bool {
+		text := scrape()
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 100*time.Millisecond, "metrics lack some of %q", want)
 }

@@ -155,7 +155,7 @@ func launchDaemon(t *testing.T, m *machine, o daemonOpts) *daemonProc {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	d := &daemonProc{t: t, state: state, socket: filepath.Join(sockDir, "sp.sock"), log: &lockedBuffer{}, exited: make(chan error, 1)}
 	d.flags = append(pathFlags(m), "--state", state, "--socket", d.socket)
-	args := append([]string{"run", "--log-level", "debug"}, d.flags...)
+	args := append([]string{"run", "--log-level", "debug", "--metrics-listen", "127.0.0.1:0"}, d.flags...)
 	if o.policy != "" {
 		p := filepath.Join(t.TempDir(), "policy.yaml")
 		require.NoError(t, os.WriteFile(p, []byte(o.policy), 0o644))

@@ -90,7 +90,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		return err
 	}
 	defer logf.Close()
-	args := append([]string{"run", "--config", policyPath, "--state", d.state, "--socket", d.socket},
+	args := append([]string{"run", "--config", policyPath, "--state", d.state, "--socket", d.socket, "--metrics-listen", "127.0.0.1:0"},
 		strings.Fields(simFlags(m.Dir()))...)
 	daemonCmd := exec.Command(exe, args...)
 	daemonCmd.Stdout, daemonCmd.Stderr = logf, logf

@@ -19,6 +19,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var policyPath string
 	var dryRun bool
 	var retention time.Duration
+	var metricsListen string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -38,7 +39,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			}
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
-				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention,
+				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
 			})
 			if err != nil {
 				return err
@@ -61,6 +62,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	}
 	cmd.Flags().StringVarP(&policyPath, "config", "c", defaultPolicyPath,
 		"policy file (YAML); when the default file does not exist the built-in policy is used")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "127.0.0.1:9473", "Prometheus /metrics address (loopback unless you mean it); empty disables")
 	cmd.Flags().DurationVar(&retention, "event-retention", 30*24*time.Hour, "how long the error history is kept (cases and actions are kept)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "log and record what would be done, write nothing to the kernel")
 	return cmd

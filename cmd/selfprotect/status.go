@@ -70,6 +70,9 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  problem: %s\n", p)
 	}
+	if s.Metrics != "" {
+		fmt.Fprintf(w, "metrics: %s\n", s.Metrics)
+	}
 	fmt.Fprintln(w, "sources:")
 	for _, src := range s.Sources {
 		fmt.Fprintf(w, "  %-10s %-11s %s\n", src.Name, src.State, src.Detail)
