@@ -5,7 +5,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,11 +61,13 @@ type Daemon struct {
 	cpus  *cpuoffline.Offliner
 	pages *pageoffline.Offliner
 
-	paused   atomic.Bool
-	acting   atomic.Int32 // 1 while the action worker executes a job
-	started  time.Time
-	armed    atomic.Bool
-	storming atomic.Bool
+	paused  atomic.Bool
+	acting  atomic.Int32 // 1 while the action worker executes a job
+	started time.Time
+	armed   atomic.Bool
+	// armedChecked is set after the first updateArmed (main loop only).
+	armedChecked bool
+	storming     atomic.Bool
 
 	counters counters
 	metrics  *metrics
@@ -194,10 +195,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.inspectKernel()
 
 	events := make(chan fault.Event, 4096)
-	d.sources, err = d.startSources(ctx, events)
-	if err != nil {
-		return err
-	}
+	sources := d.startSources(ctx, events) // takes d.mu itself
+	d.mu.Lock()
+	d.sources = sources
+	d.mu.Unlock()
 	defer d.sources.close()
 
 	var wg sync.WaitGroup
@@ -208,11 +209,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	d.replayIsolations(ctx)
 
-	d.armed.Store(true)
+	// READY=1 goes out even with no source armed: the daemon answers on its
+	// socket and `status` says what is missing, where a unit stuck in
+	// "activating" would say nothing.
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		d.log.WithError(err).Warn("sd_notify READY failed")
 	}
-	d.log.WithField("sources", d.sources.names()).Info("sources armed, watching for hardware errors")
+	d.updateArmed()
 
 	health := time.NewTicker(d.opts.HealthInterval)
 	defer health.Stop()
@@ -369,4 +372,19 @@ func summarize(c fault.Case) CaseSummary {
 		FRU: c.FRU, State: string(c.State), Summary: c.Summary}
 }
 
-var errNoSources = errors.New("no event source could be armed")
+// updateArmed follows the sources: armed while at least one reads events.
+func (d *Daemon) updateArmed() {
+	names := d.sources.names()
+	was := d.armed.Swap(names != "")
+	switch {
+	case names != "" && !was:
+		d.log.WithField("sources", names).Info("sources armed, watching for hardware errors")
+		_, _ = daemon.SdNotify(false, "STATUS=watching ("+names+")")
+	case names == "" && (was || !d.armedChecked):
+		d.log.Error("no event source is armed: hardware errors are not watched")
+	}
+	if names == "" {
+		_, _ = daemon.SdNotify(false, "STATUS=no event source armed; see selfprotect status")
+	}
+	d.armedChecked = true
+}

@@ -54,9 +54,11 @@ func readString(fsys interface{ ReadFile(string) ([]byte, error) }, p string) st
 func (d *Daemon) checkHealth() {
 	var problems []string
 	if d.sources != nil {
+		d.retrySources(d.sources)
+		d.updateArmed()
 		problems = append(problems, d.sources.dead()...)
-		if d.sources.inst != nil {
-			h := d.sources.inst.Health()
+		if inst := d.sources.instance(); inst != nil {
+			h := inst.Health()
 			problems = append(problems, h.Problems...)
 		}
 		if d.sources.names() == "" {

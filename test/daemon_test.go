@@ -366,3 +366,23 @@ func TestMetricsEndpoint(t *testing.T) {
 		return true
 	}, 10*time.Second, 100*time.Millisecond, "metrics lack some of %q", want)
 }
+
+// No tracefs and no EDAC: the daemon stays up, not armed, and says why; it
+// retries the sources in the background.
+func TestNoSourceRunsNotArmed(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	d := launchDaemon(t, m, daemonOpts{args: []string{"--tracefs", filepath.Join(t.TempDir(), "no-tracefs")}})
+	require.Eventually(t, func() bool {
+		_, code := d.cli("status")
+		return code == 2
+	}, 10*time.Second, 50*time.Millisecond)
+	out, _ := d.cli("status")
+	require.Contains(t, out, "no event source is armed")
+	require.Contains(t, out, "tracefs")
+	select {
+	case err := <-d.exited:
+		t.Fatalf("daemon exited: %v", err)
+	default:
+	}
+}

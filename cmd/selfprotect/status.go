@@ -40,7 +40,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 			}
 			switch {
 			case !s.Armed:
-				return exitError{exitNotArmed, "daemon answers but its sources are not armed"}
+				return exitError{exitNotArmed, "daemon answers but no event source is armed: " + strings.Join(s.Problems, "; ")}
 			case s.Degraded:
 				return exitError{exitDegraded, "degraded: " + strings.Join(s.Problems, "; ")}
 			}
