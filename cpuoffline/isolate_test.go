@@ -28,9 +28,9 @@ func (s *recordingSleep) sleep(ctx context.Context, d time.Duration) error {
 // cpu1..3 online.
 func fourCPUs() *fakeFS {
 	f := newFakeFS()
-	f.mkdir(testPaths.SysPath("devices/system/cpu/cpu0"))
+	f.Mkdir(testPaths.SysPath("devices/system/cpu/cpu0"))
 	for c := 1; c < 4; c++ {
-		f.set(onlinePath(testPaths, c), "1\n")
+		f.Set(onlinePath(testPaths, c), "1\n")
 	}
 	return f
 }
@@ -53,34 +53,34 @@ func TestIsolate(t *testing.T) {
 		{name: "success first try", resource: "cpu:2", want: fault.OutcomeIsolated, attempts: 1, writes: []string{"0\n"}},
 		{
 			name: "EBUSY retried then success", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.writeErrs[onlinePath(testPaths, 2)] = []error{busy, busy} },
+			setup: func(f *fakeFS) { f.WriteErrs[onlinePath(testPaths, 2)] = []error{busy, busy} },
 			want:  fault.OutcomeIsolated, attempts: 3, writes: []string{"0\n", "0\n", "0\n"},
 			waits: []time.Duration{100 * ms, 200 * ms},
 		},
 		{
 			name: "EAGAIN retried until exhausted", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.writeErrs[onlinePath(testPaths, 2)] = []error{again, again, again, again, again} },
+			setup: func(f *fakeFS) { f.WriteErrs[onlinePath(testPaths, 2)] = []error{again, again, again, again, again} },
 			want:  fault.OutcomeFailed, attempts: 4, writes: []string{"0\n", "0\n", "0\n", "0\n"},
 			waits: []time.Duration{100 * ms, 200 * ms, 400 * ms}, detail: "resource temporarily unavailable",
 		},
 		{
 			name: "EIO fails at once", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.writeErrs[onlinePath(testPaths, 2)] = []error{syscall.EIO} },
+			setup: func(f *fakeFS) { f.WriteErrs[onlinePath(testPaths, 2)] = []error{syscall.EIO} },
 			want:  fault.OutcomeFailed, attempts: 1, writes: []string{"0\n"}, detail: "input/output error",
 		},
 		{
 			name: "EPERM fails at once", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.writeErrs[onlinePath(testPaths, 2)] = []error{syscall.EPERM} },
+			setup: func(f *fakeFS) { f.WriteErrs[onlinePath(testPaths, 2)] = []error{syscall.EPERM} },
 			want:  fault.OutcomeFailed, attempts: 1, writes: []string{"0\n"}, detail: "operation not permitted",
 		},
 		{
 			name: "write accepted but still online", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.frozen[onlinePath(testPaths, 2)] = true },
+			setup: func(f *fakeFS) { f.Frozen[onlinePath(testPaths, 2)] = true },
 			want:  fault.OutcomeFailed, attempts: 1, writes: []string{"0\n"}, detail: "still reads 1",
 		},
 		{
 			name: "already offline", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.set(onlinePath(testPaths, 2), "0\n") },
+			setup: func(f *fakeFS) { f.Set(onlinePath(testPaths, 2), "0\n") },
 			want:  fault.OutcomeIsolatedByOther, detail: "already offline",
 		},
 		{name: "dry run writes nothing", resource: "cpu:2", dryRun: true, want: fault.OutcomeDryRun, detail: "would write 0"},
@@ -88,8 +88,8 @@ func TestIsolate(t *testing.T) {
 		{
 			name: "no online file refused", resource: "cpu:3",
 			setup: func(f *fakeFS) {
-				delete(f.files, onlinePath(testPaths, 3))
-				f.mkdir(testPaths.SysPath("devices/system/cpu/cpu3"))
+				delete(f.Files, onlinePath(testPaths, 3))
+				f.Mkdir(testPaths.SysPath("devices/system/cpu/cpu3"))
 			},
 			want: fault.OutcomeRefused, violations: []string{ViolationNoOnlineFile},
 		},
@@ -97,12 +97,12 @@ func TestIsolate(t *testing.T) {
 		{name: "not a cpu", resource: "page:0x10", want: fault.OutcomeFailed, detail: "not a CPU"},
 		{
 			name: "garbage in online", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.set(onlinePath(testPaths, 2), "maybe") },
+			setup: func(f *fakeFS) { f.Set(onlinePath(testPaths, 2), "maybe") },
 			want:  fault.OutcomeFailed, detail: "unexpected content",
 		},
 		{
 			name: "online unreadable", resource: "cpu:2",
-			setup: func(f *fakeFS) { f.readErrs[onlinePath(testPaths, 2)] = syscall.EACCES },
+			setup: func(f *fakeFS) { f.ReadErrs[onlinePath(testPaths, 2)] = syscall.EACCES },
 			want:  fault.OutcomeFailed, detail: "permission denied",
 		},
 	}
@@ -123,13 +123,13 @@ func TestIsolate(t *testing.T) {
 			require.Equal(t, tt.resource, a.Resource)
 			require.Equal(t, now, a.Time)
 			require.Equal(t, tt.attempts, a.Attempts)
-			require.Equal(t, tt.writes, f.writesTo("/online"))
+			require.Equal(t, tt.writes, f.WritesTo("/online"))
 			require.Equal(t, tt.waits, sl.waits)
 			require.Equal(t, tt.violations, a.Violations)
 			require.Contains(t, a.Detail, tt.detail)
 			if tt.want == fault.OutcomeIsolated {
 				require.Equal(t, "echo 1 > "+onlinePath(testPaths, 2), a.Undo)
-				require.Equal(t, "0\n", string(f.files[onlinePath(testPaths, 2)]))
+				require.Equal(t, "0\n", string(f.Files[onlinePath(testPaths, 2)]))
 			} else {
 				require.Empty(t, a.Undo)
 			}
@@ -139,7 +139,7 @@ func TestIsolate(t *testing.T) {
 
 func TestIsolateStopsWhenContextEnds(t *testing.T) {
 	f := fourCPUs()
-	f.writeErrs[onlinePath(testPaths, 2)] = []error{syscall.EBUSY, syscall.EBUSY}
+	f.WriteErrs[onlinePath(testPaths, 2)] = []error{syscall.EBUSY, syscall.EBUSY}
 	ctx, cancel := context.WithCancel(context.Background())
 	sleep := func(ctx context.Context, d time.Duration) error { cancel(); return ctx.Err() }
 	o := New(testPaths, f, Options{Sleep: sleep})
@@ -153,7 +153,7 @@ func TestIsolateStopsWhenContextEnds(t *testing.T) {
 
 func TestIsolateRetriesOption(t *testing.T) {
 	f := fourCPUs()
-	f.writeErrs[onlinePath(testPaths, 2)] = []error{syscall.EBUSY, syscall.EBUSY}
+	f.WriteErrs[onlinePath(testPaths, 2)] = []error{syscall.EBUSY, syscall.EBUSY}
 	o := New(testPaths, f, Options{Retries: -1, Sleep: (&recordingSleep{}).sleep})
 
 	a := o.Isolate(context.Background(), fault.CPU(2), false)
@@ -171,29 +171,29 @@ func TestRestore(t *testing.T) {
 		errText string
 		writes  []string
 	}{
-		{name: "offline cpu comes back", cpu: 2, setup: func(f *fakeFS) { f.set(onlinePath(testPaths, 2), "0\n") }, writes: []string{"1\n"}},
+		{name: "offline cpu comes back", cpu: 2, setup: func(f *fakeFS) { f.Set(onlinePath(testPaths, 2), "0\n") }, writes: []string{"1\n"}},
 		{name: "online cpu left alone", cpu: 2},
 		{
 			name: "EBUSY retried", cpu: 2,
 			setup: func(f *fakeFS) {
-				f.set(onlinePath(testPaths, 2), "0\n")
-				f.writeErrs[onlinePath(testPaths, 2)] = []error{syscall.EBUSY}
+				f.Set(onlinePath(testPaths, 2), "0\n")
+				f.WriteErrs[onlinePath(testPaths, 2)] = []error{syscall.EBUSY}
 			},
 			writes: []string{"1\n", "1\n"},
 		},
 		{
 			name: "verify fails", cpu: 2,
 			setup: func(f *fakeFS) {
-				f.set(onlinePath(testPaths, 2), "0\n")
-				f.frozen[onlinePath(testPaths, 2)] = true
+				f.Set(onlinePath(testPaths, 2), "0\n")
+				f.Frozen[onlinePath(testPaths, 2)] = true
 			},
 			wantErr: ErrVerify, writes: []string{"1\n"},
 		},
 		{
 			name: "EIO", cpu: 2,
 			setup: func(f *fakeFS) {
-				f.set(onlinePath(testPaths, 2), "0\n")
-				f.writeErrs[onlinePath(testPaths, 2)] = []error{syscall.EIO}
+				f.Set(onlinePath(testPaths, 2), "0\n")
+				f.WriteErrs[onlinePath(testPaths, 2)] = []error{syscall.EIO}
 			},
 			wantErr: syscall.EIO, writes: []string{"1\n"},
 		},
@@ -213,9 +213,9 @@ func TestRestore(t *testing.T) {
 				require.True(t, errors.Is(err, tt.wantErr), "got %v", err)
 			} else {
 				require.NoError(t, err)
-				require.Equal(t, "1", string(f.files[onlinePath(testPaths, tt.cpu)][:1]))
+				require.Equal(t, "1", string(f.Files[onlinePath(testPaths, tt.cpu)][:1]))
 			}
-			require.Equal(t, tt.writes, f.writesTo("cpu"+strconv.Itoa(tt.cpu)+"/online"))
+			require.Equal(t, tt.writes, f.WritesTo("cpu"+strconv.Itoa(tt.cpu)+"/online"))
 		})
 	}
 }

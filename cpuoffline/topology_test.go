@@ -107,16 +107,16 @@ func TestReadTopologyErrors(t *testing.T) {
 		setup func(f *fakeFS)
 		want  string
 	}{
-		{name: "present missing", setup: func(f *fakeFS) { delete(f.files, testPaths.SysPath("devices/system/cpu/present")) }, want: "present"},
-		{name: "online unreadable", setup: func(f *fakeFS) { f.readErrs[testPaths.SysPath("devices/system/cpu/online")] = syscall.EIO }, want: "input/output error"},
-		{name: "bad list", setup: func(f *fakeFS) { f.set(testPaths.SysPath("devices/system/cpu/possible"), "0-x") }, want: "parsing"},
-		{name: "bad cmdline", setup: func(f *fakeFS) { f.set(testPaths.ProcPath("cmdline"), "isolcpus=3-1") }, want: "isolcpus"},
+		{name: "present missing", setup: func(f *fakeFS) { delete(f.Files, testPaths.SysPath("devices/system/cpu/present")) }, want: "present"},
+		{name: "online unreadable", setup: func(f *fakeFS) { f.ReadErrs[testPaths.SysPath("devices/system/cpu/online")] = syscall.EIO }, want: "input/output error"},
+		{name: "bad list", setup: func(f *fakeFS) { f.Set(testPaths.SysPath("devices/system/cpu/possible"), "0-x") }, want: "parsing"},
+		{name: "bad cmdline", setup: func(f *fakeFS) { f.Set(testPaths.ProcPath("cmdline"), "isolcpus=3-1") }, want: "isolcpus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := fourCPUs()
-			f.set(testPaths.SysPath("devices/system/cpu/present"), "0-3\n")
-			f.set(testPaths.SysPath("devices/system/cpu/online"), "0-3\n")
+			f.Set(testPaths.SysPath("devices/system/cpu/present"), "0-3\n")
+			f.Set(testPaths.SysPath("devices/system/cpu/online"), "0-3\n")
 			tt.setup(f)
 			_, err := ReadTopology(testPaths, f)
 			require.ErrorContains(t, err, tt.want)

@@ -51,14 +51,14 @@ func newFakeKernel(t *testing.T) *fakeKernel {
 	binary.LittleEndian.PutUint64(kpf[hugePFN*8:], hugeFlags)
 	binary.LittleEndian.PutUint64(kpf[poisonedPFN*8:], 1<<KPFHWPoison)
 	binary.LittleEndian.PutUint64(kpf[noPagePFN*8:], 1<<KPFNoPage)
-	f.files[testPaths.ProcPath("kpageflags")] = kpf
-	f.mkdir(testPaths.Proc)
-	f.set(testPaths.SysPath(softOfflineFile), "")
-	f.set(testPaths.SysPath(hardOfflineFile), "")
+	f.Files[testPaths.ProcPath("kpageflags")] = kpf
+	f.Mkdir(testPaths.Proc)
+	f.Set(testPaths.SysPath(softOfflineFile), "")
+	f.Set(testPaths.SysPath(hardOfflineFile), "")
 	k := &fakeKernel{t: t, fs: f}
 	k.writeMeminfo()
-	f.onWrite = k.write
-	f.onReadAt = k.readAt
+	f.OnWrite = k.write
+	f.OnReadAt = k.readAt
 	return k
 }
 
@@ -66,7 +66,7 @@ func (k *fakeKernel) writeMeminfo() {
 	data, err := os.ReadFile(filepath.Join("testdata", "meminfo-6.12-intel.txt"))
 	require.NoError(k.t, err)
 	re := regexp.MustCompile(`HardwareCorrupted:\s+\d+ kB`)
-	k.fs.set(testPaths.ProcPath("meminfo"), re.ReplaceAllString(string(data), "HardwareCorrupted:     "+strconv.Itoa(k.corrupted)+" kB"))
+	k.fs.Set(testPaths.ProcPath("meminfo"), re.ReplaceAllString(string(data), "HardwareCorrupted:     "+strconv.Itoa(k.corrupted)+" kB"))
 }
 
 func (k *fakeKernel) write(path string, data []byte) {
@@ -93,7 +93,7 @@ func (k *fakeKernel) readAt(path string) {
 }
 
 func (k *fakeKernel) apply() {
-	kpf := k.fs.files[testPaths.ProcPath("kpageflags")]
+	kpf := k.fs.Files[testPaths.ProcPath("kpageflags")]
 	for _, pfn := range k.pending {
 		if pfn < fakeMemoryPFNs {
 			binary.LittleEndian.PutUint64(kpf[pfn*8:], flagsAfter)

@@ -63,9 +63,9 @@ func runOfflineCases(t *testing.T, tests []offlineCase, hard bool) {
 			require.Equal(t, r, a.Resource)
 			require.Equal(t, now, a.Time)
 			require.Equal(t, tt.attempts, a.Attempts)
-			require.Equal(t, tt.writes, k.fs.writesTo("_offline_page"))
+			require.Equal(t, tt.writes, k.fs.WritesTo("_offline_page"))
 			if len(tt.writes) > 0 {
-				require.Equal(t, tt.writes, k.fs.writesTo(file), "written to the right file")
+				require.Equal(t, tt.writes, k.fs.WritesTo(file), "written to the right file")
 			}
 			require.Equal(t, tt.waits, sl.waits)
 			for _, d := range tt.detail {
@@ -82,8 +82,8 @@ func runOfflineCases(t *testing.T, tests []offlineCase, hard bool) {
 
 func writeErrs(errs ...error) func(k *fakeKernel) {
 	return func(k *fakeKernel) {
-		k.fs.writeErrs[testPaths.SysPath(softOfflineFile)] = errs
-		k.fs.writeErrs[testPaths.SysPath(hardOfflineFile)] = errs
+		k.fs.WriteErrs[testPaths.SysPath(softOfflineFile)] = errs
+		k.fs.WriteErrs[testPaths.SysPath(hardOfflineFile)] = errs
 	}
 }
 
@@ -136,12 +136,12 @@ func TestSoftOffline(t *testing.T) {
 		{name: "dry run writes nothing", dryRun: true, want: fault.OutcomeDryRun, detail: []string{"would write 0x2a21000 to /fake/sys/devices/system/memory/soft_offline_page"}},
 		{
 			name:  "enable_soft_offline=0: no write",
-			setup: func(k *fakeKernel) { k.fs.set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "0\n") },
+			setup: func(k *fakeKernel) { k.fs.Set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "0\n") },
 			want:  fault.OutcomeFailed, detail: []string{"disabled by vm.enable_soft_offline=0"},
 		},
 		{
 			name:  "enable_soft_offline=1",
-			setup: func(k *fakeKernel) { k.fs.set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "1\n") },
+			setup: func(k *fakeKernel) { k.fs.Set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "1\n") },
 			want:  fault.OutcomeIsolated, attempts: 1, writes: []string{addr}, undo: true,
 		},
 		{
@@ -154,10 +154,10 @@ func TestSoftOffline(t *testing.T) {
 		{name: "not a page", resource: "cpu:3", want: fault.OutcomeFailed, detail: []string{"not a page"}},
 		{
 			name: "kpageflags unreadable: no write", want: fault.OutcomeFailed, detail: []string{"permission denied"},
-			setup: func(k *fakeKernel) { k.fs.readErrs[testPaths.ProcPath("kpageflags")] = syscall.EACCES },
+			setup: func(k *fakeKernel) { k.fs.ReadErrs[testPaths.ProcPath("kpageflags")] = syscall.EACCES },
 		},
 		{
-			name: "meminfo missing still isolates", setup: func(k *fakeKernel) { k.fs.readErrs[testPaths.ProcPath("meminfo")] = syscall.ENOENT },
+			name: "meminfo missing still isolates", setup: func(k *fakeKernel) { k.fs.ReadErrs[testPaths.ProcPath("meminfo")] = syscall.ENOENT },
 			want: fault.OutcomeIsolated, attempts: 1, writes: []string{addr}, undo: true, detail: []string{"HardwareCorrupted unavailable"},
 		},
 		{
@@ -178,7 +178,7 @@ func TestHardOffline(t *testing.T) {
 		{name: "dry run", dryRun: true, want: fault.OutcomeDryRun, detail: []string{"hard_offline_page"}},
 		{
 			name:  "enable_soft_offline=0 does not block hard offline",
-			setup: func(k *fakeKernel) { k.fs.set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "0\n") },
+			setup: func(k *fakeKernel) { k.fs.Set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "0\n") },
 			want:  fault.OutcomeIsolated, attempts: 1, writes: []string{addr}, undo: true,
 		},
 		{name: "EBUSY not retried", setup: writeErrs(syscall.EBUSY), want: fault.OutcomeFailed, attempts: 1, writes: []string{addr}},

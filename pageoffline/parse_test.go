@@ -60,7 +60,7 @@ func TestParseMemInfo(t *testing.T) {
 
 func TestReadMemInfoErrors(t *testing.T) {
 	k := newFakeKernel(t)
-	k.fs.readErrs[testPaths.ProcPath("meminfo")] = syscall.EIO
+	k.fs.ReadErrs[testPaths.ProcPath("meminfo")] = syscall.EIO
 	_, err := ReadMemInfo(testPaths, k.fs)
 	require.ErrorIs(t, err, syscall.EIO)
 	require.ErrorContains(t, err, "/fake/proc/meminfo")
@@ -134,7 +134,7 @@ func FuzzReadPageFlags(f *testing.F) {
 	f.Add(make([]byte, 64), uint64(1<<63))
 	f.Fuzz(func(t *testing.T, data []byte, pfn uint64) {
 		fs := newFakeFS()
-		fs.set(testPaths.ProcPath("kpageflags"), string(data))
+		fs.Set(testPaths.ProcPath("kpageflags"), string(data))
 		flags, err := ReadPageFlags(testPaths, fs, pfn)
 		if err != nil {
 			return
