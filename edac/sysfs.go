@@ -176,26 +176,15 @@ func (a *attrReader) text(name string, required bool) string {
 }
 
 // counter reads an unsigned decimal attribute; counters are always required.
-func (a *attrReader) counter(name string) uint64 {
-	path := filepath.Join(a.dir, name)
-	b, err := a.fsys.ReadFile(path)
-	if err != nil {
-		a.errs = append(a.errs, &FileError{Op: "reading", Path: path, Err: err})
-		return 0
-	}
-	n, err := ParseCounter(string(b))
-	if err != nil {
-		a.errs = append(a.errs, &FileError{Op: "parsing", Path: path, Err: err})
-		return 0
-	}
-	return n
-}
+func (a *attrReader) counter(name string) uint64 { return a.readCounter(name, false) }
 
 // optCounter reads a number that some kernels do not expose (size, size_mb).
-func (a *attrReader) optCounter(name string) uint64 {
+func (a *attrReader) optCounter(name string) uint64 { return a.readCounter(name, true) }
+
+func (a *attrReader) readCounter(name string, optional bool) uint64 {
 	path := filepath.Join(a.dir, name)
 	b, err := a.fsys.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if optional && errors.Is(err, fs.ErrNotExist) {
 		return 0
 	}
 	if err != nil {
