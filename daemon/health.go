@@ -92,6 +92,7 @@ func (d *Daemon) checkHealth() {
 
 func (d *Daemon) budgetStatus() BudgetStatus {
 	var b BudgetStatus
+	ours := d.isolatedByUs()
 	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
 	if err == nil {
 		b.CPUsPresent = len(topo.Present)
@@ -100,17 +101,17 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 		for _, n := range topo.Online {
 			online[n] = true
 		}
-		ours := map[int]bool{}
-		for _, iso := range d.isolatedByUs() {
+		oursCPU := map[int]bool{}
+		for _, iso := range ours {
 			if n, err := iso.CPUNumber(); err == nil {
-				ours[n] = true
+				oursCPU[n] = true
 			}
 		}
 		for _, n := range topo.Present {
 			if online[n] {
 				continue
 			}
-			if ours[n] {
+			if oursCPU[n] {
 				b.CPUsOfflineByUs = append(b.CPUsOfflineByUs, n)
 			} else {
 				b.CPUsOfflineByOther = append(b.CPUsOfflineByOther, n)
@@ -124,7 +125,7 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 		d.policyMu.Unlock()
 		b.PagesRetiredLimit = uint64(float64(mi.TotalKB/4) * pct / 100)
 	}
-	for _, r := range d.isolatedByUs() {
+	for _, r := range ours {
 		if r.Kind() == fault.KindPage {
 			b.PagesRetiredByUs++
 		}
