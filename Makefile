@@ -85,7 +85,7 @@ bench-kernel: build
 	  $(GO) test -count=1 -v -timeout 10m -run '^TestLatency$$' ./test/kernel/ 2>&1 | tee out/bench-kernel.log | grep -E '^\s*(--- |PASS|FAIL|ok)|latency_test' ; exit $${PIPESTATUS[0]}
 
 # In `make check` the kernel suite runs when QEMU is there or can be installed
-# (root); otherwise it says loudly that it did not run.
+# (root); otherwise it says loudly that it did not run, and check fails.
 kernel-suite: build
 	@if [ "$$(id -u)" = 0 ] || command -v qemu-system-x86_64 >/dev/null; then \
 	  $(MAKE) --no-print-directory kernel-test; \
@@ -95,6 +95,7 @@ kernel-suite: build
 	  echo "Run make check as root (it installs the packages) or install"; \
 	  echo "qemu-system-x86 busybox-static cpio kmod xz-utils."; \
 	  echo "################################################################"; \
+	  exit 1; \
 	fi
 
 not-built:

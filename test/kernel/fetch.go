@@ -33,50 +33,6 @@ type Kernel struct {
 
 const kernelManifest = "kernel.json"
 
-// Fetch returns the series' kernel, downloading and extracting it into
-// cacheDir on first use. Entries are keyed by package name and version, so
-// a security update fetches the new kernel and later runs reuse it.
-func Fetch(ctx context.Context, s Series, cacheDir string) (*Kernel, error) {
-	name, version, err := ResolvePackage(ctx, s)
-	if err != nil {
-		return nil, fmt.Errorf("resolving kernel %s: %w", s, err)
-	}
-	dir, err := filepath.Abs(filepath.Join(cacheDir, name+"_"+version))
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", dir, err)
-	}
-	// Two matrix cells of one series may fetch at once: one downloads,
-	// the other waits and then reads the manifest.
-	unlock, err := lockFile(dir + ".lock")
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
-	if k, err := readManifest(dir); err == nil {
-		return k, nil
-	}
-	deb, err := downloadDeb(ctx, name, dir)
-	if err != nil {
-		return nil, err
-	}
-	k := &Kernel{Series: s, Package: name, Version: version}
-	if err := extractKernel(ctx, deb, dir, k); err != nil {
-		return nil, fmt.Errorf("extracting %s: %w", deb, err)
-	}
-	data, err := json.MarshalIndent(k, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, kernelManifest), data, 0o644); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
-	}
-	return k, nil
-}
-
 func lockFile(p string) (func(), error) {
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -104,30 +60,6 @@ func readManifest(dir string) (*Kernel, error) {
 		}
 	}
 	return &k, nil
-}
-
-// downloadDeb fetches the package into dir/download and returns the .deb
-// path. apt-get download names the file itself (epochs are escaped), so it
-// runs in an empty directory and we take whatever .deb appears.
-func downloadDeb(ctx context.Context, name, dir string) (string, error) {
-	dl := filepath.Join(dir, "download")
-	if debs, _ := filepath.Glob(filepath.Join(dl, "*.deb")); len(debs) == 1 {
-		return debs[0], nil
-	}
-	if err := os.RemoveAll(dl); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dl, 0o755); err != nil {
-		return "", err
-	}
-	if _, err := runCommand(ctx, dl, "apt-get", "download", name); err != nil {
-		return "", fmt.Errorf("downloading %s: %w", name, err)
-	}
-	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
-	if len(debs) != 1 {
-		return "", fmt.Errorf("apt-get download %s left %d .deb files in %s", name, len(debs), dl)
-	}
-	return debs[0], nil
 }
 
 // extractKernel copies vmlinuz and the inject modules (with whatever they

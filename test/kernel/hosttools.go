@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 )
@@ -41,23 +40,23 @@ func hostTools() []hostTool {
 
 // EnsureHostTools installs the suite's host packages when they are missing
 // and the process runs as root; otherwise it fails naming the packages.
-func EnsureHostTools(ctx context.Context) error {
+func EnsureHostTools(ctx context.Context, apt *Apt) error {
 	missing := missingHostPackages()
 	if len(missing) == 0 {
 		return nil
 	}
-	if os.Geteuid() != 0 {
+	if !apt.root {
 		return fmt.Errorf("%w: install them as root: apt-get install -y --no-install-recommends %s",
 			ErrHostToolsMissing, strings.Join(missing, " "))
 	}
 	install := append([]string{"install", "-y", "--no-install-recommends"}, missing...)
-	if _, err := runCommand(ctx, "", "apt-get", install...); err != nil {
-		// Stale package lists are the usual cause; refresh once and retry.
-		if _, uerr := runCommand(ctx, "", "apt-get", "update"); uerr != nil {
-			return fmt.Errorf("installing %s: %w (apt-get update also failed: %v)", strings.Join(missing, " "), err, uerr)
+	if _, err := apt.run(ctx, "", "apt-get", install...); err != nil {
+		// Stale package lists are the usual cause; refresh and retry once.
+		if uerr := apt.Refresh(ctx); uerr != nil {
+			return fmt.Errorf("installing %s: %s (apt-get update also failed: %s)", strings.Join(missing, " "), reason(err), reason(uerr))
 		}
-		if _, err := runCommand(ctx, "", "apt-get", install...); err != nil {
-			return fmt.Errorf("installing %s after apt-get update: %w", strings.Join(missing, " "), err)
+		if _, err := apt.run(ctx, "", "apt-get", install...); err != nil {
+			return fmt.Errorf("installing %s after apt-get update: %s", strings.Join(missing, " "), reason(err))
 		}
 	}
 	if still := missingHostPackages(); len(still) > 0 {

@@ -27,6 +27,7 @@ type Lab struct {
 	Guest     string
 	Daemon    string // empty when missing; DaemonErr says why
 	DaemonErr error
+	Apt       *Apt
 
 	mu      sync.Mutex
 	kernels map[Series]*kernelOnce
@@ -43,14 +44,20 @@ type kernelOnce struct {
 // keeps one host core busy.
 const MaxGuests = 2
 
-// NewLab installs missing host tools (as root), builds the guest helper
-// into workDir and locates the daemon: daemonBin when set (from
-// SELFPROTECT_BIN), else defaultDaemon.
+// NewLab refreshes the package lists (as root, once per run: host tools
+// and kernels are then resolved against what the archive serves today),
+// installs missing host tools, builds the guest helper into workDir and
+// locates the daemon: daemonBin when set (from SELFPROTECT_BIN), else
+// defaultDaemon.
 func NewLab(ctx context.Context, cacheDir, workDir, daemonBin, defaultDaemon string) (*Lab, error) {
-	if err := EnsureHostTools(ctx); err != nil {
+	apt := NewApt()
+	// A failed refresh (no network) is not fatal here: tools may be
+	// installed and kernels cached already. Apt reports it if it matters.
+	_ = apt.RefreshOnce(ctx)
+	if err := EnsureHostTools(ctx, apt); err != nil {
 		return nil, err
 	}
-	l := &Lab{CacheDir: cacheDir, WorkDir: workDir, Busybox: BusyboxPath, kernels: map[Series]*kernelOnce{},
+	l := &Lab{CacheDir: cacheDir, WorkDir: workDir, Busybox: BusyboxPath, Apt: apt, kernels: map[Series]*kernelOnce{},
 		slots: make(chan struct{}, MaxGuests)}
 	l.Guest = filepath.Join(workDir, "guest")
 	if err := BuildGuest(ctx, l.Guest); err != nil {
@@ -97,7 +104,7 @@ func (l *Lab) Kernel(ctx context.Context, s Series) (*Kernel, error) {
 		l.kernels[s] = ko
 	}
 	l.mu.Unlock()
-	ko.once.Do(func() { ko.k, ko.err = Fetch(ctx, s, l.CacheDir) })
+	ko.once.Do(func() { ko.k, ko.err = l.Apt.Fetch(ctx, s, l.CacheDir) })
 	return ko.k, ko.err
 }
 

@@ -3,10 +3,8 @@ package kernel
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -71,47 +69,14 @@ func versionFromShow(out []byte) (string, error) {
 	return "", errors.New("no Version field in apt-cache show output")
 }
 
-// ResolvePackage asks apt which package carries the series' kernel today
-// and its candidate version. When apt knows nothing and we are root, the
-// package lists are refreshed once: a fresh machine's lists can predate
-// the 6.12 backport.
-func ResolvePackage(ctx context.Context, s Series) (name, version string, err error) {
-	name, err = resolveName(ctx, s)
-	if errors.Is(err, ErrNoKernelPackage) && os.Geteuid() == 0 {
-		if _, uerr := runCommand(ctx, "", "apt-get", "update"); uerr != nil {
-			return "", "", fmt.Errorf("%w (apt-get update failed: %v)", err, uerr)
-		}
-		name, err = resolveName(ctx, s)
-	}
-	if err != nil {
-		return "", "", err
-	}
-	out, err := runCommand(ctx, "", "apt-cache", "show", "--no-all-versions", name)
-	if err != nil {
-		return "", "", err
-	}
-	version, err = versionFromShow(out)
-	if err != nil {
-		return "", "", fmt.Errorf("package %s: %w", name, err)
-	}
-	return name, version, nil
-}
-
-func resolveName(ctx context.Context, s Series) (string, error) {
+// aptQueries are the apt-cache command lines that name a series' package.
+func aptQueries(s Series) ([]string, func([]byte) (string, error), error) {
 	switch s {
 	case Series61:
-		out, err := runCommand(ctx, "", "apt-cache", "depends", "linux-image-amd64")
-		if err != nil {
-			return "", err
-		}
-		return unsigned61FromDepends(out)
+		return []string{"apt-cache", "depends", "linux-image-amd64"}, unsigned61FromDepends, nil
 	case Series612:
-		out, err := runCommand(ctx, "", "apt-cache", "search", "--names-only", `^linux-image-6\.12\..*\+deb12-amd64-unsigned$`)
-		if err != nil {
-			return "", err
-		}
-		return newest612FromSearch(out)
+		return []string{"apt-cache", "search", "--names-only", `^linux-image-6\.12\..*\+deb12-amd64-unsigned$`}, newest612FromSearch, nil
 	default:
-		return "", fmt.Errorf("unknown kernel series %q (want %s or %s)", s, Series61, Series612)
+		return nil, nil, fmt.Errorf("unknown kernel series %q (want %s or %s)", s, Series61, Series612)
 	}
 }
