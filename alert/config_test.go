@@ -1,0 +1,125 @@
+package alert
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+func loadTestdata(t *testing.T, name string) (*Config, error) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return Parse(name, data)
+}
+
+func TestParseGood(t *testing.T) {
+	cfg, err := loadTestdata(t, "conf.good.yml")
+	require.NoError(t, err)
+	require.Equal(t, "db-7.example.net", cfg.Host)
+	require.Equal(t, 500, cfg.Outbox.MaxPending)
+	require.Equal(t, 5*time.Second, cfg.Outbox.InitialBackoff)
+	require.Equal(t, DefaultKeepSent, cfg.Outbox.KeepSent, "a key left out keeps its default")
+	require.Len(t, cfg.Notifiers, 6)
+
+	mail := cfg.Notifiers[0]
+	require.Equal(t, TLSStartTLS, mail.Email.TLS, "STARTTLS is the default")
+	require.Equal(t, Secret("hunter2-mail-password"), mail.Email.Password)
+	require.Equal(t, []string{"ops@example.net", "hw@example.net"}, mail.Email.To)
+	require.Equal(t, Route{MinSeverity: SeverityWarning}, mail.Route())
+	require.Equal(t, DefaultTimeout, mail.Timeout)
+
+	nms := cfg.Notifiers[1].SNMP
+	require.Equal(t, "nms.example.net:162", nms.Target, "the SNMP trap port is the default")
+	require.Equal(t, "SHA", nms.AuthProtocol)
+	require.Equal(t, "AES", nms.PrivProtocol)
+	require.Equal(t, DefaultRootOID, nms.RootOID)
+	require.Equal(t, []Transition{Isolated, IsolationFailed, BudgetExhausted}, cfg.Notifiers[1].Transitions)
+
+	require.Equal(t, DefaultRepost, cfg.Notifiers[2].Alertmanager.RepostInterval)
+	require.Equal(t, DefaultExecConcurrency, cfg.Notifiers[4].Concurrency)
+	require.Equal(t, 10*time.Second, cfg.Notifiers[4].Timeout)
+	require.Equal(t, Secret("123456"), cfg.Notifiers[5].SNMP.Community, "a numeric community is a string")
+	require.Equal(t, 17, cfg.Line("alerts.notifiers[0].email.password"))
+}
+
+func TestParseWithoutSection(t *testing.T) {
+	cfg, err := loadTestdata(t, "conf.none.yml")
+	require.NoError(t, err)
+	require.Empty(t, cfg.Notifiers)
+	require.Equal(t, DefaultMaxPending, cfg.Outbox.MaxPending)
+}
+
+// TestParseBad runs every testdata/conf.bad-*.yml and compares the errors
+// with the .err file next to it, line for line.
+func TestParseBad(t *testing.T) {
+	files, err := filepath.Glob("testdata/conf.bad-*.yml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			want, err := os.ReadFile(strings.TrimSuffix(f, ".yml") + ".err")
+			require.NoError(t, err)
+			_, err = loadTestdata(t, name)
+			require.Error(t, err)
+			require.True(t, errors.Is(err, ErrInvalid), "every config error matches ErrInvalid: %v", err)
+			require.Equal(t, strings.TrimSpace(string(want)), err.Error())
+		})
+	}
+}
+
+// TestSecretsNeverShown proves that no way of printing a configuration, or
+// an error about it, reveals a secret: every secret in the testdata starts
+// with "hunter2".
+func TestSecretsNeverShown(t *testing.T) {
+	cfg, err := loadTestdata(t, "conf.good.yml")
+	require.NoError(t, err)
+	require.Equal(t, "hunter2-auth-key", cfg.Notifiers[1].SNMP.AuthKey.Reveal(), "the secret was read")
+
+	asJSON, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	asYAML, err := cfg.YAML()
+	require.NoError(t, err)
+	viaYAMLLib, err := yaml.Marshal(cfg)
+	require.NoError(t, err)
+	renderings := map[string]string{
+		"String": cfg.String(), "JSON": string(asJSON), "YAML": string(asYAML), "yaml.Marshal": string(viaYAMLLib),
+		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", *cfg), "%#v": fmt.Sprintf("%#v", *cfg.Notifiers[0].Email),
+		"%s": fmt.Sprintf("%s", cfg.Notifiers[0].Email.Password), "%q": fmt.Sprintf("%q", cfg.Notifiers[0].Email.Password),
+		"%x":           fmt.Sprintf("%x", cfg.Notifiers[0].Email.Password),
+		"notifier %+v": fmt.Sprintf("%+v", cfg.Notifiers), "snmp %#v": fmt.Sprintf("%#v", cfg.Notifiers[1].SNMP),
+	}
+	for _, bad := range []string{"conf.bad-secret-type.yml", "conf.bad-url.yml", "conf.bad-keys.yml"} {
+		_, err := loadTestdata(t, bad)
+		require.Error(t, err)
+		renderings["error "+bad] = err.Error()
+	}
+	for how, s := range renderings {
+		require.NotContains(t, s, "hunter2", "%s reveals a secret:\n%s", how, s)
+	}
+	require.Contains(t, renderings["YAML"], "password: <secret>", "a set secret shows that it is set")
+	require.Contains(t, renderings["JSON"], `"auth_key":"\u003csecret\u003e"`)
+	require.Contains(t, renderings["%#v"], `alert.Secret("<secret>")`)
+}
+
+func TestYAMLRoundTripKeepsStructure(t *testing.T) {
+	cfg, err := loadTestdata(t, "conf.good.yml")
+	require.NoError(t, err)
+	out, err := cfg.YAML()
+	require.NoError(t, err)
+	// The rendering parses back (with secrets now literally "<secret>").
+	again, err := Parse("rendered", out)
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, len(cfg.Notifiers), len(again.Notifiers))
+	require.Equal(t, cfg.Notifiers[1].SNMP.Target, again.Notifiers[1].SNMP.Target)
+	require.Equal(t, Secret("<secret>"), again.Notifiers[0].Email.Password)
+}
