@@ -24,6 +24,18 @@ func (c *Config) Validate() error {
 	v.window("rules.row.window", r.Row.Window)
 	v.atLeast("rules.cpu.threshold", r.CPU.Threshold, 1)
 	v.window("rules.cpu.window", r.CPU.Window)
+	for _, c := range []struct {
+		field string
+		n     int
+	}{
+		{"rules.page.threshold", r.Page.Threshold}, {"rules.dimm.distinct_pages", r.DIMM.DistinctPages},
+		{"rules.dimm.errors", r.DIMM.Errors}, {"rules.row.distinct_pages", r.Row.DistinctPages},
+		{"rules.cpu.threshold", r.CPU.Threshold},
+	} {
+		if c.n > MaxCount {
+			v.add(c.field, "must be <= %d, got %d: no resource reports that many errors, so the rule would never trip (disable it with enabled: false instead)", MaxCount, c.n)
+		}
+	}
 	if !(r.Storm.Rate > 0) {
 		v.add("rules.storm.rate", "must be > 0 errors/s, got %v", r.Storm.Rate)
 	}
@@ -59,6 +71,11 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(v.errs...)
 }
+
+// MaxCount is the largest count a rule accepts. It is far beyond anything
+// hardware reports (a thousand million errors on one page or CPU); larger
+// values are typos or attempts to switch a rule off by accident.
+const MaxCount = 1_000_000_000
 
 // maxEvidence bounds evidence per case; the engine keeps this many recent
 // events, so a larger value would cost memory for every event.

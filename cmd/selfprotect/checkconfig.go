@@ -26,6 +26,10 @@ func newCheckConfigCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if len(args) == 1 {
+				// Valid but inert settings are worth a look before a reload.
+				for _, w := range cfg.Warnings() {
+					fmt.Fprintf(g.out, "# warning: %s\n", w)
+				}
 				fmt.Fprintf(g.out, "# %s is valid; effective policy:\n", args[0])
 			} else {
 				fmt.Fprintln(g.out, "# built-in policy:")
