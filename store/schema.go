@@ -81,6 +81,32 @@ CREATE TABLE actions (
 CREATE INDEX actions_case ON actions(case_id, at);
 CREATE INDEX actions_resource ON actions(resource, at);
 `,
+	// 2: the alert outbox (outbox.go).
+	`
+CREATE TABLE outbox (
+	id           INTEGER PRIMARY KEY,
+	alert_id     TEXT    NOT NULL,
+	subject      TEXT    NOT NULL,
+	transition   TEXT    NOT NULL,
+	notifier     TEXT    NOT NULL,
+	payload      TEXT    NOT NULL,
+	created      INTEGER NOT NULL,
+	next_attempt INTEGER NOT NULL,
+	attempts     INTEGER NOT NULL,
+	last_error   TEXT    NOT NULL,
+	state        TEXT    NOT NULL,
+	done         INTEGER NOT NULL,
+	UNIQUE (subject, transition, notifier)
+);
+CREATE INDEX outbox_due ON outbox(state, next_attempt);
+CREATE INDEX outbox_notifier ON outbox(notifier, state);
+
+CREATE TABLE outbox_overflow (
+	notifier TEXT    PRIMARY KEY,
+	dropped  INTEGER NOT NULL,
+	last     INTEGER NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the version this binary writes.
