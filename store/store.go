@@ -45,6 +45,9 @@ type Store struct {
 // Open opens the store at path for reading and writing, creating the file
 // and bringing its schema up to date.
 func Open(path string) (*Store, error) {
+	if err := prepareFile(path); err != nil {
+		return nil, err
+	}
 	w, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
