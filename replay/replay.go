@@ -1,0 +1,277 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/policy"
+)
+
+// decider turns events into decisions: the daemon's policy.Engine, or a
+// model of another tool's algorithm (the kernel CEC).
+type decider interface {
+	Observe(ev *fault.Event) []policy.Decision
+}
+
+// Policy is one candidate to replay.
+type Policy struct {
+	Name string
+	// Config holds the rules the policy engine runs and the budgets every
+	// action is checked against.
+	Config *policy.Config
+	// Sees says which events the mimicked tool can observe at all; nil
+	// means every event (our daemon reads every source).
+	Sees func(ev *fault.Event) bool
+	// Notes say what a built-in anchor approximates.
+	Notes []string
+	// newDecider replaces the policy engine (nil: policy.NewEngine(Config)).
+	newDecider func() decider
+}
+
+func (p *Policy) decider() decider {
+	if p.newDecider != nil {
+		return p.newDecider()
+	}
+	return policy.NewEngine(p.Config)
+}
+
+// Replayer feeds records to every policy. It is not safe for concurrent
+// use. Records of one host must come in time order; hosts may interleave.
+type Replayer struct {
+	defaults HostSpec
+	policies []Policy
+	stats    []*PolicyReport
+	hosts    map[string]*host
+	order    []*host
+	last     *host
+	events   uint64
+	first    time.Time
+	end      time.Time
+}
+
+// host is the policy-independent view of one machine plus one simulated
+// machine per policy.
+type host struct {
+	name     string
+	spec     HostSpec
+	declared bool
+	started  bool
+	last     time.Time
+	uePages  map[uint64]struct{}
+	ueDIMMs  map[dimmID]struct{}
+	runs     []*run
+}
+
+type dimmID struct {
+	mc    int
+	label string
+}
+
+// run is one policy on one host: its decider and its simulated machine.
+type run struct {
+	dec decider
+	m   machine
+}
+
+// New prepares a replay of policies; defaults describes hosts the trace
+// does not describe.
+func New(defaults HostSpec, policies ...Policy) (*Replayer, error) {
+	if err := defaults.Validate(); err != nil {
+		return nil, fmt.Errorf("default host: %w", err)
+	}
+	if len(policies) == 0 {
+		return nil, fmt.Errorf("no policy to replay")
+	}
+	r := &Replayer{defaults: defaults, policies: policies, hosts: map[string]*host{}}
+	for i := range policies {
+		if policies[i].Config == nil {
+			return nil, fmt.Errorf("policy %q has no configuration", policies[i].Name)
+		}
+		r.stats = append(r.stats, newPolicyReport(&policies[i]))
+	}
+	return r, nil
+}
+
+// Add replays one record. Errors name the record's line.
+func (r *Replayer) Add(file string, rec *Record) error {
+	h := r.last
+	if h == nil || h.name != rec.Host {
+		h = r.hosts[rec.Host]
+		if h == nil {
+			h = &host{name: rec.Host, spec: r.defaults, runs: make([]*run, len(r.policies))}
+			r.hosts[rec.Host] = h
+			r.order = append(r.order, h)
+		}
+		r.last = h
+	}
+	if rec.IsHost {
+		if h.started || h.declared {
+			return &LineError{File: file, Line: rec.Line, Field: "host",
+				Msg: fmt.Sprintf("host %q described twice or after its first error", rec.Host)}
+		}
+		h.spec, h.declared = rec.Spec, true
+		return nil
+	}
+	ev := &rec.Event
+	t := ev.Received
+	if h.started && t.Before(h.last) {
+		return &LineError{File: file, Line: rec.Line, Field: "time",
+			Msg: fmt.Sprintf("%s is before host %q's previous record at %s: records of one host must be in time order",
+				t.Format(time.RFC3339Nano), h.name, h.last.Format(time.RFC3339Nano))}
+	}
+	h.started, h.last = true, t
+	r.events++
+	if r.first.IsZero() || t.Before(r.first) {
+		r.first = t
+	}
+	if t.After(r.end) {
+		r.end = t
+	}
+	if ev.Class == fault.ClassMemory && (ev.Severity == fault.SeverityUncorrectedRecoverable || ev.Severity == fault.SeverityFatal) {
+		r.uncorrected(h, ev)
+	}
+	for i := range r.policies {
+		p := &r.policies[i]
+		if p.Sees != nil && !p.Sees(ev) {
+			continue
+		}
+		ru := r.run(h, i)
+		if ru.dec == nil {
+			ru.dec = p.decider()
+		}
+		st := r.stats[i]
+		st.EventsSeen++
+		for _, d := range ru.dec.Observe(ev) {
+			ru.m.apply(p.Config, st, d, t)
+		}
+	}
+	return nil
+}
+
+func (r *Replayer) run(h *host, i int) *run {
+	ru := h.runs[i]
+	if ru == nil {
+		ru = &run{m: newMachine(h.spec)}
+		h.runs[i] = ru
+	}
+	return ru
+}
+
+// uncorrected scores every policy on a memory UE (did it retire the page or
+// flag the DIMM first?), then lets the kernel poison the page as its
+// memory-failure handler does live, whatever the policy.
+func (r *Replayer) uncorrected(h *host, ev *fault.Event) {
+	t := ev.Received
+	page := ev.AddrValid && ev.AddrLSB <= 12
+	dimm := dimmID{mc: ev.MC, label: ev.DIMMLabel}
+	if page {
+		pfn := ev.PFN()
+		if h.uePages == nil {
+			h.uePages = map[uint64]struct{}{}
+		}
+		if _, seen := h.uePages[pfn]; !seen {
+			h.uePages[pfn] = struct{}{}
+			for i, st := range r.stats {
+				st.UEPages++
+				ru := h.runs[i]
+				if ru == nil {
+					continue
+				}
+				if at, ok := ru.m.retiredAt(pfn); ok {
+					st.ProtectedByPage++
+					st.UELead = append(st.UELead, t.Sub(at))
+				} else if at, ok := ru.m.flagged[dimm]; ok && dimm.label != "" {
+					st.ProtectedByDIMM++
+					st.UELead = append(st.UELead, t.Sub(at))
+				}
+			}
+		}
+	}
+	if dimm.label != "" {
+		if h.ueDIMMs == nil {
+			h.ueDIMMs = map[dimmID]struct{}{}
+		}
+		if _, seen := h.ueDIMMs[dimm]; !seen {
+			h.ueDIMMs[dimm] = struct{}{}
+			for i, st := range r.stats {
+				st.DIMMsWithUE++
+				if ru := h.runs[i]; ru != nil {
+					if at, ok := ru.m.flagged[dimm]; ok {
+						st.DIMMsFlaggedBeforeUE++
+						st.DIMMLead = append(st.DIMMLead, t.Sub(at))
+					}
+				}
+			}
+		}
+	}
+	if page {
+		for i := range r.policies {
+			r.run(h, i).m.poisonByKernel(ev.PFN(), t)
+		}
+	}
+}
+
+// Report summarises the replay so far.
+func (r *Replayer) Report() *Report {
+	rep := &Report{Hosts: len(r.order), Events: r.events, From: r.first, To: r.end}
+	for _, h := range r.order {
+		rep.TotalPages += h.spec.TotalPages()
+	}
+	for i, st := range r.stats {
+		s := *st
+		s.Cases = copyMap(st.Cases)
+		s.Refusals = copyMap(st.Refusals)
+		s.UELead = sortedDurations(st.UELead)
+		s.DIMMLead = sortedDurations(st.DIMMLead)
+		for _, h := range r.order {
+			ru := h.runs[i]
+			if ru == nil {
+				continue
+			}
+			if pct := 100 * float64(ru.m.byPolicy) / float64(h.spec.TotalPages()); pct > s.MaxHostRetiredPercent {
+				s.MaxHostRetiredPercent, s.MaxHost = pct, h.name
+			}
+		}
+		if rep.TotalPages > 0 {
+			s.RetiredPercent = 100 * float64(s.PagesRetired) / float64(rep.TotalPages)
+		}
+		rep.Policies = append(rep.Policies, s)
+	}
+	return rep
+}
+
+func copyMap(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedDurations(d []time.Duration) []time.Duration {
+	out := append([]time.Duration(nil), d...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// ReadTrace replays every record of a trace; name is used in errors.
+func (r *Replayer) ReadTrace(name string, in io.Reader) error {
+	rd := NewReader(name, in)
+	var rec Record
+	for {
+		err := rd.Next(&rec)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := r.Add(name, &rec); err != nil {
+			return err
+		}
+	}
+}
