@@ -49,3 +49,26 @@ func TestControlRoundTripAndPermissions(t *testing.T) {
 	_, err = Call(filepath.Join(t.TempDir(), "none"), Request{Command: "status"}, time.Second)
 	require.ErrorContains(t, err, "no daemon answers")
 }
+
+func TestStateLockHardening(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	l, err := lockState(dir, sock)
+	require.NoError(t, err)
+	l.release()
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), "a looser state directory is tightened")
+
+	// A lock planted as a symlink is refused, and its target untouched.
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("keep me"), 0o644))
+	dir2 := t.TempDir()
+	require.NoError(t, os.Symlink(victim, filepath.Join(dir2, "lock")))
+	_, err = lockState(dir2, sock)
+	require.ErrorContains(t, err, "symbolic link")
+	data, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	require.Equal(t, "keep me", string(data))
+}
