@@ -165,11 +165,15 @@ func EnqueueTx(tx *sql.Tx, now time.Time, maxPending int, entries []OutboxEntry)
 const deliveryColumns = `id, alert_id, subject, transition, notifier, payload, created, next_attempt,
 	attempts, last_error, state, done`
 
-// DueDeliveries returns up to limit pending rows whose next attempt is at
-// or before now, the longest due first.
-func (s *Store) DueDeliveries(now time.Time, limit int) ([]Delivery, error) {
-	return s.deliveries(`WHERE state = ? AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
-		string(DeliveryPending), unixNano(now), limit)
+// DueDeliveries returns up to limit pending rows of one notifier ("" for
+// all) whose next attempt is at or before now, the longest due first.
+func (s *Store) DueDeliveries(now time.Time, notifier string, limit int) ([]Delivery, error) {
+	if notifier == "" {
+		return s.deliveries(`WHERE state = ? AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
+			string(DeliveryPending), unixNano(now), limit)
+	}
+	return s.deliveries(`WHERE state = ? AND notifier = ? AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
+		string(DeliveryPending), notifier, unixNano(now), limit)
 }
 
 // Deliveries returns every row in the given state, oldest first (for
@@ -205,12 +209,20 @@ func (s *Store) deliveries(where string, args ...any) ([]Delivery, error) {
 	return out, nil
 }
 
-// NextAttempt is the earliest next attempt among pending rows; ok is false
-// when nothing is pending.
-func (s *Store) NextAttempt() (next time.Time, ok bool, err error) {
+// NextAttempt is the earliest next attempt among the pending rows of the
+// named notifiers (all when none are named); ok is false when nothing is
+// pending. Rows of a notifier no longer configured wait, without waking
+// the dispatcher, until it is configured again.
+func (s *Store) NextAttempt(notifiers ...string) (next time.Time, ok bool, err error) {
+	query, args := `SELECT MIN(next_attempt) FROM outbox WHERE state = ?`, []any{string(DeliveryPending)}
+	if len(notifiers) > 0 {
+		query += ` AND notifier IN (` + placeholders(len(notifiers)) + `)`
+		for _, n := range notifiers {
+			args = append(args, n)
+		}
+	}
 	var ns sql.NullInt64
-	err = s.r.QueryRowContext(context.Background(),
-		`SELECT MIN(next_attempt) FROM outbox WHERE state = ?`, string(DeliveryPending)).Scan(&ns)
+	err = s.r.QueryRowContext(context.Background(), query, args...).Scan(&ns)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("querying outbox in %s: %w", s.path, err)
 	}

@@ -31,7 +31,7 @@ func TestEnqueueWithCaseStateIsAtomic(t *testing.T) {
 	got, err := s.Case(c.ID)
 	require.NoError(t, err)
 	require.Equal(t, fault.CaseIsolated, got.State)
-	due, err := s.DueDeliveries(at(time.Second), 10)
+	due, err := s.DueDeliveries(at(time.Second), "", 10)
 	require.NoError(t, err)
 	require.Len(t, due, 2)
 	require.Equal(t, at(time.Second), due[0].Created)
@@ -50,7 +50,7 @@ func TestEnqueueWithCaseStateIsAtomic(t *testing.T) {
 		return boom
 	})
 	require.ErrorIs(t, err, boom)
-	due, err = s.DueDeliveries(at(time.Hour), 10)
+	due, err = s.DueDeliveries(at(time.Hour), "", 10)
 	require.NoError(t, err)
 	require.Len(t, due, 2, "rolled-back alerts are not queued")
 }
@@ -64,7 +64,7 @@ func TestEnqueueDeduplicatesPerNotifier(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Added: 1, Duplicates: 1}, res)
 
-	due, err := s.DueDeliveries(at(time.Second), 10)
+	due, err := s.DueDeliveries(at(time.Second), "", 10)
 	require.NoError(t, err)
 	require.Len(t, due, 3)
 	require.NoError(t, s.AckDelivery(due[0].ID, at(2*time.Second)))
@@ -98,7 +98,7 @@ func TestEnqueueBound(t *testing.T) {
 	}, qs)
 
 	// Delivering frees room.
-	due, err := s.DueDeliveries(at(time.Second), 1)
+	due, err := s.DueDeliveries(at(time.Second), "mail", 1)
 	require.NoError(t, err)
 	require.NoError(t, s.AckDelivery(due[0].ID, at(2*time.Second)))
 	res, err = s.Enqueue(at(3*time.Second), 4, []OutboxEntry{entry("c9", "diagnosed", "mail")})
@@ -110,7 +110,7 @@ func TestDeliveryLifecycle(t *testing.T) {
 	s, path := openTemp(t)
 	_, err := s.Enqueue(at(0), 100, []OutboxEntry{entry("c1", "isolated", "mail"), entry("c2", "isolated", "mail")})
 	require.NoError(t, err)
-	due, err := s.DueDeliveries(at(0), 10)
+	due, err := s.DueDeliveries(at(0), "", 10)
 	require.NoError(t, err)
 	require.Len(t, due, 2)
 	first, second := due[0], due[1]
@@ -123,7 +123,7 @@ func TestDeliveryLifecycle(t *testing.T) {
 		now  time.Time
 		want int
 	}{{at(2 * time.Second), 0}, {at(time.Minute), 1}} {
-		due, err := s.DueDeliveries(tc.now, 10)
+		due, err := s.DueDeliveries(tc.now, "mail", 10)
 		require.NoError(t, err)
 		require.Len(t, due, tc.want, "due at %s", tc.now)
 	}
@@ -131,6 +131,12 @@ func TestDeliveryLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, at(time.Minute), next)
+	_, ok, err = s.NextAttempt("nms", "pager")
+	require.NoError(t, err)
+	require.False(t, ok, "only the named notifiers count")
+	due, err = s.DueDeliveries(at(time.Hour), "nms", 10)
+	require.NoError(t, err)
+	require.Empty(t, due)
 
 	qs, err := s.OutboxQueues()
 	require.NoError(t, err)
@@ -141,7 +147,7 @@ func TestDeliveryLifecycle(t *testing.T) {
 	s2, err := Open(path)
 	require.NoError(t, err)
 	defer s2.Close()
-	due, err = s2.DueDeliveries(at(time.Hour), 10)
+	due, err = s2.DueDeliveries(at(time.Hour), "", 10)
 	require.NoError(t, err)
 	require.Len(t, due, 1)
 	require.Equal(t, first.ID, due[0].ID)
