@@ -123,6 +123,13 @@ type Event struct {
 	Layers    [3]int
 	// Row is the DRAM row key decoded from the driver detail, "" if unknown.
 	Row string
+	// Channel is the memory channel the MCA record itself names (Intel
+	// MCACOD bits 3:0, the AMD SMCA UMC instance), Unknown otherwise. With
+	// Socket it locates an error when no EDAC record names the DIMM.
+	Channel int
+	// LocatedBy says how DIMMLabel was found ("mc_event", "MCA record
+	// joined to EDAC sysfs", ...), "" when the source itself carried it.
+	LocatedBy string
 
 	// Detail is free text for humans (decoder summary, driver detail).
 	Detail string
@@ -158,6 +165,7 @@ func NewEvent(src Source, received time.Time) Event {
 		Bank:       Unknown,
 		CacheLevel: Unknown,
 		MC:         Unknown,
+		Channel:    Unknown,
 		Layers:     [3]int{Unknown, Unknown, Unknown},
 	}
 }

@@ -1,0 +1,491 @@
+// Package countonce decides what each memory-error record adds to the rate
+// engines, so that every error counts exactly once whatever the kernel
+// configuration (design.md §2, "each error is counted once").
+//
+// The same corrected DRAM error can reach us as mce:mce_record, as
+// ras:mc_event (EDAC, with the DIMM label), as ras:extlog_mem_event (Intel
+// eMCA firmware-first), as an EDAC counter delta, or through only some of
+// them: the kernel's CEC swallows errors after mce_record and before EDAC,
+// firmware-first machines have no mce_record at all. So the stage never
+// waits for a record that may not come: the first record of an error
+// counts at once, and a later record of the same error (another view, same
+// page or same DIMM, within Window) only adds what the first could not tell
+// (page, DIMM, row). Counter deltas count only what no mc_event delivered.
+//
+// Nothing is held back, so no isolation that is due waits for a partner.
+// The stage is not safe for concurrent use: the daemon's main loop owns it.
+package countonce
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/selfprotect/selfprotect/fault"
+)
+
+// Facet is one thing about an error that a rate rule keys on.
+type Facet uint8
+
+const (
+	// FacetError: the record stands for errors not counted before (storm
+	// rate, uncorrected rule, error totals).
+	FacetError Facet = 1 << iota
+	// FacetPage: a usable 4 KiB page (page rule, DIMM distinct pages).
+	FacetPage
+	// FacetDIMM: a DIMM key (DIMM rule).
+	FacetDIMM
+	// FacetRow: a DRAM row (row rule).
+	FacetRow
+)
+
+// All is every facet: what a record of a new error, or of anything that is
+// not a memory error, brings.
+const All = FacetError | FacetPage | FacetDIMM | FacetRow
+
+func (f Facet) String() string {
+	var parts []string
+	for _, x := range []struct {
+		f    Facet
+		name string
+	}{{FacetError, "error"}, {FacetPage, "page"}, {FacetDIMM, "dimm"}, {FacetRow, "row"}} {
+		if f&x.f != 0 {
+			parts = append(parts, x.name)
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "+")
+}
+
+// Verdict is what one record contributes: Event.Count errors, of which the
+// engines have not yet seen the facets in New. A record can yield several
+// verdicts (part of its count matches errors seen before, part is new).
+type Verdict struct {
+	Event fault.Event
+	New   Facet
+}
+
+// Views of an error: the kernel paths that can report the same error once
+// each. Records of one view never merge with each other.
+type view uint8
+
+const (
+	viewNone   view = iota
+	viewMCE         // mce:mce_record (tracefs, eBPF, /dev/mcelog)
+	viewMC          // ras:mc_event (EDAC, GHES)
+	viewExtlog      // ras:extlog_mem_event (Intel eMCA)
+	nViews
+)
+
+var viewNames = [nViews]string{"", "mce_record", "mc_event", "extlog_mem_event"}
+
+// SourceExtlog is the source of ras:extlog_mem_event records. It lives here
+// with the other views' sources until fault/ names it.
+const SourceExtlog fault.Source = "tracefs:extlog_mem_event"
+
+func viewOf(src fault.Source) view {
+	switch src {
+	case fault.SourceTraceMCE, fault.SourceEBPF, fault.SourceMcelog:
+		return viewMCE
+	case fault.SourceTraceMC:
+		return viewMC
+	case SourceExtlog:
+		return viewExtlog
+	}
+	return viewNone
+}
+
+// Options tune the stage.
+type Options struct {
+	// Window is how close in time (as received) two records must be to be
+	// taken for one error. The kernel writes mce_record and mc_event from
+	// one work item, microseconds apart, but the daemon reads per-CPU
+	// buffers and may see them seconds apart. Default 5 s.
+	Window time.Duration
+	// CreditTTL is how long an mc_event's errors wait for the EDAC counter
+	// delta that also counts them. Default 10 minutes, more than any poll
+	// interval anyone sets.
+	CreditTTL time.Duration
+}
+
+// Stats count what the stage decided, by view.
+type Stats struct {
+	// First counts errors a record of that view was the first to report.
+	First map[string]uint64
+	// Merged counts errors a record of that view reported after another
+	// view already had: counted once, not again.
+	Merged map[string]uint64
+	// EDACCredited counts counter-delta errors not counted because an
+	// mc_event had delivered them; EDACNew those no record delivered.
+	EDACCredited, EDACNew uint64
+	// Joined counts records whose DIMM came from the MCA location joined
+	// to an EDAC label; Learned is the number of locations whose label was
+	// learned from pairs of records.
+	Joined  uint64
+	Learned int
+}
+
+type dimmRef struct {
+	mc    int
+	label string
+}
+
+// group is errors reported by some views and not yet by others.
+type group struct {
+	at      time.Time
+	views   uint8 // bit per view
+	facets  Facet
+	n       uint32
+	severe  bool // uncorrected: never merges with corrected ones
+	hasPFN  bool
+	pfn     uint64
+	hasDIMM bool
+	dimm    dimmRef
+	// native: the DIMM came with an EDAC or firmware record, not from a
+	// join, so it may teach the join.
+	native bool
+	loc    string // MCA location key when a record of the group had one
+	gone   bool
+}
+
+type creditKey struct {
+	mc     int
+	label  string
+	severe bool
+}
+
+type credit struct {
+	n  uint64
+	at time.Time
+}
+
+// Stage is the count-once stage. Build it with New.
+type Stage struct {
+	opts Options
+
+	queue  []*group // by arrival, for expiry
+	byPFN  map[uint64][]*group
+	byDIMM map[dimmRef][]*group
+
+	credits map[creditKey][]credit
+	held    []fault.Event // counter deltas waiting for their mc_events
+
+	layout  []Slot
+	edac    bool // a layout was given: DIMMs are keyed by EDAC labels only
+	learned map[string]dimmRef
+	clashed map[string]bool
+
+	first, merged     [nViews]atomic.Uint64
+	credited, edacNew atomic.Uint64
+	joined            atomic.Uint64
+	nLearned          atomic.Int64
+}
+
+// New returns a stage; zero options take the defaults.
+func New(opts Options) *Stage {
+	if opts.Window <= 0 {
+		opts.Window = 5 * time.Second
+	}
+	if opts.CreditTTL <= 0 {
+		opts.CreditTTL = 10 * time.Minute
+	}
+	return &Stage{
+		opts:    opts,
+		byPFN:   map[uint64][]*group{},
+		byDIMM:  map[dimmRef][]*group{},
+		credits: map[creditKey][]credit{},
+		learned: map[string]dimmRef{},
+		clashed: map[string]bool{},
+	}
+}
+
+// Window is the pairing window in use.
+func (s *Stage) Window() time.Duration { return s.opts.Window }
+
+// Stats returns a snapshot; safe to call from any goroutine.
+func (s *Stage) Stats() Stats {
+	st := Stats{First: map[string]uint64{}, Merged: map[string]uint64{}}
+	for v := viewMCE; v < nViews; v++ {
+		st.First[viewNames[v]] = s.first[v].Load()
+		st.Merged[viewNames[v]] = s.merged[v].Load()
+	}
+	st.EDACCredited, st.EDACNew = s.credited.Load(), s.edacNew.Load()
+	st.Joined = s.joined.Load()
+	st.Learned = int(s.nLearned.Load())
+	return st
+}
+
+func usablePage(ev *fault.Event) bool { return ev.AddrValid && ev.AddrLSB <= 12 }
+
+func facetsOf(ev *fault.Event) Facet {
+	f := FacetError
+	if usablePage(ev) {
+		f |= FacetPage
+	}
+	if ev.DIMMLabel != "" {
+		f |= FacetDIMM
+	}
+	if ev.Row != "" {
+		f |= FacetRow
+	}
+	return f
+}
+
+func severe(ev *fault.Event) bool {
+	return ev.Severity != fault.SeverityCorrected && ev.Severity != fault.SeverityDeferred
+}
+
+// Observe takes one record and returns what it adds. Records that are not
+// memory errors pass unchanged with every facet.
+func (s *Stage) Observe(ev fault.Event) []Verdict {
+	if ev.Class != fault.ClassMemory {
+		return []Verdict{{Event: ev, New: All}}
+	}
+	if ev.Source == fault.SourceEDACPoll {
+		return s.counterDelta(ev)
+	}
+	v := viewOf(ev.Source)
+	if v == viewMC && ev.MC != fault.Unknown {
+		s.addCredit(creditKey{mc: ev.MC, label: ev.DIMMLabel, severe: severe(&ev)}, uint64(ev.Count), ev.Received)
+	}
+	out := s.Flush(ev.Received)
+	if v == viewNone {
+		return append(out, Verdict{Event: ev, New: All})
+	}
+	loc := s.locate(&ev)
+	rec := facetsOf(&ev)
+	left := max(ev.Count, 1)
+	mine := len(out) // verdicts before this index are held counter deltas
+	for _, g := range s.candidates(&ev, v) {
+		if left == 0 {
+			break
+		}
+		take := min(left, g.n)
+		if take < g.n {
+			s.split(g, g.n-take)
+		}
+		g.views |= 1 << v
+		s.learn(g, &ev, v, loc)
+		s.fill(g, &ev, loc, v)
+		newFacets := rec &^ g.facets &^ FacetError
+		g.facets |= rec
+		s.merged[v].Add(uint64(take))
+		left -= take
+		switch {
+		case newFacets == 0:
+		case mine < len(out) && out[len(out)-1].New == newFacets:
+			out[len(out)-1].Event.Count += take
+		default:
+			part := ev
+			part.Count = take
+			out = append(out, Verdict{Event: part, New: newFacets})
+		}
+	}
+	if left > 0 {
+		g := &group{at: ev.Received, views: 1 << v, facets: rec, n: left, severe: severe(&ev)}
+		s.fill(g, &ev, loc, v)
+		s.queue = append(s.queue, g)
+		s.first[v].Add(uint64(left))
+		part := ev
+		part.Count = left
+		out = append(out, Verdict{Event: part, New: rec | FacetError})
+	}
+	return out
+}
+
+// candidates lists the open groups this record may belong to, oldest
+// first: those on the same page, then (when either lacks a page) those on
+// the same DIMM. A group already seen by this view is a different error.
+func (s *Stage) candidates(ev *fault.Event, v view) []*group {
+	sev := severe(ev)
+	ok := func(g *group) bool { return !g.gone && g.views&(1<<v) == 0 && g.severe == sev && g.n > 0 }
+	var out []*group
+	hasPFN := usablePage(ev)
+	if hasPFN {
+		for _, g := range s.byPFN[ev.PFN()] {
+			if ok(g) {
+				out = append(out, g)
+			}
+		}
+	}
+	if ev.DIMMLabel != "" {
+		for _, g := range s.byDIMM[dimmRef{ev.MC, ev.DIMMLabel}] {
+			if ok(g) && (!hasPFN || !g.hasPFN) {
+				out = append(out, g)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
+}
+
+// split moves rest errors of g into a new group with the same history, so
+// a record matching only part of a group's count leaves the rest open.
+func (s *Stage) split(g *group, rest uint32) {
+	c := *g
+	c.n = rest
+	g.n -= rest
+	s.queue = append(s.queue, &c)
+	if c.hasPFN {
+		s.byPFN[c.pfn] = append(s.byPFN[c.pfn], &c)
+	}
+	if c.hasDIMM {
+		s.byDIMM[c.dimm] = append(s.byDIMM[c.dimm], &c)
+	}
+}
+
+// fill records what a record tells about its group's errors and indexes
+// the group under it.
+func (s *Stage) fill(g *group, ev *fault.Event, loc string, v view) {
+	if !g.hasPFN && usablePage(ev) {
+		g.hasPFN, g.pfn = true, ev.PFN()
+		s.byPFN[g.pfn] = append(s.byPFN[g.pfn], g)
+	}
+	if !g.hasDIMM && ev.DIMMLabel != "" {
+		g.hasDIMM, g.dimm = true, dimmRef{ev.MC, ev.DIMMLabel}
+		g.native = v != viewMCE
+		s.byDIMM[g.dimm] = append(s.byDIMM[g.dimm], g)
+	}
+	if g.loc == "" {
+		g.loc = loc
+	}
+}
+
+// expire closes groups and credits older than their windows.
+func (s *Stage) expire(now time.Time) {
+	cut := 0
+	for cut < len(s.queue) && now.Sub(s.queue[cut].at) > s.opts.Window {
+		g := s.queue[cut]
+		g.gone = true
+		if g.hasPFN {
+			s.byPFN[g.pfn] = prune(s.byPFN[g.pfn])
+			if len(s.byPFN[g.pfn]) == 0 {
+				delete(s.byPFN, g.pfn)
+			}
+		}
+		if g.hasDIMM {
+			s.byDIMM[g.dimm] = prune(s.byDIMM[g.dimm])
+			if len(s.byDIMM[g.dimm]) == 0 {
+				delete(s.byDIMM, g.dimm)
+			}
+		}
+		cut++
+	}
+	if cut > 0 {
+		s.queue = append(s.queue[:0:0], s.queue[cut:]...)
+	}
+	for k, cs := range s.credits {
+		i := 0
+		for i < len(cs) && now.Sub(cs[i].at) > s.opts.CreditTTL {
+			i++
+		}
+		if i == len(cs) {
+			delete(s.credits, k)
+		} else if i > 0 {
+			s.credits[k] = cs[i:]
+		}
+	}
+}
+
+func prune(gs []*group) []*group {
+	out := gs[:0]
+	for _, g := range gs {
+		if !g.gone {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func (s *Stage) addCredit(k creditKey, n uint64, at time.Time) {
+	s.credits[k] = append(s.credits[k], credit{n: n, at: at})
+}
+
+// takeCredit takes up to n errors off the credits of k, oldest first.
+func (s *Stage) takeCredit(k creditKey, n uint64) uint64 {
+	cs := s.credits[k]
+	var got uint64
+	for len(cs) > 0 && got < n {
+		t := min(cs[0].n, n-got)
+		got += t
+		cs[0].n -= t
+		if cs[0].n == 0 {
+			cs = cs[1:]
+		}
+	}
+	if len(cs) == 0 {
+		delete(s.credits, k)
+	} else {
+		s.credits[k] = cs
+	}
+	return got
+}
+
+// counterDelta holds an EDAC counter delta for Window before counting
+// it: the kernel bumps the counter and emits mc_event together, but the
+// poller may read the counter before the daemon has read the trace record,
+// and a delta counted at once could not be taken back. A delta has no page,
+// so holding it never delays an isolation.
+func (s *Stage) counterDelta(ev fault.Event) []Verdict {
+	s.held = append(s.held, ev)
+	return s.Flush(ev.Received)
+}
+
+// Flush counts the held counter deltas that have waited Window: only the
+// part no mc_event delivered. Credits go first to the DIMM whose label they
+// name; a controller's no-info counter (a delta without label) takes
+// credits whose label names no single DIMM ("" or "A or B"). The daemon
+// calls it about once a second so deltas are counted without new records.
+func (s *Stage) Flush(now time.Time) []Verdict {
+	// Deltas settle before credits expire: a delta that matured long ago
+	// (no record for a while) still meets the mc_events of its time.
+	defer s.expire(now)
+	var out []Verdict
+	i := 0
+	for ; i < len(s.held) && now.Sub(s.held[i].Received) >= s.opts.Window; i++ {
+		if v, ok := s.settle(s.held[i]); ok {
+			out = append(out, v)
+		}
+	}
+	if i > 0 {
+		s.held = append(s.held[:0:0], s.held[i:]...)
+	}
+	return out
+}
+
+// Held is the number of counter deltas waiting.
+func (s *Stage) Held() int { return len(s.held) }
+
+func (s *Stage) settle(ev fault.Event) (Verdict, bool) {
+	sev := severe(&ev)
+	n := uint64(ev.Count)
+	got := s.takeCredit(creditKey{ev.MC, ev.DIMMLabel, sev}, n)
+	if got < n && ev.DIMMLabel == "" {
+		var keys []creditKey
+		for k := range s.credits {
+			if k.mc == ev.MC && k.severe == sev && (k.label == "" || strings.Contains(k.label, " or ")) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].label < keys[j].label })
+		for _, k := range keys {
+			got += s.takeCredit(k, n-got)
+		}
+	}
+	s.credited.Add(got)
+	if got == n {
+		return Verdict{}, false
+	}
+	s.edacNew.Add(n - got)
+	ev.Count = uint32(n - got)
+	return Verdict{Event: ev, New: facetsOf(&ev) | FacetError}, true
+}
+
+// String describes a verdict for logs and tests.
+func (v Verdict) String() string {
+	return fmt.Sprintf("%s new=%s", v.Event.String(), v.New)
+}

@@ -1,0 +1,210 @@
+package countonce
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/fault"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+type rec struct {
+	after time.Duration // since t0
+	src   fault.Source
+	addr  uint64 // 0: no usable address
+	label string
+	mc    int
+	count uint32
+	// MCA location
+	vendor  fault.Vendor
+	socket  int
+	bank    int
+	channel int
+	class   fault.Class
+	sev     fault.Severity
+}
+
+func (r rec) event() fault.Event {
+	ev := fault.NewEvent(r.src, t0.Add(r.after))
+	ev.Class = fault.ClassMemory
+	if r.class != 0 {
+		ev.Class = r.class
+	}
+	ev.Severity = r.sev
+	ev.Count = max(r.count, 1)
+	if r.addr != 0 {
+		ev.PhysAddr, ev.AddrValid, ev.AddrLSB = r.addr, true, 12
+	}
+	ev.DIMMLabel = r.label
+	if r.label != "" || r.src == fault.SourceEDACPoll {
+		ev.MC = r.mc
+	}
+	ev.Vendor = r.vendor
+	if r.vendor != fault.VendorUnknown {
+		ev.Socket, ev.Bank, ev.Channel = r.socket, r.bank, r.channel
+	}
+	return ev
+}
+
+// short renders verdicts as "count:facets:dimm" for compact expectations.
+func short(vs []Verdict) string {
+	var parts []string
+	for _, v := range vs {
+		s := v.New.String() + "x" + string(rune('0'+v.Event.Count))
+		if v.Event.DIMMLabel != "" {
+			s += "@" + v.Event.DIMMLabel
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestObserve(t *testing.T) {
+	const page = 0x2d94040
+	mce := func(after time.Duration) rec { return rec{after: after, src: fault.SourceTraceMCE, addr: page} }
+	mc := func(after time.Duration, n uint32) rec {
+		return rec{after: after, src: fault.SourceTraceMC, addr: page &^ 0xfff, label: "DIMM_A1", count: n}
+	}
+	intel := func(after time.Duration, bank, ch int) rec {
+		return rec{after: after, src: fault.SourceTraceMCE, addr: page, vendor: fault.VendorIntel, socket: 0, bank: bank, channel: ch}
+	}
+	smca := func(after time.Duration, ch int) rec {
+		return rec{after: after, src: fault.SourceTraceMCE, vendor: fault.VendorAMD, socket: 0, bank: 15, channel: ch}
+	}
+	poll := func(after time.Duration, label string, n uint32) rec {
+		return rec{after: after, src: fault.SourceEDACPoll, label: label, count: n}
+	}
+	layout := []Slot{
+		{MC: 0, Label: "DIMM_A1", Socket: fault.Unknown, Channel: 0},
+		{MC: 0, Label: "DIMM_A2", Socket: fault.Unknown, Channel: 1},
+	}
+	tests := []struct {
+		name   string
+		layout []Slot
+		recs   []rec
+		flush  time.Duration
+		want   []string // per record, then the final flush
+	}{
+		{
+			name: "mce_record first, mc_event adds the label",
+			recs: []rec{mce(0), mc(time.Millisecond, 1)},
+			want: []string{"error+pagex1", "dimmx1@DIMM_A1"},
+		},
+		{
+			name: "mc_event first, mce_record adds nothing",
+			recs: []rec{mc(0, 1), mce(time.Millisecond)},
+			want: []string{"error+page+dimmx1@DIMM_A1", ""},
+		},
+		{
+			name: "CEC: mce_records with no partner all count",
+			recs: []rec{mce(0), mce(time.Second), mce(2 * time.Second)},
+			want: []string{"error+pagex1", "error+pagex1", "error+pagex1"},
+		},
+		{
+			name: "one mc_event of count 3 covers 2 mce_records and 1 more error",
+			recs: []rec{mce(0), mce(time.Millisecond), mc(2*time.Millisecond, 3)},
+			want: []string{"error+pagex1", "error+pagex1", "dimmx2@DIMM_A1 error+page+dimmx1@DIMM_A1"},
+		},
+		{
+			name: "a partner after the window is a new error",
+			recs: []rec{mce(0), mc(6*time.Second, 1)},
+			want: []string{"error+pagex1", "error+page+dimmx1@DIMM_A1"},
+		},
+		{
+			name:  "counter delta credited by the mc_event that came before it",
+			recs:  []rec{mc(0, 2), poll(time.Second, "DIMM_A1", 3)},
+			flush: 10 * time.Second,
+			want:  []string{"error+page+dimmx2@DIMM_A1", "", "error+dimmx1@DIMM_A1"},
+		},
+		{
+			name:  "counter delta read before the mc_event is held, then credited",
+			recs:  []rec{poll(0, "DIMM_A1", 1), mc(time.Second, 1)},
+			flush: 10 * time.Second,
+			want:  []string{"", "error+page+dimmx1@DIMM_A1", ""},
+		},
+		{
+			name:  "no-info counter takes credits of ambiguous labels",
+			recs:  []rec{{src: fault.SourceTraceMC, addr: 0x1000, label: "DIMM_A1 or DIMM_A2"}, poll(time.Second, "", 1)},
+			flush: 10 * time.Second,
+			want:  []string{"error+page+dimmx1@DIMM_A1 or DIMM_A2", "", ""},
+		},
+		{
+			name: "no EDAC: the Intel MCA location keys the DIMM rule",
+			recs: []rec{intel(0, 7, 1)},
+			want: []string{"error+page+dimmx1@socket 0 bank 7 channel 1"},
+		},
+		{
+			name:   "EDAC bound, AMD SMCA location joins the layout; mc_event adds the page",
+			layout: layout,
+			recs:   []rec{smca(0, 1), {after: time.Millisecond, src: fault.SourceTraceMC, addr: 0x5000, label: "DIMM_A2"}},
+			want:   []string{"error+dimmx1@DIMM_A2", "pagex1@DIMM_A2"},
+		},
+		{
+			name:   "EDAC bound, Intel location ambiguous in the layout: learned from a pair",
+			layout: []Slot{{MC: 0, Label: "X0", Socket: 0, Channel: 1}, {MC: 1, Label: "X1", Socket: 0, Channel: 1}},
+			recs: []rec{
+				intel(0, 8, 1),
+				{after: time.Millisecond, src: fault.SourceTraceMC, mc: 1, addr: page &^ 0xfff, label: "X1"},
+				intel(time.Minute, 8, 1),
+			},
+			want: []string{"error+pagex1", "dimmx1@X1", "error+page+dimmx1@X1"},
+		},
+		{
+			name: "corrected and uncorrected never merge",
+			recs: []rec{mce(0), {after: time.Millisecond, src: fault.SourceTraceMC, addr: page &^ 0xfff, label: "DIMM_A1", sev: fault.SeverityUncorrectedRecoverable}},
+			want: []string{"error+pagex1", "error+page+dimmx1@DIMM_A1"},
+		},
+		{
+			name: "cache errors pass with every facet",
+			recs: []rec{{src: fault.SourceTraceMCE, class: fault.ClassCache}},
+			want: []string{"error+page+dimm+rowx1"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Options{})
+			s.SetLayout(tc.layout)
+			var got []string
+			for _, r := range tc.recs {
+				got = append(got, short(s.Observe(r.event())))
+			}
+			if tc.flush > 0 {
+				got = append(got, short(s.Flush(t0.Add(tc.flush))))
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestLearnedJoinClashes(t *testing.T) {
+	s := New(Options{})
+	s.SetLayout([]Slot{})
+	loc := rec{src: fault.SourceTraceMCE, vendor: fault.VendorIntel, socket: 0, bank: 7, channel: 0}
+	for i, label := range []string{"X0", "X1"} {
+		r := loc
+		r.after, r.addr = time.Duration(i)*time.Minute, uint64(0x1000*(i+1))
+		s.Observe(r.event())
+		s.Observe(rec{after: r.after + time.Millisecond, src: fault.SourceTraceMC, addr: r.addr, label: label}.event())
+	}
+	// One bank channel seen with two labels serves several DIMMs: no join.
+	loc.after, loc.addr = time.Hour, 0x9000
+	vs := s.Observe(loc.event())
+	require.Len(t, vs, 1)
+	require.Empty(t, vs[0].Event.DIMMLabel)
+	require.Zero(t, s.Stats().Learned)
+}
+
+func TestDescribe(t *testing.T) {
+	s := New(Options{})
+	paths := s.Describe(Machine{EDAC: true, CEC: true, CECThreshold: "1023"})
+	require.Equal(t, "memory corrected", paths[0].Class)
+	require.Contains(t, paths[0].From, "mce_record, first")
+	require.Contains(t, paths[0].Why, "action_threshold 1023")
+	paths = s.Describe(Machine{})
+	require.Equal(t, "mce_record", paths[0].From)
+	require.Equal(t, "none", paths[2].From)
+}

@@ -1,0 +1,126 @@
+package countonce
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/selfprotect/selfprotect/fault"
+)
+
+// Slot is one DIMM as the EDAC driver lays it out in sysfs: what an MCA
+// location is joined to.
+type Slot struct {
+	MC    int
+	Label string
+	// Socket is the package the DIMM hangs off when the layout says so
+	// (skx/i10nm labels carry "SrcID#N"), fault.Unknown otherwise.
+	Socket int
+	// Channel is the DIMM's "channel" layer index, fault.Unknown if none.
+	Channel int
+}
+
+// How a record's DIMM was found, as written in Event.LocatedBy.
+const (
+	LocatedByLayout  = "MCA location joined to the EDAC sysfs layout"
+	LocatedByLearned = "MCA location joined to the label an earlier mc_event gave it"
+	LocatedByMCA     = "MCA record only (no EDAC driver)"
+)
+
+// SetLayout tells the stage which DIMMs the EDAC driver knows. nil means
+// no EDAC driver is bound: an MCA location then keys the DIMM rule itself.
+// With a driver bound, DIMMs are keyed by EDAC labels only, so the rule
+// never counts one DIMM under two names.
+func (s *Stage) SetLayout(slots []Slot) {
+	s.layout = append([]Slot(nil), slots...)
+	s.edac = slots != nil
+}
+
+// locKey names the memory location an MCA record gives by itself, "" when
+// it gives none finer than the socket.
+func locKey(ev *fault.Event) string {
+	if ev.Channel == fault.Unknown || ev.Socket == fault.Unknown {
+		return ""
+	}
+	if ev.Vendor == fault.VendorAMD {
+		return fmt.Sprintf("socket %d UMC %d", ev.Socket, ev.Channel)
+	}
+	return fmt.Sprintf("socket %d bank %d channel %d", ev.Socket, ev.Bank, ev.Channel)
+}
+
+// locate gives an MCA record without a DIMM the finest one it can: the
+// EDAC label its location joins to, else (no EDAC driver) the location
+// itself. It returns the location key, "" if none.
+func (s *Stage) locate(ev *fault.Event) string {
+	loc := locKey(ev)
+	if loc == "" || ev.DIMMLabel != "" || viewOf(ev.Source) != viewMCE {
+		return loc
+	}
+	if d, ok := s.join(ev); ok {
+		ev.MC, ev.DIMMLabel, ev.LocatedBy = d.mc, d.label, LocatedByLayout
+		s.joined.Add(1)
+		return loc
+	}
+	if d, ok := s.learned[loc]; ok {
+		ev.MC, ev.DIMMLabel, ev.LocatedBy = d.mc, d.label, LocatedByLearned
+		s.joined.Add(1)
+		return loc
+	}
+	if !s.edac {
+		ev.MC, ev.DIMMLabel, ev.LocatedBy = fault.Unknown, loc, LocatedByMCA
+	}
+	return loc
+}
+
+// join finds the one DIMM of the layout on the record's socket and
+// channel. On AMD the EDAC controller is the node, which is the socket on
+// the parts the simulator and the lab model; a layout that names sockets
+// is used as written.
+func (s *Stage) join(ev *fault.Event) (dimmRef, bool) {
+	var found []dimmRef
+	for _, sl := range s.layout {
+		if sl.Channel != ev.Channel || sl.Label == "" {
+			continue
+		}
+		switch {
+		case sl.Socket != fault.Unknown && sl.Socket != ev.Socket:
+			continue
+		case sl.Socket == fault.Unknown && (ev.Vendor != fault.VendorAMD || sl.MC != ev.Socket):
+			continue
+		}
+		found = append(found, dimmRef{sl.MC, sl.Label})
+	}
+	if len(found) != 1 {
+		return dimmRef{}, false
+	}
+	return found[0], true
+}
+
+// learn joins a location to a label when one error arrives both ways: an
+// MCA record with the location and an EDAC record with the label. A
+// location seen with two labels is ambiguous (one MCA bank serves several
+// DIMMs) and is never joined again.
+func (s *Stage) learn(g *group, ev *fault.Event, v view, loc string) {
+	var l string
+	var d dimmRef
+	switch {
+	case v != viewMCE && g.loc != "" && ev.DIMMLabel != "":
+		l, d = g.loc, dimmRef{ev.MC, ev.DIMMLabel}
+	case v == viewMCE && loc != "" && g.native:
+		l, d = loc, g.dimm
+	default:
+		return
+	}
+	if s.clashed[l] || d.mc == fault.Unknown || strings.Contains(d.label, " or ") {
+		return
+	}
+	if old, ok := s.learned[l]; ok {
+		if old != d {
+			delete(s.learned, l)
+			s.clashed[l] = true
+			s.nLearned.Add(-1)
+		}
+		return
+	}
+	s.learned[l] = d
+	s.nLearned.Add(1)
+}
