@@ -206,14 +206,19 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 		return out
 	}
 	tripped, level, seqs := e.dimmErrors.add(k, now, count, seq, nil)
-	why := fmt.Sprintf("%d errors within %s (threshold %d)", level, formatDuration(rule.Window), rule.Errors)
+	var pages []uint64
+	byPages := false
 	if !tripped && usablePage(ev) {
-		var pages []uint64
 		tripped, pages, seqs = e.dimmPages.add(k, ev.PFN(), now, seq, nil)
-		why = fmt.Sprintf("%d distinct failing pages within %s (threshold %d)", len(pages), formatDuration(rule.Window), rule.DistinctPages)
+		byPages = true
 	}
 	if !tripped {
 		return out
+	}
+	// Formatted only on a trip: every EDAC record passes here.
+	why := fmt.Sprintf("%d errors within %s (threshold %d)", level, formatDuration(rule.Window), rule.Errors)
+	if byPages {
+		why = fmt.Sprintf("%d distinct failing pages within %s (threshold %d)", len(pages), formatDuration(rule.Window), rule.DistinctPages)
 	}
 	e.dimmTripped[k] = struct{}{}
 	e.dimmErrors.forget(k)
