@@ -169,11 +169,21 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 	defer lock.release()
 
-	st, err := store.Open(filepath.Join(d.opts.StateDir, "selfprotect.db"))
+	// A corrupt store is moved aside rather than fatal: exiting would
+	// crash-loop under Restart=on-failure and leave the host unprotected.
+	st, rec, err := store.OpenRecovering(filepath.Join(d.opts.StateDir, "selfprotect.db"), d.now())
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	switch {
+	case rec != nil && rec.MovedTo != "":
+		d.log.WithError(rec.Cause).WithField("moved_to", rec.MovedTo).
+			Error("the store was corrupt: moved aside, starting a fresh history (pages and CPUs already offline count against the budgets as isolated by others)")
+	case rec != nil && rec.WasEmpty:
+		d.log.WithField("store", st.Path()).
+			Error("the store was an empty file: its history is lost; starting a fresh one (pages and CPUs already offline count against the budgets as isolated by others)")
+	}
 	d.store = st
 	d.started = d.now()
 
