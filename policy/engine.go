@@ -114,28 +114,57 @@ func usablePage(ev *fault.Event) bool { return ev.AddrValid && ev.AddrLSB <= 12 
 // Observe feeds one event to every rule it matches and returns the cases it
 // opens (usually none; nil then, without allocating).
 func (e *Engine) Observe(ev *fault.Event) []Decision {
+	return e.ObserveParts(ev, AllParts)
+}
+
+// Parts says which rules an event feeds. The count-once stage decides it:
+// a record of an error already counted feeds only the rules keyed on what
+// it adds (the DIMM label an mc_event brings to an mce_record's error).
+type Parts struct {
+	// Error: new errors (storm rate, CPU rules, uncorrected).
+	Error bool
+	// Page: the page rule, and the DIMM's distinct pages.
+	Page bool
+	// DIMM: the DIMM rule's error count (and its distinct pages).
+	DIMM bool
+	// Row: the row rule.
+	Row bool
+}
+
+// AllParts feeds every rule: what a record of a new error does.
+var AllParts = Parts{Error: true, Page: true, DIMM: true, Row: true}
+
+// ObserveParts is Observe for the rules in p only.
+func (e *Engine) ObserveParts(ev *fault.Event, p Parts) []Decision {
 	now := e.clock(ev.Received)
 	if now > e.now {
 		e.now = now
 	}
-	e.events++
+	if p.Error {
+		e.events++
+	}
 	count := max(ev.Count, 1) // a zero count is a source bug; it was still an error
 	seq := e.log.push(ev)
 
 	var out []Decision
 	corrected := ev.Severity == fault.SeverityCorrected || ev.Severity == fault.SeverityDeferred
-	if corrected {
+	if corrected && p.Error {
 		out = e.countStorm(ev, now, count, out)
 	}
 	switch {
 	case ev.Class == fault.ClassMemory:
-		if corrected {
+		if corrected && p.Page {
 			out = e.observePage(ev, now, count, seq, out)
-		} else {
+		} else if !corrected && (p.Error || p.Page) {
 			out = e.observeUncorrected(ev, out)
 		}
-		out = e.observeDIMM(ev, now, count, seq, out)
-		out = e.observeRow(ev, now, seq, out)
+		if p.DIMM || p.Page {
+			out = e.observeDIMM(ev, now, count, seq, p.DIMM, out)
+		}
+		if p.Row {
+			out = e.observeRow(ev, now, seq, out)
+		}
+	case !p.Error:
 	case corrected && (ev.Class == fault.ClassCache || ev.Class == fault.ClassTLB):
 		out = e.observeCache(ev, now, count, seq, out)
 	case !corrected && ev.Class == fault.ClassCache:
@@ -196,7 +225,9 @@ func (e *Engine) observeUncorrected(ev *fault.Event, out []Decision) []Decision 
 	return append(out, Decision{Case: c})
 }
 
-func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint32, out []Decision) []Decision {
+// observeDIMM counts errors (when errors is set: the event is the first to
+// name the DIMM for them) and distinct pages against the event's DIMM.
+func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint32, errors bool, out []Decision) []Decision {
 	rule := &e.cfg.Rules.DIMM
 	if !rule.Enabled || ev.DIMMLabel == "" {
 		return out
@@ -205,7 +236,14 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 	if _, done := e.dimmTripped[k]; done {
 		return out
 	}
-	tripped, level, seqs := e.dimmErrors.add(k, now, count, seq, nil)
+	var (
+		tripped bool
+		level   uint64
+		seqs    []uint32
+	)
+	if errors {
+		tripped, level, seqs = e.dimmErrors.add(k, now, count, seq, nil)
+	}
 	var pages []uint64
 	byPages := false
 	if !tripped && usablePage(ev) {
@@ -223,9 +261,12 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 	e.dimmTripped[k] = struct{}{}
 	e.dimmErrors.forget(k)
 	e.dimmPages.forget(k)
-	r := fault.DIMM(k.mc, k.label)
+	r := dimmResource(k)
 	c := e.newCase(ev, RuleDIMM, fault.DiagReplaceDIMM, r, k.label)
 	c.Summary = fmt.Sprintf("DIMM %s: %s: replace it", k.label, why)
+	if ev.LocatedBy != "" {
+		c.Summary += " (located by " + ev.LocatedBy + ")"
+	}
 	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.DIMM.Window, func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc })
 	return append(out, Decision{Case: c})
 }
@@ -421,12 +462,25 @@ func cpuResource(ev *fault.Event) (fault.Resource, string) {
 	return fault.Machine, "machine"
 }
 
+// dimmResource names a DIMM key; a location from the MCA record alone has
+// no EDAC controller and so no "mcM/" part.
+func dimmResource(k dimmKey) fault.Resource {
+	if k.mc < 0 {
+		return fault.Resource(fault.KindDIMM + ":" + k.label)
+	}
+	return fault.DIMM(k.mc, k.label)
+}
+
 // parseDIMM splits "dimm:mcM/LABEL" (labels may contain '/').
 func parseDIMM(r fault.Resource) (dimmKey, bool) {
-	_, v, _ := strings.Cut(string(r), ":")
+	kind, v, _ := strings.Cut(string(r), ":")
+	if kind != fault.KindDIMM || v == "" {
+		return dimmKey{}, false
+	}
 	mc, label, ok := strings.Cut(v, "/")
 	if !ok || !strings.HasPrefix(mc, "mc") {
-		return dimmKey{}, false
+		// A location from the MCA record alone: no controller.
+		return dimmKey{mc: fault.Unknown, label: v}, true
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(mc, "mc"))
 	if err != nil {
