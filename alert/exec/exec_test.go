@@ -1,0 +1,112 @@
+package exec
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/alert"
+)
+
+func sample() alert.Alert {
+	c := "5f0c8a52-7e1d-4d55-9a3c-0b8e2f6a9d41"
+	return alert.Alert{
+		ID: alert.StableID("db-7", c, alert.IsolationFailed), Case: c, Transition: alert.IsolationFailed,
+		Severity: alert.SeverityCritical, Suspect: "cpu:3", FRU: "socket:0",
+		Summary: "offline of cpu3 failed: EBUSY; it's \"busy\"", EvidenceCount: 5, Host: "db-7",
+		Time: time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC),
+	}
+}
+
+func script(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hook.sh")
+	require.NoError(t, os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755))
+	return path
+}
+
+func TestExecPassesEnvAndStdin(t *testing.T) {
+	dir := t.TempDir()
+	hook := script(t, `env | grep '^SELFPROTECT_' | sort > "$1/env"; cat > "$1/stdin"`)
+	n, err := New(alert.ExecConfig{Command: []string{hook, dir}})
+	require.NoError(t, err)
+	retry, err := n.Notify(context.Background(), sample())
+	require.NoError(t, err)
+	require.False(t, retry)
+
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	require.NoError(t, err)
+	a := sample()
+	for _, want := range []string{
+		"SELFPROTECT_ALERT_ID=" + a.ID, "SELFPROTECT_CASE=" + a.Case, "SELFPROTECT_TRANSITION=isolation-failed",
+		"SELFPROTECT_SEVERITY=critical", "SELFPROTECT_SUSPECT=cpu:3", "SELFPROTECT_FRU=socket:0",
+		"SELFPROTECT_SUMMARY=" + a.Summary, "SELFPROTECT_EVIDENCE_COUNT=5", "SELFPROTECT_HOST=db-7",
+		"SELFPROTECT_UNDO=", "SELFPROTECT_TIME=2026-03-14T09:26:53Z",
+	} {
+		require.Contains(t, strings.Split(string(env), "\n"), want)
+	}
+	stdin, err := os.ReadFile(filepath.Join(dir, "stdin"))
+	require.NoError(t, err)
+	var got alert.Alert
+	require.NoError(t, json.Unmarshal(stdin, &got))
+	require.Equal(t, a, got)
+}
+
+func TestExecFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"non-zero exit with stderr", "echo 'relay said no' >&2; exit 3", "exit status 3: relay said no"},
+		{"non-zero exit", "exit 1", "exit status 1"},
+		{"killed by a signal", "kill -TERM $$", "signal: terminated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := New(alert.ExecConfig{Command: []string{script(t, tc.body)}})
+			require.NoError(t, err)
+			retry, err := n.Notify(context.Background(), sample())
+			require.ErrorContains(t, err, tc.want)
+			require.True(t, retry)
+		})
+	}
+}
+
+// TestExecHangingHookIsKilled: the timeout kills the hook and what it
+// started, and Notify returns instead of waiting on their pipes.
+func TestExecHangingHookIsKilled(t *testing.T) {
+	dir := t.TempDir()
+	hook := script(t, `sleep 300 & echo $! > "$1/child"; wait`)
+	n, err := New(alert.ExecConfig{Command: []string{hook, dir}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	retry, err := n.Notify(ctx, sample())
+	require.True(t, retry)
+	require.ErrorContains(t, err, "killed: context deadline exceeded")
+
+	pidText, err := os.ReadFile(filepath.Join(dir, "child"))
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	require.NoError(t, err)
+	// The grandchild got SIGKILL with its group; reap-less, it may linger
+	// as a zombie of init, so ask the kernel for its state.
+	require.Eventually(t, func() bool {
+		if err := syscall.Kill(pid, 0); err != nil {
+			return true
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pidText)), "stat"))
+		return err != nil || strings.Contains(string(st), ") Z ")
+	}, 10*time.Second, 10*time.Millisecond, "the hook's child was not killed")
+}
+
+func TestExecMissingProgram(t *testing.T) {
+	_, err := New(alert.ExecConfig{Command: []string{"/nonexistent/hook"}})
+	require.ErrorContains(t, err, "/nonexistent/hook")
+}
