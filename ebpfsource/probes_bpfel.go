@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type probesSpAerEvent struct {
+	_              structs.HostLayout
+	SpKind         uint32
+	SpCpu          uint32
+	Status         uint32
+	Severity       uint8
+	TlpHeaderValid uint8
+	SpPad          uint16
+	TlpHeader      [4]uint32
+	DevName        [64]int8
+}
+
 type probesSpAggHead struct {
 	_           structs.HostLayout
 	WindowStart uint64
@@ -22,6 +34,20 @@ type probesSpAggHead struct {
 	SpPad       uint32
 }
 
+type probesSpExtlogMemEvent struct {
+	_         structs.HostLayout
+	SpKind    uint32
+	SpCpu     uint32
+	Pa        uint64
+	ErrSeq    uint32
+	Etype     uint8
+	Sev       uint8
+	PaMaskLsb uint8
+	SpPad     uint8
+	FruId     [16]uint8
+	FruText   [64]int8
+}
+
 type probesSpKey struct {
 	_    structs.HostLayout
 	Page uint64
@@ -29,6 +55,61 @@ type probesSpKey struct {
 	Cpu  uint32
 	Bank uint16
 	Kind uint16
+}
+
+type probesSpMcEvent struct {
+	_            structs.HostLayout
+	SpKind       uint32
+	SpCpu        uint32
+	ErrorType    uint32
+	ErrorCount   uint16
+	McIndex      uint8
+	TopLayer     int8
+	MiddleLayer  int8
+	LowerLayer   int8
+	GrainBits    uint8
+	SpPad        uint8
+	SpPad2       uint32
+	Address      uint64
+	Syndrome     uint64
+	Msg          [80]int8
+	Label        [288]int8
+	DriverDetail [384]int8
+}
+
+type probesSpMceRecord struct {
+	_         structs.HostLayout
+	SpKind    uint32
+	SpCpu     uint32
+	Mcgcap    uint64
+	Mcgstatus uint64
+	Status    uint64
+	Addr      uint64
+	Misc      uint64
+	Synd      uint64
+	Ipid      uint64
+	Ip        uint64
+	Tsc       uint64
+	Ppin      uint64
+	Walltime  uint64
+	Cpu       uint32
+	Cpuid     uint32
+	Apicid    uint32
+	Socketid  uint32
+	Cs        uint8
+	Bank      uint8
+	Cpuvendor uint8
+	SpPad     uint8
+	Microcode uint32
+}
+
+type probesSpMemoryFailureEvent struct {
+	_      structs.HostLayout
+	SpKind uint32
+	SpCpu  uint32
+	Pfn    uint64
+	Type   int32
+	Result int32
 }
 
 type probesSpStats struct {

@@ -1,0 +1,121 @@
+package ebpfsource
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/selfprotect/selfprotect/fault"
+)
+
+// sweep reads every aggregation map and sends, for each key whose error
+// total grew since the last sweep, one event built from the key's last
+// record with Count set to the growth. It returns whether any key grew.
+// Userspace work per sweep grows with the number of keys (distinct pages,
+// CPUs and banks), not with the number of errors.
+func (s *Source) sweep(ctx context.Context, out chan<- fault.Event) bool {
+	s.counts.sweeps.Add(1)
+	grew := false
+	for _, p := range s.attached {
+		m := s.aggMaps[p.kind]
+		var key probesSpKey
+		val := make([]byte, m.ValueSize())
+		it := m.Iterate()
+		for it.Next(&key, val) {
+			errs := binary.LittleEndian.Uint64(val[16:])
+			prev := s.reported[key]
+			if errs <= prev {
+				continue
+			}
+			grew = true
+			s.reported[key] = errs
+			if !s.sendAggregate(ctx, p, val[aggHeadSize:], errs-prev, out) {
+				return grew
+			}
+		}
+		if err := it.Err(); err != nil {
+			s.log.WithFields(logrus.Fields{"map": p.aggMap, "error": err.Error()}).Warn("reading an aggregation map")
+		}
+	}
+	return grew
+}
+
+// sendAggregate decodes a key's last record and sends it standing for n
+// errors. It returns false when ctx ended.
+func (s *Source) sendAggregate(ctx context.Context, p probe, last []byte, n uint64, out chan<- fault.Event) bool {
+	events, ok := s.decode(p.kind, last, s.cfg.Now())
+	if !ok {
+		return true
+	}
+	if len(events) != 1 {
+		// A decoder that splits one record into several events leaves no
+		// single event to carry the total; nothing does that today.
+		s.log.WithFields(logrus.Fields{"event": p.Key(), "events": len(events)}).Warn("aggregated record decoded into other than one event; its count is dropped")
+		return true
+	}
+	ev := events[0]
+	ev.Count = uint32(min(n, math.MaxUint32))
+	s.counts.aggregateEvents.Add(1)
+	select {
+	case out <- ev:
+		s.counts.events.Add(1)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// ProbeStats are one probe's kernel-side counters, summed over CPUs.
+// Seen = Sent + Aggregated + Lost: every record the probe saw was either
+// sent to userspace or counted in its aggregation map, except Lost ones,
+// which found both the ring buffer and the aggregation map full.
+type ProbeStats struct {
+	Seen, Sent, Aggregated, RingbufFull, Lost uint64
+}
+
+// Stats are the source's counters since Open.
+type Stats struct {
+	// Probes are keyed "system/name" for every attached probe.
+	Probes map[string]ProbeStats
+	// Userspace side.
+	Records         uint64 // records read from the ring buffer (not notices)
+	Decoded         uint64 // records (or aggregates) a decoder accepted
+	Events          uint64 // events sent
+	AggregateEvents uint64 // events that carry a kernel-side count
+	Undecodable     uint64
+	NoDecoder       uint64
+	Malformed       uint64
+	Notices         uint64 // storm notices from the probes
+	Sweeps          uint64
+}
+
+// Stats reads the kernel counters and the userspace ones.
+func (s *Source) Stats() (Stats, error) {
+	c := &s.counts
+	st := Stats{
+		Probes:  map[string]ProbeStats{},
+		Records: c.records.Load(), Decoded: c.decoded.Load(), Events: c.events.Load(),
+		AggregateEvents: c.aggregateEvents.Load(), Undecodable: c.undecodable.Load(),
+		NoDecoder: c.noDecoder.Load(), Malformed: c.malformed.Load(), Notices: c.notices.Load(),
+		Sweeps: c.sweeps.Load(),
+	}
+	for _, p := range s.attached {
+		var perCPU []probesSpStats
+		if err := s.stats.Lookup(p.kind, &perCPU); err != nil {
+			return st, fmt.Errorf("reading the probe counters of %s: %w", p.Key(), err)
+		}
+		var ps ProbeStats
+		for _, v := range perCPU {
+			ps.Seen += v.Seen
+			ps.Sent += v.Sent
+			ps.Aggregated += v.Aggregated
+			ps.RingbufFull += v.RingbufFull
+			ps.Lost += v.Lost
+		}
+		st.Probes[p.Key()] = ps
+	}
+	return st, nil
+}

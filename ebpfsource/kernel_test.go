@@ -1,0 +1,149 @@
+package ebpfsource
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/mce"
+	"github.com/selfprotect/selfprotect/tracefs"
+)
+
+// These tests need root and a kernel with BPF: they skip elsewhere. The
+// MCE paths themselves run in the QEMU guests (test/kernel, TestEBPF).
+
+func requireBPF(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create BPF maps and load programs")
+	}
+	if err := probeKernel(); err != nil {
+		t.Skipf("kernel without what the probes need: %v", err)
+	}
+}
+
+// Every probe whose tracepoint type this kernel's BTF has must pass the
+// verifier (on a host without MCE support that is only mc_event; the
+// guests load all five on 6.1 and 6.12).
+func TestProbesPassTheVerifier(t *testing.T) {
+	requireBPF(t)
+	kernel, err := btf.LoadKernelSpec()
+	require.NoError(t, err)
+	for _, p := range probes {
+		t.Run(p.Key(), func(t *testing.T) {
+			var st *btf.Struct
+			if err := kernel.TypeByName("trace_event_raw_"+p.name, &st); err != nil {
+				t.Skipf("this kernel has no %s", p.Key())
+			}
+			spec, err := loadProbes()
+			require.NoError(t, err)
+			for name := range spec.Programs {
+				if name != p.program {
+					delete(spec.Programs, name)
+				}
+			}
+			coll, err := ebpf.NewCollection(spec)
+			require.NoError(t, err)
+			coll.Close()
+		})
+	}
+}
+
+// mapsOnly loads the object's maps (no programs) behind a Source.
+func mapsOnly(t *testing.T) *Source {
+	t.Helper()
+	requireBPF(t)
+	spec, err := loadProbes()
+	require.NoError(t, err)
+	formats, err := wireFormats(spec.Types)
+	require.NoError(t, err)
+	spec.Programs = map[string]*ebpf.ProgramSpec{}
+	coll, err := ebpf.NewCollection(spec)
+	require.NoError(t, err)
+	s := newSource(Config{Decoders: testDecoders}.withDefaults(), coll, formats)
+	for _, p := range probes {
+		s.adopt(p)
+	}
+	t.Cleanup(func() { coll.Close() })
+	return s
+}
+
+func aggValue(t *testing.T, m *ebpf.Map, records, errors uint64, last []byte) []byte {
+	t.Helper()
+	v := make([]byte, m.ValueSize())
+	binary.LittleEndian.PutUint64(v[8:], records)
+	binary.LittleEndian.PutUint64(v[16:], errors)
+	copy(v[aggHeadSize:], last)
+	return v
+}
+
+// The sweep turns kernel-side counts into events carrying the growth since
+// the last sweep, built from the key's last record, and reports nothing
+// when nothing grew.
+func TestSweepReportsCountedRecords(t *testing.T) {
+	s := mapsOnly(t)
+	path := filepath.Join("testdata", "6.12-intel", "mce_record.format")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	kf, err := tracefs.ParseFormat(path, "mce", data)
+	require.NoError(t, err)
+	page, err := os.ReadFile(filepath.Join("testdata", "6.12-intel", "cpu1.bin"))
+	require.NoError(t, err)
+	res, err := tracefs.ParsePage(page, 1, tracefs.NewFormats(kf))
+	require.NoError(t, err)
+	require.NotEmpty(t, res.Records)
+	rec := &res.Records[0]
+	want, err := mce.TraceDecoder(rec, received)
+	require.NoError(t, err)
+	last := toWire(t, s.formats[kindMCERecord], kindMCERecord, 1, rec)
+
+	m := s.aggMaps[kindMCERecord]
+	key := probesSpKey{Page: 0x2799, Sig: 1, Cpu: 1, Bank: 7, Kind: kindMCERecord}
+	out := make(chan fault.Event, 8)
+	steps := []struct {
+		records, errors uint64
+		want            []uint32 // counts of the events the sweep sends
+	}{
+		{100, 100, []uint32{100}},
+		{130, 130, []uint32{30}},
+		{130, 130, nil},
+	}
+	for i, st := range steps {
+		require.NoError(t, m.Put(key, aggValue(t, m, st.records, st.errors, last)))
+		grew := s.sweep(t.Context(), out)
+		require.Equal(t, st.want != nil, grew, "step %d", i)
+		var counts []uint32
+		for len(out) > 0 {
+			ev := <-out
+			counts = append(counts, ev.Count)
+			w := want[0]
+			w.Source, w.Count, w.Received = fault.SourceEBPF, ev.Count, ev.Received
+			require.Equal(t, w, ev, "an aggregate is the last record's event with a count")
+		}
+		require.Equal(t, st.want, counts, "step %d", i)
+	}
+	require.EqualValues(t, 2, s.counts.aggregateEvents.Load())
+}
+
+// Stats sums the per-CPU counters of each attached probe.
+func TestStatsSumsCPUs(t *testing.T) {
+	s := mapsOnly(t)
+	n, err := ebpf.PossibleCPU()
+	require.NoError(t, err)
+	perCPU := make([]probesSpStats, n)
+	for i := range perCPU {
+		perCPU[i] = probesSpStats{Seen: 10, Sent: 6, Aggregated: 3, RingbufFull: 2, Lost: 1}
+	}
+	require.NoError(t, s.stats.Put(uint32(kindMCERecord), perCPU))
+	st, err := s.Stats()
+	require.NoError(t, err)
+	k := uint64(n)
+	require.Equal(t, ProbeStats{Seen: 10 * k, Sent: 6 * k, Aggregated: 3 * k, RingbufFull: 2 * k, Lost: k}, st.Probes["mce/mce_record"])
+	require.Equal(t, ProbeStats{}, st.Probes["ras/mc_event"])
+}

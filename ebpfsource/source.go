@@ -1,0 +1,396 @@
+package ebpfsource
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/kpath"
+	"github.com/selfprotect/selfprotect/tracefs"
+)
+
+// ErrNotSupported means this kernel or this process cannot run the probes
+// (no BPF, no ring buffer, no privilege, no RAS tracepoint at all): the
+// caller should fall back to the tracefs source. Any other error from Open
+// means the source is broken (a program the kernel refused, a failed
+// attach) and is worth reporting as such.
+var ErrNotSupported = errors.New("eBPF probes not supported")
+
+// Defaults for Config's zero values.
+const (
+	DefaultKeyLimit  = 16
+	DefaultKeyWindow = time.Second
+	DefaultSweep     = 200 * time.Millisecond
+	DefaultBackstop  = 10 * time.Second
+)
+
+// Config says where the kernel is and what to do with records.
+type Config struct {
+	Paths kpath.Paths
+	FS    kpath.FS
+	// Decoders turn records into events, keyed "system/name" like the
+	// tracefs source's (mce.TraceDecoder, edac.TraceDecoder). A probe whose
+	// records nobody decodes still counts them.
+	Decoders map[string]tracefs.Decoder
+	// KeyLimit records of one aggregation key (a page, or a CPU and bank)
+	// are sent per KeyWindow; past that they are counted in the kernel and
+	// reported as totals.
+	KeyLimit  uint32
+	KeyWindow time.Duration
+	// Sweep is how often the counters are read while a storm lasts.
+	Sweep time.Duration
+	// Backstop bounds how long the reader waits without a wake-up before
+	// it drains the ring and reads the counters anyway.
+	Backstop time.Duration
+	Log      logrus.FieldLogger
+	// Now stamps records with their receive time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Source runs the probes. Open loads and attaches them; Run reads until its
+// context ends or Close is called; Close detaches everything.
+type Source struct {
+	cfg      Config
+	coll     *ebpf.Collection
+	links    []link.Link
+	reader   *ringbuf.Reader
+	formats  map[uint32]*tracefs.Format
+	decoders map[uint32]tracefs.Decoder
+	attached []probe
+	aggMaps  map[uint32]*ebpf.Map
+	stats    *ebpf.Map
+	log      logrus.FieldLogger
+	counts   counters
+
+	// reported is what Run has emitted per aggregation key; only the Run
+	// goroutine touches it.
+	reported map[probesSpKey]uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type counters struct {
+	records, decoded, events, undecodable, noDecoder, malformed, notices, sweeps, aggregateEvents atomic.Uint64
+}
+
+// withDefaults fills zero fields.
+func (cfg Config) withDefaults() Config {
+	if cfg.FS == nil {
+		cfg.FS = kpath.OS{}
+	}
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.SetOutput(nopWriter{})
+		cfg.Log = l
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.KeyLimit = cmp.Or(cfg.KeyLimit, DefaultKeyLimit)
+	cfg.KeyWindow = cmp.Or(cfg.KeyWindow, DefaultKeyWindow)
+	cfg.Sweep = cmp.Or(cfg.Sweep, DefaultSweep)
+	cfg.Backstop = cmp.Or(cfg.Backstop, DefaultBackstop)
+	return cfg
+}
+
+// Open checks what the kernel offers, loads the object and attaches a probe
+// to every tracepoint this kernel has.
+func Open(cfg Config) (*Source, error) {
+	cfg = cfg.withDefaults()
+
+	var present []probe
+	for _, p := range probes {
+		dir := cfg.Paths.TracingPath("events", p.group, p.name)
+		if _, err := cfg.FS.Stat(dir); err == nil {
+			present = append(present, p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("checking tracepoint %s: %w", dir, err)
+		}
+	}
+	if len(present) == 0 {
+		return nil, fmt.Errorf("%w: no RAS tracepoint under %s (tracefs not mounted, or a kernel without MCE and RAS)",
+			ErrNotSupported, cfg.Paths.TracingPath("events"))
+	}
+	if err := probeKernel(); err != nil {
+		return nil, err
+	}
+
+	spec, err := loadProbes()
+	if err != nil {
+		return nil, fmt.Errorf("parsing the embedded BPF object: %w", err)
+	}
+	formats, err := wireFormats(spec.Types)
+	if err != nil {
+		return nil, err
+	}
+	if err := setLimits(spec, cfg); err != nil {
+		return nil, err
+	}
+	// A program for a tracepoint this kernel lacks would fail CO-RE (its
+	// context type is missing from the kernel's BTF): leave it out.
+	keep := map[string]bool{}
+	for _, p := range present {
+		keep[p.program] = true
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+
+	coll, err := ebpf.NewCollection(spec)
+	// The spec holds the object's BTF and the kernel's is parsed per load
+	// (no shared btf.Cache): dropping the spec and returning the heap keeps
+	// the daemon's idle RSS from carrying several MB of parsed types.
+	spec = nil
+	debug.FreeOSMemory()
+	if err != nil {
+		if unsupported(err) {
+			return nil, fmt.Errorf("%w: loading the probes: %w", ErrNotSupported, err)
+		}
+		return nil, fmt.Errorf("loading the probes: %w", err)
+	}
+
+	s := newSource(cfg, coll, formats)
+	for _, p := range present {
+		l, err := link.Tracepoint(p.group, p.name, coll.Programs[p.program], nil)
+		if err != nil {
+			s.Close()
+			if unsupported(err) {
+				return nil, fmt.Errorf("%w: attaching to %s: %w", ErrNotSupported, p.Key(), err)
+			}
+			return nil, fmt.Errorf("attaching to %s: %w", p.Key(), err)
+		}
+		s.links = append(s.links, l)
+		s.adopt(p)
+	}
+	s.reader, err = ringbuf.NewReader(coll.Maps[probesMapEvents])
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	return s, nil
+}
+
+func newSource(cfg Config, coll *ebpf.Collection, formats map[uint32]*tracefs.Format) *Source {
+	return &Source{
+		cfg: cfg, coll: coll, formats: formats, log: cfg.Log.WithField("source", "ebpf"),
+		decoders: map[uint32]tracefs.Decoder{}, aggMaps: map[uint32]*ebpf.Map{},
+		stats: coll.Maps[probesMapStats], reported: map[probesSpKey]uint64{},
+	}
+}
+
+// adopt makes an attached probe's records and counters part of the source.
+func (s *Source) adopt(p probe) {
+	s.attached = append(s.attached, p)
+	s.aggMaps[p.kind] = s.coll.Maps[p.aggMap]
+	if d, ok := s.cfg.Decoders[p.Key()]; ok {
+		s.decoders[p.kind] = d
+	}
+}
+
+// probeKernel asks the kernel for what the object needs, so that a kernel
+// without it reads as "not supported" rather than as a load failure.
+func probeKernel() error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("%w: raising RLIMIT_MEMLOCK: %w", ErrNotSupported, err)
+	}
+	checks := []struct {
+		what string
+		err  func() error
+	}{
+		{"tracepoint programs", func() error { return features.HaveProgramType(ebpf.TracePoint) }},
+		{"BPF ring buffers", func() error { return features.HaveMapType(ebpf.RingBuf) }},
+	}
+	for _, c := range checks {
+		if err := c.err(); err != nil {
+			// An unprivileged process gets EPERM from the probe: for the
+			// daemon that is the same as a kernel without the feature.
+			return fmt.Errorf("%w: %s: %w", ErrNotSupported, c.what, err)
+		}
+	}
+	return nil
+}
+
+func unsupported(err error) bool {
+	return errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrNotExist)
+}
+
+func setLimits(spec *ebpf.CollectionSpec, cfg Config) error {
+	vars := map[string]any{
+		probesVarKeyLimit:    cfg.KeyLimit,
+		probesVarKeyWindowNs: uint64(cfg.KeyWindow.Nanoseconds()),
+	}
+	for name, v := range vars {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Name implements fault.EventSource.
+func (s *Source) Name() string { return "ebpf" }
+
+// Attached lists the tracepoints the probes are attached to.
+func (s *Source) Attached() []string {
+	out := make([]string, len(s.attached))
+	for i, p := range s.attached {
+		out[i] = p.Key()
+	}
+	return out
+}
+
+// Close interrupts Run and detaches the probes. It is safe to call twice.
+func (s *Source) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.reader != nil {
+			errs = append(errs, s.reader.Close())
+		}
+		for _, l := range s.links {
+			errs = append(errs, l.Close())
+		}
+		s.coll.Close()
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// Run delivers events until ctx ends (nil) or the source is closed (nil),
+// or the ring buffer fails (the error). Every record the probes sent is
+// decoded and sent on out; records the probes counted instead (a storm on
+// one key, a full ring buffer) are read from the aggregation maps while a
+// storm lasts, at every backstop timeout and when Run returns, and sent as
+// one event per key carrying the count.
+func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
+	stop := context.AfterFunc(ctx, func() { _ = s.reader.Flush() })
+	defer stop()
+	storming := false
+	var rec ringbuf.Record
+	for {
+		wait := s.cfg.Backstop
+		if storming {
+			wait = s.cfg.Sweep
+		}
+		// The deadline is wall time because the reader's poller wants one.
+		s.reader.SetDeadline(time.Now().Add(wait))
+		err := s.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if s.handle(ctx, rec.RawSample, out) {
+				storming = true
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Timed out with nothing to read: read the counters; keep
+			// sweeping fast while they move.
+			storming = s.sweep(ctx, out)
+		case errors.Is(err, ringbuf.ErrFlushed):
+			// ctx ended: report what was counted and stop.
+			s.sweep(context.WithoutCancel(ctx), out)
+			return nil
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("reading the BPF ring buffer: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// handle decodes one ring-buffer record and sends its events. It returns
+// true for a notice that a key started aggregating.
+func (s *Source) handle(ctx context.Context, raw []byte, out chan<- fault.Event) bool {
+	c := &s.counts
+	if len(raw) < headerSize {
+		c.malformed.Add(1)
+		return false
+	}
+	kind := binary.LittleEndian.Uint32(raw)
+	if kind == kindNotice {
+		c.notices.Add(1)
+		return true
+	}
+	c.records.Add(1)
+	events, ok := s.decode(kind, raw, s.cfg.Now())
+	if !ok {
+		return false
+	}
+	for _, ev := range events {
+		select {
+		case out <- ev:
+			c.events.Add(1)
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return false
+}
+
+// decode turns one wire record into events through the decoder registered
+// for its tracepoint.
+func (s *Source) decode(kind uint32, raw []byte, received time.Time) ([]fault.Event, bool) {
+	c := &s.counts
+	f, ok := s.formats[kind]
+	if !ok || len(raw) < f.MinSize() {
+		c.malformed.Add(1)
+		s.log.WithFields(logrus.Fields{"kind": kind, "bytes": len(raw)}).Warn("malformed eBPF record")
+		return nil, false
+	}
+	d, ok := s.decoders[kind]
+	if !ok {
+		c.noDecoder.Add(1)
+		return nil, false
+	}
+	rec := tracefs.Record{Format: f, BufferCPU: int(binary.LittleEndian.Uint32(raw[4:])), Data: raw}
+	events, err := safeDecode(d, &rec, received)
+	if err != nil {
+		c.undecodable.Add(1)
+		s.log.WithFields(logrus.Fields{"event": f.Key(), "error": err.Error()}).Warn("cannot decode eBPF record")
+		return nil, false
+	}
+	c.decoded.Add(1)
+	for i := range events {
+		events[i].Source = fault.SourceEBPF
+	}
+	return events, true
+}
+
+// safeDecode keeps a decoder bug on one strange record from killing the
+// source.
+func safeDecode(d tracefs.Decoder, rec *tracefs.Record, received time.Time) (events []fault.Event, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			events, err = nil, fmt.Errorf("decoder panicked: %v", r)
+		}
+	}()
+	return d(rec, received)
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
