@@ -1,0 +1,65 @@
+package kernel
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// ebpfStorm is how many corrected errors the eBPF scenario injects on one
+// page: well past the probe's per-key limit (4 per 10 s in the guest
+// helper), so most of them must be counted in the kernel, not sent.
+const ebpfStorm = 200
+
+// EBPFScenario loads the eBPF source in the guest beside a tracefs
+// instance on the same tracepoints (guest ebpf-check): both must make
+// identical events of one memory and one cache error, and a storm on one
+// page must be delivered as exact totals.
+func EBPFScenario() Scenario {
+	return Scenario{
+		Name:   "ebpf",
+		Append: "ras=cec_disable",
+		Script: fmt.Sprintf("guest ebpf-check %d\n", ebpfStorm),
+	}
+}
+
+// TestEBPF runs the eBPF source on every selected cell: one object, loaded
+// through CO-RE on 6.1 and 6.12, AMD and Intel guest models.
+func TestEBPF(t *testing.T) {
+	requireKernelGate(t)
+	lab := newLab(t)
+	for _, cell := range matrix(t) {
+		t.Run(cell.String(), func(t *testing.T) {
+			t.Parallel()
+			rs := runScenario(t, lab, cell, EBPFScenario(), RunOptions{Timeout: 5 * time.Minute})
+			requireModulesLoaded(t, rs)
+			r := only(t, rs, "ebpf-check")
+			num := func(key string) float64 {
+				t.Helper()
+				v, ok := r.Number(key)
+				require.True(t, ok, "ebpf-check reported no %s: %v", key, r.Data)
+				return v
+			}
+			require.Equal(t, "mce/mce_record,ras/mc_event,ras/memory_failure_event,ras/extlog_mem_event,ras/aer_event",
+				r.String("attached"), "every RAS tracepoint Debian's kernels have")
+			require.Equal(t, 2.0, num("identical_events"), "memory and cache error: eBPF event equals the tracefs one")
+
+			seen := num("storm_seen")
+			require.Positive(t, seen, "the probe saw the storm")
+			require.Zero(t, num("storm_lost"), "no record neither sent nor counted")
+			require.Equal(t, seen, num("storm_sent")+num("storm_aggregated"), "every record sent or counted")
+			require.Positive(t, num("storm_aggregated"), "a storm past the per-key limit is counted in the kernel")
+			require.Equal(t, seen, num("storm_ebpf_count"), "the events' counts add up to every record the probe saw")
+			require.Less(t, num("storm_ebpf_events"), seen, "fewer events than records: userspace work follows keys, not errors")
+			if num("tracefs_missed") == 0 {
+				require.Equal(t, num("storm_tracefs_count"), num("storm_ebpf_count"), "eBPF and a lossless tracefs agree on the storm")
+			}
+			t.Logf("%s: open %v ms, RSS %v -> %v kB, memory error via eBPF in %v ms, storm of %d: seen %v, sent %v, counted %v, ringbuf full %v, %v events; tracefs %v (missed %v); Close returned in %v ms",
+				cell, r.Data["open_ms"], r.Data["rss_kb_before_open"], r.Data["rss_kb_after_open"], r.Data["memory_ebpf_ms"], ebpfStorm,
+				seen, r.Data["storm_sent"], r.Data["storm_aggregated"], r.Data["storm_ringbuf_full"], r.Data["storm_ebpf_events"],
+				r.Data["storm_tracefs_count"], r.Data["tracefs_missed"], r.Data["close_ms"])
+		})
+	}
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/selfprotect/selfprotect/ebpfsource"
+	"github.com/selfprotect/selfprotect/edac"
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/mce"
+	"github.com/selfprotect/selfprotect/tracefs"
+)
+
+// ebpfStormPage is where the storm lands: any physical address will do,
+// since mce-inject's sw flag only logs the record.
+const (
+	ebpfSinglePage = 0x2799040
+	ebpfStormPage  = 0x3a5b000
+)
+
+// ebpfWait bounds every wait for events; a record that takes longer is a
+// failure the host sees, not a hang.
+const ebpfWait = 20 * time.Second
+
+var ebpfDecoders = map[string]tracefs.Decoder{
+	"mce/mce_record": mce.TraceDecoder,
+	"ras/mc_event":   edac.TraceDecoder,
+}
+
+// collector drains a source's events in the background.
+type collector struct {
+	ch   chan fault.Event
+	got  chan fault.Event
+	done chan error
+}
+
+func collect(ctx context.Context, src fault.EventSource) *collector {
+	c := &collector{ch: make(chan fault.Event, 1024), got: make(chan fault.Event, 1<<16), done: make(chan error, 1)}
+	go func() { c.done <- src.Run(ctx, c.ch) }()
+	go func() {
+		for ev := range c.ch {
+			c.got <- ev
+		}
+	}()
+	return c
+}
+
+// next waits for the next event matching keep.
+func (c *collector) next(keep func(fault.Event) bool, timeout time.Duration) (fault.Event, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev := <-c.got:
+			if keep(ev) {
+				return ev, nil
+			}
+		case <-deadline:
+			return fault.Event{}, fmt.Errorf("no event within %s", timeout)
+		}
+	}
+}
+
+// cmdEBPFCheck runs the eBPF source beside a tracefs instance on the same
+// tracepoints, injects one corrected memory error and one corrected cache
+// error, and reports whether the two sources made identical events of them
+// (all but Source and Received). Then it injects a storm of N corrected
+// errors on one page and reports the probes' counters and the counts the
+// eBPF events carried, which must add up to every record the probe saw.
+//
+// Usage: ebpf-check [N]   (N defaults to 200)
+func cmdEBPFCheck(e env, args []string) (map[string]any, error) {
+	storm := 200
+	if len(args) > 0 {
+		n, err := parseInt("N", args[0])
+		if err != nil {
+			return nil, err
+		}
+		storm = n
+	}
+	vendor, err := e.cpuVendor()
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]any{"vendor": vendor}
+
+	inst, err := tracefs.OpenInstance(e.paths, tracefs.Options{Name: "ebpfcheck", Events: tracefs.DefaultEvents()}, nil)
+	if err != nil {
+		return data, fmt.Errorf("tracefs instance: %w", err)
+	}
+	defer inst.Close()
+	trace := tracefs.NewSource(inst, ebpfDecoders, nil, nil)
+
+	rssBefore := e.vmRSSKB()
+	opened := time.Now()
+	src, err := ebpfsource.Open(ebpfsource.Config{
+		Paths: e.paths, Decoders: ebpfDecoders,
+		// Four records of a key per 10 s are sent, the rest counted: the
+		// storm aggregates however slowly the emulated guest injects.
+		KeyLimit: 4, KeyWindow: 10 * time.Second,
+	})
+	if err != nil {
+		data["not_supported"] = errors.Is(err, ebpfsource.ErrNotSupported)
+		return data, fmt.Errorf("opening the eBPF source: %w", err)
+	}
+	data["open_ms"] = time.Since(opened).Milliseconds()
+	data["rss_kb_before_open"] = rssBefore
+	data["rss_kb_after_open"] = e.vmRSSKB()
+	data["attached"] = strings.Join(src.Attached(), ",")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bpf := collect(ctx, src)
+	tr := collect(ctx, trace)
+
+	// 1. One memory and one cache error: identical events from both paths.
+	mem, err := memRecord(vendor, ebpfSinglePage, false)
+	if err != nil {
+		return data, err
+	}
+	cache := mceRecord{bank: 1, status: statusCacheCE}
+	injections := []struct {
+		name string
+		cpu  int
+		rec  mceRecord
+	}{{"memory", 1, mem}, {"cache", 2, cache}}
+	equal := 0
+	for _, in := range injections {
+		start := time.Now()
+		if _, err := e.inject(in.cpu, in.rec); err != nil {
+			return data, err
+		}
+		match := func(ev fault.Event) bool {
+			return ev.Status == in.rec.status && ev.CPU == in.cpu && ev.Bank == in.rec.bank
+		}
+		b, err := bpf.next(match, ebpfWait)
+		if err != nil {
+			return data, fmt.Errorf("%s error through eBPF: %w", in.name, err)
+		}
+		data[in.name+"_ebpf_ms"] = float64(time.Since(start).Microseconds()) / 1000
+		t, err := tr.next(match, ebpfWait)
+		if err != nil {
+			return data, fmt.Errorf("%s error through tracefs: %w", in.name, err)
+		}
+		if b.Source != fault.SourceEBPF {
+			return data, fmt.Errorf("%s error: eBPF event has source %q", in.name, b.Source)
+		}
+		b.Source, b.Received = t.Source, t.Received
+		if !reflect.DeepEqual(b, t) {
+			return data, fmt.Errorf("%s error: eBPF and tracefs events differ:\n ebpf    %+v\n tracefs %+v", in.name, b, t)
+		}
+		data[in.name+"_event"] = t.String()
+		equal++
+	}
+	data["identical_events"] = equal
+
+	// 2. A storm on one page: every record sent or counted.
+	before, err := src.Stats()
+	if err != nil {
+		return data, err
+	}
+	inj, err := e.openInjector()
+	if err != nil {
+		return data, err
+	}
+	storming, err := memRecord(vendor, ebpfStormPage, false)
+	if err != nil {
+		inj.close()
+		return data, err
+	}
+	for i := 0; i < storm; i++ {
+		if err := inj.inject(1, storming); err != nil {
+			inj.close()
+			return data, err
+		}
+	}
+	inj.close()
+	onPage := func(ev fault.Event) bool { return ev.AddrValid && ev.PFN() == ebpfStormPage/fault.PageSize }
+	var bpfSum, bpfEvents, trSum uint64
+	var after ebpfsource.ProbeStats
+	deadline := time.Now().Add(ebpfWait)
+	for {
+		st, err := src.Stats()
+		if err != nil {
+			return data, err
+		}
+		after = st.Probes["mce/mce_record"]
+		seen := after.Seen - before.Probes["mce/mce_record"].Seen
+		drain(bpf.got, onPage, &bpfSum, &bpfEvents)
+		drain(tr.got, onPage, &trSum, nil)
+		if bpfSum >= seen && seen > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b := before.Probes["mce/mce_record"]
+	data["storm_injected"] = storm
+	data["storm_seen"] = after.Seen - b.Seen
+	data["storm_sent"] = after.Sent - b.Sent
+	data["storm_aggregated"] = after.Aggregated - b.Aggregated
+	data["storm_ringbuf_full"] = after.RingbufFull - b.RingbufFull
+	data["storm_lost"] = after.Lost - b.Lost
+	data["storm_ebpf_count"] = bpfSum
+	data["storm_ebpf_events"] = bpfEvents
+
+	// Close must interrupt Run at once.
+	closed := time.Now()
+	if err := src.Close(); err != nil {
+		return data, fmt.Errorf("closing the eBPF source: %w", err)
+	}
+	select {
+	case err := <-bpf.done:
+		if err != nil {
+			return data, fmt.Errorf("eBPF Run after Close: %w", err)
+		}
+		data["close_ms"] = time.Since(closed).Milliseconds()
+	case <-time.After(5 * time.Second):
+		return data, errors.New("eBPF Run still blocked 5 s after Close")
+	}
+	// tracefs gets a moment to flush what it holds, then reports its total.
+	time.Sleep(time.Second)
+	drain(tr.got, onPage, &trSum, nil)
+	cancel()
+	<-tr.done
+	drain(tr.got, onPage, &trSum, nil)
+	ts := trace.Stats()
+	data["storm_tracefs_count"] = trSum
+	data["tracefs_missed"] = ts.Missed + ts.LostUnknown
+	return data, nil
+}
+
+func drain(ch chan fault.Event, keep func(fault.Event) bool, sum, events *uint64) {
+	for {
+		select {
+		case ev := <-ch:
+			if keep(ev) {
+				*sum += uint64(ev.Count)
+				if events != nil {
+					*events++
+				}
+			}
+		default:
+			return
+		}
+	}
+}
+
+// vmRSSKB is this process's resident set in kB, 0 when unreadable.
+func (e env) vmRSSKB() int {
+	data, err := os.ReadFile(e.paths.ProcPath("self", "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}
