@@ -19,16 +19,37 @@ type evidenceLog struct {
 }
 
 // evidenceLogSize is a power of two; at ~260 bytes an event it is ~260 KiB.
-const evidenceLogSize = 1024
+// The log starts small and doubles up to it, so an engine that has seen
+// few events (replay keeps one per host and policy) costs little.
+const (
+	evidenceLogSize    = 1024
+	evidenceLogInitial = 16
+)
 
 func newEvidenceLog() evidenceLog {
-	return evidenceLog{events: make([]fault.Event, evidenceLogSize), seqs: make([]uint32, evidenceLogSize),
-		next: 1, mask: evidenceLogSize - 1}
+	return evidenceLog{next: 1}
+}
+
+// grow doubles the ring. Every event still in it lands on its own slot of
+// the larger ring: they are the last len(events) numbers.
+func (l *evidenceLog) grow() {
+	n := max(2*len(l.events), evidenceLogInitial)
+	events, seqs := make([]fault.Event, n), make([]uint32, n)
+	mask := uint32(n - 1)
+	for i, s := range l.seqs {
+		if s != 0 {
+			events[s&mask], seqs[s&mask] = l.events[i], s
+		}
+	}
+	l.events, l.seqs, l.mask = events, seqs, mask
 }
 
 // push copies ev into the log and returns its number (never 0).
 func (l *evidenceLog) push(ev *fault.Event) uint32 {
 	s := l.next
+	if len(l.events) < evidenceLogSize && int(s) > len(l.events) {
+		l.grow()
+	}
 	l.events[s&l.mask] = *ev
 	l.seqs[s&l.mask] = s
 	l.next++
@@ -39,7 +60,7 @@ func (l *evidenceLog) push(ev *fault.Event) uint32 {
 }
 
 func (l *evidenceLog) get(s uint32) (*fault.Event, bool) {
-	if s == 0 || l.seqs[s&l.mask] != s {
+	if s == 0 || len(l.seqs) == 0 || l.seqs[s&l.mask] != s {
 		return nil, false
 	}
 	return &l.events[s&l.mask], true

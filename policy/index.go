@@ -34,7 +34,7 @@ type bucket struct {
 
 func newU64Index() *u64Index {
 	x := &u64Index{}
-	x.resize(1 << 10)
+	x.resize(1 << 4) // grows on demand; replay keeps many small engines
 	return x
 }
 
