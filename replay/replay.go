@@ -43,6 +43,7 @@ func (p *Policy) decider() decider {
 // use. Records of one host must come in time order; hosts may interleave.
 type Replayer struct {
 	defaults HostSpec
+	grouped  bool
 	policies []Policy
 	stats    []*PolicyReport
 	hosts    map[string]*host
@@ -60,10 +61,13 @@ type host struct {
 	spec     HostSpec
 	declared bool
 	started  bool
-	last     time.Time
-	uePages  map[uint64]struct{}
-	ueDIMMs  map[dimmID]struct{}
-	runs     []*run
+	// done: with grouped traces, another host followed and this host's
+	// engines were freed.
+	done    bool
+	last    time.Time
+	uePages map[uint64]struct{}
+	ueDIMMs map[dimmID]struct{}
+	runs    []*run
 }
 
 type dimmID struct {
@@ -96,11 +100,29 @@ func New(defaults HostSpec, policies ...Policy) (*Replayer, error) {
 	return r, nil
 }
 
+// Grouped declares that the trace holds each host's records in one block
+// (as the generator writes them): a host's engines are freed when the next
+// host starts, so memory stays bounded by one host, and a host that shows
+// up again later is an error.
+func (r *Replayer) Grouped() { r.grouped = true }
+
 // Add replays one record. Errors name the record's line.
 func (r *Replayer) Add(file string, rec *Record) error {
 	h := r.last
 	if h == nil || h.name != rec.Host {
+		if r.grouped && h != nil {
+			h.done = true
+			for _, ru := range h.runs {
+				if ru != nil {
+					ru.dec = nil
+				}
+			}
+		}
 		h = r.hosts[rec.Host]
+		if h != nil && h.done {
+			return &LineError{File: file, Line: rec.Line, Field: "host",
+				Msg: fmt.Sprintf("host %q appears again after other hosts, but the trace was declared grouped by host", rec.Host)}
+		}
 		if h == nil {
 			h = &host{name: rec.Host, spec: r.defaults, runs: make([]*run, len(r.policies))}
 			r.hosts[rec.Host] = h

@@ -222,3 +222,32 @@ func TestLoadPolicy(t *testing.T) {
 	_, err = LoadPolicy("testdata/missing.yaml")
 	require.ErrorContains(t, err, "testdata/missing.yaml")
 }
+
+// TestGrouped: a grouped replay gives the same report as an ungrouped one
+// and refuses a host that comes back.
+func TestGrouped(t *testing.T) {
+	trace := `{"time":"2026-01-01T00:00:00Z","host":"a","class":"memory","severity":"corrected","addr":"0x1000"}
+{"time":"2026-01-01T00:00:01Z","host":"a","class":"memory","severity":"corrected","addr":"0x1000"}
+{"time":"2026-01-01T00:00:00Z","host":"b","class":"memory","severity":"corrected","addr":"0x1000"}
+`
+	run := func(grouped bool, text string) (*Report, error) {
+		r, err := New(defaultHost, builtin(t, "selfprotect")...)
+		require.NoError(t, err)
+		if grouped {
+			r.Grouped()
+		}
+		err = r.ReadTrace("g", strings.NewReader(text))
+		return r.Report(), err
+	}
+	a, err := run(false, trace)
+	require.NoError(t, err)
+	b, err := run(true, trace)
+	require.NoError(t, err)
+	require.Equal(t, a, b)
+	require.EqualValues(t, 1, b.Policies[0].PagesRetired)
+
+	_, err = run(true, trace+`{"time":"2026-01-01T00:00:02Z","host":"a","class":"memory","severity":"corrected","addr":"0x2000"}`+"\n")
+	require.ErrorContains(t, err, `g:4: field "host": host "a" appears again after other hosts`)
+	_, err = run(false, trace+`{"time":"2026-01-01T00:00:02Z","host":"a","class":"memory","severity":"corrected","addr":"0x2000"}`+"\n")
+	require.NoError(t, err)
+}

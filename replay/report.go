@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -90,12 +91,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("events seen", func(p *PolicyReport) string { return fmt.Sprint(p.EventsSeen) })
 	row("cases", func(p *PolicyReport) string { return formatCases(p.Cases) })
 	row("pages retired", func(p *PolicyReport) string { return fmt.Sprint(p.PagesRetired) })
-	row("memory retired", func(p *PolicyReport) string { return fmt.Sprintf("%.5f%%", p.RetiredPercent) })
+	row("memory retired", func(p *PolicyReport) string {
+		return fmt.Sprintf("%s (%s of RAM)", formatMiB(p.PagesRetired*4096), formatPercent(p.RetiredPercent))
+	})
 	row("worst host", func(p *PolicyReport) string {
 		if p.MaxHost == "" {
 			return "-"
 		}
-		return fmt.Sprintf("%.4f%% %s", p.MaxHostRetiredPercent, p.MaxHost)
+		return fmt.Sprintf("%s %s", formatPercent(p.MaxHostRetiredPercent), p.MaxHost)
 	})
 	row("pages refused", func(p *PolicyReport) string { return fmt.Sprint(p.PagesRefused) })
 	row("CPUs offlined", func(p *PolicyReport) string { return fmt.Sprint(p.CPUsOffline) })
@@ -180,6 +183,18 @@ func formatLead(d time.Duration) string {
 	}
 	return fmt.Sprintf("%.0fs", d.Seconds())
 }
+
+// formatPercent keeps two significant digits: fleet-wide shares of RAM
+// retired are tiny, and 0.00000% would hide the difference between
+// policies.
+func formatPercent(p float64) string {
+	if p == 0 {
+		return "0%"
+	}
+	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+}
+
+func formatMiB(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func formatBytes(b uint64) string {
 	const gib = 1 << 30

@@ -47,8 +47,12 @@ func TestCalibration(t *testing.T) {
 	_, st := gen(t, p)
 	dimms := p.Hosts * p.DIMMsPerHost
 	share := float64(len(st.ErrorsPerDIMM)) / float64(dimms)
-	require.Greater(t, share, 0.02, "share of DIMMs with errors")
+	require.Greater(t, share, 0.01, "share of DIMMs with errors")
 	require.Less(t, share, 0.15, "share of DIMMs with errors")
+
+	hosts := float64(st.HostsWithErrors) / float64(p.Hosts)
+	require.Greater(t, hosts, 0.2, "share of hosts with errors")
+	require.Less(t, hosts, 0.5, "share of hosts with errors")
 
 	counts := slices.Clone(st.ErrorsPerDIMM)
 	slices.Sort(counts)

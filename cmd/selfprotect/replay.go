@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/selfprotect/selfprotect/replay"
+	"github.com/selfprotect/selfprotect/sim/fleetgen"
+)
+
+func newReplayCommand(g *globals) *cobra.Command {
+	var (
+		policySpec string
+		tracePath  string
+		compare    []string
+		host       replay.HostSpec
+		ramGiB     uint64
+		progress   bool
+		grouped    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "replay --trace FILE [--policy FILE|builtin:NAME] [--compare POLICY...]",
+		Short: "What would a policy have done on a recorded or generated error history?",
+		Long: `replay runs the daemon's policy engine and budget checks over a trace of
+corrected and uncorrected errors (JSON lines, see the README), one simulated
+machine per host, with each record's own time, and reports per policy: pages
+and CPUs retired, memory retired, DIMM replacement cases and their lead time
+before the DIMM's first uncorrected error, and the share of pages with an
+uncorrected error that were retired (or whose DIMM was flagged) before it.
+
+Policies are files or built-ins: ` + "`builtin:selfprotect`" + ` (the default policy),
+builtin:rasdaemon, builtin:mcelog, builtin:cec, builtin:cec-2, builtin:fma,
+or builtin:anchors for all five anchors.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tracePath == "" {
+				return fmt.Errorf("--trace is required (a JSON-lines trace, - for stdin; write one with 'selfprotect replay gen')")
+			}
+			policies, err := replay.LoadPolicy(policySpec)
+			if err != nil {
+				return err
+			}
+			for _, c := range compare {
+				ps, err := replay.LoadPolicy(c)
+				if err != nil {
+					return err
+				}
+				policies = append(policies, ps...)
+			}
+			host.RAMMiB = ramGiB * 1024
+			r, err := replay.New(host, policies...)
+			if err != nil {
+				return err
+			}
+			if grouped {
+				r.Grouped()
+			}
+			in, size, closeIn, err := openTrace(tracePath)
+			if err != nil {
+				return err
+			}
+			defer closeIn()
+			if progress && size > 0 {
+				in = &progressReader{r: in, size: size, w: g.errw}
+			}
+			if err := r.ReadTrace(tracePath, in); err != nil {
+				return err
+			}
+			if progress {
+				fmt.Fprintln(g.errw)
+			}
+			return r.Report().WriteText(g.out)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&policySpec, "policy", replay.BuiltinPrefix+"selfprotect", "policy file or builtin:NAME")
+	f.StringVar(&tracePath, "trace", "", "JSON-lines trace to replay (- for stdin)")
+	f.StringArrayVar(&compare, "compare", nil, "another policy to replay beside it (repeatable; file or builtin:NAME, builtin:anchors for all anchors)")
+	f.Uint64Var(&ramGiB, "ram-gib", 256, "RAM of hosts the trace does not describe, GiB")
+	f.IntVar(&host.CPUs, "cpus", 64, "CPUs of hosts the trace does not describe")
+	f.IntVar(&host.ThreadsPerCore, "threads-per-core", 2, "SMT threads per core of hosts the trace does not describe")
+	f.BoolVar(&progress, "progress", false, "show progress on stderr")
+	f.BoolVar(&grouped, "grouped", false, "the trace holds each host's records in one block (as 'replay gen' writes it): free a host's engines when the next starts, so memory stays bounded on fleet-sized traces")
+	cmd.AddCommand(newReplayGenCommand(g))
+	return cmd
+}
+
+func newReplayGenCommand(g *globals) *cobra.Command {
+	p := fleetgen.Defaults()
+	var (
+		out      string
+		days     int
+		start    string
+		progress bool
+	)
+	cmd := &cobra.Command{
+		Use:   "gen --out FILE [--hosts N] [--days D] [--seed S]",
+		Short: "Write a synthetic fleet error history calibrated on published field studies",
+		Long: `gen writes a trace for replay: DRAM faults per device at field-study FIT
+rates by mode (single-bit to multi-rank, transient and permanent), heavy-tailed
+bursty corrected errors, uncorrected errors that follow some faults, and a few
+failing core caches. Parameters and their sources: sim/fleetgen/params.go.
+The same seed and flags always give the same bytes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return fmt.Errorf("--out is required (- for stdout)")
+			}
+			t, err := time.Parse(time.RFC3339, start)
+			if err != nil {
+				return fmt.Errorf("--start: want RFC 3339 like 2026-01-01T00:00:00Z: %w", err)
+			}
+			p.Start, p.Duration = t, time.Duration(days)*24*time.Hour
+			w, closeOut := g.out, func() error { return nil }
+			if out != "-" {
+				f, err := os.Create(out)
+				if err != nil {
+					return fmt.Errorf("creating trace: %w", err)
+				}
+				w, closeOut = f, f.Close
+			}
+			var report func(done, total int)
+			if progress {
+				report = func(done, total int) {
+					if done == total || done%max(total/100, 1) == 0 {
+						fmt.Fprintf(g.errw, "\rhosts %d/%d (%d%%)", done, total, 100*done/total)
+					}
+				}
+			}
+			st, err := fleetgen.Generate(w, p, report)
+			if cerr := closeOut(); err == nil && cerr != nil {
+				err = fmt.Errorf("closing trace: %w", cerr)
+			}
+			if err != nil {
+				return err
+			}
+			if progress {
+				fmt.Fprintln(g.errw)
+			}
+			fmt.Fprintf(g.errw, "wrote %d records for %d hosts (%d with errors): %d corrected memory errors, %d uncorrected, %d cache errors\n",
+				st.Records, st.Hosts, st.HostsWithErrors, st.CorrectedErrors, st.UEs, st.CacheErrors)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", "trace file to write (- for stdout)")
+	f.IntVar(&p.Hosts, "hosts", p.Hosts, "hosts in the fleet")
+	f.IntVar(&days, "days", 365, "length of the history in days")
+	f.StringVar(&start, "start", p.Start.Format(time.RFC3339), "start of the history")
+	f.Uint64Var(&p.Seed, "seed", p.Seed, "random seed")
+	f.Float64Var(&p.FITScale, "fit-scale", p.FITScale, "multiplier of every DRAM fault rate")
+	f.IntVar(&p.DIMMsPerHost, "dimms", p.DIMMsPerHost, "DIMMs per host")
+	f.IntVar(&p.DIMMGiB, "dimm-gib", p.DIMMGiB, "DIMM size in GiB")
+	f.IntVar(&p.CPUs, "cpus", p.CPUs, "CPUs per host")
+	f.BoolVar(&p.RowDecode, "rows", p.RowDecode, "write each memory error's DRAM row (as decoding EDAC drivers do)")
+	f.BoolVar(&progress, "progress", false, "show progress on stderr")
+	return cmd
+}
+
+// openTrace opens a trace file or stdin and returns its size when known.
+func openTrace(path string) (io.Reader, int64, func(), error) {
+	if path == "-" {
+		return os.Stdin, 0, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("opening trace: %w", err)
+	}
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	return f, size, func() { f.Close() }, nil
+}
+
+// progressReader prints how much of the trace was read, at most once per
+// percent.
+type progressReader struct {
+	r         io.Reader
+	size, n   int64
+	lastShown int64
+	w         io.Writer
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if pct := 100 * p.n / p.size; pct != p.lastShown {
+		p.lastShown = pct
+		fmt.Fprintf(p.w, "\rreplayed %d%% of %d MB", pct, p.size>>20)
+	}
+	return n, err
+}
