@@ -39,6 +39,7 @@ const (
 	DefaultKeyWindow = time.Second
 	DefaultSweep     = 200 * time.Millisecond
 	DefaultBackstop  = 10 * time.Second
+	DefaultRingBytes = 256 << 10
 )
 
 // Config says where the kernel is and what to do with records.
@@ -59,7 +60,10 @@ type Config struct {
 	// Backstop bounds how long the reader waits without a wake-up before
 	// it drains the ring and reads the counters anyway.
 	Backstop time.Duration
-	Log      logrus.FieldLogger
+	// RingBytes sizes the ring buffer: a power of two, a multiple of the
+	// page size; 0 means DefaultRingBytes.
+	RingBytes uint32
+	Log       logrus.FieldLogger
 	// Now stamps records with their receive time; nil means time.Now.
 	Now func() time.Time
 }
@@ -108,6 +112,7 @@ func (cfg Config) withDefaults() Config {
 	cfg.KeyWindow = cmp.Or(cfg.KeyWindow, DefaultKeyWindow)
 	cfg.Sweep = cmp.Or(cfg.Sweep, DefaultSweep)
 	cfg.Backstop = cmp.Or(cfg.Backstop, DefaultBackstop)
+	cfg.RingBytes = cmp.Or(cfg.RingBytes, DefaultRingBytes)
 	return cfg
 }
 
@@ -115,6 +120,9 @@ func (cfg Config) withDefaults() Config {
 // to every tracepoint this kernel has.
 func Open(cfg Config) (*Source, error) {
 	cfg = cfg.withDefaults()
+	if r := cfg.RingBytes; r < 4096 || r&(r-1) != 0 {
+		return nil, fmt.Errorf("ring buffer of %d bytes: want a power of two of at least 4096", r)
+	}
 
 	var present []probe
 	for _, p := range probes {
@@ -144,6 +152,7 @@ func Open(cfg Config) (*Source, error) {
 	if err := setLimits(spec, cfg); err != nil {
 		return nil, err
 	}
+	spec.Maps[probesMapEvents].MaxEntries = cfg.RingBytes
 	// A program for a tracepoint this kernel lacks would fail CO-RE (its
 	// context type is missing from the kernel's BTF): leave it out.
 	keep := map[string]bool{}
@@ -289,24 +298,25 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.reader.Flush() })
 	defer stop()
 	storming := false
+	// next is when the counters are due to be read. It is a point in time,
+	// not a timeout per read, so a steady flow of records cannot postpone
+	// a sweep forever. The deadline is wall time because the reader's
+	// poller wants one.
+	next := time.Now().Add(s.cfg.Backstop)
 	var rec ringbuf.Record
 	for {
-		wait := s.cfg.Backstop
-		if storming {
-			wait = s.cfg.Sweep
-		}
-		// The deadline is wall time because the reader's poller wants one.
-		s.reader.SetDeadline(time.Now().Add(wait))
+		s.reader.SetDeadline(next)
 		err := s.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if s.handle(ctx, rec.RawSample, out) {
+			if s.handle(ctx, rec.RawSample, out) && !storming {
 				storming = true
+				if soon := time.Now().Add(s.cfg.Sweep); soon.Before(next) {
+					next = soon
+				}
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Timed out with nothing to read: read the counters; keep
-			// sweeping fast while they move.
-			storming = s.sweep(ctx, out)
+			// Nothing left to read; the sweep below is due.
 		case errors.Is(err, ringbuf.ErrFlushed):
 			// ctx ended: report what was counted and stop.
 			s.sweep(context.WithoutCancel(ctx), out)
@@ -318,6 +328,14 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if now := time.Now(); !now.Before(next) {
+			// Keep sweeping fast while the counters move.
+			storming = s.sweep(ctx, out)
+			next = now.Add(s.cfg.Backstop)
+			if storming {
+				next = now.Add(s.cfg.Sweep)
+			}
 		}
 	}
 }

@@ -209,6 +209,13 @@ func TestOpenWithoutTracepointsIsNotSupported(t *testing.T) {
 	require.ErrorContains(t, err, "no RAS tracepoint")
 }
 
+func TestOpenRejectsABadRingSize(t *testing.T) {
+	for _, n := range []uint32{1000, 4095, 12288} {
+		_, err := Open(Config{Paths: kpath.Under(t.TempDir()), RingBytes: n})
+		require.ErrorContains(t, err, "want a power of two", "ring of %d bytes", n)
+	}
+}
+
 func ExampleProbes() {
 	fmt.Println(strings.Join(Probes(), " "))
 	// Output: mce/mce_record ras/mc_event ras/memory_failure_event ras/extlog_mem_event ras/aer_event
