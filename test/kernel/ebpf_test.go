@@ -56,8 +56,20 @@ func TestEBPF(t *testing.T) {
 			if num("tracefs_missed") == 0 {
 				require.Equal(t, num("storm_tracefs_count"), num("storm_ebpf_count"), "eBPF and a lossless tracefs agree on the storm")
 			}
-			t.Logf("%s: open %v ms, RSS %v -> %v kB, memory error via eBPF in %v ms, storm of %d: seen %v, sent %v, counted %v, ringbuf full %v, %v events; tracefs %v (missed %v); Close returned in %v ms",
-				cell, r.Data["open_ms"], r.Data["rss_kb_before_open"], r.Data["rss_kb_after_open"], r.Data["memory_ebpf_ms"], ebpfStorm,
+			// A one-page ring nobody reads during the storm.
+			fullSeen := num("full_seen")
+			require.Positive(t, fullSeen)
+			require.Zero(t, num("full_lost"), "full ring: nothing lost")
+			require.Equal(t, fullSeen, num("full_sent")+num("full_aggregated"), "full ring: every record sent or counted")
+			require.Equal(t, num("full_aggregated"), num("full_ringbuf_full"), "full ring: only a full ring made records counted (no rate limit)")
+			require.Equal(t, fullSeen, num("full_ebpf_count"), "full ring: the events' counts add up to every record seen")
+			if fullSeen > 4096/128 {
+				require.Positive(t, num("full_ringbuf_full"), "more records than a page of ring holds (128 bytes each)")
+			}
+			t.Logf("%s: one-page ring, %d injected: seen %v, sent %v, counted on a full ring %v, %v events",
+				cell, int(num("full_injected")), fullSeen, r.Data["full_sent"], r.Data["full_ringbuf_full"], r.Data["full_ebpf_events"])
+			t.Logf("%s: open %v ms, RSS %v -> %v kB, memory error injected in %v ms, via eBPF %v ms after, storm of %d: seen %v, sent %v, counted %v, ringbuf full %v, %v events; tracefs %v (missed %v); Close returned in %v ms",
+				cell, r.Data["open_ms"], r.Data["rss_kb_before_open"], r.Data["rss_kb_after_open"], r.Data["memory_inject_ms"], r.Data["memory_ebpf_ms"], ebpfStorm,
 				seen, r.Data["storm_sent"], r.Data["storm_aggregated"], r.Data["storm_ringbuf_full"], r.Data["storm_ebpf_events"],
 				r.Data["storm_tracefs_count"], r.Data["tracefs_missed"], r.Data["close_ms"])
 		})
