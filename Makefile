@@ -122,7 +122,7 @@ not-built:
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alert peers: snmptrapd, SMTP server, Alertmanager (alerts not built)"
-	@echo "  - eBPF source (tracefs is the only tracepoint source)"
+	@echo "  - eBPF source not selected by the daemon (ebpfsource/ is built and tested in the guests)"
 	@echo "================================================================"
 
 clean:
