@@ -25,7 +25,7 @@ var testDecoders = map[string]tracefs.Decoder{
 
 // decodeOnly is a Source with formats and decoders but no kernel objects:
 // enough to run decode on wire bytes.
-func decodeOnly(t *testing.T) *Source {
+func decodeOnly(t testing.TB) *Source {
 	t.Helper()
 	spec, err := loadProbes()
 	require.NoError(t, err)
