@@ -133,6 +133,10 @@ func syntaxError(name string, err error) error {
 	return &ConfigError{File: name, Line: line, Msg: "YAML syntax: " + m[2]}
 }
 
+// AlertsKey is the top-level section the alert package owns in the same
+// file; the policy lets it through unread.
+const AlertsKey = "alerts"
+
 // decoder walks the YAML tree alongside the Config struct. Doing the walk
 // ourselves (rather than yaml's KnownFields) lets every error name the key
 // path a user wrote ("rules.page") instead of a Go type name.
@@ -175,6 +179,9 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	fields := yamlFields(v.Type())
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
+		if path == "" && key.Value == AlertsKey {
+			continue // alert/ reads and validates its own section
+		}
 		idx, ok := fields[key.Value]
 		if !ok || key.Kind != yaml.ScalarNode {
 			where := "at top level"
