@@ -72,8 +72,12 @@ func (c *cec) Observe(ev *fault.Event) []policy.Decision {
 		if c.add(pfn) {
 			r := fault.Page(pfn)
 			return []policy.Decision{{
+				// Evidence carries only what the per-DIMM budget reads:
+				// fault.EvidenceOf formats a summary, and a page's errors
+				// after its offline trip CEC again and again.
 				Case: fault.Case{Opened: t, Rule: "cec", Diagnosis: fault.DiagSoftOfflinePage, Suspect: r,
-					FRU: ev.DIMMLabel, State: fault.CaseOpen, Evidence: []fault.Evidence{fault.EvidenceOf(ev)}},
+					FRU: ev.DIMMLabel, State: fault.CaseOpen,
+					Evidence: []fault.Evidence{{Time: t, Source: ev.Source, Class: ev.Class, Count: ev.Count, DIMM: ev.DIMMLabel}}},
 				Targets: []fault.Resource{r},
 			}}
 		}
