@@ -136,8 +136,9 @@ type dimmRef struct {
 
 // group is errors reported by some views and not yet by others.
 type group struct {
-	at      time.Time
-	views   uint8 // bit per view
+	at      time.Time // the newest error's arrival: the window runs from it
+	born    time.Time // when queued; the queue is in this order
+	views   uint8     // bit per view
 	facets  Facet
 	n       uint32
 	severe  bool // uncorrected: never merges with corrected ones
@@ -179,6 +180,7 @@ type Stage struct {
 	learned map[string]dimmRef
 	clashed map[string]bool
 
+	nHeld             atomic.Int64
 	first, merged     [nViews]atomic.Uint64
 	credited, edacNew atomic.Uint64
 	joined            atomic.Uint64
@@ -286,9 +288,15 @@ func (s *Stage) Observe(ev fault.Event) []Verdict {
 		}
 	}
 	if left > 0 {
-		g := &group{at: ev.Received, views: 1 << v, facets: rec, n: left, severe: severe(&ev)}
+		g := &group{at: ev.Received, born: ev.Received, views: 1 << v, facets: rec, n: left, severe: severe(&ev)}
 		s.fill(g, &ev, loc, v)
-		s.queue = append(s.queue, g)
+		if twin := s.twin(g); twin != nil {
+			s.unindex(g)
+			twin.n += left
+			twin.at = ev.Received
+		} else {
+			s.queue = append(s.queue, g)
+		}
 		s.first[v].Add(uint64(left))
 		part := ev
 		part.Count = left
@@ -355,28 +363,68 @@ func (s *Stage) fill(g *group, ev *fault.Event, loc string, v view) {
 	}
 }
 
-// expire closes groups and credits older than their windows.
+// twin finds an open group that g's errors can join: same page, DIMM,
+// location and history. Under a storm on a few pages this keeps one group
+// per page and path instead of one per error, so a record costs the same
+// whatever the rate. The twin's window restarts with the newest error.
+func (s *Stage) twin(g *group) *group {
+	list := s.byDIMM[g.dimm]
+	if g.hasPFN {
+		list = s.byPFN[g.pfn]
+	}
+	for i := len(list) - 1; i >= 0; i-- {
+		t := list[i]
+		if t != g && !t.gone && t.views == g.views && t.facets == g.facets && t.severe == g.severe &&
+			t.hasPFN == g.hasPFN && t.pfn == g.pfn && t.hasDIMM == g.hasDIMM && t.dimm == g.dimm &&
+			t.loc == g.loc && t.native == g.native {
+			return t
+		}
+	}
+	return nil
+}
+
+// unindex removes a group that was indexed by fill but not kept.
+func (s *Stage) unindex(g *group) {
+	g.gone = true
+	s.drop(g)
+}
+
+func (s *Stage) drop(g *group) {
+	if g.hasPFN {
+		s.byPFN[g.pfn] = prune(s.byPFN[g.pfn])
+		if len(s.byPFN[g.pfn]) == 0 {
+			delete(s.byPFN, g.pfn)
+		}
+	}
+	if g.hasDIMM {
+		s.byDIMM[g.dimm] = prune(s.byDIMM[g.dimm])
+		if len(s.byDIMM[g.dimm]) == 0 {
+			delete(s.byDIMM, g.dimm)
+		}
+	}
+}
+
+// expire closes groups and credits older than their windows. A group
+// whose window restarted (a twin took new errors) goes back in the queue.
 func (s *Stage) expire(now time.Time) {
 	cut := 0
-	for cut < len(s.queue) && now.Sub(s.queue[cut].at) > s.opts.Window {
+	var again []*group
+	for cut < len(s.queue) && now.Sub(s.queue[cut].born) > s.opts.Window {
 		g := s.queue[cut]
-		g.gone = true
-		if g.hasPFN {
-			s.byPFN[g.pfn] = prune(s.byPFN[g.pfn])
-			if len(s.byPFN[g.pfn]) == 0 {
-				delete(s.byPFN, g.pfn)
-			}
-		}
-		if g.hasDIMM {
-			s.byDIMM[g.dimm] = prune(s.byDIMM[g.dimm])
-			if len(s.byDIMM[g.dimm]) == 0 {
-				delete(s.byDIMM, g.dimm)
-			}
-		}
 		cut++
+		if g.gone {
+			continue
+		}
+		if now.Sub(g.at) <= s.opts.Window {
+			g.born = g.at
+			again = append(again, g)
+			continue
+		}
+		g.gone = true
+		s.drop(g)
 	}
 	if cut > 0 {
-		s.queue = append(s.queue[:0:0], s.queue[cut:]...)
+		s.queue = append(append(s.queue[:0:0], s.queue[cut:]...), again...)
 	}
 	for k, cs := range s.credits {
 		i := 0
@@ -432,13 +480,15 @@ func (s *Stage) takeCredit(k creditKey, n uint64) uint64 {
 // so holding it never delays an isolation.
 func (s *Stage) counterDelta(ev fault.Event) []Verdict {
 	s.held = append(s.held, ev)
+	s.nHeld.Store(int64(len(s.held)))
 	return s.Flush(ev.Received)
 }
 
 // Flush counts the held counter deltas that have waited Window: only the
-// part no mc_event delivered. Credits go first to the DIMM whose label they
-// name; a controller's no-info counter (a delta without label) takes
-// credits whose label names no single DIMM ("" or "A or B"). The daemon
+// part no mc_event delivered. A delta takes the credits of its own label
+// first, then those whose label names no single DIMM ("" or "A or B"):
+// the kernel counted such errors in the no-info counter or in a DIMM
+// without a label, and which of them does not change the total. The daemon
 // calls it about once a second so deltas are counted without new records.
 func (s *Stage) Flush(now time.Time) []Verdict {
 	// Deltas settle before credits expire: a delta that matured long ago
@@ -453,21 +503,22 @@ func (s *Stage) Flush(now time.Time) []Verdict {
 	}
 	if i > 0 {
 		s.held = append(s.held[:0:0], s.held[i:]...)
+		s.nHeld.Store(int64(len(s.held)))
 	}
 	return out
 }
 
-// Held is the number of counter deltas waiting.
-func (s *Stage) Held() int { return len(s.held) }
+// Held is the number of counter deltas waiting; safe from any goroutine.
+func (s *Stage) Held() int { return int(s.nHeld.Load()) }
 
 func (s *Stage) settle(ev fault.Event) (Verdict, bool) {
 	sev := severe(&ev)
 	n := uint64(ev.Count)
 	got := s.takeCredit(creditKey{ev.MC, ev.DIMMLabel, sev}, n)
-	if got < n && ev.DIMMLabel == "" {
+	if got < n {
 		var keys []creditKey
 		for k := range s.credits {
-			if k.mc == ev.MC && k.severe == sev && (k.label == "" || strings.Contains(k.label, " or ")) {
+			if k.mc == ev.MC && k.severe == sev && k.label != ev.DIMMLabel && (k.label == "" || strings.Contains(k.label, " or ")) {
 				keys = append(keys, k)
 			}
 		}

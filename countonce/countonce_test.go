@@ -40,7 +40,7 @@ func (r rec) event() fault.Event {
 		ev.PhysAddr, ev.AddrValid, ev.AddrLSB = r.addr, true, 12
 	}
 	ev.DIMMLabel = r.label
-	if r.label != "" || r.src == fault.SourceEDACPoll {
+	if r.label != "" || r.src == fault.SourceEDACPoll || r.src == fault.SourceTraceMC {
 		ev.MC = r.mc
 	}
 	ev.Vendor = r.vendor
@@ -133,6 +133,24 @@ func TestObserve(t *testing.T) {
 			want:  []string{"error+page+dimmx1@DIMM_A1 or DIMM_A2", "", ""},
 		},
 		{
+			name:  "a credit for another DIMM does not hide this DIMM's errors",
+			recs:  []rec{{src: fault.SourceTraceMC, addr: 0x1000, label: "DIMM_A2"}, poll(time.Second, "DIMM_A1", 1)},
+			flush: 10 * time.Second,
+			want:  []string{"error+page+dimmx1@DIMM_A2", "", "error+dimmx1@DIMM_A1"},
+		},
+		{
+			name:  "a corrected credit never covers an uncorrected delta",
+			recs:  []rec{mc(0, 1), {after: time.Second, src: fault.SourceEDACPoll, label: "DIMM_A1", sev: fault.SeverityUncorrectedRecoverable}},
+			flush: 10 * time.Second,
+			want:  []string{"error+page+dimmx1@DIMM_A1", "", "error+dimmx1@DIMM_A1"},
+		},
+		{
+			name:  "an unlabelled mc_event covers a DIMM without a label",
+			recs:  []rec{{src: fault.SourceTraceMC, addr: 0x1000, mc: 0, label: ""}, poll(time.Second, "mc0/rank2", 1)},
+			flush: 10 * time.Second,
+			want:  []string{"error+pagex1", "", ""},
+		},
+		{
 			name: "no EDAC: the Intel MCA location keys the DIMM rule",
 			recs: []rec{intel(0, 7, 1)},
 			want: []string{"error+page+dimmx1@socket 0 bank 7 channel 1"},
@@ -207,4 +225,20 @@ func TestDescribe(t *testing.T) {
 	paths = s.Describe(Machine{})
 	require.Equal(t, "mce_record", paths[0].From)
 	require.Equal(t, "none", paths[2].From)
+}
+
+// BenchmarkStorm: a CE storm on 4 pages through mce_record only (CEC on,
+// or no EDAC). The cost per record must not grow with the storm's size.
+func BenchmarkStorm(b *testing.B) {
+	s := New(Options{})
+	ev := fault.NewEvent(fault.SourceTraceMCE, t0)
+	ev.Class, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, true, 12
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ev.Received = t0.Add(time.Duration(i) * 10 * time.Microsecond)
+		ev.PhysAddr = uint64(0x100+i%4) << 12
+		if len(s.Observe(ev)) != 1 {
+			b.Fatal("a storm error was not counted")
+		}
+	}
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 
+	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/cpuoffline"
-	"github.com/selfprotect/selfprotect/edac"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/kpath"
 	"github.com/selfprotect/selfprotect/pageoffline"
@@ -57,6 +57,9 @@ type Daemon struct {
 	policyMu sync.Mutex
 	cfg      *policy.Config
 	engine   *policy.Engine
+	// stage decides what each memory record adds (main loop only; its
+	// Stats are safe anywhere).
+	stage *countonce.Stage
 
 	cpus  *cpuoffline.Offliner
 	pages *pageoffline.Offliner
@@ -81,7 +84,7 @@ type Daemon struct {
 	pending    []job
 	outcomes   map[string]int
 	edacBound  bool
-	poller     *edac.Poller
+	cec        countonce.Machine
 	lastCPUOff time.Time
 	// perDIMM counts pages we retired on each DIMM (budget max_pages_per_dimm).
 	perDIMM     map[string]int
@@ -91,8 +94,7 @@ type Daemon struct {
 }
 
 type counters struct {
-	received, counted, deferred, errors, stored, notStored atomic.Uint64
-	edacCredited                                           atomic.Uint64
+	received, counted, errors, stored, notStored atomic.Uint64
 }
 
 // New checks the options and loads the policy; it touches nothing yet.
@@ -126,6 +128,7 @@ func New(opts Options) (*Daemon, error) {
 		now:      opts.Now,
 		cfg:      cfg,
 		engine:   policy.NewEngine(cfg),
+		stage:    countonce.New(countonce.Options{}),
 		outcomes: map[string]int{},
 		perDIMM:  map[string]int{},
 		isolated: map[fault.Resource]bool{},
@@ -275,6 +278,9 @@ func (d *Daemon) tick() {
 	end := d.engine.Tick(d.now())
 	storming := d.engine.Storming()
 	d.policyMu.Unlock()
+	// Counter deltas held for their mc_events count even when no record
+	// arrives to move the stage along.
+	d.feed(d.stage.Flush(d.now()))
 	d.storming.Store(storming)
 	if end == nil {
 		return
@@ -357,12 +363,17 @@ func (d *Daemon) Status() Status {
 	if d.sources != nil {
 		s.Sources = d.sources.status()
 	}
+	cs := d.stage.Stats()
 	s.Events = EventCounters{
 		Received: d.counters.received.Load(), Counted: d.counters.counted.Load(),
-		Deferred: d.counters.deferred.Load(), Errors: d.counters.errors.Load(),
+		Errors: d.counters.errors.Load(),
+		Merged: cs.Merged["mce_record"] + cs.Merged["mc_event"] + cs.Merged["extlog_mem_event"],
 		Stored: d.counters.stored.Load(), NotStored: d.counters.notStored.Load(),
-		EDACCredited: d.counters.edacCredited.Load(),
+		EDACCredited: cs.EDACCredited, FirstBy: cs.First, HeldDeltas: d.stage.Held(),
 	}
+	m := d.cec
+	m.EDAC = d.edacBound
+	s.CountPaths = d.stage.Describe(m)
 	if d.sources != nil {
 		d.sources.addCounters(&s.Events)
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/cpuoffline"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/pageoffline"
@@ -17,9 +18,11 @@ import (
 // pages at its own threshold) and whether soft offline is allowed at all.
 func (d *Daemon) inspectKernel() {
 	k := KernelStatus{CEC: "absent (no debugfs ras/cec)", SoftOffline: "enabled", EDAC: "no driver bound"}
+	var m countonce.Machine
 	cec := d.opts.Paths.DebugPath("ras", "cec")
 	if _, err := d.opts.FS.Stat(cec); err == nil {
 		thr := strings.TrimSpace(readString(d.opts.FS, d.opts.Paths.DebugPath("ras", "cec", "action_threshold")))
+		m.CEC, m.CECThreshold = true, thr
 		k.CEC = fmt.Sprintf("enabled (action_threshold %s): the kernel offlines a page itself after that many corrected errors; "+
 			"EDAC mc_event stays silent until then, and our soft offline records it as isolated-by-other when the kernel wins", thr)
 	}
@@ -36,6 +39,7 @@ func (d *Daemon) inspectKernel() {
 		k.EDAC = edac
 	}
 	d.kernel = k
+	d.cec = m
 	d.mu.Unlock()
 	d.log.WithField("cec", k.CEC).WithField("soft_offline", k.SoftOffline).Info("kernel RAS state")
 }

@@ -81,13 +81,16 @@ var (
 	descSource   = prometheus.NewDesc("selfprotect_source_up", "1 when the event source is armed, 0 when dead or unavailable.", []string{"source"}, nil)
 	descCases    = prometheus.NewDesc("selfprotect_cases", "Cases by diagnosis and state.", []string{"diagnosis", "state"}, nil)
 	descActions  = prometheus.NewDesc("selfprotect_actions_total", "Actions since start by outcome.", []string{"outcome"}, nil)
-	descRecords  = prometheus.NewDesc("selfprotect_records_total", "Records by fate: received, deferred (counted through mc_event), undecodable, trace_missed, not_stored.", []string{"fate"}, nil)
+	descRecords  = prometheus.NewDesc("selfprotect_records_total", "Records by fate: received, undecodable, trace_missed, not_stored.", []string{"fate"}, nil)
+	descFirst    = prometheus.NewDesc("selfprotect_memory_errors_first_total", "Memory errors by the path that reported them first (the one they are counted from).", []string{"path"}, nil)
+	descMerged   = prometheus.NewDesc("selfprotect_memory_errors_merged_total", "Memory errors reported again by a second path and counted once, plus EDAC counter errors an mc_event had delivered.", []string{"path"}, nil)
+	descPath     = prometheus.NewDesc("selfprotect_count_path_info", "Which path each class of error is counted from on this machine (see status for why).", []string{"class", "from"}, nil)
 	descCPUs     = prometheus.NewDesc("selfprotect_cpus", "CPUs present and online.", []string{"state"}, nil)
 	descPages    = prometheus.NewDesc("selfprotect_pages_retired", "Pages retired (HardwareCorrupted), by whom, and the budget's limit.", []string{"by"}, nil)
 )
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descCases, descActions, descRecords, descCPUs, descPages} {
+	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descCases, descActions, descRecords, descFirst, descMerged, descPath, descCPUs, descPages} {
 		ch <- d
 	}
 }
@@ -120,9 +123,20 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descActions, float64(n), outcome)
 	}
 	e := s.Events
-	for fate, n := range map[string]uint64{"received": e.Received, "deferred": e.Deferred, "undecodable": e.Undecodable,
+	for fate, n := range map[string]uint64{"received": e.Received, "undecodable": e.Undecodable,
 		"trace_missed": e.TraceMissed, "not_stored": e.NotStored} {
 		counter(descRecords, float64(n), fate)
+	}
+	for path, n := range e.FirstBy {
+		counter(descFirst, float64(n), path)
+	}
+	cs := c.d.stage.Stats()
+	for path, n := range cs.Merged {
+		counter(descMerged, float64(n), path)
+	}
+	counter(descMerged, float64(cs.EDACCredited), "edac_counter")
+	for _, p := range s.CountPaths {
+		gauge(descPath, 1, p.Class, p.From)
 	}
 	gauge(descCPUs, float64(s.Budgets.CPUsPresent), "present")
 	gauge(descCPUs, float64(s.Budgets.CPUsOnline), "online")

@@ -5,32 +5,43 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/policy"
 )
 
-// observe runs on the main loop for every event: count it once, store it,
-// feed the engine, and hand decisions to the action worker.
+// observe runs on the main loop for every record: store it, let the
+// count-once stage decide what it adds, feed that to the engine, and hand
+// decisions to the action worker.
 func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	d.counters.received.Add(1)
-	if d.duplicate(&ev) {
-		d.counters.deferred.Add(1)
-		return
-	}
-	d.counters.counted.Add(1)
-	d.counters.errors.Add(uint64(ev.Count))
-	d.metrics.count(&ev)
-
-	// The history must never stall the pipeline: under a storm the store
-	// may fall behind, and then events are counted but not kept.
+	// The history keeps every record as it came, merged or not. It must
+	// never stall the pipeline: under a storm the store may fall behind,
+	// and then records are counted but not kept.
 	select {
 	case storeQ <- ev:
 	default:
 		d.counters.notStored.Add(1)
 	}
+	d.feed(d.stage.Observe(ev))
+}
 
+// feed gives the engine what the count-once stage let through.
+func (d *Daemon) feed(verdicts []countonce.Verdict) {
+	if len(verdicts) == 0 {
+		return
+	}
+	var decisions []policy.Decision
 	d.policyMu.Lock()
-	decisions := d.engine.Observe(&ev)
+	for i := range verdicts {
+		v := &verdicts[i]
+		if v.New&countonce.FacetError != 0 {
+			d.counters.counted.Add(1)
+			d.counters.errors.Add(uint64(v.Event.Count))
+			d.metrics.count(&v.Event)
+		}
+		decisions = append(decisions, d.engine.ObserveParts(&v.Event, parts(v.New))...)
+	}
 	storming := d.engine.Storming()
 	d.policyMu.Unlock()
 
@@ -42,41 +53,22 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 		}
 	}
 	if !storming {
-		d.log.WithField("event", ev.String()).Debug("hardware error")
+		for i := range verdicts {
+			d.log.WithField("event", verdicts[i].Event.String()).WithField("new", verdicts[i].New.String()).Debug("hardware error")
+		}
 	}
 	for _, dec := range decisions {
 		d.openCase(dec)
 	}
 }
 
-// duplicate applies "each error counted once" (design.md §2): while an EDAC
-// driver is bound, memory errors come from ras:mc_event, which carries the
-// DIMM label, so the same error seen in mce:mce_record is dropped; mc_event
-// counts are credited to the EDAC poller so its counter deltas only add what
-// no tracepoint delivered.
-func (d *Daemon) duplicate(ev *fault.Event) bool {
-	d.mu.Lock()
-	bound, poller := d.edacBound, d.poller
-	d.mu.Unlock()
-	if !bound {
-		return false
+func parts(f countonce.Facet) policy.Parts {
+	return policy.Parts{
+		Error: f&countonce.FacetError != 0,
+		Page:  f&countonce.FacetPage != 0,
+		DIMM:  f&countonce.FacetDIMM != 0,
+		Row:   f&countonce.FacetRow != 0,
 	}
-	switch ev.Source {
-	case fault.SourceTraceMCE:
-		return ev.Class == fault.ClassMemory
-	case fault.SourceTraceMC:
-		if poller != nil && ev.MC != fault.Unknown {
-			// The kernel adds uncorrected, deferred and fatal errors to the
-			// ue counters and corrected ones to ce: credit the matching one.
-			if ev.Severity == fault.SeverityCorrected {
-				poller.Credit(ev.MC, ev.DIMMLabel, uint64(ev.Count))
-			} else {
-				poller.CreditUncorrected(ev.MC, ev.DIMMLabel, uint64(ev.Count))
-			}
-			d.counters.edacCredited.Add(uint64(ev.Count))
-		}
-	}
-	return false
 }
 
 // openCase logs a new case and hands it on. A case with something to

@@ -9,7 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/selfprotect/selfprotect/edac"
+	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/kpath"
 	"github.com/selfprotect/selfprotect/mce"
@@ -70,27 +70,56 @@ func TestObserveCapturedPage(t *testing.T) {
 	require.Equal(t, fault.DiagSoftOfflinePage, j.c.Diagnosis)
 }
 
-// With an EDAC driver bound, memory errors from mce_record are deferred to
-// mc_event and mc_event counts are credited to the counter poller.
+// With an EDAC driver bound each error counts once whichever path reports
+// it first: the mc_event of an error mce_record already counted adds its
+// DIMM label, and its extra count (error_count 3 for 1 mce_record) counts.
 func TestCountOnceWhenEDACBound(t *testing.T) {
 	d := quietDaemon(t)
-	d.edacBound = true
-	d.poller = edac.NewPoller(d.opts.Paths, kpath.OS{}, d.log, time.Now)
+	d.stage.SetLayout([]countonce.Slot{{MC: 0, Label: "DIMM_A1", Socket: fault.Unknown, Channel: 0}})
 	storeQ := make(chan fault.Event, 16)
+	now := time.Now()
 
-	mem := fault.NewEvent(fault.SourceTraceMCE, time.Now())
-	mem.Class = fault.ClassMemory
+	mem := fault.NewEvent(fault.SourceTraceMCE, now)
+	mem.Class, mem.PhysAddr, mem.AddrValid, mem.AddrLSB = fault.ClassMemory, 0x2d94040, true, 12
 	d.observe(mem, storeQ)
-	cache := fault.NewEvent(fault.SourceTraceMCE, time.Now())
+	cache := fault.NewEvent(fault.SourceTraceMCE, now)
 	cache.Class = fault.ClassCache
 	d.observe(cache, storeQ)
-	mc := fault.NewEvent(fault.SourceTraceMC, time.Now())
+	mc := fault.NewEvent(fault.SourceTraceMC, now.Add(time.Millisecond))
 	mc.Class, mc.MC, mc.DIMMLabel, mc.Count = fault.ClassMemory, 0, "DIMM_A1", 3
+	mc.PhysAddr, mc.AddrValid, mc.AddrLSB = 0x2d94000, true, 12
 	d.observe(mc, storeQ)
 
-	require.Equal(t, uint64(1), d.counters.deferred.Load(), "the mce_record copy of a memory error")
-	require.Equal(t, uint64(2), d.counters.counted.Load())
-	require.Equal(t, uint64(3), d.counters.edacCredited.Load())
+	st := d.Status()
+	require.Equal(t, uint64(1), st.Events.Merged, "the mc_event copy of the mce_record's error")
+	require.Equal(t, uint64(4), st.Events.Errors, "1 + 1 cache + 2 more in the mc_event")
+	require.Equal(t, uint64(1), st.Events.FirstBy["mce_record"])
+	require.Equal(t, uint64(2), st.Events.FirstBy["mc_event"])
+	require.Len(t, storeQ, 3, "the history keeps every record")
+	// 3 errors on the page: its rule tripped on the mc_event's new errors.
+	require.Len(t, d.jobs, 1)
+}
+
+// The reproduction: AMD model, 6.12, EDAC bound and CEC on. CEC
+// swallows the errors, so no mc_event comes: the two mce_records alone
+// must trip the page rule.
+func TestCECAndEDACNotBlind(t *testing.T) {
+	d := quietDaemon(t)
+	d.stage.SetLayout([]countonce.Slot{{MC: 0, Label: "DIMM_A1", Socket: fault.Unknown, Channel: 0}})
+	d.cec = countonce.Machine{CEC: true, CECThreshold: "1023"}
+	d.edacBound = true
+	storeQ := make(chan fault.Event, 16)
+	for i := range 2 {
+		mem := fault.NewEvent(fault.SourceTraceMCE, time.Now().Add(time.Duration(i)*time.Second))
+		mem.Class, mem.Vendor, mem.PhysAddr, mem.AddrValid, mem.AddrLSB = fault.ClassMemory, fault.VendorAMD, 0x2d94040, true, 12
+		d.observe(mem, storeQ)
+	}
+	require.Len(t, d.jobs, 1)
+	j := <-d.jobs
+	require.Equal(t, fault.DiagSoftOfflinePage, j.c.Diagnosis)
+	st := d.Status()
+	require.Equal(t, "mce_record, first; mc_event adds the DIMM label", st.CountPaths[0].From)
+	require.Contains(t, st.CountPaths[0].Why, "CEC (action_threshold 1023)")
 }
 
 // BenchmarkPipeline measures the daemon's per-record work from a raw

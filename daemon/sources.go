@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/edac"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/mce"
@@ -217,14 +218,25 @@ func (d *Daemon) tryEDAC(set *sourceSet) {
 	if _, err := poller.Poll(); err != nil { // baseline: earlier counts are history
 		d.log.WithError(err).Warn("EDAC baseline incomplete")
 	}
+	// The stage joins MCA locations to these DIMMs; with a driver bound it
+	// keys DIMMs by EDAC label only.
+	d.stage.SetLayout(layout(edac.Slots(ctrls)))
 	d.mu.Lock()
-	d.edacBound, d.poller = true, poller
+	d.edacBound = true
 	d.kernel.EDAC = fmt.Sprintf("bound (%d controllers)", len(ctrls))
 	d.mu.Unlock()
 	d.policyMu.Lock()
 	interval := d.cfg.EDAC.PollInterval
 	d.policyMu.Unlock()
 	set.start(set.ctx, d, set.edac, edac.NewSource(poller, interval), set.out, fmt.Sprintf("%d controllers, every %s", len(ctrls), interval))
+}
+
+func layout(slots []edac.Slot) []countonce.Slot {
+	out := make([]countonce.Slot, len(slots))
+	for i, s := range slots {
+		out[i] = countonce.Slot{MC: s.MC, Label: s.Label, Socket: s.Socket, Channel: s.Channel}
+	}
+	return out
 }
 
 // trimTime keeps timestamps readable in logs.

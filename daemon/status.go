@@ -1,6 +1,10 @@
 package daemon
 
-import "time"
+import (
+	"time"
+
+	"github.com/selfprotect/selfprotect/countonce"
+)
 
 // Status is what `selfprotect status` prints. It is also the JSON the control
 // socket returns, so tests and monitoring read the same thing humans do.
@@ -21,6 +25,9 @@ type Status struct {
 
 	Sources []SourceStatus `json:"sources"`
 	Events  EventCounters  `json:"events"`
+	// CountPaths say which path each class of error is counted from on
+	// this machine, and why (design.md §2, each error counted once).
+	CountPaths []countonce.Path `json:"count_paths,omitempty"`
 
 	Kernel  KernelStatus  `json:"kernel"`
 	Budgets BudgetStatus  `json:"budgets"`
@@ -44,17 +51,24 @@ type SourceStatus struct {
 type EventCounters struct {
 	Received uint64 `json:"received"` // events from all sources
 	Counted  uint64 `json:"counted"`  // fed to the policy engine
-	// Deferred are memory errors from mce_record while an EDAC driver is
-	// bound: mc_event reports the same error with its DIMM label.
-	Deferred     uint64 `json:"deferred"`
-	Errors       uint64 `json:"errors"` // sum of Count over counted events
-	Stored       uint64 `json:"stored"`
-	NotStored    uint64 `json:"not_stored"` // dropped from the history under a storm
-	Undecodable  uint64 `json:"undecodable"`
-	CorruptPages uint64 `json:"corrupt_pages"` // ring-buffer pages that did not parse
-	TracePages   uint64 `json:"trace_pages"`
-	TraceMissed  uint64 `json:"trace_missed"`
+	// Merged are memory errors a second path reported again (mc_event
+	// after mce_record, ...): counted once, their DIMM label or page added.
+	Merged uint64 `json:"merged"`
+	// FirstBy counts memory errors by the path that reported them first.
+	FirstBy      map[string]uint64 `json:"first_by,omitempty"`
+	Errors       uint64            `json:"errors"` // sum of Count over counted events
+	Stored       uint64            `json:"stored"`
+	NotStored    uint64            `json:"not_stored"` // dropped from the history under a storm
+	Undecodable  uint64            `json:"undecodable"`
+	CorruptPages uint64            `json:"corrupt_pages"` // ring-buffer pages that did not parse
+	TracePages   uint64            `json:"trace_pages"`
+	TraceMissed  uint64            `json:"trace_missed"`
+	// EDACCredited are errors in EDAC counter deltas not counted because
+	// an mc_event had delivered them.
 	EDACCredited uint64 `json:"edac_credited"`
+	// HeldDeltas are EDAC counter deltas waiting (a few seconds) for the
+	// mc_events that may already have reported their errors.
+	HeldDeltas int `json:"held_deltas"`
 }
 
 // KernelStatus reports what the kernel itself does about errors.

@@ -26,13 +26,11 @@ type PollerStats struct {
 	// ReadErrors counts DIMMs, csrows or controllers skipped for a round
 	// because one of their files could not be read.
 	ReadErrors uint64
-	// Credited counts errors (corrected and not) taken off counter deltas
-	// because a tracepoint had already delivered them.
-	Credited uint64
 }
 
-// Poller turns EDAC counter deltas into events. It is safe for concurrent
-// use: the daemon credits tracepoint errors while the poll loop runs.
+// Poller turns EDAC counter deltas into events. It reports every delta:
+// which of them a tracepoint already delivered is the count-once stage's
+// business (countonce/), not the poller's. It is safe for concurrent use.
 type Poller struct {
 	paths kpath.Paths
 	fsys  kpath.FS
@@ -41,12 +39,10 @@ type Poller struct {
 
 	mu       sync.Mutex
 	started  bool
-	last     map[string]uint64         // counter key -> value at the previous poll
-	baseline map[string]uint64         // counter key -> value when first seen
-	known    map[int]bool              // controllers seen before
-	seconds  map[int]uint64            // mc -> seconds_since_reset at the previous poll
-	credits  map[int]map[string]uint64 // corrected: mc -> label -> errors
-	ucredits map[int]map[string]uint64 // uncorrected, deferred, fatal
+	last     map[string]uint64 // counter key -> value at the previous poll
+	baseline map[string]uint64 // counter key -> value when first seen
+	known    map[int]bool      // controllers seen before
+	seconds  map[int]uint64    // mc -> seconds_since_reset at the previous poll
 	stats    PollerStats
 }
 
@@ -61,41 +57,7 @@ func NewPoller(p kpath.Paths, fsys kpath.FS, log logrus.FieldLogger, now func() 
 		baseline: map[string]uint64{},
 		known:    map[int]bool{},
 		seconds:  map[int]uint64{},
-		credits:  map[int]map[string]uint64{},
-		ucredits: map[int]map[string]uint64{},
 	}
-}
-
-// Credit records that a tracepoint (ras:mc_event) delivered n corrected
-// errors on controller mc for the DIMM with that label. The next polls take
-// them off that DIMM's corrected delta so each error is counted once. A label
-// that names no single DIMM of the controller ("A or B", "") is credited
-// against the controller's ce_noinfo_count, where the kernel counts errors
-// it could not pin to one DIMM.
-func (p *Poller) Credit(mc int, label string, n uint64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	addCredit(p.credits, mc, label, n)
-}
-
-// CreditUncorrected is Credit for mc_events of any other type (uncorrected,
-// deferred, fatal): the kernel counts all of those in the ue counters.
-func (p *Poller) CreditUncorrected(mc int, label string, n uint64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	addCredit(p.ucredits, mc, label, n)
-}
-
-func addCredit(credits map[int]map[string]uint64, mc int, label string, n uint64) {
-	if n == 0 {
-		return
-	}
-	m := credits[mc]
-	if m == nil {
-		m = map[string]uint64{}
-		credits[mc] = m
-	}
-	m[label] = satAdd(m[label], n)
 }
 
 // Baseline returns each counter's value when the poller first saw it, keyed
@@ -130,8 +92,7 @@ type counterUnit struct {
 	hasUE  bool
 	ce, ue uint64
 	errs   []error
-	// creditable units match mc_event credits by label; the noinfo unit takes
-	// credits that match no single DIMM.
+	// noinfo is the controller's bucket for errors pinned to no DIMM.
 	noinfo bool
 }
 
@@ -226,7 +187,7 @@ func (p *Poller) pollController(c *Controller, first bool) []fault.Event {
 		return nil
 	}
 
-	ce := make([]uint64, len(units)) // corrected deltas, credits not yet taken
+	ce := make([]uint64, len(units))
 	ue := make([]uint64, len(units))
 	for i, u := range units {
 		if len(u.errs) > 0 {
@@ -242,8 +203,6 @@ func (p *Poller) pollController(c *Controller, first bool) []fault.Event {
 		ce[i], ue[i] = p.deltas(u)
 		p.record(u, false)
 	}
-	p.applyCredits(p.credits[c.Index], units, ce, false)
-	p.applyCredits(p.ucredits[c.Index], units, ue, true)
 	var events []fault.Event
 	for i, u := range units {
 		if ce[i] > 0 {
@@ -255,70 +214,6 @@ func (p *Poller) pollController(c *Controller, first bool) []fault.Event {
 	}
 	p.forgetUnits(c.Index, units)
 	return events
-}
-
-// applyCredits takes tracepoint credits off the deltas of one kind. Credits
-// first go to the DIMM whose label they name; what names no single DIMM
-// goes to the noinfo bucket and then to DIMMs without a usable label.
-// Whatever is left carries over: the tracepoint and the counter race, so a
-// credit may arrive a poll before the counter moves.
-func (p *Poller) applyCredits(credits map[string]uint64, units []counterUnit, delta []uint64, uncorrected bool) {
-	if len(credits) == 0 {
-		return
-	}
-	counts := func(u counterUnit) bool {
-		if uncorrected {
-			return u.hasUE
-		}
-		return u.hasCE
-	}
-	labelCount := map[string]int{}
-	for _, u := range units {
-		if !u.noinfo && counts(u) && u.label != "" {
-			labelCount[u.label]++
-		}
-	}
-	take := func(i int, label string) {
-		have := credits[label]
-		n := min(have, delta[i])
-		if n == 0 {
-			return
-		}
-		delta[i] -= n
-		credits[label] = have - n
-		p.stats.Credited += n
-	}
-	for i, u := range units {
-		if !u.noinfo && counts(u) && u.label != "" && labelCount[u.label] == 1 {
-			take(i, u.label)
-		}
-	}
-	// Labels that match no single DIMM: ambiguous or unknown location.
-	var pooled []string
-	for label := range credits {
-		if labelCount[label] != 1 {
-			pooled = append(pooled, label)
-		}
-	}
-	sort.Strings(pooled)
-	for _, pass := range []func(counterUnit) bool{
-		func(u counterUnit) bool { return u.noinfo },
-		func(u counterUnit) bool { return !u.noinfo && (u.label == "" || labelCount[u.label] > 1) },
-	} {
-		for i, u := range units {
-			if !counts(u) || !pass(u) {
-				continue
-			}
-			for _, label := range pooled {
-				take(i, label)
-			}
-		}
-	}
-	for label, n := range credits {
-		if n == 0 {
-			delete(credits, label)
-		}
-	}
 }
 
 func (p *Poller) event(c *Controller, u counterUnit, n uint64, sev fault.Severity) fault.Event {
@@ -430,8 +325,6 @@ func (p *Poller) forgetExcept(keep map[int]bool) {
 		}
 		delete(p.known, mc)
 		delete(p.seconds, mc)
-		delete(p.credits, mc)
-		delete(p.ucredits, mc)
 		prefix := "mc" + strconv.Itoa(mc) + "/"
 		for k := range p.last {
 			if strings.HasPrefix(k, prefix) {
@@ -524,11 +417,4 @@ func nameOr(label, key string) string {
 		return label
 	}
 	return key
-}
-
-func satAdd(a, b uint64) uint64 {
-	if a > math.MaxUint64-b {
-		return math.MaxUint64
-	}
-	return a + b
 }

@@ -35,8 +35,8 @@ func TestGolden(t *testing.T) {
 			require.NoError(t, m.Play(context.Background(), sc))
 			st := d.settle(time.Second)
 			got := render(t, m, d)
-			got += fmt.Sprintf("events: counted=%d errors=%d deferred=%d undecodable=%d storming=%v\n",
-				st.Events.Counted, st.Events.Errors, st.Events.Deferred, st.Events.Undecodable, st.Storming)
+			got += fmt.Sprintf("events: counted=%d errors=%d merged=%d edac_credited=%d first_by=%v undecodable=%d storming=%v\n",
+				st.Events.Counted, st.Events.Errors, st.Events.Merged, st.Events.EDACCredited, st.Events.FirstBy, st.Events.Undecodable, st.Storming)
 			requireGolden(t, filepath.Join(dir, "golden.txt"), got)
 		})
 	}

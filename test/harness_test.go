@@ -226,7 +226,7 @@ func (d *daemonProc) settle(quiet time.Duration) *daemon.Status {
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		s := d.status()
-		if s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 {
+		if s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 || s.Events.HeldDeltas > 0 {
 			last, lastPages = s.Events.Received, s.Events.TracePages
 			stable = time.Now()
 		} else if time.Since(stable) >= quiet {

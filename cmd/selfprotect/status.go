@@ -78,8 +78,12 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		fmt.Fprintf(w, "  %-10s %-11s %s\n", src.Name, src.State, src.Detail)
 	}
 	e := s.Events
-	fmt.Fprintf(w, "events: %d received, %d counted (%d errors), %d deferred to mc_event, %d undecodable, %d trace records missed\n",
-		e.Received, e.Counted, e.Errors, e.Deferred, e.Undecodable, e.TraceMissed)
+	fmt.Fprintf(w, "events: %d received, %d counted (%d errors), %d memory errors merged (reported by a second path), %d EDAC counter errors credited, %d undecodable, %d trace records missed\n",
+		e.Received, e.Counted, e.Errors, e.Merged, e.EDACCredited, e.Undecodable, e.TraceMissed)
+	fmt.Fprintln(w, "counted from:")
+	for _, p := range s.CountPaths {
+		fmt.Fprintf(w, "  %-22s %s\n  %-22s   because %s\n", p.Class, p.From, "", p.Why)
+	}
 	fmt.Fprintf(w, "kernel: CEC %s\n        soft offline %s\n        EDAC %s\n", s.Kernel.CEC, s.Kernel.SoftOffline, s.Kernel.EDAC)
 	b := s.Budgets
 	fmt.Fprintf(w, "budgets: CPUs %d/%d online (offline by us %v, by others %v); pages retired %d of %d allowed (%d by us)\n",

@@ -1,0 +1,27 @@
+package edac
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/fault"
+)
+
+func TestSlots(t *testing.T) {
+	ctrls := []Controller{
+		{Index: 0, DIMMs: []DIMM{
+			{Label: "CPU_SrcID#1_MC#0_Chan#2_DIMM#0", Location: "channel 2 slot 0"},
+			{Label: "DIMM_A1", Location: "csrow 3 channel 1"},
+			{Label: "P0_DIMM_X", Location: "memory 3"},
+		}},
+		{Index: 1, CSRows: []CSRow{{Index: 0, Channels: []Channel{{Index: 0, Label: "B0"}, {Index: 1, Label: "B1"}}}}},
+	}
+	require.Equal(t, []Slot{
+		{MC: 0, Label: "CPU_SrcID#1_MC#0_Chan#2_DIMM#0", Socket: 1, Channel: 2},
+		{MC: 0, Label: "DIMM_A1", Socket: fault.Unknown, Channel: 1},
+		{MC: 0, Label: "P0_DIMM_X", Socket: fault.Unknown, Channel: fault.Unknown},
+		{MC: 1, Label: "B0", Socket: fault.Unknown, Channel: 0},
+		{MC: 1, Label: "B1", Socket: fault.Unknown, Channel: 1},
+	}, Slots(ctrls))
+}
