@@ -173,6 +173,23 @@ type Notifier interface {
 	Notify(ctx context.Context, a Alert) (retry bool, err error)
 }
 
+// Background is implemented by notifiers with work of their own between
+// alerts (Alertmanager's re-posting of open cases): whoever runs the
+// dispatcher also runs these until ctx ends, reporting errors to onErr.
+type Background interface {
+	Run(ctx context.Context, onErr func(error))
+}
+
+// TestAlert is what `selfprotect alert test` sends: its subject is unique
+// per run, so the outbox never takes it for a duplicate.
+func TestAlert(host string, now time.Time) Alert {
+	subject := Subject("test", now.UTC().Format(time.RFC3339Nano))
+	return Alert{
+		ID: StableID(host, subject, Test), Case: subject, Transition: Test, Severity: SeverityInfo,
+		Summary: "test alert from 'selfprotect alert test': this notifier works", Host: host, Time: now,
+	}
+}
+
 // NamedNotifier is a configured notifier with its name and route.
 type NamedNotifier struct {
 	Name     string

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"os"
 	"time"
 )
 
@@ -166,3 +167,15 @@ func (c *Config) Line(path string) int { return c.origin.lines[path] }
 
 // File is the file the section came from.
 func (c *Config) File() string { return c.origin.file }
+
+// HostName is the host every alert names: Host, or the kernel's host name.
+func (c *Config) HostName() string {
+	if c.Host != "" {
+		return c.Host
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	return h
+}

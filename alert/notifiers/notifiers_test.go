@@ -1,0 +1,52 @@
+package notifiers
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/alert"
+	"github.com/selfprotect/selfprotect/alert/alertmanager"
+	"github.com/selfprotect/selfprotect/alert/email"
+	"github.com/selfprotect/selfprotect/alert/exec"
+	"github.com/selfprotect/selfprotect/alert/snmp"
+	"github.com/selfprotect/selfprotect/alert/webhook"
+)
+
+func TestBuildEveryType(t *testing.T) {
+	cfg, err := alert.Load("../testdata/conf.good.yml")
+	require.NoError(t, err)
+	// The exec entry names a hook that does not exist on this machine.
+	hook := filepath.Join(t.TempDir(), "on-alert")
+	require.NoError(t, os.WriteFile(hook, []byte("#!/bin/sh\ncat > /dev/null\n"), 0o755))
+	cfg.Notifiers[4].Exec.Command = []string{hook}
+
+	ns, err := Build(cfg)
+	require.NoError(t, err)
+	require.Len(t, ns, 6)
+	for i, want := range []any{&email.Notifier{}, &snmp.Notifier{}, &alertmanager.Notifier{}, &webhook.Notifier{}, &exec.Notifier{}, &snmp.Notifier{}} {
+		require.IsType(t, want, ns[i].Notifier, ns[i].Name)
+		require.Equal(t, cfg.Notifiers[i].Name, ns[i].Name)
+		require.Equal(t, cfg.Notifiers[i].Timeout, ns[i].Timeout)
+	}
+	require.Equal(t, alert.Route{MinSeverity: alert.SeverityWarning}, ns[0].Route)
+	_, background := ns[2].Notifier.(alert.Background)
+	require.True(t, background, "alertmanager re-posts in the background")
+
+	// The hook runs and gets the test alert.
+	retry, err := ns[4].Notifier.Notify(context.Background(), alert.TestAlert(cfg.HostName(), time.Now()))
+	require.NoError(t, err)
+	require.False(t, retry)
+}
+
+func TestBuildNamesTheBrokenEntry(t *testing.T) {
+	cfg, err := alert.Load("../testdata/conf.good.yml")
+	require.NoError(t, err)
+	cfg.Notifiers[0].Email.CAFile = "/nonexistent/ca.pem"
+	_, err = Build(cfg)
+	require.ErrorContains(t, err, "conf.good.yml:10: alerts.notifiers[0] (ops-mail): email: reading CA file")
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/selfprotect/selfprotect/alert"
+	"github.com/selfprotect/selfprotect/alert/notifiers"
+)
+
+func newAlertCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "alert",
+		Short: "Work with the alert notifiers of the alerts: section",
+	}
+	var path string
+	test := &cobra.Command{
+		Use:   "test [NOTIFIER]",
+		Short: "Send a test alert through every configured notifier (or one) and print each result",
+		Long: `Sends a test alert straight through the notifiers configured in the alerts:
+section of the configuration file, bypassing the daemon's outbox, and prints
+what each one answered. It exits non-zero when any notifier failed.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := alert.Load(path)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				names := make([]string, 0, len(cfg.Notifiers))
+				for _, n := range cfg.Notifiers {
+					names = append(names, n.Name)
+				}
+				i := slices.Index(names, args[0])
+				if i < 0 {
+					return fmt.Errorf("no notifier %q in %s (configured: %s)", args[0], path, strings.Join(names, ", "))
+				}
+				cfg.Notifiers = cfg.Notifiers[i : i+1]
+			}
+			if len(cfg.Notifiers) == 0 {
+				return fmt.Errorf("no notifiers configured in the alerts: section of %s", path)
+			}
+			ns, err := notifiers.Build(cfg)
+			if err != nil {
+				return err
+			}
+			return sendTestAlerts(cmd.Context(), g, ns, alert.TestAlert(cfg.HostName(), time.Now()))
+		},
+	}
+	test.Flags().StringVarP(&path, "config", "c", defaultPolicyPath, "configuration file with the alerts: section")
+	cmd.AddCommand(test)
+	return cmd
+}
+
+var errAlertTestFailed = errors.New("some notifiers failed")
+
+func sendTestAlerts(ctx context.Context, g *globals, ns []alert.NamedNotifier, a alert.Alert) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	failed := 0
+	for _, n := range ns {
+		nctx, cancel := context.WithTimeout(ctx, n.Timeout)
+		start := time.Now()
+		retry, err := n.Notifier.Notify(nctx, a)
+		cancel()
+		took := time.Since(start).Round(time.Millisecond)
+		if err != nil {
+			failed++
+			hint := "retrying cannot help"
+			if retry {
+				hint = "the daemon would retry"
+			}
+			fmt.Fprintf(g.out, "%-16s %-13s FAILED after %s: %v (%s)\n", n.Name, n.Type, took, err, hint)
+			continue
+		}
+		fmt.Fprintf(g.out, "%-16s %-13s ok (%s)\n", n.Name, n.Type, took)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%w: %d of %d", errAlertTestFailed, failed, len(ns))
+	}
+	return nil
+}
