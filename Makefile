@@ -28,7 +28,7 @@ demo: build
 
 # check = lint + unit tests (race detector on) + fuzz smoke + simulator e2e,
 # and a loud list of what is not built yet.
-check: deps generate-check lint alert-peers unit fuzz e2e kernel-suite not-built
+check: deps generate-check lint alert-peers unit fuzz e2e deb-check rules-check kernel-suite not-built
 	@echo "make check: all suites passed"
 
 deps:
@@ -107,7 +107,7 @@ fuzz:
 	done
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tracefs/ ./mce/ ./edac/ ./policy/ ./store/ ./sim/ ./daemon/ | tee out/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tracefs/ ./mce/ ./edac/ ./policy/ ./store/ ./sim/ ./sim/fleetgen/ ./replay/ ./daemon/ | tee out/bench.txt
 	SELFPROTECT_BIN=$(CURDIR)/$(BIN) SELFPROTECT_STORM=1 $(GO) test -count=1 -run 'TestStormBenchmark' -v ./test/ | grep -E 'storm|PASS|FAIL'
 
 # The real-kernel suite: Debian 6.1 and 6.12 under QEMU (software emulation),
@@ -115,10 +115,10 @@ bench: build
 # busybox-static, cpio, kmod and xz-utils when they are missing.
 KERNEL ?= all
 CPU    ?= all
-KERNEL_TESTS ?= TestHarness|TestDaemon
+KERNEL_TESTS ?= TestHarness|TestDaemon|TestEBPF
 kernel-test: build
 	SELFPROTECT_KERNEL=1 KERNEL=$(KERNEL) CPU=$(CPU) SELFPROTECT_BIN=$(CURDIR)/$(BIN) \
-	  $(GO) test -count=1 -v -timeout 30m -run '$(KERNEL_TESTS)' ./test/kernel/ 2>&1 | tee out/kernel.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|kernel_test|daemon_test' ; exit $${PIPESTATUS[0]}
+	  $(GO) test -count=1 -v -timeout 30m -run '$(KERNEL_TESTS)' ./test/kernel/ 2>&1 | tee out/kernel.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|kernel_test|daemon_test|ebpf_test' ; exit $${PIPESTATUS[0]}
 
 # The latency metric (deciding injection -> HWPOISON, daemon vs the kernel's
 # CEC, 6.12 Intel model): prints medians, their ratio and the daemon's breakdown.
@@ -140,12 +140,48 @@ kernel-suite: build
 	  exit 1; \
 	fi
 
+# Packaging (packaging/, README "Install"). Missing Debian tools are
+# installed when run as root (packaging/need.sh) and fail loudly otherwise.
+.PHONY: deb deb-check rules-check install
+DIST    ?= out/dist
+DEB_VERSION = $(shell dpkg-parsechangelog -l packaging/debian/changelog -S Version 2>/dev/null)
+
+# The Debian package, from the static binary, with dpkg-deb (no network).
+deb: build
+	@packaging/need.sh dpkg-deb dpkg >/dev/null && packaging/need.sh dpkg-parsechangelog dpkg-dev >/dev/null
+	packaging/build-deb.sh $(BIN) $(DIST)
+
+# The package as an administrator meets it: lintian, dpkg into a throwaway
+# root (files, modes, conffiles, enablement, remove and purge),
+# systemd-analyze verify and exposure, man -l on every page, completions.
+deb-check: deb
+	packaging/deb-check.sh $(DIST)/selfprotect_$(DEB_VERSION)_amd64.deb
+
+# Alerting rules (promtool check/test rules), the daemon's /metrics scraped
+# on the simulator (promtool check metrics), and every metric the rules and
+# the Grafana dashboard use. promtool comes unpacked from Debian's
+# prometheus package, so no Prometheus server gets installed or started.
+rules-check: build
+	promtool=$$(packaging/need.sh --extract promtool prometheus) && PATH=$$(dirname $$promtool):$$PATH \
+	  SELFPROTECT_FLEET=1 SELFPROTECT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./packaging/
+
+# For machines without Debian packaging: PREFIX (default /usr/local) and
+# DESTDIR as usual. An existing policy file is kept (the new default goes
+# beside it as .dist).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	rm -rf out/gen && ./$(BIN) gen-docs out/gen
+	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' packaging/install.sh $(BIN) out/gen
+	@echo "installed under $(DESTDIR)$(PREFIX); then: systemctl daemon-reload && systemctl enable --now selfprotect"
+
 not-built:
 	@echo "================================================================"
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alerts: daemon transitions are not wired to the outbox yet; outage/restart e2e test, status and /metrics per notifier (issue 8 part 2)"
 	@echo "  - eBPF source not selected by the daemon (ebpfsource/ is built and tested in the guests)"
+	@echo "  - replay: HTML report + headless chromium check, rasdaemon database import (real rasdaemon peer), replay-vs-daemon property test"
 	@echo "================================================================"
 
 clean:
