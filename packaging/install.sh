@@ -16,7 +16,6 @@
 #   SYSCONFDIR  /etc when PREFIX is /usr or /usr/local, else $PREFIX/etc
 #   UNITDIR     /lib/systemd/system for PREFIX=/usr (Debian 12), else
 #               $PREFIX/lib/systemd/system (systemd searches /usr/local/lib too)
-#   DOCDIR      $DATADIR/doc/selfprotect
 #   CONFIG      keep (default): never replace an existing policy file, write
 #               the new default beside it as selfprotect.yaml.dist;
 #               replace: always write it (the package build: dpkg handles
@@ -36,7 +35,6 @@ PREFIX=${PREFIX:-/usr/local}
 SBINDIR=${SBINDIR:-$PREFIX/sbin}
 DATADIR=${DATADIR:-$PREFIX/share}
 MANDIR=${MANDIR:-$DATADIR/man}
-DOCDIR=${DOCDIR:-$DATADIR/doc/selfprotect}
 CONFIG=${CONFIG:-keep}
 case $PREFIX in
 /usr | /usr/local) SYSCONFDIR=${SYSCONFDIR:-/etc} ;;
@@ -56,7 +54,7 @@ d=$DESTDIR
 install -d -m 0755 "$d$SBINDIR" "$d$UNITDIR" "$d$MANDIR/man8" "$d$SYSCONFDIR/selfprotect" \
 	"$d$DATADIR/bash-completion/completions" "$d$DATADIR/zsh/vendor-completions" \
 	"$d$DATADIR/fish/vendor_completions.d" "$d$DATADIR/selfprotect/prometheus" \
-	"$d$DATADIR/selfprotect/grafana" "$d$DOCDIR"
+	"$d$DATADIR/selfprotect/grafana"
 
 install -m 0755 "$bin" "$d$SBINDIR/selfprotect"
 
