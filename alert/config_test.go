@@ -94,7 +94,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	renderings := map[string]string{
 		"String": cfg.String(), "JSON": string(asJSON), "YAML": string(asYAML), "yaml.Marshal": string(viaYAMLLib),
 		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", *cfg), "%#v": fmt.Sprintf("%#v", *cfg.Notifiers[0].Email),
-		"%s": fmt.Sprintf("%s", cfg.Notifiers[0].Email.Password), "%q": fmt.Sprintf("%q", cfg.Notifiers[0].Email.Password),
+		"%s": fmt.Sprintf("pw=%s", cfg.Notifiers[0].Email.Password), "%q": fmt.Sprintf("%q", cfg.Notifiers[0].Email.Password),
 		"%x":           fmt.Sprintf("%x", cfg.Notifiers[0].Email.Password),
 		"notifier %+v": fmt.Sprintf("%+v", cfg.Notifiers), "snmp %#v": fmt.Sprintf("%#v", cfg.Notifiers[1].SNMP),
 	}
