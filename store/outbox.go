@@ -97,22 +97,31 @@ func (s *Store) UpdateCaseStateAndEnqueue(id string, st fault.CaseState, at time
 	}
 	var res EnqueueResult
 	err := s.write("updating case "+id, func(tx *sql.Tx) error {
-		r, err := tx.Exec(`UPDATE cases SET state = ? WHERE id = ?`, string(st), id)
-		if err != nil {
+		if err := UpdateCaseStateTx(tx, id, st, at, note); err != nil {
 			return err
 		}
-		if n, err := r.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return fmt.Errorf("case %s: %w", id, ErrNotFound)
-		}
-		if err := addState(tx, id, st, at, note); err != nil {
-			return err
-		}
+		var err error
 		res, err = EnqueueTx(tx, at, maxPending, entries)
 		return err
 	})
 	return res, err
+}
+
+// UpdateCaseStateTx is UpdateCaseState inside the caller's transaction.
+func UpdateCaseStateTx(tx *sql.Tx, id string, st fault.CaseState, at time.Time, note string) error {
+	if err := validState(st); err != nil {
+		return fmt.Errorf("updating case %s: %w", id, err)
+	}
+	r, err := tx.Exec(`UPDATE cases SET state = ? WHERE id = ?`, string(st), id)
+	if err != nil {
+		return err
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return fmt.Errorf("case %s: %w", id, ErrNotFound)
+	}
+	return addState(tx, id, st, at, note)
 }
 
 // EnqueueTx queues entries inside tx, due at once. A notifier with

@@ -1,0 +1,103 @@
+package alert
+
+import (
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/store"
+)
+
+// Outbox is the producer's side of the durable queue, the seam the daemon
+// calls on each transition: it routes alerts to notifiers and queues them
+// in the transaction of the state change that causes them, then wakes the
+// dispatcher. It never waits for a send.
+type Outbox struct {
+	Store      *store.Store
+	Notifiers  []NamedNotifier
+	MaxPending int
+	Host       string
+	// Kick wakes the dispatcher (Dispatcher.Kick); nil when none runs.
+	Kick func()
+}
+
+// EnqueueTx queues alerts inside tx. A notifier whose queue is full drops
+// them; then an outbox-overflow alert is queued once per notifier and hour
+// (it passes the bound, and goes to every notifier its route allows).
+func (o *Outbox) EnqueueTx(tx *sql.Tx, now time.Time, alerts ...Alert) (store.EnqueueResult, error) {
+	var total store.EnqueueResult
+	for _, a := range alerts {
+		entries, err := Entries(o.Notifiers, a)
+		if err != nil {
+			return total, err
+		}
+		res, err := store.EnqueueTx(tx, now, o.MaxPending, entries)
+		if err != nil {
+			return total, err
+		}
+		total.Added += res.Added
+		total.Duplicates += res.Duplicates
+		total.Dropped += res.Dropped
+		for _, name := range res.DroppedFor {
+			total.DroppedFor = append(total.DroppedFor, name)
+			over, err := Entries(o.Notifiers, o.overflowAlert(name, now))
+			if err != nil {
+				return total, err
+			}
+			if _, err := store.EnqueueTx(tx, now, o.MaxPending, over); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+func (o *Outbox) overflowAlert(notifier string, now time.Time) Alert {
+	subject := Subject("outbox", notifier, now.UTC().Format("2006-01-02T15"))
+	return Alert{
+		ID: StableID(o.Host, subject, OutboxOverflow), Case: subject, Transition: OutboxOverflow,
+		Severity: DefaultSeverity(OutboxOverflow), Host: o.Host, Time: now,
+		Summary: fmt.Sprintf("alert outbox of notifier %s is full (%d undelivered): new alerts for it are dropped and counted until it drains",
+			notifier, o.MaxPending),
+	}
+}
+
+// Raise queues alerts in a transaction of their own, for transitions that
+// change no other stored state (a source going blind, a storm starting).
+func (o *Outbox) Raise(now time.Time, alerts ...Alert) (store.EnqueueResult, error) {
+	var res store.EnqueueResult
+	err := o.Store.Write("queueing alerts", func(tx *sql.Tx) error {
+		var err error
+		res, err = o.EnqueueTx(tx, now, alerts...)
+		return err
+	})
+	if err == nil {
+		o.kick()
+	}
+	return res, err
+}
+
+// UpdateCaseState moves a case to st and queues its alerts in one
+// transaction (store.UpdateCaseStateAndEnqueue), then wakes the dispatcher.
+func (o *Outbox) UpdateCaseState(id string, st fault.CaseState, at time.Time, note string, alerts ...Alert) (store.EnqueueResult, error) {
+	var res store.EnqueueResult
+	err := o.Store.Write("updating case "+id, func(tx *sql.Tx) error {
+		if err := store.UpdateCaseStateTx(tx, id, st, at, note); err != nil {
+			return err
+		}
+		var err error
+		res, err = o.EnqueueTx(tx, at, alerts...)
+		return err
+	})
+	if err == nil {
+		o.kick()
+	}
+	return res, err
+}
+
+func (o *Outbox) kick() {
+	if o.Kick != nil {
+		o.Kick()
+	}
+}

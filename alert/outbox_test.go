@@ -1,0 +1,90 @@
+package alert
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/store"
+)
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(filepath.Join(t.TempDir(), "selfprotect.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func pendingByNotifier(t *testing.T, s *store.Store) map[string][]string {
+	t.Helper()
+	ds, err := s.Deliveries(store.DeliveryPending)
+	require.NoError(t, err)
+	out := map[string][]string{}
+	for _, d := range ds {
+		out[d.Notifier] = append(out[d.Notifier], d.Transition)
+	}
+	return out
+}
+
+func TestOutboxUpdateCaseState(t *testing.T) {
+	s := openStore(t)
+	kicks := 0
+	o := &Outbox{Store: s, MaxPending: 10, Host: "h", Kick: func() { kicks++ },
+		Notifiers: []NamedNotifier{{Name: "all"}, {Name: "crit", Route: Route{MinSeverity: SeverityCritical}}}}
+	c := fault.Case{ID: "5f0c8a52-7e1d-4d55-9a3c-0b8e2f6a9d41", Opened: t0, Rule: "page", Diagnosis: fault.DiagSoftOfflinePage,
+		Suspect: fault.Page(0x2d94), State: fault.CaseOpen, Summary: "2 CEs"}
+	require.NoError(t, s.SaveCase(c))
+
+	a := testAlert(1, Isolated)
+	a.Case = c.ID
+	res, err := o.UpdateCaseState(c.ID, fault.CaseIsolated, t0.Add(time.Second), "soft offline", a)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Added)
+	require.Equal(t, 1, kicks)
+	got, err := s.Case(c.ID)
+	require.NoError(t, err)
+	require.Equal(t, fault.CaseIsolated, got.State)
+	require.Equal(t, map[string][]string{"all": {"isolated"}}, pendingByNotifier(t, s))
+
+	// A failed state change queues nothing and wakes no one.
+	_, err = o.UpdateCaseState("no-such-case", fault.CaseIsolated, t0, "", testAlert(2, IsolationFailed))
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Equal(t, 1, kicks)
+	require.Equal(t, map[string][]string{"all": {"isolated"}}, pendingByNotifier(t, s))
+}
+
+func TestOutboxOverflowIsAnAlert(t *testing.T) {
+	s := openStore(t)
+	o := &Outbox{Store: s, MaxPending: 2, Host: "h",
+		Notifiers: []NamedNotifier{{Name: "all"}, {Name: "crit", Route: Route{MinSeverity: SeverityCritical}}}}
+	var alerts []Alert
+	for i := range 4 {
+		alerts = append(alerts, testAlert(i, Diagnosed)) // warning: only "all" takes them
+	}
+	res, err := o.Raise(t0, alerts...)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Added)
+	require.Equal(t, 2, res.Dropped)
+	require.Equal(t, map[string][]string{
+		"all":  {"diagnosed", "diagnosed", "outbox-overflow"},
+		"crit": {"outbox-overflow"},
+	}, pendingByNotifier(t, s), "the overflow alert passes the bound and goes to every route")
+
+	// More drops within the hour raise no second overflow alert.
+	res, err = o.Raise(t0.Add(time.Minute), testAlert(9, Diagnosed))
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Dropped)
+	require.Len(t, pendingByNotifier(t, s)["crit"], 1)
+	qs, err := s.OutboxQueues()
+	require.NoError(t, err)
+	require.Equal(t, int64(3), qs[0].Dropped, "every drop is counted")
+
+	// The next hour's overflow is a new alert.
+	_, err = o.Raise(t0.Add(time.Hour), testAlert(10, Diagnosed))
+	require.NoError(t, err)
+	require.Len(t, pendingByNotifier(t, s)["crit"], 2)
+}
