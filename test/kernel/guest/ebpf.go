@@ -188,21 +188,13 @@ func cmdEBPFCheck(e env, args []string) (map[string]any, error) {
 	inj.close()
 	onPage := func(ev fault.Event) bool { return ev.AddrValid && ev.PFN() == ebpfStormPage/fault.PageSize }
 	var bpfSum, bpfEvents, trSum uint64
-	var after ebpfsource.ProbeStats
-	deadline := time.Now().Add(ebpfWait)
-	for {
-		st, err := src.Stats()
-		if err != nil {
-			return data, err
-		}
-		after = st.Probes["mce/mce_record"]
-		seen := after.Seen - before.Probes["mce/mce_record"].Seen
+	after, err := settle(src, before.Probes["mce/mce_record"].Seen, func() uint64 {
 		drain(bpf.got, onPage, &bpfSum, &bpfEvents)
 		drain(tr.got, onPage, &trSum, nil)
-		if bpfSum >= seen && seen > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		return bpfSum
+	})
+	if err != nil {
+		return data, err
 	}
 	b := before.Probes["mce/mce_record"]
 	data["storm_injected"] = storm
@@ -275,24 +267,23 @@ func (e env) fullRing(data map[string]any, vendor string) error {
 		}
 	}
 	inj.close()
+	// The kernel logs injected records from a kworker after the writes
+	// return: let the probe see them all before anyone reads the ring.
+	if _, err := settle(src, 0, nil); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := collect(ctx, src)
 	onPage := func(ev fault.Event) bool { return ev.AddrValid && ev.PFN() == ebpfFullRingPage/fault.PageSize }
 	var sum, events uint64
-	var ps ebpfsource.ProbeStats
-	for deadline := time.Now().Add(ebpfWait); ; {
-		st, err := src.Stats()
-		if err != nil {
-			return err
-		}
-		ps = st.Probes["mce/mce_record"]
+	ps, err := settle(src, 0, func() uint64 {
 		drain(c.got, onPage, &sum, &events)
-		if ps.Seen > 0 && sum >= ps.Seen || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		return sum
+	})
+	if err != nil {
+		return err
 	}
 	data["full_injected"] = ebpfFullRing
 	data["full_seen"] = ps.Seen
@@ -303,6 +294,41 @@ func (e env) fullRing(data map[string]any, vendor string) error {
 	data["full_ebpf_count"] = sum
 	data["full_ebpf_events"] = events
 	return nil
+}
+
+// ebpfQuiet is how long the probe's counters and the events must stay
+// still before a storm counts as over: mce-inject only queues a record, and
+// a kworker logs it later, so records keep arriving after the last write.
+const ebpfQuiet = 1500 * time.Millisecond
+
+// settle waits until the mce_record probe's counters and the count the
+// events carried (what delivered returns) have stopped moving and agree
+// (the probe having seen base records before), or ebpfWait passes, and
+// returns the probe's counters then. A nil delivered waits on the
+// counters alone.
+func settle(src *ebpfsource.Source, base uint64, delivered func() uint64) (ebpfsource.ProbeStats, error) {
+	countless := delivered == nil
+	if countless {
+		delivered = func() uint64 { return 0 }
+	}
+	var last ebpfsource.ProbeStats
+	var lastSum uint64
+	changed := time.Now()
+	for deadline := changed.Add(ebpfWait); ; {
+		st, err := src.Stats()
+		if err != nil {
+			return last, err
+		}
+		ps, sum := st.Probes["mce/mce_record"], delivered()
+		now := time.Now()
+		if ps != last || sum != lastSum {
+			last, lastSum, changed = ps, sum, now
+		}
+		if ps.Seen > base && (countless || sum >= ps.Seen-base) && now.Sub(changed) >= ebpfQuiet || now.After(deadline) {
+			return ps, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func drain(ch chan fault.Event, keep func(fault.Event) bool, sum, events *uint64) {
