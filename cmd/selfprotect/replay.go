@@ -16,6 +16,8 @@ func newReplayCommand(g *globals) *cobra.Command {
 	var (
 		policySpec string
 		tracePath  string
+		rasdaemon  []string
+		hostName   string
 		compare    []string
 		host       replay.HostSpec
 		ramGiB     uint64
@@ -23,7 +25,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 		grouped    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "replay --trace FILE [--policy FILE|builtin:NAME] [--compare POLICY...]",
+		Use:   "replay (--trace FILE | --rasdaemon DB...) [--policy FILE|builtin:NAME] [--compare POLICY...]",
 		Short: "What would a policy have done on a recorded or generated error history?",
 		Long: `replay runs the daemon's policy engine and budget checks over a trace of
 corrected and uncorrected errors (JSON lines, see the README), one simulated
@@ -37,8 +39,11 @@ builtin:rasdaemon, builtin:mcelog, builtin:cec, builtin:cec-2, builtin:fma,
 or builtin:anchors for all five anchors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if tracePath == "" {
-				return fmt.Errorf("--trace is required (a JSON-lines trace, - for stdin; write one with 'selfprotect replay gen')")
+			if tracePath == "" && len(rasdaemon) == 0 {
+				return fmt.Errorf("--trace or --rasdaemon is required (a JSON-lines trace, - for stdin, or rasdaemon databases; write a trace with 'selfprotect replay gen')")
+			}
+			if hostName != "" && len(rasdaemon) > 1 {
+				return fmt.Errorf("--host names one machine; with several --rasdaemon databases each host is named after its file")
 			}
 			policies, err := replay.LoadPolicy(policySpec)
 			if err != nil {
@@ -59,19 +64,23 @@ or builtin:anchors for all five anchors.`,
 			if grouped {
 				r.Grouped()
 			}
-			in, size, closeIn, err := openTrace(tracePath)
-			if err != nil {
-				return err
+			if tracePath != "" {
+				if err := replayTrace(g, r, tracePath, progress); err != nil {
+					return err
+				}
 			}
-			defer closeIn()
-			if progress && size > 0 {
-				in = &progressReader{r: in, size: size, w: g.errw}
-			}
-			if err := r.ReadTrace(tracePath, in); err != nil {
-				return err
-			}
-			if progress {
-				fmt.Fprintln(g.errw)
+			for _, db := range rasdaemon {
+				host, err := replay.HostFromPath(db, hostName)
+				if err != nil {
+					return err
+				}
+				recs, err := replay.ReadRasdaemon(db, host)
+				if err != nil {
+					return err
+				}
+				if err := r.AddAll(db, recs); err != nil {
+					return err
+				}
 			}
 			return r.Report().WriteText(g.out)
 		},
@@ -79,6 +88,8 @@ or builtin:anchors for all five anchors.`,
 	f := cmd.Flags()
 	f.StringVar(&policySpec, "policy", replay.BuiltinPrefix+"selfprotect", "policy file or builtin:NAME")
 	f.StringVar(&tracePath, "trace", "", "JSON-lines trace to replay (- for stdin)")
+	f.StringArrayVar(&rasdaemon, "rasdaemon", nil, "rasdaemon SQLite database to replay (repeatable, one per machine; schema of rasdaemon 0.8)")
+	f.StringVar(&hostName, "host", "", "host name for a single --rasdaemon database (default: its file name)")
 	f.StringArrayVar(&compare, "compare", nil, "another policy to replay beside it (repeatable; file or builtin:NAME, builtin:anchors for all anchors)")
 	f.Uint64Var(&ramGiB, "ram-gib", 256, "RAM of hosts the trace does not describe, GiB")
 	f.IntVar(&host.CPUs, "cpus", 64, "CPUs of hosts the trace does not describe")
@@ -159,6 +170,24 @@ The same seed and flags always give the same bytes.`,
 	f.BoolVar(&p.RowDecode, "rows", p.RowDecode, "write each memory error's DRAM row (as decoding EDAC drivers do)")
 	f.BoolVar(&progress, "progress", false, "show progress on stderr")
 	return cmd
+}
+
+func replayTrace(g *globals, r *replay.Replayer, path string, progress bool) error {
+	in, size, closeIn, err := openTrace(path)
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+	if progress && size > 0 {
+		in = &progressReader{r: in, size: size, w: g.errw}
+	}
+	if err := r.ReadTrace(path, in); err != nil {
+		return err
+	}
+	if progress {
+		fmt.Fprintln(g.errw)
+	}
+	return nil
 }
 
 // openTrace opens a trace file or stdin and returns its size when known.
