@@ -2,6 +2,7 @@ package mce
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/selfprotect/selfprotect/fault"
 )
@@ -62,6 +63,14 @@ func decodeSMCA(d *Decoded, r Record, ec *errorCode) bool {
 	switch {
 	case b.kind == BankUMC && amdXEC(r.Status, smcaXECMask) == smcaXECDRAMECC:
 		setMemory(d, ec, "DRAM ECC")
+		d.Channel = int((r.IPID >> 20) & 0xfff)
+		if r.Status&StatusSyndV != 0 {
+			d.ChipSelect = int(r.Synd & 0x7)
+		}
+		ec.what += " on UMC " + strconv.Itoa(d.Channel)
+		if d.ChipSelect != fault.Unknown {
+			ec.what += " chip select " + strconv.Itoa(d.ChipSelect)
+		}
 	case b.name == "pcie":
 		d.Class = fault.ClassPCIe
 		ec.what = "PCIe unit error"

@@ -33,6 +33,14 @@ type Decoded struct {
 	CoreBank bool
 	BankKind string // one of the Bank* constants
 	BankName string // "load-store", "northbridge", "umc", ... when known
+	// Channel is the memory channel the record names by itself: Intel's
+	// memory-controller MCACOD bits 3:0 (0xf means unspecified), the SMCA
+	// UMC instance (MCA_IPID bits 31:20, which the kernel's AMD address
+	// translation also reads as the channel). fault.Unknown otherwise.
+	Channel int
+	// ChipSelect is the SMCA UMC chip select from MCA_SYND bits 2:0 when
+	// SyndV is set, fault.Unknown otherwise.
+	ChipSelect int
 
 	// PhysAddr is the reported address with its invalid low bits cleared.
 	// AddrUsable says it is a system physical address precise enough to
@@ -96,6 +104,8 @@ func Decode(r Record) Decoded {
 		PCC:         s&StatusPCC != 0,
 		MCACOD:      MCACOD(s) & mcacodMask,
 		BankKind:    BankUnknown,
+		Channel:     fault.Unknown,
+		ChipSelect:  fault.Unknown,
 	}
 	d.Family, d.Model = familyModel(r.CPUID)
 

@@ -2,6 +2,7 @@ package mce
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -334,4 +335,39 @@ func TestDecodeMCACODNames(t *testing.T) {
 	require.Equal(t, fault.SeverityFatal, d.Severity)
 	d = Decode(Record{CPUVendor: 99, Status: StatusVAL | StatusDeferred})
 	require.Equal(t, fault.SeverityCorrected, d.Severity, "the deferred bit is AMD's")
+}
+
+// TestMemoryChannel: the location a memory record gives by itself, for the
+// DIMM rule when no mc_event names the DIMM.
+func TestMemoryChannel(t *testing.T) {
+	const zen = 0x00a10f11 // family 0x19
+	tests := []struct {
+		name     string
+		r        Record
+		channel  int
+		cs       int
+		summary  string
+		memClass bool
+	}{
+		{"intel memory controller channel 3", Record{CPUVendor: linuxVendorIntel, Bank: 13, Status: 0x9c00000000000093}, 3, fault.Unknown, "channel 3", true},
+		{"intel channel unspecified", Record{CPUVendor: linuxVendorIntel, Bank: 7, Status: 0x9c0000000000009f}, fault.Unknown, fault.Unknown, "channel unknown", true},
+		{"intel cache error has no channel", Record{CPUVendor: linuxVendorIntel, Bank: 1, Status: 0x9000000000000134}, fault.Unknown, fault.Unknown, "", false},
+		{"smca UMC 1 with chip select", Record{CPUVendor: linuxVendorAMD, CPUID: zen, Bank: 16, IPID: 0x0000009600150f00,
+			Status: 0x9c00000000000000 | StatusSyndV, Synd: 0x5}, 1, 5, "UMC 1 chip select 5", true},
+		{"smca UMC 0 without syndrome", Record{CPUVendor: linuxVendorAMD, CPUID: zen, Bank: 15, IPID: 0x0000009600050f00,
+			Status: 0x9c00000000000000}, 0, fault.Unknown, "UMC 0", true},
+		{"legacy AMD northbridge names no channel", Record{CPUVendor: linuxVendorAMD, CPUID: 0x60fb1, Bank: 4, Status: 0x9c0000000008011b, Addr: 0x2d94040},
+			fault.Unknown, fault.Unknown, "DRAM ECC", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decode(tc.r)
+			require.Equal(t, tc.channel, d.Channel)
+			require.Equal(t, tc.cs, d.ChipSelect)
+			require.Equal(t, tc.memClass, d.Class == fault.ClassMemory)
+			require.Contains(t, d.Summary, tc.summary)
+			ev := ToEvent(tc.r, d, time.Unix(0, 0), fault.SourceTraceMCE)
+			require.Equal(t, tc.channel, ev.Channel)
+		})
+	}
 }

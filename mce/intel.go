@@ -32,6 +32,9 @@ func decodeIntel(d *Decoded, r Record) bool {
 		core = true
 	case d.Class == fault.ClassMemory:
 		d.BankKind = BankMemoryController
+		if ch := d.MCACOD & 0xf; d.MCACOD&0xff80 == 0x0080 && ch != 0xf {
+			d.Channel = int(ch)
+		}
 	default:
 		d.BankKind = BankUncore
 	}

@@ -23,6 +23,7 @@ const (
 	StatusTCC      = uint64(1) << 55 // task context corrupt
 	StatusDeferred = uint64(1) << 44 // uncorrected but not consumed yet
 	StatusPoison   = uint64(1) << 43 // poisoned data was consumed (not in legacy bank 4)
+	StatusSyndV    = uint64(1) << 53 // SMCA: MCA_SYND holds data
 )
 
 // MCGCapSERP is MCG_CAP bit 24: the CPU supports software error recovery,

@@ -19,6 +19,8 @@ type MCE struct {
 	Synd      uint64 `json:"synd,omitempty"`
 	IPID      uint64 `json:"ipid,omitempty"`
 	MCGStatus uint64 `json:"mcgstatus,omitempty"`
+	// Socket is the record's socketid (the package of the bank).
+	Socket int `json:"socket,omitempty"`
 	// Count repeats the record; 0 means 1.
 	Count int `json:"count,omitempty"`
 }
@@ -83,7 +85,7 @@ func (m *Machine) mceRecord(e MCE, ts uint64) ([]byte, error) {
 		{"mcgcap", 0}, {"mcgstatus", e.MCGStatus}, {"status", e.Status}, {"addr", e.Addr},
 		{"misc", e.Misc}, {"synd", e.Synd}, {"ipid", e.IPID}, {"ip", 0},
 		{"tsc", uint64(float64(ts) * tscPerNS)}, {"walltime", uint64(m.boot.Unix()) + ts/1e9},
-		{"cpu", uint64(e.CPU)}, {"cpuid", uint64(v.cpuid)}, {"apicid", 0}, {"socketid", 0},
+		{"cpu", uint64(e.CPU)}, {"cpuid", uint64(v.cpuid)}, {"apicid", 0}, {"socketid", uint64(e.Socket)},
 		{"cs", 0}, {"bank", uint64(e.Bank)}, {"cpuvendor", uint64(v.cpuvendor)},
 	}
 	for _, f := range set {
@@ -201,18 +203,19 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected 
 	if uncorrected {
 		e.Status = v.memUEStat
 	}
+	loc := m.prof.Locate(addr)
+	m.mcaLocation(&e, loc)
 	for range n {
 		if err := m.emitMCE(em, e); err != nil {
 			return err
 		}
 	}
-	if m.prof.CEC && !uncorrected {
+	if m.prof.CEC && !uncorrected && !m.prof.SMCA {
 		return m.cecConsume(em, addr>>pageShift, uint64(n))
 	}
 	if !m.prof.EDAC {
 		return nil
 	}
-	loc := m.prof.Locate(addr)
 	errType, counter := hwEventErrCorrected, "ce"
 	if uncorrected {
 		errType, counter = hwEventErrUncorrected, "ue"
@@ -230,6 +233,26 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected 
 	}
 	em.edac[edacKey{loc.MC, loc.DIMM, counter}] += uint64(n)
 	return nil
+}
+
+// mcaLocation puts into the record what the hardware says about where in
+// memory the error is, as the EDAC map places addr (with no EDAC driver
+// the map is empty and the first channel is named). Intel: one memory-
+// controller bank per controller (banks 7-9 on this 10-bank model) and the
+// channel in MCACOD bits 3:0. Zen: the UMC bank of the channel, its IPID,
+// the node as socket, chip select 0 in the syndrome.
+func (m *Machine) mcaLocation(e *MCE, loc DIMMLocation) {
+	mc, ch := max(loc.MC, 0), max(loc.DIMM, 0)
+	switch {
+	case m.prof.SMCA:
+		e.Bank = m.prof.vendor().memBank + ch%8
+		e.IPID = umcIPID(ch)
+		e.Socket = mc
+		e.Synd = 0
+	case m.prof.CPU == "intel":
+		e.Bank = m.prof.vendor().memBank + mc%3
+		e.Status = e.Status&^0xf | uint64(ch&0xf)
+	}
 }
 
 // cecConsume counts corrected errors per page as the kernel's CEC does and

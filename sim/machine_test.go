@@ -332,7 +332,10 @@ func TestMemoryCEWithEDAC(t *testing.T) {
 	require.NoError(t, m.InjectMemoryUE(addr, 0))
 	recs = records(t, m, drain(t, dir, 0))
 	require.Len(t, recs, 2)
-	require.Equal(t, uint64(0xbc00000000000090), u(t, recs[0], "status"))
+	// The record names the memory controller (its bank) and the channel
+	// (MCACOD bits 3:0) the EDAC map puts the address on.
+	require.Equal(t, uint64(0xbc00000000000090)|uint64(loc.DIMM), u(t, recs[0], "status"))
+	require.Equal(t, uint64(7+loc.MC), u(t, recs[0], "bank"))
 	require.Equal(t, uint64(hwEventErrUncorrected), u(t, recs[1], "error_type"))
 
 	require.NoError(t, m.InjectEDAC(1, 1, 1000))
@@ -448,4 +451,24 @@ func TestServeAndControlSocket(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, raw.sc.Scan())
 	require.Contains(t, raw.sc.Text(), "bad request")
+}
+
+// A Zen model: the DRAM error comes from the UMC bank of its channel with
+// an IPID naming the channel, and CEC leaves it to EDAC (its address is a
+// normalized one the kernel does not use).
+func TestMemoryCEZenCEC(t *testing.T) {
+	m := testMachine(t, Profile{Kernel: "6.12", CPU: "amd", SMCA: true, EDAC: true, CEC: true})
+	dir := newInstance(t, m, "selfprotect", "mce/mce_record", "ras/mc_event")
+	const addr = 0x2d94040
+	require.NoError(t, m.InjectMemoryCE(addr, 1, 1))
+	recs := records(t, m, drain(t, dir, 1))
+	require.Len(t, recs, 2)
+	loc := m.Profile().Locate(addr)
+	require.Equal(t, umcIPID(loc.DIMM), u(t, recs[0], "ipid"))
+	require.Equal(t, uint64(15+loc.DIMM), u(t, recs[0], "bank"))
+	require.Equal(t, uint64(loc.MC), u(t, recs[0], "socketid"))
+	require.Equal(t, "mc_event", recs[1].Format.Name)
+	require.Zero(t, m.Stats().CECConsumed)
+	_, err := Profile{CPU: "intel", SMCA: true}.WithDefaults()
+	require.ErrorIs(t, err, ErrBadProfile)
 }

@@ -22,7 +22,13 @@ type Profile struct {
 	DIMMsPerController int  `json:"dimms_per_controller,omitempty" yaml:"dimms_per_controller"`
 	// CEC builds in the kernel's corrected error collector (6.12 only):
 	// debugfs ras/cec/ exists and corrected DRAM errors are consumed by it.
-	CEC      bool  `json:"cec,omitempty" yaml:"cec"`
+	CEC bool `json:"cec,omitempty" yaml:"cec"`
+	// SMCA makes the AMD model a Zen part (Scalable MCA, family 0x19):
+	// DRAM errors come from UMC banks whose MCA_IPID names the channel and
+	// whose address is a normalized one the kernel does not use. CEC then
+	// leaves them alone (amd_mce_usable_address: SMCA UMC addresses are
+	// not usable without poison), so EDAC reports every one.
+	SMCA     bool  `json:"smca,omitempty" yaml:"smca"`
 	Isolated []int `json:"isolated,omitempty" yaml:"isolated"`
 }
 
@@ -80,6 +86,8 @@ func (p Profile) validate() error {
 		return bad("threads_per_core %d must be 1..8 and divide cpus %d", p.ThreadsPerCore, p.CPUs)
 	case p.MemoryMB < minMemoryMB || p.MemoryMB > maxMemoryMB:
 		return bad("memory_mb %d: want %d..%d", p.MemoryMB, minMemoryMB, maxMemoryMB)
+	case p.SMCA && p.CPU != "amd":
+		return bad("smca needs cpu amd")
 	case p.CEC && p.Kernel != "6.12":
 		return bad("cec needs kernel 6.12 (the 6.1 captures have none)")
 	case !p.EDAC && (p.Controllers != 0 || p.DIMMsPerController != 0):
@@ -119,7 +127,15 @@ var (
 		memStatus: 0x9c0000000008011b, memUEStat: 0xbc0000000008011b, memMisc: 0x8c, banks: 10, cecActions: 1023}
 	vendorIntel = vendor{cpuvendor: 0, cpuid: 0x50654, microcode: 0x1, memBank: 7,
 		memStatus: 0x9c00000000000090, memUEStat: 0xbc00000000000090, memMisc: 0x8c, banks: 10, cecActions: 2}
+	// Zen 4 (family 0x19): UMC bank status with CECC (bit 46) or UECC (bit
+	// 45), SyndV (bit 53), DRAM ECC extended code 0 and MCACOD 0x011b.
+	vendorZen = vendor{cpuvendor: 2, cpuid: 0x00a10f11, microcode: 0xa101148, memBank: 15,
+		memStatus: 0x9c2040000000011b, memUEStat: 0xbc2020000000011b, banks: 23, cecActions: 1023}
 )
+
+// umcIPID is a UMC bank's MCA_IPID: HWID 0x96, McaType 0, and the
+// instance whose bits 31:20 the kernel reads as the UMC channel.
+func umcIPID(channel int) uint64 { return 0x0000009600050f00 | uint64(channel&0xfff)<<20 }
 
 // Cache errors are the same on both models in the captures.
 const (
@@ -128,6 +144,9 @@ const (
 )
 
 func (p Profile) vendor() vendor {
+	if p.SMCA {
+		return vendorZen
+	}
 	if p.CPU == "amd" {
 		return vendorAMD
 	}

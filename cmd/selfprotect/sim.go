@@ -88,6 +88,7 @@ func addProfileFlags(c *cobra.Command, p *sim.Profile) {
 	c.Flags().IntVar(&p.MemoryMB, "memory-mb", 1024, "memory size")
 	c.Flags().BoolVar(&p.EDAC, "edac", false, "an EDAC driver is bound (memory controllers in sysfs)")
 	c.Flags().BoolVar(&p.CEC, "cec", false, "the kernel's RAS CEC is enabled (6.12 only)")
+	c.Flags().BoolVar(&p.SMCA, "smca", false, "the AMD model is a Zen part: DRAM errors from UMC banks (IPID names the channel)")
 }
 
 // simFlags are the path flags for a tree laid out as kpath.Under(dir).
