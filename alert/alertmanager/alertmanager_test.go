@@ -1,14 +1,10 @@
 package alertmanager
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,45 +14,10 @@ import (
 	"github.com/selfprotect/selfprotect/alert/internal/peertest"
 )
 
-const amConfig = `route:
-  receiver: blackhole
-  group_wait: 1h
-receivers:
-  - name: blackhole
-`
-
-// startAlertmanager runs Debian's prometheus-alertmanager on a loopback
-// port with a throw-away config and storage, and returns its base URL.
+// startAlertmanager runs Debian's prometheus-alertmanager on a free
+// loopback port and returns its base URL.
 func startAlertmanager(t *testing.T) string {
-	t.Helper()
-	bin := peertest.Need(t, "prometheus-alertmanager", "Debian package prometheus-alertmanager")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(amConfig), 0o644))
-	port := peertest.FreePort(t, "tcp")
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=debug")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("alertmanager log:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "alertmanager did not become ready")
-	return base
+	return peertest.Alertmanager(t, peertest.FreePort(t, "tcp"))
 }
 
 // gettable is the part of the v2 API's GET /api/v2/alerts answer we check.

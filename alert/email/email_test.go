@@ -1,24 +1,13 @@
 package email
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"mime/quotedprintable"
-	"net"
 	"net/mail"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,102 +18,18 @@ import (
 	"github.com/selfprotect/selfprotect/alert/internal/peertest"
 )
 
-// debianPython is Debian's interpreter, which has python3-aiosmtpd; the
-// python3 on PATH may be another build without Debian's modules.
-const debianPython = "/usr/bin/python3"
+type pki = peertest.PKI
 
-type pki struct {
-	caFile, certFile, keyFile string
-}
-
-// newPKI writes a CA and a server certificate for 127.0.0.1 signed by it.
-func newPKI(t *testing.T, dir string) pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "selfprotect test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	p := pki{filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")}
-	write := func(path, typ string, b []byte) {
-		require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600))
-	}
-	write(p.caFile, "CERTIFICATE", caDER)
-	write(p.certFile, "CERTIFICATE", der)
-	write(p.keyFile, "EC PRIVATE KEY", keyDER)
-	return p
-}
+func newPKI(t *testing.T, dir string) pki { return peertest.NewPKI(t, dir) }
 
 type smtpPeer struct {
 	port int
 	out  string
 }
 
-// startSMTP runs testdata/smtpd.py (aiosmtpd) with the PKI's certificate.
 func startSMTP(t *testing.T, p pki, implicit bool, user, password string) smtpPeer {
-	t.Helper()
-	if _, err := os.Stat(debianPython); err != nil {
-		peertest.Missing(t, debianPython+" not found; install python3-aiosmtpd (make alert-peers)")
-	}
-	if err := exec.Command(debianPython, "-c", "import aiosmtpd").Run(); err != nil {
-		peertest.Missing(t, "Debian python3-aiosmtpd is not installed (make alert-peers)")
-	}
-	out := t.TempDir()
 	port := peertest.FreePort(t, "tcp")
-	args := []string{"testdata/smtpd.py", "--port", strconv.Itoa(port), "--cert", p.certFile, "--key", p.keyFile, "--out", out}
-	if implicit {
-		args = append(args, "--implicit")
-	}
-	if user != "" {
-		args = append(args, "--user", user, "--password", password)
-	}
-	cmd := exec.Command(debianPython, args...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("smtpd stderr:\n%s", stderr.String())
-		}
-	})
-	ready := make(chan error, 1)
-	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err == nil && strings.TrimSpace(line) != "READY" {
-			err = io.ErrUnexpectedEOF
-		}
-		ready <- err
-		io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case err := <-ready:
-		require.NoError(t, err, "smtpd did not start: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("smtpd did not start: %s", stderr.String())
-	}
+	out := peertest.SMTP(t, p, port, peertest.SMTPOptions{Implicit: implicit, User: user, Password: password})
 	return smtpPeer{port: port, out: out}
 }
 
@@ -151,7 +56,7 @@ func sample() alert.Alert {
 
 func config(p pki, port int, tls string) alert.EmailConfig {
 	return alert.EmailConfig{
-		Host: "127.0.0.1", Port: port, TLS: tls, CAFile: p.caFile,
+		Host: "127.0.0.1", Port: port, TLS: tls, CAFile: p.CAFile,
 		From: "selfprotect@db-7.example.net", To: []string{"ops@example.net", "Hardware <hw@example.net>"},
 	}
 }

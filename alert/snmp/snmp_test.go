@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,32 +20,10 @@ import (
 	"github.com/selfprotect/selfprotect/alert/internal/peertest"
 )
 
-const mibFile = "../../mibs/SELFPROTECT-MIB.txt"
-
-// mibDir links our MIB and the SNMPv2 base modules it imports into one
-// directory for smilint and net-snmp. Debian main ships the IETF base
-// modules only inside erlang-snmp (snmp-mibs-downloader is non-free).
-func mibDir(t *testing.T) string {
-	t.Helper()
-	base, _ := filepath.Glob("/usr/lib/erlang/lib/snmp-*/mibs/SNMPv2-SMI.mib")
-	if len(base) == 0 {
-		peertest.Missing(t, "the SNMPv2 base MIBs are missing; install erlang-snmp (make alert-peers)")
-	}
-	src := filepath.Dir(base[0])
-	dir := t.TempDir()
-	for _, m := range []string{"SNMPv2-SMI", "SNMPv2-TC", "SNMPv2-CONF", "SNMPv2-MIB"} {
-		require.NoError(t, os.Symlink(filepath.Join(src, m+".mib"), filepath.Join(dir, m)))
-	}
-	abs, err := filepath.Abs(mibFile)
-	require.NoError(t, err)
-	require.NoError(t, os.Symlink(abs, filepath.Join(dir, "SELFPROTECT-MIB")))
-	return dir
-}
-
 func TestMIBPassesSmilint(t *testing.T) {
 	smilint := peertest.Need(t, "smilint", "Debian package smitools")
-	cmd := exec.Command(smilint, "-l", "6", mibFile)
-	cmd.Env = append(os.Environ(), "SMIPATH="+mibDir(t))
+	cmd := exec.Command(smilint, "-l", "6", peertest.MIBFile())
+	cmd.Env = append(os.Environ(), "SMIPATH="+peertest.MIBDir(t))
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Empty(t, strings.TrimSpace(string(out)), "smilint -l 6 reports problems")
@@ -55,7 +32,7 @@ func TestMIBPassesSmilint(t *testing.T) {
 // TestMIBMatchesCode keeps the MIB's sub-identifiers and the notifier's
 // in step.
 func TestMIBMatchesCode(t *testing.T) {
-	mib, err := os.ReadFile(mibFile)
+	mib, err := os.ReadFile(peertest.MIBFile())
 	require.NoError(t, err)
 	notif := regexp.MustCompile(`(?s)(\w+)\s+NOTIFICATION-TYPE.*?::=\s*\{\s*spNotifications\s+(\d+)\s*\}`)
 	got := map[string]int{}
@@ -93,40 +70,17 @@ type trapd struct {
 	log  string
 }
 
-// startTrapd runs Debian's snmptrapd on a loopback port with our MIB
-// loaded, accepting community "public" and the v3 user under both our
-// engine ID (traps) and its own (informs).
+// startTrapd runs Debian's snmptrapd with our MIB, accepting community
+// "public" and the v3 user under both our engine ID (traps) and its own
+// (informs).
 func startTrapd(t *testing.T) trapd {
 	t.Helper()
-	bin := peertest.Need(t, "snmptrapd", "Debian package snmptrapd")
-	mibs := mibDir(t)
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "snmptrapd.conf")
-	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(`authCommunity log public
+	port := peertest.FreePort(t, "udp")
+	log := peertest.Snmptrapd(t, port, fmt.Sprintf(`authCommunity log public
 createUser -e 0x%s %s SHA %s AES %s
 createUser %s SHA %s AES %s
 authUser log %s
-`, hex.EncodeToString(EngineID(hostName)), user, authKey, privKey, user, authKey, privKey, user)), 0o600))
-	port := peertest.FreePort(t, "udp")
-	log := filepath.Join(dir, "trapd.log")
-	cmd := exec.Command(bin, "-f", "-C", "-c", conf, "-Lf", log, "-M", mibs, "-m", "ALL",
-		fmt.Sprintf("udp:127.0.0.1:%d", port))
-	cmd.Env = append(os.Environ(), "SNMP_PERSISTENT_DIR="+filepath.Join(dir, "persist"), "MIBS=", "MIBDIRS=")
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			data, _ := os.ReadFile(log)
-			t.Logf("snmptrapd output:\n%s\nlog:\n%s", out.String(), data)
-		}
-	})
-	require.Eventually(t, func() bool {
-		data, _ := os.ReadFile(log)
-		return strings.Contains(string(data), "NET-SNMP version")
-	}, 30*time.Second, 20*time.Millisecond, "snmptrapd did not start")
+`, hex.EncodeToString(EngineID(hostName)), user, authKey, privKey, user, authKey, privKey, user))
 	return trapd{port: port, log: log}
 }
 
