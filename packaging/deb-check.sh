@@ -57,6 +57,14 @@ else
 fi
 grep -v 'running with root privileges' "$work/lintian.txt" || true
 
+echo "== reproducible"
+# The packaging step adds no time stamps or build paths: the package built
+# again from its own binary is the same bytes.
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work" ./usr/sbin/selfprotect
+again=$("$here/build-deb.sh" "$work/usr/sbin/selfprotect" "$work/again")
+cmp -s "$deb" "$again" && pass "rebuilt from its own binary: identical" || fail "rebuilding $deb from its binary gives different bytes"
+rm -rf "$work/usr" "$work/again"
+
 echo "== install into a throwaway root"
 dpkg_root() {
 	dpkg --root="$root" --force-script-chrootless --log=/dev/null "$@"
