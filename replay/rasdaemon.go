@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -260,8 +261,9 @@ func HostFromPath(path, host string) (string, error) {
 	if host != "" {
 		return host, nil
 	}
-	base := strings.TrimSuffix(path[strings.LastIndex(path, "/")+1:], ".db")
-	if base == "" {
+	base := filepath.Base(path)
+	base = strings.TrimSuffix(base, filepath.Ext(base))
+	if base == "" || base == "." || base == "/" {
 		return "", fmt.Errorf("%s: %w", path, errNoHost)
 	}
 	return base, nil

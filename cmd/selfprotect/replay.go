@@ -17,6 +17,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 		policySpec string
 		tracePath  string
 		rasdaemon  []string
+		mcelogs    []string
 		hostName   string
 		compare    []string
 		host       replay.HostSpec
@@ -25,7 +26,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 		grouped    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "replay (--trace FILE | --rasdaemon DB...) [--policy FILE|builtin:NAME] [--compare POLICY...]",
+		Use:   "replay (--trace FILE | --rasdaemon DB... | --mcelog LOG...) [--policy FILE|builtin:NAME] [--compare POLICY...]",
 		Short: "What would a policy have done on a recorded or generated error history?",
 		Long: `replay runs the daemon's policy engine and budget checks over a trace of
 corrected and uncorrected errors (JSON lines, see the README), one simulated
@@ -39,11 +40,11 @@ builtin:rasdaemon, builtin:mcelog, builtin:cec, builtin:cec-2, builtin:fma,
 or builtin:anchors for all five anchors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if tracePath == "" && len(rasdaemon) == 0 {
-				return fmt.Errorf("--trace or --rasdaemon is required (a JSON-lines trace, - for stdin, or rasdaemon databases; write a trace with 'selfprotect replay gen')")
+			if tracePath == "" && len(rasdaemon) == 0 && len(mcelogs) == 0 {
+				return fmt.Errorf("--trace, --rasdaemon or --mcelog is required (a JSON-lines trace, - for stdin, rasdaemon databases or mcelog logs; write a trace with 'selfprotect replay gen')")
 			}
-			if hostName != "" && len(rasdaemon) > 1 {
-				return fmt.Errorf("--host names one machine; with several --rasdaemon databases each host is named after its file")
+			if hostName != "" && len(rasdaemon)+len(mcelogs) > 1 {
+				return fmt.Errorf("--host names one machine; with several --rasdaemon or --mcelog inputs each host is named after its file")
 			}
 			policies, err := replay.LoadPolicy(policySpec)
 			if err != nil {
@@ -82,6 +83,11 @@ or builtin:anchors for all five anchors.`,
 					return err
 				}
 			}
+			for _, log := range mcelogs {
+				if err := replayMcelog(r, log, hostName); err != nil {
+					return err
+				}
+			}
 			return r.Report().WriteText(g.out)
 		},
 	}
@@ -89,7 +95,8 @@ or builtin:anchors for all five anchors.`,
 	f.StringVar(&policySpec, "policy", replay.BuiltinPrefix+"selfprotect", "policy file or builtin:NAME")
 	f.StringVar(&tracePath, "trace", "", "JSON-lines trace to replay (- for stdin)")
 	f.StringArrayVar(&rasdaemon, "rasdaemon", nil, "rasdaemon SQLite database to replay (repeatable, one per machine; schema of rasdaemon 0.8)")
-	f.StringVar(&hostName, "host", "", "host name for a single --rasdaemon database (default: its file name)")
+	f.StringArrayVar(&mcelogs, "mcelog", nil, "mcelog text log to replay (repeatable, one per machine)")
+	f.StringVar(&hostName, "host", "", "host name for a single --rasdaemon or --mcelog input (default: its file name)")
 	f.StringArrayVar(&compare, "compare", nil, "another policy to replay beside it (repeatable; file or builtin:NAME, builtin:anchors for all anchors)")
 	f.Uint64Var(&ramGiB, "ram-gib", 256, "RAM of hosts the trace does not describe, GiB")
 	f.IntVar(&host.CPUs, "cpus", 64, "CPUs of hosts the trace does not describe")
@@ -188,6 +195,23 @@ func replayTrace(g *globals, r *replay.Replayer, path string, progress bool) err
 		fmt.Fprintln(g.errw)
 	}
 	return nil
+}
+
+func replayMcelog(r *replay.Replayer, path, hostName string) error {
+	host, err := replay.HostFromPath(path, hostName)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening mcelog log: %w", err)
+	}
+	defer f.Close()
+	recs, err := replay.ReadMcelog(path, f, host)
+	if err != nil {
+		return err
+	}
+	return r.AddAll(path, recs)
 }
 
 // openTrace opens a trace file or stdin and returns its size when known.

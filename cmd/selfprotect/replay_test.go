@@ -47,7 +47,12 @@ func TestReplayCLI(t *testing.T) {
 	_, _, err = runCLI(t, "replay", "--trace", trace, "--compare", "builtin:nope")
 	require.ErrorContains(t, err, `unknown built-in policy "builtin:nope"`)
 	_, _, err = runCLI(t, "replay")
-	require.ErrorContains(t, err, "--trace or --rasdaemon is required")
+	require.ErrorContains(t, err, "--trace, --rasdaemon or --mcelog is required")
+	// An mcelog log, named after its file, beside a trace.
+	out, _, err = runCLI(t, "replay", "--mcelog", "../../replay/testdata/mcelog.log", "--compare", "builtin:mcelog")
+	require.NoError(t, err)
+	require.Contains(t, out, "replayed 3 events from 1 hosts")
+
 	bad := filepath.Join(dir, "bad.jsonl")
 	require.NoError(t, os.WriteFile(bad, []byte("# a comment\n{\"host\":\"x\",\"ram_mib\":0,\"cpus\":2}\n"), 0o600))
 	_, _, err = runCLI(t, "replay", "--trace", bad)
