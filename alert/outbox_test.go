@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -87,4 +88,42 @@ func TestOutboxOverflowIsAnAlert(t *testing.T) {
 	_, err = o.Raise(t0.Add(time.Hour), testAlert(10, Diagnosed))
 	require.NoError(t, err)
 	require.Len(t, pendingByNotifier(t, s)["crit"], 2)
+}
+
+// TestRaiseNeverWaitsForSends: with every notifier's sends hanging, raising
+// alerts still returns at once; the hanging sends hold only their own
+// concurrency.
+func TestRaiseNeverWaitsForSends(t *testing.T) {
+	s := openStore(t)
+	hang := &scripted{gate: make(chan struct{}), started: make(chan string, 1000)}
+	defer close(hang.gate)
+	ns := []NamedNotifier{named("a", hang, 2), named("b", hang, 1)}
+	d, err := NewDispatcher(StoreQueue{s}, DispatcherConfig{Notifiers: ns, InitialBackoff: time.Second, MaxBackoff: time.Minute})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, recv(t, done, "stop")) }()
+
+	o := &Outbox{Store: s, Notifiers: ns, MaxPending: 1000, Host: "h", Kick: d.Kick}
+	for i := range 50 {
+		_, err := o.Raise(t0, testAlert(i, Isolated))
+		require.NoError(t, err)
+	}
+	for range 3 {
+		recv(t, hang.started, "a send")
+	}
+	require.Eventually(t, func() bool {
+		st := d.Stats()
+		return st["a"].InFlight == 2 && st["b"].InFlight == 1
+	}, 10*time.Second, time.Millisecond)
+	require.Equal(t, map[string]int{"a": 50, "b": 50}, pendingCounts(t, s), "every alert is queued")
+}
+
+func pendingCounts(t *testing.T, s *store.Store) map[string]int {
+	out := map[string]int{}
+	for n, ts := range pendingByNotifier(t, s) {
+		out[n] = len(ts)
+	}
+	return out
 }
