@@ -15,13 +15,16 @@ const ebpfStorm = 200
 
 // EBPFScenario loads the eBPF source in the guest beside a tracefs
 // instance on the same tracepoints (guest ebpf-check): both must make
-// identical events of one memory and one cache error, and a storm on one
-// page must be delivered as exact totals.
+// identical events of a corrected memory, a corrected cache and an
+// uncorrected memory error (on a held page, which the kernel then poisons:
+// ras:memory_failure_event must arrive too), and a storm on one page must
+// be delivered as exact totals.
 func EBPFScenario() Scenario {
 	return Scenario{
 		Name:   "ebpf",
 		Append: "ras=cec_disable",
-		Script: fmt.Sprintf("guest ebpf-check %d\n", ebpfStorm),
+		Script: holdStart("/tmp/hold-ebpf", 1) +
+			fmt.Sprintf("guest ebpf-check %d $(printf 0x%%x $((ADDR0 + 0x40)))\n", ebpfStorm) + holdKill,
 	}
 }
 
@@ -44,7 +47,10 @@ func TestEBPF(t *testing.T) {
 			}
 			require.Equal(t, "mce/mce_record,ras/mc_event,ras/memory_failure_event,ras/extlog_mem_event,ras/aer_event",
 				r.String("attached"), "every RAS tracepoint Debian's kernels have")
-			require.Equal(t, 2.0, num("identical_events"), "memory and cache error: eBPF event equals the tracefs one")
+			require.Equal(t, 3.0, num("identical_events"), "corrected memory, corrected cache, uncorrected memory error: eBPF event equals the tracefs one")
+			require.Positive(t, num("mf_seen"), "the kernel's handling of the uncorrected error fired ras:memory_failure_event through eBPF")
+			require.Equal(t, num("mf_seen"), num("mf_sent"))
+			t.Logf("%s: uncorrected error: memory_failure_event seen %v (hard offline: %v)", cell, r.Data["mf_seen"], r.Data["hard_offline_error"])
 
 			seen := num("storm_seen")
 			require.Positive(t, seen, "the probe saw the storm")

@@ -24,7 +24,7 @@
 //	stamp-run LOG CMD...     run CMD, its output lines prefixed by CLOCK_MONOTONIC µs into LOG
 //	exec CMD ARGS...         run CMD, carry its exit code and output (JSON when it is)
 //	wait-exec TIMEOUT CMD... re-run CMD until it exits 0
-//	ebpf-check [N]           eBPF source beside tracefs: identical events, an N-error storm counted
+//	ebpf-check [N [UE_ADDR]] eBPF source beside tracefs: identical events, an N-error storm counted
 //
 // It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
 package main
