@@ -32,7 +32,22 @@ func unlimited() *policy.Config {
 	return c
 }
 
-func memoryOnly(ev *fault.Event) bool { return ev.Class == fault.ClassMemory }
+func memoryOnly(ev *fault.Event, _ bool) bool { return ev.Class == fault.ClassMemory }
+
+// mcePath says whether a tool on the MCE path (mcelog, CEC) saw the
+// record: in a raw history only mce_record-view records; in a trace every
+// error but an EDAC counter delta (the error also raised an MCE, unless
+// the machine is firmware-first, which the trace format cannot say).
+func mcePath(ev *fault.Event, raw bool) bool {
+	if !raw {
+		return ev.Source != fault.SourceEDACPoll
+	}
+	switch ev.Source {
+	case fault.SourceTraceMCE, fault.SourceEBPF, fault.SourceMcelog:
+		return true
+	}
+	return false
+}
 
 // builtins maps names to constructors of the anchor policies. Each note
 // says what the anchor does that replay does not model.
@@ -46,8 +61,10 @@ var builtins = map[string]func() Policy{
 	"rasdaemon": func() Policy {
 		c := unlimited()
 		c.Rules.Page = policy.PageRule{Enabled: true, Threshold: 50, Window: day}
-		return Policy{Name: "rasdaemon", Config: c,
-			Sees: func(ev *fault.Event) bool { return memoryOnly(ev) && ev.Source == fault.SourceTraceMC },
+		return Policy{Name: "rasdaemon", Config: c, Raw: true,
+			Sees: func(ev *fault.Event, _ bool) bool {
+				return ev.Class == fault.ClassMemory && ev.Source == fault.SourceTraceMC
+			},
 			Notes: []string{
 				"page 50/24h, soft offline, no budget; sees only mc_event records (with a DIMM label or source mc_event).",
 				"approximated: rasdaemon counts in fixed cycles that restart after 24 h, replay in a sliding 24 h window; its opt-in row and CPU isolation are off as in its defaults.",
@@ -58,8 +75,8 @@ var builtins = map[string]func() Policy{
 	"mcelog": func() Policy {
 		c := unlimited()
 		c.Rules.Page = policy.PageRule{Enabled: true, Threshold: 2, Window: day}
-		return Policy{Name: "mcelog", Config: c,
-			Sees: func(ev *fault.Event) bool { return memoryOnly(ev) && ev.Source != fault.SourceEDACPoll },
+		return Policy{Name: "mcelog", Config: c, Raw: true,
+			Sees: func(ev *fault.Event, raw bool) bool { return ev.Class == fault.ClassMemory && mcePath(ev, raw) },
 			Notes: []string{
 				"page 2/24h, soft offline, no budget; sees every MCE-reported memory error.",
 				"not modelled: its DIMM and socket triggers (they only run scripts) and cache-error CPU offlining.",
@@ -90,7 +107,7 @@ var builtins = map[string]func() Policy{
 
 func cecPolicy(name string, threshold uint32) Policy {
 	c := unlimited()
-	return Policy{Name: name, Config: c,
+	return Policy{Name: name, Config: c, Raw: true, Sees: mcePath,
 		newDecider: func() decider { return newCEC(threshold, day) },
 		Notes: []string{
 			fmt.Sprintf("kernel CEC (drivers/ras/cec.c) model: 512-entry array, action threshold %d, generations decayed every 24 h and every 128 insertions, lowest (generation, count) evicted when full.", threshold),

@@ -22,8 +22,8 @@ import (
 // Approximations: the decay timer starts at the host's first record, not
 // at boot; an error standing for N errors (count) is entered N times, at
 // most the threshold; the collector sees every corrected memory error with
-// a page-exact address (on real machines it sits on the MCE path and
-// misses firmware-first reports).
+// a page-exact address on the MCE path (firmware-first machines, where it
+// sees nothing, cannot be told from a trace).
 type cec struct {
 	threshold uint32
 	interval  time.Duration
@@ -49,12 +49,18 @@ func newCEC(threshold uint32, interval time.Duration) *cec {
 	return &cec{threshold: min(max(threshold, 1), cecCountMax), interval: interval}
 }
 
+// cecSees: corrected memory errors with a page-exact address. Which
+// records reach the MCE path at all is the policy's Sees (mcePath).
 func cecSees(ev *fault.Event) bool {
 	return ev.Class == fault.ClassMemory && ev.Severity == fault.SeverityCorrected &&
 		ev.AddrValid && ev.AddrLSB <= 12 && ev.Source != fault.SourceEDACPoll
 }
 
-// Observe implements decider.
+// ObserveParts implements decider; CEC reads raw MCE records, so parts do
+// not apply.
+func (c *cec) ObserveParts(ev *fault.Event, _ policy.Parts) []policy.Decision { return c.Observe(ev) }
+
+// Observe enters one record.
 func (c *cec) Observe(ev *fault.Event) []policy.Decision {
 	if !cecSees(ev) {
 		return nil

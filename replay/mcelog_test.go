@@ -41,7 +41,7 @@ func TestMcelogImport(t *testing.T) {
 
 	r, err := New(defaultHost, builtin(t, "selfprotect", "rasdaemon")...)
 	require.NoError(t, err)
-	require.NoError(t, r.AddAll("mcelog.log", recs))
+	require.NoError(t, r.AddRaw("mcelog.log", recs))
 	rep := r.Report()
 	require.Equal(t, map[string]int{"page": 1}, rep.Policies[0].Cases)
 	require.EqualValues(t, 1, rep.Policies[0].PagesRetired)

@@ -36,13 +36,10 @@ import (
 // types cannot be decoded from it.
 const rasdaemonTime = "2006-01-02 15:04:05 -0700"
 
-// ReadRasdaemon reads a rasdaemon database as one host's records, in time
-// order. Each error is counted once, as the daemon does: when mc_event has
-// rows (an EDAC driver was bound), memory errors come from it and the
-// mce_record rows of memory errors are dropped; CPU errors come from
-// mce_record. Approximation: the daemon's count-once stage matches records
-// one by one; a machine whose EDAC driver reported only some errors loses
-// the others here.
+// ReadRasdaemon reads a rasdaemon database as one host's raw records (both
+// tables, one record per row), in time order; replay them with AddRaw so
+// the count-once stage merges an error's mce_record and mc_event rows as
+// the daemon would.
 func ReadRasdaemon(path, host string) ([]Record, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("rasdaemon database: %w", err)
@@ -64,15 +61,13 @@ func ReadRasdaemon(path, host string) ([]Record, error) {
 		return nil, fmt.Errorf("%s: no mc_event or mce_record table: not a rasdaemon database", path)
 	}
 	var recs []Record
-	edac := false
 	if cols := tables["mc_event"]; cols != nil {
 		if recs, err = readMCEvents(ctx, db, path, host, cols); err != nil {
 			return nil, err
 		}
-		edac = len(recs) > 0
 	}
 	if cols := tables["mce_record"]; cols != nil {
-		mces, err := readMCERecords(ctx, db, path, host, cols, edac)
+		mces, err := readMCERecords(ctx, db, path, host, cols)
 		if err != nil {
 			return nil, err
 		}
@@ -196,7 +191,7 @@ func readMCEvents(ctx context.Context, db *sql.DB, path, host string, cols map[s
 	return out, nil
 }
 
-func readMCERecords(ctx context.Context, db *sql.DB, path, host string, cols map[string]bool, dropMemory bool) ([]Record, error) {
+func readMCERecords(ctx context.Context, db *sql.DB, path, host string, cols map[string]bool) ([]Record, error) {
 	if err := need(path, "mce_record", cols, "id", "timestamp", "mcgcap", "mcgstatus", "status", "addr", "misc",
 		"walltime", "cpu", "cpuid", "socketid", "bank", "cpuvendor"); err != nil {
 		return nil, err
@@ -232,25 +227,12 @@ func readMCERecords(ctx context.Context, db *sql.DB, path, host string, cols map
 		}
 		ev := mce.ToEvent(r, mce.Decode(r), t, fault.SourceTraceMCE)
 		ev.Received, ev.Recorded = t, t
-		if dropMemory && ev.Class == fault.ClassMemory {
-			continue
-		}
 		out = append(out, Record{Line: int(id.Int64), Host: host, Event: ev})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s mce_record: %w", path, err)
 	}
 	return out, nil
-}
-
-// AddAll replays records already in memory (an imported database).
-func (r *Replayer) AddAll(name string, recs []Record) error {
-	for i := range recs {
-		if err := r.Add(name, &recs[i]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 var errNoHost = errors.New("no host name")

@@ -77,35 +77,43 @@ func writeRasdaemonDB(t *testing.T, withMCEvent bool) string {
 // TestRasdaemonImport replays a database laid out as rasdaemon 0.8 writes
 // it (built here from its schema; not yet one the real rasdaemon wrote).
 //
-// With mc_event rows: the two corrected errors on page 0x2d94 come from
-// mc_event (their mce_record twins are dropped) and trip the page rule;
-// the Info row is skipped; the UE on page 0x5000 (DIMM_A1) is not
-// protected; the five L1 errors on CPU 2 trip the CPU rule, which offlines
-// CPU 2 and its sibling 34 (64 CPUs, 2 threads per core). 8 events.
-// Without mc_event rows the memory errors come from mce_record: the same
-// page is retired, and there is no UE: 7 events.
+// With mc_event rows: the database holds each corrected memory error twice
+// (mc_event and mce_record rows, same second, same page); the count-once
+// stage counts each once, so our policy sees 8 errors (2 CEs, the UE, 5 L1
+// errors) out of 10 records: the page rule trips on page 0x2d94, the UE on
+// page 0x5000 (DIMM_A1) is not protected, and the five L1 errors on CPU 2
+// offline it with its sibling 34 (64 CPUs, 2 threads per core). The anchors
+// read their own view raw: rasdaemon the 3 mc_events (50/24h: no case),
+// mcelog the 2 memory MCEs (2/24h: the page). The Info row is skipped.
+// Without mc_event rows the memory errors come from mce_record alone: the
+// same page and CPU, no UE.
 func TestRasdaemonImport(t *testing.T) {
 	for _, tt := range []struct {
-		name        string
-		withEDAC    bool
-		events      uint64
-		cases       map[string]int
-		uePages     int
-		dimmsWithUE int
+		name                      string
+		withEDAC                  bool
+		records, seen             uint64
+		cases                     map[string]int
+		uePages, dimmsWithUE      int
+		rasdaemonSeen, mcelogSeen uint64
 	}{
-		{"mc_event and mce_record", true, 8, map[string]int{"page": 1, "cpu": 1, "uncorrected": 1}, 1, 1},
-		{"mce_record only", false, 7, map[string]int{"page": 1, "cpu": 1}, 0, 0},
+		{"mc_event and mce_record", true, 10, 8, map[string]int{"page": 1, "cpu": 1, "uncorrected": 1}, 1, 1, 3, 2},
+		{"mce_record only", false, 7, 7, map[string]int{"page": 1, "cpu": 1}, 0, 0, 0, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeRasdaemonDB(t, tt.withEDAC)
 			recs, err := ReadRasdaemon(path, "db1")
 			require.NoError(t, err)
-			r, err := New(defaultHost, builtin(t, "selfprotect")...)
+			r, err := New(defaultHost, builtin(t, "selfprotect", "rasdaemon", "mcelog")...)
 			require.NoError(t, err)
-			require.NoError(t, r.AddAll(path, recs))
+			require.NoError(t, r.AddRaw(path, recs))
 			rep := r.Report()
 			p := rep.Policies[0]
-			require.Equal(t, tt.events, rep.Events)
+			require.Equal(t, tt.records, rep.Events)
+			require.Equal(t, tt.seen, p.EventsSeen)
+			require.Equal(t, tt.rasdaemonSeen, rep.Policies[1].EventsSeen)
+			require.Empty(t, rep.Policies[1].Cases)
+			require.Equal(t, tt.mcelogSeen, rep.Policies[2].EventsSeen)
+			require.Equal(t, map[string]int{"page": 1}, rep.Policies[2].Cases)
 			require.Equal(t, tt.cases, p.Cases)
 			require.EqualValues(t, 1, p.PagesRetired)
 			require.EqualValues(t, 2, p.CPUsOffline)

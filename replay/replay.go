@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/policy"
 )
@@ -14,7 +15,7 @@ import (
 // decider turns events into decisions: the daemon's policy.Engine, or a
 // model of another tool's algorithm (the kernel CEC).
 type decider interface {
-	Observe(ev *fault.Event) []policy.Decision
+	ObserveParts(ev *fault.Event, p policy.Parts) []policy.Decision
 }
 
 // Policy is one candidate to replay.
@@ -24,10 +25,17 @@ type Policy struct {
 	// action is checked against.
 	Config *policy.Config
 	// Sees says which events the mimicked tool can observe at all; nil
-	// means every event (our daemon reads every source).
-	Sees func(ev *fault.Event) bool
+	// means every event (our daemon reads every source). raw is true for
+	// raw kernel histories, where each view of an error is its own record,
+	// false for traces, where each line is one error.
+	Sees func(ev *fault.Event, raw bool) bool
 	// Notes say what a built-in anchor approximates.
 	Notes []string
+	// Raw marks a tool that reads one kernel interface itself (rasdaemon
+	// mc_event, mcelog and CEC the MCE path) and so sees every record of
+	// its view; other policies get what the daemon's count-once stage lets
+	// through when a history holds several views of one error.
+	Raw bool
 	// newDecider replaces the policy engine (nil: policy.NewEngine(Config)).
 	newDecider func() decider
 }
@@ -68,6 +76,10 @@ type host struct {
 	uePages map[uint64]struct{}
 	ueDIMMs map[dimmID]struct{}
 	runs    []*run
+	// raw: the host's history is a raw kernel record (several views of
+	// one error), fed through stage, the daemon's count-once stage.
+	raw   bool
+	stage *countonce.Stage
 }
 
 type dimmID struct {
@@ -156,22 +168,102 @@ func (r *Replayer) Add(file string, rec *Record) error {
 	if ev.Class == fault.ClassMemory && (ev.Severity == fault.SeverityUncorrectedRecoverable || ev.Severity == fault.SeverityFatal) {
 		r.uncorrected(h, ev)
 	}
+	var verdicts []countonce.Verdict
+	if h.raw {
+		if h.stage == nil {
+			h.stage = countonce.New(countonce.Options{})
+		}
+		verdicts = h.stage.Observe(*ev)
+	}
 	for i := range r.policies {
-		p := &r.policies[i]
-		if p.Sees != nil && !p.Sees(ev) {
+		if !h.raw || r.policies[i].Raw {
+			r.feed(h, i, ev, policy.AllParts)
 			continue
 		}
-		ru := r.run(h, i)
-		if ru.dec == nil {
-			ru.dec = p.decider()
-		}
-		st := r.stats[i]
-		st.EventsSeen++
-		for _, d := range ru.dec.Observe(ev) {
-			ru.m.apply(p.Config, st, d, t)
-		}
+		r.feedVerdicts(h, i, verdicts)
 	}
 	return nil
+}
+
+func (r *Replayer) feedVerdicts(h *host, i int, verdicts []countonce.Verdict) {
+	for k := range verdicts {
+		v := &verdicts[k]
+		r.feed(h, i, &v.Event, policy.Parts{
+			Error: v.New&countonce.FacetError != 0,
+			Page:  v.New&countonce.FacetPage != 0,
+			DIMM:  v.New&countonce.FacetDIMM != 0,
+			Row:   v.New&countonce.FacetRow != 0,
+		})
+	}
+}
+
+// feed gives one event (or the part of it count-once let through) to
+// policy i on host h and carries out its decisions.
+func (r *Replayer) feed(h *host, i int, ev *fault.Event, parts policy.Parts) {
+	p := &r.policies[i]
+	if p.Sees != nil && !p.Sees(ev, h.raw) {
+		return
+	}
+	ru := r.run(h, i)
+	if ru.dec == nil {
+		ru.dec = p.decider()
+	}
+	st := r.stats[i]
+	if parts.Error {
+		st.EventsSeen++
+	}
+	for _, d := range ru.dec.ObserveParts(ev, parts) {
+		ru.m.apply(p.Config, st, d, ev.Received)
+	}
+}
+
+// AddRaw replays one machine's raw kernel history (an imported rasdaemon
+// database or mcelog log), in time order. Such a history may hold the same
+// error several times (mce_record and mc_event): like the daemon, each
+// host's records go through the count-once stage before the policy engine;
+// anchors marked Raw read their own view unmerged. A host cannot come both
+// from a trace and from a raw history.
+func (r *Replayer) AddRaw(name string, recs []Record) error {
+	var last *host
+	for i := range recs {
+		rec := &recs[i]
+		h := r.hosts[rec.Host]
+		if h != nil && !h.raw && h.started {
+			return &LineError{File: name, Line: rec.Line, Field: "host",
+				Msg: fmt.Sprintf("host %q already has records from a trace; a raw history must be a host of its own", rec.Host)}
+		}
+		if h == nil {
+			h = &host{name: rec.Host, spec: r.defaults, runs: make([]*run, len(r.policies)), raw: true}
+			r.hosts[rec.Host] = h
+			r.order = append(r.order, h)
+		}
+		h.raw = true
+		if last != nil && last != h {
+			r.flush(last)
+		}
+		last = h
+		if err := r.Add(name, rec); err != nil {
+			return err
+		}
+	}
+	if last != nil {
+		r.flush(last)
+	}
+	return nil
+}
+
+// flush lets the count-once stage settle what it still holds (EDAC counter
+// deltas waiting for their mc_event) at the end of a host's history.
+func (r *Replayer) flush(h *host) {
+	if h.stage == nil {
+		return
+	}
+	verdicts := h.stage.Flush(h.last.Add(24 * time.Hour))
+	for i := range r.policies {
+		if !r.policies[i].Raw {
+			r.feedVerdicts(h, i, verdicts)
+		}
+	}
 }
 
 func (r *Replayer) run(h *host, i int) *run {

@@ -251,3 +251,12 @@ func TestGrouped(t *testing.T) {
 	_, err = run(false, trace+`{"time":"2026-01-01T00:00:02Z","host":"a","class":"memory","severity":"corrected","addr":"0x2000"}`+"\n")
 	require.NoError(t, err)
 }
+
+func TestRawHostCannotMixWithTrace(t *testing.T) {
+	r, err := New(defaultHost, builtin(t, "selfprotect")...)
+	require.NoError(t, err)
+	require.NoError(t, r.ReadTrace("t", strings.NewReader(`{"time":"2026-01-01T00:00:00Z","host":"a","class":"memory","severity":"corrected","addr":"0x1000"}`+"\n")))
+	recs, err := ReadMcelog("m.log", strings.NewReader("Hardware event. This is not a software error.\nCPU 1 BANK 7\nTIME 1795607192\nSTATUS 9c00000000000090\n"), "a")
+	require.NoError(t, err)
+	require.ErrorContains(t, r.AddRaw("m.log", recs), `m.log:1: field "host": host "a" already has records from a trace`)
+}

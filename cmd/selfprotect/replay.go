@@ -79,7 +79,7 @@ or builtin:anchors for all five anchors.`,
 				if err != nil {
 					return err
 				}
-				if err := r.AddAll(db, recs); err != nil {
+				if err := r.AddRaw(db, recs); err != nil {
 					return err
 				}
 			}
@@ -211,7 +211,7 @@ func replayMcelog(r *replay.Replayer, path, hostName string) error {
 	if err != nil {
 		return err
 	}
-	return r.AddAll(path, recs)
+	return r.AddRaw(path, recs)
 }
 
 // openTrace opens a trace file or stdin and returns its size when known.
