@@ -54,7 +54,26 @@ what each one answered. It exits non-zero when any notifier failed.`,
 		},
 	}
 	test.Flags().StringVarP(&path, "config", "c", defaultPolicyPath, "configuration file with the alerts: section")
-	cmd.AddCommand(test)
+	show := &cobra.Command{
+		Use:   "config",
+		Short: "Validate the alerts: section and print it with defaults filled in (secrets as <secret>)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := alert.Load(path)
+			if err != nil {
+				return err
+			}
+			out, err := cfg.YAML()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "# alerts: section of %s is valid; effective settings:\n", path)
+			_, err = g.out.Write(out)
+			return err
+		},
+	}
+	show.Flags().StringVarP(&path, "config", "c", defaultPolicyPath, "configuration file with the alerts: section")
+	cmd.AddCommand(test, show)
 	return cmd
 }
 

@@ -90,3 +90,20 @@ func TestAlertTestCLIBadConfig(t *testing.T) {
 	root.SetArgs([]string{"alert", "test", "--config", cfg})
 	require.ErrorContains(t, root.Execute(), "no notifiers configured")
 }
+
+func TestAlertConfigCLI(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "selfprotect.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`alerts:
+  notifiers:
+    - name: am
+      type: alertmanager
+      alertmanager: {url: "http://127.0.0.1:9093", bearer_token: hunter2-token}
+`), 0o600))
+	var out bytes.Buffer
+	root := newRootCommand(&out, &bytes.Buffer{})
+	root.SetArgs([]string{"alert", "config", "--config", cfg})
+	require.NoError(t, root.Execute())
+	require.Contains(t, out.String(), "bearer_token: <secret>")
+	require.Contains(t, out.String(), "repost_interval: 1m0s", "defaults are filled in")
+	require.NotContains(t, out.String(), "hunter2")
+}
