@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 		tracePath  string
 		rasdaemon  []string
 		mcelogs    []string
+		stores     []string
 		hostName   string
 		compare    []string
 		host       replay.HostSpec
@@ -26,7 +28,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 		grouped    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "replay (--trace FILE | --rasdaemon DB... | --mcelog LOG...) [--policy FILE|builtin:NAME] [--compare POLICY...]",
+		Use:   "replay (--trace FILE | --store DIR... | --rasdaemon DB... | --mcelog LOG...) [--policy FILE|builtin:NAME] [--compare POLICY...]",
 		Short: "What would a policy have done on a recorded or generated error history?",
 		Long: `replay runs the daemon's policy engine and budget checks over a trace of
 corrected and uncorrected errors (JSON lines, see the README), one simulated
@@ -40,11 +42,11 @@ builtin:rasdaemon, builtin:mcelog, builtin:cec, builtin:cec-2, builtin:fma,
 or builtin:anchors for all five anchors.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if tracePath == "" && len(rasdaemon) == 0 && len(mcelogs) == 0 {
-				return fmt.Errorf("--trace, --rasdaemon or --mcelog is required (a JSON-lines trace, - for stdin, rasdaemon databases or mcelog logs; write a trace with 'selfprotect replay gen')")
+			if tracePath == "" && len(stores)+len(rasdaemon)+len(mcelogs) == 0 {
+				return fmt.Errorf("--trace, --store, --rasdaemon or --mcelog is required (a JSON-lines trace, - for stdin, state directories, rasdaemon databases or mcelog logs; write a trace with 'selfprotect replay gen')")
 			}
-			if hostName != "" && len(rasdaemon)+len(mcelogs) > 1 {
-				return fmt.Errorf("--host names one machine; with several --rasdaemon or --mcelog inputs each host is named after its file")
+			if hostName != "" && len(stores)+len(rasdaemon)+len(mcelogs) > 1 {
+				return fmt.Errorf("--host names one machine; with several --store, --rasdaemon or --mcelog inputs each host is named after its file or directory")
 			}
 			policies, err := replay.LoadPolicy(policySpec)
 			if err != nil {
@@ -67,6 +69,19 @@ or builtin:anchors for all five anchors.`,
 			}
 			if tracePath != "" {
 				if err := replayTrace(g, r, tracePath, progress); err != nil {
+					return err
+				}
+			}
+			for _, dir := range stores {
+				host, err := replay.HostFromPath(filepath.Clean(dir), hostName)
+				if err != nil {
+					return err
+				}
+				recs, err := replay.ReadStore(dir, host)
+				if err != nil {
+					return err
+				}
+				if err := r.AddRaw(filepath.Join(dir, replay.StoreFile), recs); err != nil {
 					return err
 				}
 			}
@@ -94,9 +109,10 @@ or builtin:anchors for all five anchors.`,
 	f := cmd.Flags()
 	f.StringVar(&policySpec, "policy", replay.BuiltinPrefix+"selfprotect", "policy file or builtin:NAME")
 	f.StringVar(&tracePath, "trace", "", "JSON-lines trace to replay (- for stdin)")
+	f.StringArrayVar(&stores, "store", nil, "a selfprotect state directory whose event history to replay (repeatable, one per machine; read-only, works while the daemon runs)")
 	f.StringArrayVar(&rasdaemon, "rasdaemon", nil, "rasdaemon SQLite database to replay (repeatable, one per machine; schema of rasdaemon 0.8)")
 	f.StringArrayVar(&mcelogs, "mcelog", nil, "mcelog text log to replay (repeatable, one per machine)")
-	f.StringVar(&hostName, "host", "", "host name for a single --rasdaemon or --mcelog input (default: its file name)")
+	f.StringVar(&hostName, "host", "", "host name for a single --store, --rasdaemon or --mcelog input (default: its directory or file name)")
 	f.StringArrayVar(&compare, "compare", nil, "another policy to replay beside it (repeatable; file or builtin:NAME, builtin:anchors for all anchors)")
 	f.Uint64Var(&ramGiB, "ram-gib", 256, "RAM of hosts the trace does not describe, GiB")
 	f.IntVar(&host.CPUs, "cpus", 64, "CPUs of hosts the trace does not describe")

@@ -47,7 +47,7 @@ func TestReplayCLI(t *testing.T) {
 	_, _, err = runCLI(t, "replay", "--trace", trace, "--compare", "builtin:nope")
 	require.ErrorContains(t, err, `unknown built-in policy "builtin:nope"`)
 	_, _, err = runCLI(t, "replay")
-	require.ErrorContains(t, err, "--trace, --rasdaemon or --mcelog is required")
+	require.ErrorContains(t, err, "--trace, --store, --rasdaemon or --mcelog is required")
 	// An mcelog log, named after its file, beside a trace.
 	out, _, err = runCLI(t, "replay", "--mcelog", "../../replay/testdata/mcelog.log", "--compare", "builtin:mcelog")
 	require.NoError(t, err)
