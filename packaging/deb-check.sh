@@ -172,6 +172,10 @@ elif awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }'; then
 else
 	fail "exposure $score is above $MAX_EXPOSURE"
 fi
+# The README reports the score; a unit change must update it.
+readme_score=$(sed -n 's/^\*\*Exposure score: \([0-9.]*\) .*/\1/p' "$repo/README.md")
+[ -n "$score" ] && [ "$readme_score" = "$score" ] && pass "README reports exposure $readme_score" ||
+	fail "README says exposure '$readme_score', the unit scores '$score'"
 
 echo "== shell completion"
 export PATH=$root/usr/sbin:$PATH
