@@ -1,13 +1,16 @@
 package ebpfsource
 
 import (
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/fault"
@@ -88,17 +91,7 @@ func aggValue(t *testing.T, m *ebpf.Map, records, errors uint64, last []byte) []
 // when nothing grew.
 func TestSweepReportsCountedRecords(t *testing.T) {
 	s := mapsOnly(t)
-	path := filepath.Join("testdata", "6.12-intel", "mce_record.format")
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
-	kf, err := tracefs.ParseFormat(path, "mce", data)
-	require.NoError(t, err)
-	page, err := os.ReadFile(filepath.Join("testdata", "6.12-intel", "cpu1.bin"))
-	require.NoError(t, err)
-	res, err := tracefs.ParsePage(page, 1, tracefs.NewFormats(kf))
-	require.NoError(t, err)
-	require.NotEmpty(t, res.Records)
-	rec := &res.Records[0]
+	rec := firstRecord(t)
 	want, err := mce.TraceDecoder(rec, received)
 	require.NoError(t, err)
 	last := toWire(t, s.formats[kindMCERecord], kindMCERecord, 1, rec)
@@ -146,4 +139,75 @@ func TestStatsSumsCPUs(t *testing.T) {
 	k := uint64(n)
 	require.Equal(t, ProbeStats{Seen: 10 * k, Sent: 6 * k, Aggregated: 3 * k, RingbufFull: 2 * k, Lost: k}, st.Probes["mce/mce_record"])
 	require.Equal(t, ProbeStats{}, st.Probes["ras/mc_event"])
+}
+
+// runnable is mapsOnly plus a ring-buffer reader, so Run works on a host
+// without the tracepoints (nothing writes to the ring; the aggregation
+// maps are filled from userspace).
+func runnable(t *testing.T, backstop time.Duration) *Source {
+	t.Helper()
+	s := mapsOnly(t)
+	s.cfg.Backstop = backstop
+	rd, err := ringbuf.NewReader(s.coll.Maps[probesMapEvents])
+	require.NoError(t, err)
+	s.reader = rd
+	t.Cleanup(func() { rd.Close() })
+	return s
+}
+
+// With no wake-up at all, Run still reads the counters at the backstop and
+// sends what the kernel counted; when ctx ends it returns nil.
+func TestRunSweepsAtTheBackstopAndStopsWithItsContext(t *testing.T) {
+	s := runnable(t, 20*time.Millisecond)
+	last := toWire(t, s.formats[kindMCERecord], kindMCERecord, 1, firstRecord(t))
+	m := s.aggMaps[kindMCERecord]
+	require.NoError(t, m.Put(probesSpKey{Page: 1, Kind: kindMCERecord}, aggValue(t, m, 7, 7, last)))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	out := make(chan fault.Event, 4)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, out) }()
+	select {
+	case ev := <-out:
+		require.EqualValues(t, 7, ev.Count)
+		require.Equal(t, fault.SourceEBPF, ev.Source)
+	case <-time.After(time.Minute):
+		t.Fatal("no aggregate event from the backstop sweep")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// Close interrupts a Run blocked on the ring buffer.
+func TestCloseInterruptsRun(t *testing.T) {
+	s := runnable(t, time.Hour)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(t.Context(), make(chan fault.Event)) }()
+	require.NoError(t, s.Close())
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("Run still blocked after Close")
+	}
+}
+
+func firstRecord(t *testing.T) *tracefs.Record {
+	t.Helper()
+	path := filepath.Join("testdata", "6.12-intel", "mce_record.format")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	kf, err := tracefs.ParseFormat(path, "mce", data)
+	require.NoError(t, err)
+	page, err := os.ReadFile(filepath.Join("testdata", "6.12-intel", "cpu1.bin"))
+	require.NoError(t, err)
+	res, err := tracefs.ParsePage(page, 1, tracefs.NewFormats(kf))
+	require.NoError(t, err)
+	require.NotEmpty(t, res.Records)
+	return &res.Records[0]
 }
