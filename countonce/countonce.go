@@ -83,17 +83,13 @@ const (
 
 var viewNames = [nViews]string{"", "mce_record", "mc_event", "extlog_mem_event"}
 
-// SourceExtlog is the source of ras:extlog_mem_event records. It lives here
-// with the other views' sources until fault/ names it.
-const SourceExtlog fault.Source = "tracefs:extlog_mem_event"
-
 func viewOf(src fault.Source) view {
 	switch src {
 	case fault.SourceTraceMCE, fault.SourceEBPF, fault.SourceMcelog:
 		return viewMCE
 	case fault.SourceTraceMC:
 		return viewMC
-	case SourceExtlog:
+	case fault.SourceTraceExtlog:
 		return viewExtlog
 	}
 	return viewNone

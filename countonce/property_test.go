@@ -100,7 +100,7 @@ func TestEachErrorCountedOnce(t *testing.T) {
 						recs = append(recs, delivery{tm.Add(jitter(rng)), ev})
 					}
 					if ext {
-						ev := fault.NewEvent(SourceExtlog, time.Time{})
+						ev := fault.NewEvent(fault.SourceTraceExtlog, time.Time{})
 						ev.Class = fault.ClassMemory
 						ev.PhysAddr, ev.AddrValid, ev.AddrLSB = pageAddr(page), true, 12
 						recs = append(recs, delivery{tm.Add(jitter(rng)), ev})

@@ -24,6 +24,9 @@ type job struct {
 	replay bool
 	// saved is set once the case is in the store (held while paused).
 	saved bool
+	// kernel, when set, is a ras:memory_failure_event to record: the
+	// kernel isolated a page itself. It is never held while paused.
+	kernel *fault.Event
 }
 
 // actLoop runs actions one at a time: two isolations racing for the same
@@ -35,6 +38,12 @@ func (d *Daemon) actLoop(ctx context.Context) {
 			d.drainJobs()
 			return
 		case j := <-d.jobs:
+			if j.kernel != nil {
+				d.acting.Store(1)
+				d.kernelIsolated(*j.kernel)
+				d.acting.Store(0)
+				continue
+			}
 			if d.paused.Load() && !j.replay {
 				if !j.saved {
 					d.saveCase(j.c)
@@ -60,6 +69,10 @@ func (d *Daemon) drainJobs() {
 	for {
 		select {
 		case j := <-d.jobs:
+			if j.kernel != nil {
+				d.kernelIsolated(*j.kernel)
+				continue
+			}
 			if !j.replay && !j.saved {
 				d.saveCase(j.c)
 				d.log.WithField("case", j.c.ID).Warn("stopping before acting on this case; it stays open")
@@ -209,10 +222,14 @@ func (d *Daemon) alreadyActed(j job, r fault.Resource, kind string) (bool, fault
 		return false, fault.Action{}
 	}
 	d.mu.Lock()
-	acted := d.isolated[r]
+	acted, other := d.isolated[r], d.byOther[r]
 	d.mu.Unlock()
 	if !acted {
 		return false, fault.Action{}
+	}
+	if other {
+		return true, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: kind,
+			Outcome: fault.OutcomeIsolatedByOther, Detail: "already isolated by another actor (the kernel's memory-failure handler or CEC, an admin)"}
 	}
 	return true, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: kind,
 		Outcome: fault.OutcomeAlreadyIsolated, Detail: "an earlier case already isolated this resource"}
@@ -239,6 +256,9 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 		case fault.OutcomeIsolated, fault.OutcomeIsolatedByOther, fault.OutcomeAlreadyIsolated:
 			d.mu.Lock()
 			d.isolated[a.Resource] = true
+			if a.Outcome == fault.OutcomeIsolatedByOther {
+				d.byOther[a.Resource] = true
+			}
 			d.mu.Unlock()
 		case fault.OutcomeDryRun:
 			state = fault.CaseOpen
@@ -318,6 +338,15 @@ func (d *Daemon) memoryBudget() policy.Machine {
 		d.log.WithError(err).Error("reading meminfo for the page budget")
 	}
 	d.mu.Lock()
+	// Pages we know are out of service (ours, and the kernel's from
+	// memory_failure_event) count at once, even before meminfo shows them.
+	known := uint64(0)
+	for r := range d.isolated {
+		if r.Kind() == fault.KindPage {
+			known++
+		}
+	}
+	m.RetiredPages = max(m.RetiredPages, known)
 	for k, v := range d.perDIMM {
 		m.RetiredPerDIMM[k] = v
 	}

@@ -91,6 +91,9 @@ type Daemon struct {
 	metricsAddr string
 	// isolated holds every resource found or made isolated (never act twice).
 	isolated map[fault.Resource]bool
+	// byOther marks the isolated resources another actor (the kernel's
+	// memory-failure handler or CEC, rasdaemon, an admin) took out.
+	byOther map[fault.Resource]bool
 }
 
 type counters struct {
@@ -132,6 +135,7 @@ func New(opts Options) (*Daemon, error) {
 		outcomes: map[string]int{},
 		perDIMM:  map[string]int{},
 		isolated: map[fault.Resource]bool{},
+		byOther:  map[fault.Resource]bool{},
 		jobs:     make(chan job, 1024),
 	}
 	d.metrics = newMetrics(d)

@@ -164,6 +164,9 @@ func (d *Daemon) loadHistory() {
 	}
 	for _, i := range iso {
 		d.isolated[i.Resource] = true
+		if !i.ByUs {
+			d.byOther[i.Resource] = true
+		}
 		if i.Resource.Kind() == fault.KindCPU && i.ByUs && i.At.After(d.lastCPUOff) {
 			d.lastCPUOff = i.At
 		}

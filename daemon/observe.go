@@ -23,6 +23,12 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	default:
 		d.counters.notStored.Add(1)
 	}
+	if ev.Source == fault.SourceTraceMemoryFailure {
+		// The kernel's own action on a page, not an error report: the
+		// action worker records it in order with our isolations.
+		d.jobs <- job{kernel: &ev}
+		return
+	}
 	d.feed(d.stage.Observe(ev))
 }
 

@@ -183,8 +183,10 @@ func (d *Daemon) tryTracefs(set *sourceSet) {
 		return
 	}
 	decoders := map[string]tracefs.Decoder{
-		"mce/mce_record": mce.TraceDecoder,
-		"ras/mc_event":   edac.TraceDecoder,
+		"mce/mce_record":           mce.TraceDecoder,
+		"ras/mc_event":             edac.TraceDecoder,
+		"ras/extlog_mem_event":     edac.ExtlogDecoder,
+		"ras/memory_failure_event": edac.MemoryFailureDecoder,
 	}
 	trace := tracefs.NewSource(inst, decoders, d.log, d.now)
 	set.mu.Lock()

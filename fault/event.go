@@ -76,12 +76,17 @@ func ParseSeverity(s string) (Severity, error) {
 type Source string
 
 const (
-	SourceTraceMCE   Source = "tracefs:mce_record"
-	SourceTraceMC    Source = "tracefs:mc_event"
-	SourceEBPF       Source = "ebpf"
-	SourceEDACPoll   Source = "edac-poll"
-	SourceMcelog     Source = "mcelog"
-	SourceSimulation Source = "sim"
+	SourceTraceMCE Source = "tracefs:mce_record"
+	SourceTraceMC  Source = "tracefs:mc_event"
+	// SourceTraceExtlog is ras:extlog_mem_event (Intel eMCA firmware-first).
+	SourceTraceExtlog Source = "tracefs:extlog_mem_event"
+	// SourceTraceMemoryFailure is ras:memory_failure_event: not an error
+	// report but the kernel's own hwpoison action on a page.
+	SourceTraceMemoryFailure Source = "tracefs:memory_failure_event"
+	SourceEBPF               Source = "ebpf"
+	SourceEDACPoll           Source = "edac-poll"
+	SourceMcelog             Source = "mcelog"
+	SourceSimulation         Source = "sim"
 )
 
 // Event is one normalized error report. A single kernel record may stand for

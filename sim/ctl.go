@@ -126,6 +126,8 @@ func (m *Machine) handle(r request) response {
 		err = m.InjectEDAC(r.MC, r.DIMM, r.CE)
 	case "storm":
 		err = m.Storm(r.Count, r.Pages)
+	case KindMemoryFailure:
+		err = m.KernelMemoryFailure(r.Addr)
 	case "fail-next-offline":
 		err = m.FailNextOffline(r.Count)
 	case "refuse-offline":
@@ -209,6 +211,9 @@ func (c *Client) InjectMemoryUE(addr uint64, cpu int) error {
 }
 func (c *Client) InjectCacheCE(cpu, count int) error {
 	return c.do(request{Op: "cache-ce", CPU: cpu, Count: count})
+}
+func (c *Client) KernelMemoryFailure(addr uint64) error {
+	return c.do(request{Op: KindMemoryFailure, Addr: addr})
 }
 func (c *Client) InjectEDAC(mc, dimm int, ce uint64) error {
 	return c.do(request{Op: "edac-ce", MC: mc, DIMM: dimm, CE: ce})

@@ -34,6 +34,7 @@ type Injector interface {
 	InjectCacheCE(cpu, count int) error
 	InjectEDAC(mc, dimm int, ce uint64) error
 	Storm(n int, pages []uint64) error
+	KernelMemoryFailure(addr uint64) error
 }
 
 var _ Injector = (*Machine)(nil)

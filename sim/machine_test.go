@@ -472,3 +472,20 @@ func TestMemoryCEZenCEC(t *testing.T) {
 	_, err := Profile{CPU: "intel", SMCA: true}.WithDefaults()
 	require.ErrorIs(t, err, ErrBadProfile)
 }
+
+// A hard offline runs the kernel's memory-failure handler, which fires
+// ras:memory_failure_event; a soft offline does not. The kernel handling a
+// UE by itself poisons the page and fires it too.
+func TestMemoryFailureEvent(t *testing.T) {
+	m := testMachine(t, Profile{Kernel: "6.12", CPU: "intel"})
+	dir := newInstance(t, m, "selfprotect", "ras/memory_failure_event")
+	require.NoError(t, m.KernelMemoryFailure(0x3c00040))
+	recs := records(t, m, drain(t, dir, 0))
+	require.Len(t, recs, 1)
+	require.Equal(t, uint64(0x3c00), u(t, recs[0], "pfn"))
+	require.Equal(t, uint64(mfRecovered), u(t, recs[0], "result"))
+	poisoned, err := m.pageFlags(0x3c00)
+	require.NoError(t, err)
+	require.NotZero(t, poisoned&kpfHWPoison)
+	require.Error(t, m.KernelMemoryFailure(uint64(m.Profile().pages())<<pageShift))
+}

@@ -24,7 +24,7 @@ const (
 // OfflineRequest is one write to soft_offline_page or hard_offline_page, or
 // an offline the simulated CEC did on its own (Kind "cec").
 type OfflineRequest struct {
-	Kind   string `json:"kind"` // "soft", "hard" or "cec"
+	Kind   string `json:"kind"` // "soft", "hard", "cec" or "kernel" (memory_failure on its own)
 	Raw    string `json:"raw,omitempty"`
 	Addr   uint64 `json:"addr"`
 	PFN    uint64 `json:"pfn"`
@@ -129,9 +129,65 @@ func (m *Machine) offline(kind, raw string) error {
 		if req.Result, err = m.poison(req.PFN); err != nil {
 			return err
 		}
+		// A hard offline runs the kernel's memory-failure handler, which
+		// fires ras:memory_failure_event; a soft offline does not (both
+		// seen in the lab).
+		if kind == "hard" && req.Result == OfflinePoisoned {
+			if err := m.emitMemoryFailure(req.PFN, mfFreeBuddyPage, mfRecovered); err != nil {
+				return err
+			}
+		}
 	}
 	m.offlined = append(m.offlined, req)
 	return nil
+}
+
+// memory_failure_event's page type and result values used here.
+const (
+	mfDirtyLRUPage  = 13
+	mfFreeBuddyPage = 16
+	mfRecovered     = 3
+)
+
+// emitMemoryFailure logs one ras:memory_failure_event. Caller holds m.mu.
+func (m *Machine) emitMemoryFailure(pfn uint64, typ, result int) error {
+	ev, ok := m.events["ras/memory_failure_event"]
+	if !ok {
+		return nil
+	}
+	p := newPayload(ev.format, kworkerPID)
+	for _, f := range []struct {
+		name string
+		v    uint64
+	}{{"pfn", pfn}, {"type", uint64(typ)}, {"result", uint64(result)}} {
+		if err := p.set(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	em := m.newEmitter()
+	if err := em.record("ras/memory_failure_event", 0, m.nowNS(), p.bytes()); err != nil {
+		return err
+	}
+	return em.flush()
+}
+
+// KernelMemoryFailure is the kernel handling an uncorrected error on the
+// page at addr by itself (its machine-check handler, or a firmware
+// request): the page is poisoned, HardwareCorrupted grows and
+// ras:memory_failure_event fires, with no write from anyone.
+func (m *Machine) KernelMemoryFailure(addr uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pfn := addr >> pageShift
+	if pfn >= m.prof.pages() {
+		return fmt.Errorf("kernel memory failure: addr %#x beyond memory", addr)
+	}
+	res, err := m.poison(pfn)
+	if err != nil {
+		return err
+	}
+	m.offlined = append(m.offlined, OfflineRequest{Kind: "kernel", Addr: addr, PFN: pfn, Result: res})
+	return m.emitMemoryFailure(pfn, mfDirtyLRUPage, mfRecovered)
 }
 
 // poison sets HWPOISON on a page and accounts it in HardwareCorrupted.

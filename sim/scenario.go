@@ -47,6 +47,9 @@ const (
 	KindCacheCE  = "cache-ce"
 	KindEDACCE   = "edac-ce"
 	KindStorm    = "storm"
+	// KindMemoryFailure: the kernel handles an uncorrected error on a page
+	// by itself (ras:memory_failure_event), no write from anyone.
+	KindMemoryFailure = "memory-failure"
 )
 
 // Injection is what a step injects. Which fields apply depends on Kind.
@@ -185,15 +188,16 @@ func (s *Step) validate(prof Profile) error {
 
 func (in *Injection) validate(prof Profile) error {
 	allowed := map[string][]string{
-		KindMemoryCE: {"addr", "cpu", "count"},
-		KindMemoryUE: {"addr", "cpu"},
-		KindCacheCE:  {"cpu", "count"},
-		KindEDACCE:   {"mc", "dimm", "count"},
-		KindStorm:    {"count", "pages"},
+		KindMemoryCE:      {"addr", "cpu", "count"},
+		KindMemoryUE:      {"addr", "cpu"},
+		KindCacheCE:       {"cpu", "count"},
+		KindEDACCE:        {"mc", "dimm", "count"},
+		KindStorm:         {"count", "pages"},
+		KindMemoryFailure: {"addr"},
 	}
 	fields, ok := allowed[in.Kind]
 	if !ok {
-		return fmt.Errorf("kind %q: want memory-ce, memory-ue, cache-ce, edac-ce or storm", in.Kind)
+		return fmt.Errorf("kind %q: want memory-ce, memory-ue, cache-ce, edac-ce, storm or memory-failure", in.Kind)
 	}
 	set := map[string]bool{"addr": in.Addr != nil, "cpu": in.CPU != nil, "count": in.Count != nil,
 		"mc": in.MC != nil, "dimm": in.DIMM != nil, "pages": in.Pages != nil}
@@ -221,7 +225,7 @@ func (in *Injection) validate(prof Profile) error {
 		return fmt.Errorf("addr %#x beyond memory (%d MiB)", *in.Addr, prof.MemoryMB)
 	}
 	switch in.Kind {
-	case KindMemoryCE, KindMemoryUE:
+	case KindMemoryCE, KindMemoryUE, KindMemoryFailure:
 		return need(in.Addr != nil, "addr")
 	case KindEDACCE:
 		if err := need(in.MC != nil && in.DIMM != nil && in.Count != nil, "mc, dimm and count"); err != nil {
@@ -321,6 +325,8 @@ func inject(inj Injector, in *Injection) error {
 		return inj.InjectEDAC(*in.MC, *in.DIMM, uint64(count))
 	case KindStorm:
 		return inj.Storm(count, in.Pages)
+	case KindMemoryFailure:
+		return inj.KernelMemoryFailure(*in.Addr)
 	}
 	return fmt.Errorf("kind %q: %w", in.Kind, ErrBadScenario)
 }

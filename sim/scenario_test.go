@@ -66,6 +66,7 @@ func (r *recorder) InjectMemoryUE(addr uint64, cpu int) error { return r.note("m
 func (r *recorder) InjectCacheCE(cpu, count int) error        { return r.note("cache-ce") }
 func (r *recorder) InjectEDAC(mc, dimm int, ce uint64) error  { return r.note("edac") }
 func (r *recorder) Storm(n int, pages []uint64) error         { return r.note("storm") }
+func (r *recorder) KernelMemoryFailure(addr uint64) error     { return r.note("memory-failure") }
 
 func TestPlayerTiming(t *testing.T) {
 	sc, err := ParseScenario("t.yaml", []byte(`profile: {edac: true}

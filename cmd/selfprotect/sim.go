@@ -107,7 +107,8 @@ func newInjectCommand(g *globals) *cobra.Command {
 		Long: `Inject errors into the simulator serving DIR. KIND is one of
 memory-ce (--addr --count --cpu), memory-ue (--addr --cpu), cache-ce (--cpu --count),
 edac-ce (--mc --dimm --count: a counter bump no tracepoint reported),
-storm (--count --pages ADDR,ADDR...). --scenario plays a YAML scenario instead.`,
+storm (--count --pages ADDR,ADDR...), memory-failure (--addr: the kernel poisons the page itself).
+--scenario plays a YAML scenario instead.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := sim.Dial(dir)
@@ -134,6 +135,8 @@ storm (--count --pages ADDR,ADDR...). --scenario plays a YAML scenario instead.`
 				return c.InjectCacheCE(cpu, count)
 			case sim.KindEDACCE:
 				return c.InjectEDAC(mc, dimm, uint64(count))
+			case sim.KindMemoryFailure:
+				return c.KernelMemoryFailure(addr)
 			case sim.KindStorm:
 				var list []uint64
 				for _, p := range strings.Split(pages, ",") {
