@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +53,30 @@ func FuzzParseLine(f *testing.F) {
 		}
 		if _, err := time.Parse(time.RFC3339Nano, ev.Received.Format(time.RFC3339Nano)); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzReadMcelog: any log gives records in time order or a *LineError,
+// never a panic.
+func FuzzReadMcelog(f *testing.F) {
+	data, err := os.ReadFile("testdata/mcelog.log")
+	require.NoError(f, err)
+	f.Add(data)
+	f.Add([]byte(mcelogStart + "\nCPU 1 BANK 7\nTIME 5\nSTATUS 9c00000000000090\nCPUID Vendor AMD Family 25 Model 1 Step 1\n"))
+	f.Fuzz(func(t *testing.T, log []byte) {
+		recs, err := ReadMcelog("fuzz", bytes.NewReader(log), "h")
+		if err != nil {
+			var le *LineError
+			if !errors.As(err, &le) && !strings.Contains(err.Error(), "reading fuzz") {
+				t.Fatalf("error %v is neither a line error nor a read error", err)
+			}
+			return
+		}
+		for i := 1; i < len(recs); i++ {
+			if recs[i].Event.Received.Before(recs[i-1].Event.Received) {
+				t.Fatal("records out of time order")
+			}
 		}
 	})
 }
