@@ -6,12 +6,28 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 )
+
+// shownURL is a URL as errors and logs show it: without its query, which
+// may carry a token.
+func shownURL(s string) string {
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "..."
+	}
+	u.User = nil
+	return u.String()
+}
 
 // TLSConfig trusts the PEM certificates in caFile instead of the system's
 // roots when caFile is set; verification is never switched off.
@@ -55,7 +71,7 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
-		return false, fmt.Errorf("building request to %s: %w", url, err)
+		return false, fmt.Errorf("building request to %s: %w", shownURL(url), err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "selfprotect")
@@ -68,7 +84,12 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("posting to %s: %w", url, err)
+		// net/http's error repeats the URL: replace it by the shown one.
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return true, fmt.Errorf("posting to %s: %w", shownURL(url), err)
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -80,7 +101,7 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 		// A peer may echo the header back; never log it.
 		msg = strings.ReplaceAll(msg, token.Reveal(), redacted)
 	}
-	err = fmt.Errorf("posting to %s: %s: %s", url, resp.Status, msg)
+	err = fmt.Errorf("posting to %s: %s: %s", shownURL(url), resp.Status, msg)
 	switch {
 	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout,
 		resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusUnauthorized,

@@ -212,13 +212,13 @@ func (v *validator) url(s, field string) {
 	}
 }
 
-// redactURL keeps a URL's credentials out of an error.
+// redactURL keeps a URL's credentials (user info, query) out of an error.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil || (u.User == nil && u.RawQuery == "") {
 		return s
 	}
-	return u.Redacted()
+	return shownURL(s)
 }
 
 type validator struct {

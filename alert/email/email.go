@@ -80,7 +80,12 @@ func (n *Notifier) Message(a alert.Alert) (*mail.Msg, error) {
 	}
 	m.Subject("selfprotect " + a.Title())
 	m.SetMessageIDWithValue(MessageID(a))
-	m.SetDateWithValue(a.Time)
+	if a.Time.IsZero() {
+		m.SetDate()
+	} else {
+		// The alert's own time, so a re-sent copy is the same mail.
+		m.SetDateWithValue(a.Time)
+	}
 	m.SetUserAgent("selfprotect")
 	m.SetBulk()
 	m.SetGenHeader(HeaderCase, a.Case)

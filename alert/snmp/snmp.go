@@ -65,8 +65,10 @@ const (
 	oidSnmpTrapOID = "1.3.6.1.6.3.1.1.4.1.0"
 	// maxText is the MIB's DisplayString size for the free-text objects.
 	maxText = 255
-	// perTry bounds one inform round trip; Retries more follow.
+	// perTry bounds one inform round trip; Retries more follow. minTry
+	// keeps a nearly spent deadline from asking gosnmp for no wait at all.
 	perTry = 2 * time.Second
+	minTry = 50 * time.Millisecond
 )
 
 // Notifier sends to one manager.
@@ -164,7 +166,7 @@ func (n *Notifier) client(ctx context.Context) *gosnmp.GoSNMP {
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		// Leave the retries room within the dispatcher's timeout.
-		g.Timeout = min(perTry, time.Until(dl)/time.Duration(n.cfg.Retries+1))
+		g.Timeout = max(min(perTry, time.Until(dl)/time.Duration(n.cfg.Retries+1)), minTry)
 	}
 	switch n.cfg.Version {
 	case alert.SNMPv3:

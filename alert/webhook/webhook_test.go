@@ -126,3 +126,18 @@ func TestWebhookCancelled(t *testing.T) {
 	require.True(t, retry)
 	require.ErrorIs(t, err, context.Canceled)
 }
+
+func TestWebhookErrorsHideTheQuery(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "nope", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	for _, url := range []string{srv.URL + "/hook?token=hunter2-query", "http://127.0.0.1:1/hook?token=hunter2-query"} {
+		n, err := New(alert.WebhookConfig{URL: url})
+		require.NoError(t, err)
+		_, err = n.Notify(context.Background(), sample())
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), "hunter2", "a token in the query leaks into the error")
+		require.Contains(t, err.Error(), "/hook?...")
+	}
+}
