@@ -88,7 +88,7 @@ check_file() { # path mode
 }
 check_file /usr/sbin/selfprotect 755
 check_file /lib/systemd/system/selfprotect.service 644
-check_file /etc/selfprotect/selfprotect.yaml 644
+check_file /etc/selfprotect/selfprotect.yaml 600
 check_file /usr/share/doc/selfprotect/copyright 644
 check_file /usr/share/doc/selfprotect/changelog.gz 644
 check_file /usr/share/bash-completion/completions/selfprotect 644

@@ -65,12 +65,14 @@ chmod 0644 "$d$UNITDIR/selfprotect.service"
 grep -q "^ExecStart=$SBINDIR/selfprotect run" "$d$UNITDIR/selfprotect.service" ||
 	{ echo "$0: could not point ExecStart at $SBINDIR" >&2; exit 1; }
 
+# Root-only: the same file holds the alerts: section, with SMTP passwords,
+# SNMP communities and webhook tokens.
 conf=$d$SYSCONFDIR/selfprotect/selfprotect.yaml
 if [ "$CONFIG" = keep ] && [ -e "$conf" ]; then
-	install -m 0644 "$gen/selfprotect.yaml" "$conf.dist"
+	install -m 0600 "$gen/selfprotect.yaml" "$conf.dist"
 	echo "kept $conf; the current default policy is in $conf.dist"
 else
-	install -m 0644 "$gen/selfprotect.yaml" "$conf"
+	install -m 0600 "$gen/selfprotect.yaml" "$conf"
 fi
 
 # Man pages compressed the Debian way: -n keeps the build reproducible.
