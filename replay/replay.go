@@ -56,6 +56,7 @@ type Replayer struct {
 	stats    []*PolicyReport
 	hosts    map[string]*host
 	order    []*host
+	dimms    map[seriesKey]*dimmSeries
 	last     *host
 	events   uint64
 	first    time.Time
@@ -174,6 +175,15 @@ func (r *Replayer) Add(file string, rec *Record) error {
 			h.stage = countonce.New(countonce.Options{})
 		}
 		verdicts = h.stage.Observe(*ev)
+	}
+	if h.raw {
+		for k := range verdicts {
+			if v := &verdicts[k]; v.New&countonce.FacetDIMM != 0 {
+				r.tally(h, &v.Event, v.Event.Count)
+			}
+		}
+	} else {
+		r.tally(h, ev, ev.Count)
 	}
 	for i := range r.policies {
 		if !h.raw || r.policies[i].Raw {
@@ -311,6 +321,7 @@ func (r *Replayer) uncorrected(h *host, ev *fault.Event) {
 		}
 		if _, seen := h.ueDIMMs[dimm]; !seen {
 			h.ueDIMMs[dimm] = struct{}{}
+			r.series(h, dimm).ue = t
 			for i, st := range r.stats {
 				st.DIMMsWithUE++
 				if ru := h.runs[i]; ru != nil {
@@ -331,7 +342,7 @@ func (r *Replayer) uncorrected(h *host, ev *fault.Event) {
 
 // Report summarises the replay so far.
 func (r *Replayer) Report() *Report {
-	rep := &Report{Hosts: len(r.order), Events: r.events, From: r.first, To: r.end}
+	rep := &Report{Hosts: len(r.order), Events: r.events, From: r.first, To: r.end, TopDIMMs: r.topDIMMs(5)}
 	for _, h := range r.order {
 		rep.TotalPages += h.spec.TotalPages()
 	}

@@ -98,6 +98,13 @@ func TestGoldenAnchors(t *testing.T) {
 	require.Equal(t, 1, rep.Hosts)
 	require.EqualValues(t, 8, rep.Events)
 	require.EqualValues(t, 16<<30/4096, rep.TotalPages)
+	// Errors over time, policy-independent: D2's 60 and D1's 4 corrected
+	// errors, all in the Unix week starting Thursday 2026-01-01.
+	week0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	require.Equal(t, []DIMMSeries{
+		{Host: "a", Label: "D2", MC: 0, Total: 60, Start: week0, Weekly: []uint32{60}, FirstUE: week0.Add(96 * h)},
+		{Host: "a", Label: "D1", MC: 0, Total: 4, Start: week0, Weekly: []uint32{4}, FirstUE: week0.Add(48 * h)},
+	}, rep.TopDIMMs)
 	byName := map[string]PolicyReport{}
 	for _, p := range rep.Policies {
 		byName[p.Name] = p

@@ -17,6 +17,8 @@ type Report struct {
 	From, To   time.Time
 	TotalPages uint64 // RAM of every host in the trace, in 4 KiB pages
 	Policies   []PolicyReport
+	// TopDIMMs are the DIMMs with the most corrected errors, most first.
+	TopDIMMs []DIMMSeries
 }
 
 // PolicyReport is what one policy would have done.

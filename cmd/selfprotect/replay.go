@@ -26,6 +26,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 		ramGiB     uint64
 		progress   bool
 		grouped    bool
+		htmlOut    string
 	)
 	cmd := &cobra.Command{
 		Use:   "replay (--trace FILE | --store DIR... | --rasdaemon DB... | --mcelog LOG...) [--policy FILE|builtin:NAME] [--compare POLICY...]",
@@ -103,7 +104,13 @@ or builtin:anchors for all five anchors.`,
 					return err
 				}
 			}
-			return r.Report().WriteText(g.out)
+			rep := r.Report()
+			if htmlOut != "" {
+				if err := writeHTML(rep, htmlOut); err != nil {
+					return err
+				}
+			}
+			return rep.WriteText(g.out)
 		},
 	}
 	f := cmd.Flags()
@@ -118,6 +125,7 @@ or builtin:anchors for all five anchors.`,
 	f.IntVar(&host.CPUs, "cpus", 64, "CPUs of hosts the trace does not describe")
 	f.IntVar(&host.ThreadsPerCore, "threads-per-core", 2, "SMT threads per core of hosts the trace does not describe")
 	f.BoolVar(&progress, "progress", false, "show progress on stderr")
+	f.StringVar(&htmlOut, "html", "", "also write the report as a self-contained HTML page with plots to this file")
 	f.BoolVar(&grouped, "grouped", false, "the trace holds each host's records in one block (as 'replay gen' writes it): free a host's engines when the next starts, so memory stays bounded on fleet-sized traces")
 	cmd.AddCommand(newReplayGenCommand(g))
 	return cmd
@@ -193,6 +201,21 @@ The same seed and flags always give the same bytes.`,
 	f.BoolVar(&p.RowDecode, "rows", p.RowDecode, "write each memory error's DRAM row (as decoding EDAC drivers do)")
 	f.BoolVar(&progress, "progress", false, "show progress on stderr")
 	return cmd
+}
+
+func writeHTML(rep *replay.Report, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating HTML report: %w", err)
+	}
+	if err := rep.WriteHTML(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing HTML report %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing HTML report %s: %w", path, err)
+	}
+	return nil
 }
 
 func replayTrace(g *globals, r *replay.Replayer, path string, progress bool) error {

@@ -29,8 +29,12 @@ func TestReplayCLI(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, stderr, "for 200 hosts")
 
-	out, _, err := runCLI(t, "replay", "--trace", trace, "--grouped", "--compare", "builtin:anchors")
+	page := filepath.Join(dir, "report.html")
+	out, _, err := runCLI(t, "replay", "--trace", trace, "--grouped", "--compare", "builtin:anchors", "--html", page)
 	require.NoError(t, err)
+	html, err := os.ReadFile(page)
+	require.NoError(t, err)
+	require.Contains(t, string(html), `<svg class="plot" id="tradeoff"`)
 	for _, want := range []string{"replayed ", "selfprotect", "rasdaemon", "mcelog", "cec-2", "fma",
 		"pages retired", "memory retired", "DIMM cases", "UE pages", "protected before UE"} {
 		require.Contains(t, out, want)
