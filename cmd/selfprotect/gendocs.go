@@ -40,6 +40,24 @@ const configHeader = `# selfprotect policy (/etc/selfprotect/selfprotect.yaml).
 # not validate is refused and the running policy stays in force.
 `
 
+// manFiles ends selfprotect(8) with the files an administrator looks for;
+// the markdown heading becomes the page's FILES section.
+const manFiles = `
+
+# FILES
+**/etc/selfprotect/selfprotect.yaml**
+	the policy and the alerts: section (check it with selfprotect check-config)
+
+**/var/lib/selfprotect/**
+	the SQLite store (events, cases, actions, what was isolated) and the lock
+
+**/run/selfprotect/selfprotect.sock**
+	the root-only control socket the other commands use
+
+**/lib/systemd/system/selfprotect.service**
+	the hardened systemd unit
+`
+
 // newGenDocsCommand writes the man pages, shell completions and default
 // policy file that packaging ships. Hidden: it is a build step, not
 // something an operator runs.
@@ -82,6 +100,7 @@ func genDocs(root *cobra.Command, dir string, date *time.Time) error {
 	// The pages are dated by the build, not stamped with cobra's name.
 	root.DisableAutoGenTag = true
 	escapeAngles(root)
+	root.Long += manFiles
 	// Section 8: selfprotect is a system daemon and its CLI needs root.
 	header := &doc.GenManHeader{
 		Section: "8",

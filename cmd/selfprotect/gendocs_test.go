@@ -74,6 +74,8 @@ func TestGenDocsManPagePerCommand(t *testing.T) {
 	page, err = os.ReadFile(filepath.Join(dir, genManDir, "selfprotect.8"))
 	require.NoError(t, err)
 	require.Contains(t, string(page), "<debugfs>/tracing")
+	require.Contains(t, string(page), ".SH FILES\n", "selfprotect(8) lists its files")
+	require.Contains(t, string(page), "/var/lib/selfprotect/")
 }
 
 // The shipped /etc/selfprotect/selfprotect.yaml is the built-in policy, and
