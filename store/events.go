@@ -15,9 +15,10 @@ import (
 
 const eventColumns = `received, recorded, source, class, severity, vendor, count,
 	cpu, socket, bank, cache_level, core_bank, status, addr, misc, synd, ipid,
-	phys_addr, addr_valid, addr_lsb, mc, dimm_label, layer0, layer1, layer2, row, detail`
+	phys_addr, addr_valid, addr_lsb, mc, dimm_label, layer0, layer1, layer2, row, detail,
+	channel, located_by`
 
-const eventFields = 27
+const eventFields = 29
 
 // insertRows returns an INSERT for n events.
 func insertRows(n int) string {
@@ -76,7 +77,8 @@ func appendEventArgs(args []any, e *fault.Event) []any {
 		e.CPU, e.Socket, e.Bank, e.CacheLevel, boolInt(e.CoreBank),
 		bits(e.Status), bits(e.Addr), bits(e.Misc), bits(e.Synd), bits(e.IPID),
 		bits(e.PhysAddr), boolInt(e.AddrValid), int(e.AddrLSB),
-		e.MC, e.DIMMLabel, e.Layers[0], e.Layers[1], e.Layers[2], e.Row, e.Detail)
+		e.MC, e.DIMMLabel, e.Layers[0], e.Layers[1], e.Layers[2], e.Row, e.Detail,
+		e.Channel, e.LocatedBy)
 }
 
 // EventQuery selects history. Zero fields select everything.
@@ -209,7 +211,8 @@ func scanEvent(rows *sql.Rows) (fault.Event, error) {
 	err := rows.Scan(&received, &recorded, &source, &class, &severity, &vendor, &count,
 		&e.CPU, &e.Socket, &e.Bank, &e.CacheLevel, &coreBank,
 		&status, &addr, &misc, &synd, &ipid, &pa, &addrValid, &addrLSB,
-		&e.MC, &e.DIMMLabel, &e.Layers[0], &e.Layers[1], &e.Layers[2], &e.Row, &e.Detail)
+		&e.MC, &e.DIMMLabel, &e.Layers[0], &e.Layers[1], &e.Layers[2], &e.Row, &e.Detail,
+		&e.Channel, &e.LocatedBy)
 	if err != nil {
 		return e, err
 	}

@@ -107,6 +107,12 @@ CREATE TABLE outbox_overflow (
 	last     INTEGER NOT NULL
 );
 `,
+	// 3: where an MCA record locates a memory error without EDAC
+	// (Event.Channel) and how its DIMM label was found (Event.LocatedBy).
+	`
+ALTER TABLE events ADD COLUMN channel    INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE events ADD COLUMN located_by TEXT    NOT NULL DEFAULT '';
+`,
 }
 
 // SchemaVersion is the version this binary writes.
