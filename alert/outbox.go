@@ -101,3 +101,10 @@ func (o *Outbox) kick() {
 		o.Kick()
 	}
 }
+
+// Prune deletes delivered and given-up rows older than keep (KeepSent), so
+// the outbox stays bounded; within keep a repeated transition is still
+// recognised as sent. The daemon calls it with its other hourly pruning.
+func (o *Outbox) Prune(now time.Time, keep time.Duration) (int64, error) {
+	return o.Store.PruneOutbox(now.Add(-keep))
+}

@@ -127,3 +127,21 @@ func pendingCounts(t *testing.T, s *store.Store) map[string]int {
 	}
 	return out
 }
+
+func TestOutboxPrune(t *testing.T) {
+	s := openStore(t)
+	o := &Outbox{Store: s, Notifiers: []NamedNotifier{{Name: "a"}}, MaxPending: 10, Host: "h"}
+	_, err := o.Raise(t0, testAlert(1, Isolated), testAlert(2, Isolated))
+	require.NoError(t, err)
+	q := StoreQueue{s}
+	due, err := q.Due(t0, "a", 10)
+	require.NoError(t, err)
+	require.NoError(t, q.Ack(due[0].ID, t0))
+	n, err := o.Prune(t0.Add(time.Hour), 2*time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n, "sent within keep_sent: kept")
+	n, err = o.Prune(t0.Add(3*time.Hour), 2*time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "only the sent row goes; the pending one stays")
+	require.Equal(t, map[string]int{"a": 1}, pendingCounts(t, s))
+}
