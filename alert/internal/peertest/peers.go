@@ -218,9 +218,9 @@ func SMTP(t testing.TB, p PKI, port int, o SMTPOptions) string {
 }
 
 // MIBDir links mibs/SELFPROTECT-MIB.txt and the SNMPv2 base modules it
-// imports into one directory for smilint and net-snmp. Debian main ships
-// the IETF base modules only inside erlang-snmp (snmp-mibs-downloader is
-// non-free).
+// imports into one directory for smilint and net-snmp. Debian's snmp
+// packages leave the IETF base modules out (snmp-mibs-downloader is
+// non-free); erlang-snmp ships them.
 func MIBDir(t testing.TB) string {
 	t.Helper()
 	base, _ := filepath.Glob("/usr/lib/erlang/lib/snmp-*/mibs/SNMPv2-SMI.mib")
