@@ -94,6 +94,9 @@ func NewDispatcher(q Queue, cfg DispatcherConfig) (*Dispatcher, error) {
 		if _, dup := d.byName[n.Name]; dup {
 			return nil, fmt.Errorf("dispatcher: notifier %q configured twice", n.Name)
 		}
+		if n.Timeout <= 0 {
+			n.Timeout = DefaultTimeout // zero would expire every send at once
+		}
 		d.byName[n.Name] = &slot{n: n, limit: max(n.Concurrency, 1), inflight: map[int64]bool{}}
 		d.names = append(d.names, n.Name)
 		d.stats[n.Name] = &NotifierStats{}
