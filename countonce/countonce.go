@@ -171,10 +171,13 @@ type Stage struct {
 	credits map[creditKey][]credit
 	held    []fault.Event // counter deltas waiting for their mc_events
 
-	layout  []Slot
-	edac    bool // a layout was given: DIMMs are keyed by EDAC labels only
-	learned map[string]dimmRef
-	clashed map[string]bool
+	layout []Slot
+	edac   bool // a layout was given: DIMMs are keyed by EDAC labels only
+	// labelled is set once an EDAC or firmware record brought a label:
+	// from then on labels, not raw MCA locations, key the DIMM rule.
+	labelled bool
+	learned  map[string]dimmRef
+	clashed  map[string]bool
 
 	nHeld             atomic.Int64
 	first, merged     [nViews]atomic.Uint64
@@ -253,6 +256,9 @@ func (s *Stage) Observe(ev fault.Event) []Verdict {
 	out := s.Flush(ev.Received)
 	if v == viewNone {
 		return append(out, Verdict{Event: ev, New: All})
+	}
+	if v != viewMCE && ev.DIMMLabel != "" {
+		s.labelled = true
 	}
 	loc := s.locate(&ev)
 	rec := facetsOf(&ev)

@@ -19,17 +19,11 @@ type Slot struct {
 	Channel int
 }
 
-// How a record's DIMM was found, as written in Event.LocatedBy.
-const (
-	LocatedByLayout  = "MCA location joined to the EDAC sysfs layout"
-	LocatedByLearned = "MCA location joined to the label an earlier mc_event gave it"
-	LocatedByMCA     = "MCA record only (no EDAC driver)"
-)
-
 // SetLayout tells the stage which DIMMs the EDAC driver knows. nil means
-// no EDAC driver is bound: an MCA location then keys the DIMM rule itself.
-// With a driver bound, DIMMs are keyed by EDAC labels only, so the rule
-// never counts one DIMM under two names.
+// no EDAC driver is bound: an MCA location then keys the DIMM rule itself,
+// until an EDAC or firmware record (eMCA's FRU text) brings a label. With
+// labels about, DIMMs are keyed by labels only (joined or learned), so the
+// rule does not count one DIMM under two names.
 func (s *Stage) SetLayout(slots []Slot) {
 	s.layout = append([]Slot(nil), slots...)
 	s.edac = slots != nil
@@ -56,17 +50,17 @@ func (s *Stage) locate(ev *fault.Event) string {
 		return loc
 	}
 	if d, ok := s.join(ev); ok {
-		ev.MC, ev.DIMMLabel, ev.LocatedBy = d.mc, d.label, LocatedByLayout
+		ev.MC, ev.DIMMLabel, ev.LocatedBy = d.mc, d.label, fault.LocatedByLayout
 		s.joined.Add(1)
 		return loc
 	}
 	if d, ok := s.learned[loc]; ok {
-		ev.MC, ev.DIMMLabel, ev.LocatedBy = d.mc, d.label, LocatedByLearned
+		ev.MC, ev.DIMMLabel, ev.LocatedBy = d.mc, d.label, fault.LocatedByLearned
 		s.joined.Add(1)
 		return loc
 	}
-	if !s.edac {
-		ev.MC, ev.DIMMLabel, ev.LocatedBy = fault.Unknown, loc, LocatedByMCA
+	if !s.edac && !s.labelled {
+		ev.MC, ev.DIMMLabel, ev.LocatedBy = fault.Unknown, loc, fault.LocatedByMCA
 	}
 	return loc
 }
@@ -110,7 +104,7 @@ func (s *Stage) learn(g *group, ev *fault.Event, v view, loc string) {
 	default:
 		return
 	}
-	if s.clashed[l] || d.mc == fault.Unknown || strings.Contains(d.label, " or ") {
+	if s.clashed[l] || strings.Contains(d.label, " or ") {
 		return
 	}
 	if old, ok := s.learned[l]; ok {

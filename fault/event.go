@@ -132,13 +132,22 @@ type Event struct {
 	// MCACOD bits 3:0, the AMD SMCA UMC instance), Unknown otherwise. With
 	// Socket it locates an error when no EDAC record names the DIMM.
 	Channel int
-	// LocatedBy says how DIMMLabel was found ("mc_event", "MCA record
-	// joined to EDAC sysfs", ...), "" when the source itself carried it.
+	// LocatedBy says how DIMMLabel was found (one of the LocatedBy*
+	// values), "" when the source itself carried it.
 	LocatedBy string
 
 	// Detail is free text for humans (decoder summary, driver detail).
 	Detail string
 }
+
+// How an MCA record's DIMM was found (Event.LocatedBy).
+const (
+	LocatedByLayout  = "MCA location joined to the EDAC sysfs layout"
+	LocatedByLearned = "MCA location joined to the label an earlier EDAC or firmware record gave it"
+	// LocatedByMCA: DIMMLabel is the location itself ("socket 0 UMC 2"),
+	// not a label: no EDAC driver or firmware names the slot.
+	LocatedByMCA = "MCA record only (no EDAC or firmware label)"
+)
 
 // Vendor of the CPU that logged an MCE.
 type Vendor uint8

@@ -192,7 +192,7 @@ func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint3
 		level, pfn, formatDuration(e.cfg.Rules.Page.Window), e.cfg.Rules.Page.Threshold)
 	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.Page.Window, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn })
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
-	if ev.LocatedBy != "" && ev.MC >= 0 && ev.DIMMLabel == c.FRU {
+	if ev.LocatedBy != "" && ev.LocatedBy != fault.LocatedByMCA && ev.DIMMLabel == c.FRU {
 		c.Summary += " (DIMM located by " + ev.LocatedBy + ")"
 	}
 	return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
@@ -408,7 +408,7 @@ func (e *Engine) newCase(ev *fault.Event, rule string, d fault.Diagnosis, suspec
 // memoryFRU names what a technician replaces for a memory error.
 func memoryFRU(ev *fault.Event) string {
 	switch {
-	case ev.DIMMLabel != "" && ev.MC < 0 && ev.LocatedBy != "":
+	case ev.DIMMLabel != "" && ev.LocatedBy == fault.LocatedByMCA:
 		// A location read from the MCA record alone: say so, a technician
 		// must map it to a slot with the board's manual.
 		return "DIMM at " + ev.DIMMLabel + " (from the MCA record, no EDAC label)"

@@ -49,10 +49,10 @@ func TestDIMMLocationWithoutController(t *testing.T) {
 	cfg.Rules.DIMM.Errors = 2
 	e := NewEngine(cfg)
 	ev := memCE(0, 0x10)
-	ev.DIMMLabel, ev.LocatedBy = "socket 0 UMC 2", "MCA record only (no EDAC driver)"
+	ev.DIMMLabel, ev.LocatedBy = "socket 0 UMC 2", fault.LocatedByMCA
 	require.Empty(t, e.Observe(ev))
 	ev = memCE(time.Second, 0x11)
-	ev.DIMMLabel, ev.LocatedBy = "socket 0 UMC 2", "MCA record only (no EDAC driver)"
+	ev.DIMMLabel, ev.LocatedBy = "socket 0 UMC 2", fault.LocatedByMCA
 	got := e.Observe(ev)
 	require.Len(t, got, 1)
 	require.Equal(t, fault.Resource("dimm:socket 0 UMC 2"), got[0].Case.Suspect)

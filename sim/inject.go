@@ -206,13 +206,25 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected 
 	}
 	loc := m.prof.Locate(addr)
 	m.mcaLocation(&e, loc)
-	for range n {
+	ghes := m.prof.FirmwareFirst == FirmwareGHES
+	// With GHES the firmware takes the machine check; the OS sees no MCA
+	// record and CEC (fed by the MCA decode chain) none of the error.
+	for i := 0; i < n && !ghes; i++ {
 		if err := m.emitMCE(em, e); err != nil {
 			return err
 		}
 	}
-	if m.prof.CEC && !uncorrected && !m.prof.SMCA {
-		return m.cecConsume(em, addr>>pageShift, uint64(n))
+	if m.prof.CEC && !uncorrected && !m.prof.SMCA && !ghes {
+		// CEC keeps what it counts; the error that reaches its threshold
+		// goes on down the decode chain (cec_add_mce returns it).
+		passed, err := m.cecConsume(em, addr>>pageShift, uint64(n))
+		if err != nil || passed == 0 {
+			return err
+		}
+		n = passed
+	}
+	if m.prof.FirmwareFirst == FirmwareEMCA {
+		return m.emitExtlog(em, addr, n, uncorrected, cpu, loc)
 	}
 	if !m.prof.EDAC {
 		return nil
@@ -233,6 +245,52 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected 
 		left -= c
 	}
 	em.edac[edacKey{loc.MC, loc.DIMM, counter}] += uint64(n)
+	return nil
+}
+
+// CPER severities (extlog_mem_event's sev) and memory error types.
+const (
+	cperSevRecoverable = 0
+	cperSevCorrected   = 2
+	cperMemErrSingle   = 2 // single-bit ECC
+	cperMemErrMulti    = 3 // multi-bit ECC
+)
+
+// emitExtlog logs n ras:extlog_mem_event records, as Intel eMCA firmware
+// reports each error, with the page-exact address and the DIMM's label as
+// FRU text (the EDAC label when the profile has a map, else a name from
+// the interleave).
+func (m *Machine) emitExtlog(em *emitter, addr uint64, n int, uncorrected bool, cpu int, loc DIMMLocation) error {
+	ev, ok := m.events["ras/extlog_mem_event"]
+	if !ok {
+		return nil
+	}
+	sev, etype := uint64(cperSevCorrected), uint64(cperMemErrSingle)
+	if uncorrected {
+		sev, etype = cperSevRecoverable, cperMemErrMulti
+	}
+	fru := loc.Label
+	if fru == "" {
+		fru = "DIMM_" + strconv.Itoa(int((addr>>interleaveShift)%4))
+	}
+	for range n {
+		m.extlogSeq++
+		p := newPayload(ev.format, kworkerPID)
+		for _, f := range []struct {
+			name string
+			v    uint64
+		}{{"err_seq", uint64(m.extlogSeq)}, {"etype", etype}, {"sev", sev}, {"pa", addr &^ (1<<pageShift - 1)}, {"pa_mask_lsb", pageShift}} {
+			if err := p.set(f.name, f.v); err != nil {
+				return err
+			}
+		}
+		if err := p.setString("fru_text", fru); err != nil {
+			return err
+		}
+		if err := em.record("ras/extlog_mem_event", cpu, m.nowNS(), p.bytes()); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -257,27 +315,30 @@ func (m *Machine) mcaLocation(e *MCE, loc DIMMLocation) {
 }
 
 // cecConsume counts corrected errors per page as the kernel's CEC does and
-// offlines the page when the count reaches action_threshold.
-func (m *Machine) cecConsume(em *emitter, pfn, n uint64) error {
+// offlines the page when the count reaches action_threshold. It returns
+// how many of the n errors CEC let through: the one that reached the
+// threshold, which the kernel passes on to EDAC and the other notifiers.
+func (m *Machine) cecConsume(em *emitter, pfn, n uint64) (int, error) {
 	m.stats.CECConsumed += n
 	if em.cecThreshold == 0 {
 		t, err := readUint(m.paths.DebugPath("ras/cec/action_threshold"))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		em.cecThreshold = max(t, 1)
 	}
 	m.cec[pfn] += n
 	if m.cec[pfn] < em.cecThreshold || pfn >= m.prof.pages() {
-		return nil
+		return 0, nil
 	}
 	delete(m.cec, pfn)
+	m.stats.CECConsumed--
 	res, err := m.poison(pfn)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	m.offlined = append(m.offlined, OfflineRequest{Kind: "cec", Addr: pfn << pageShift, PFN: pfn, Result: res})
-	return nil
+	return 1, nil
 }
 
 // InjectCacheCE logs count corrected cache errors (bank 1, MCACOD 0x134, a

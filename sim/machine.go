@@ -32,6 +32,7 @@ type Machine struct {
 	mu        sync.Mutex
 	now       func() time.Time
 	lastTS    uint64
+	extlogSeq uint32 // err_seq of the last extlog_mem_event
 	instances map[string]*instance
 	soft      *offlineFIFO
 	hard      *offlineFIFO

@@ -363,7 +363,8 @@ func TestLocateIsDeterministic(t *testing.T) {
 }
 
 // With the CEC built in, corrected DRAM errors stop at the CEC, which
-// offlines the page at its action threshold (2 on the Intel model).
+// offlines the page at its action threshold (2 on the Intel model) and
+// lets that one error on to EDAC (mc_event, counters).
 func TestCECConsumesMemoryCEs(t *testing.T) {
 	m := testMachine(t, Profile{Kernel: "6.12", CPU: "intel", EDAC: true, CEC: true})
 	dir := newInstance(t, m, "selfprotect", "mce/mce_record", "ras/mc_event")
@@ -371,13 +372,44 @@ func TestCECConsumesMemoryCEs(t *testing.T) {
 	require.Empty(t, m.Offlined())
 	require.NoError(t, m.InjectMemoryCE(0x5040, 1, 0))
 	recs := records(t, m, drain(t, dir, 0))
-	require.Len(t, recs, 2)
-	for _, r := range recs {
-		require.Equal(t, "mce_record", r.Format.Name)
-	}
+	require.Len(t, recs, 3)
+	require.Equal(t, "mce_record", recs[0].Format.Name)
+	require.Equal(t, "mce_record", recs[1].Format.Name)
+	require.Equal(t, "mc_event", recs[2].Format.Name)
+	require.Equal(t, uint64(1), u(t, recs[2], "error_count"))
 	require.Equal(t, []OfflineRequest{{Kind: "cec", Addr: 0x5000, PFN: 5, Result: OfflinePoisoned}}, m.Offlined())
 	require.NotZero(t, pageFlagsAt(t, m, 5)&kpfHWPoison)
-	require.Equal(t, uint64(2), m.Stats().CECConsumed)
+	require.Equal(t, uint64(1), m.Stats().CECConsumed, "the second error went on to EDAC")
+}
+
+// Firmware-first: GHES gives mc_event only; Intel eMCA gives mce_record and
+// extlog_mem_event, no mc_event.
+func TestFirmwareFirst(t *testing.T) {
+	m := testMachine(t, Profile{Kernel: "6.12", CPU: "amd", EDAC: true, CEC: true, FirmwareFirst: FirmwareGHES})
+	dir := newInstance(t, m, "selfprotect", "mce/mce_record", "ras/mc_event", "ras/extlog_mem_event")
+	require.NoError(t, m.InjectMemoryCE(0x5000, 2, 0))
+	recs := records(t, m, drain(t, dir, 0))
+	require.Len(t, recs, 1)
+	require.Equal(t, "mc_event", recs[0].Format.Name)
+	require.Equal(t, uint64(2), u(t, recs[0], "error_count"))
+	require.Zero(t, m.Stats().CECConsumed, "CEC sees no firmware-first error")
+
+	m = testMachine(t, Profile{Kernel: "6.12", CPU: "intel", EDAC: true, FirmwareFirst: FirmwareEMCA})
+	dir = newInstance(t, m, "selfprotect", "mce/mce_record", "ras/mc_event", "ras/extlog_mem_event")
+	require.NoError(t, m.InjectMemoryCE(0x5040, 1, 0))
+	recs = records(t, m, drain(t, dir, 0))
+	require.Len(t, recs, 2)
+	require.Equal(t, "mce_record", recs[0].Format.Name)
+	require.Equal(t, "extlog_mem_event", recs[1].Format.Name)
+	require.Equal(t, uint64(0x5000), u(t, recs[1], "pa"))
+	fru, err := recs[1].String("fru_text")
+	require.NoError(t, err)
+	require.Equal(t, m.Profile().Locate(0x5040).Label, fru)
+
+	for _, p := range []Profile{{CPU: "amd", FirmwareFirst: FirmwareEMCA}, {CPU: "intel", FirmwareFirst: FirmwareGHES}, {FirmwareFirst: "bios"}} {
+		_, err := p.WithDefaults()
+		require.ErrorIs(t, err, ErrBadProfile, "%+v", p)
+	}
 }
 
 func TestStormFillsPages(t *testing.T) {

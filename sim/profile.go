@@ -28,9 +28,20 @@ type Profile struct {
 	// whose address is a normalized one the kernel does not use. CEC then
 	// leaves them alone (amd_mce_usable_address: SMCA UMC addresses are
 	// not usable without poison), so EDAC reports every one.
-	SMCA     bool  `json:"smca,omitempty" yaml:"smca"`
-	Isolated []int `json:"isolated,omitempty" yaml:"isolated"`
+	SMCA bool `json:"smca,omitempty" yaml:"smca"`
+	// FirmwareFirst makes memory errors reach the OS through firmware:
+	// "ghes" (APEI GHES: ras:mc_event from ghes_edac and its counters, no
+	// mce_record; needs edac) or "emca" (Intel eMCA: mce_record plus
+	// ras:extlog_mem_event with the firmware's FRU text, and no mc_event).
+	FirmwareFirst string `json:"firmware_first,omitempty" yaml:"firmware_first"`
+	Isolated      []int  `json:"isolated,omitempty" yaml:"isolated"`
 }
+
+// Firmware-first modes.
+const (
+	FirmwareGHES = "ghes"
+	FirmwareEMCA = "emca"
+)
 
 // ErrBadProfile is returned for a profile the simulator cannot build.
 var ErrBadProfile = errors.New("bad simulator profile")
@@ -88,6 +99,12 @@ func (p Profile) validate() error {
 		return bad("memory_mb %d: want %d..%d", p.MemoryMB, minMemoryMB, maxMemoryMB)
 	case p.SMCA && p.CPU != "amd":
 		return bad("smca needs cpu amd")
+	case p.FirmwareFirst != "" && p.FirmwareFirst != FirmwareGHES && p.FirmwareFirst != FirmwareEMCA:
+		return bad("firmware_first %q: want ghes or emca", p.FirmwareFirst)
+	case p.FirmwareFirst == FirmwareGHES && !p.EDAC:
+		return bad("firmware_first ghes needs edac (ghes_edac reports the errors)")
+	case p.FirmwareFirst == FirmwareEMCA && p.CPU != "intel":
+		return bad("firmware_first emca needs cpu intel")
 	case p.CEC && p.Kernel != "6.12":
 		return bad("cec needs kernel 6.12 (the 6.1 captures have none)")
 	case !p.EDAC && (p.Controllers != 0 || p.DIMMsPerController != 0):

@@ -89,6 +89,7 @@ func addProfileFlags(c *cobra.Command, p *sim.Profile) {
 	c.Flags().BoolVar(&p.EDAC, "edac", false, "an EDAC driver is bound (memory controllers in sysfs)")
 	c.Flags().BoolVar(&p.CEC, "cec", false, "the kernel's RAS CEC is enabled (6.12 only)")
 	c.Flags().BoolVar(&p.SMCA, "smca", false, "the AMD model is a Zen part: DRAM errors from UMC banks (IPID names the channel)")
+	c.Flags().StringVar(&p.FirmwareFirst, "firmware-first", "", "memory errors reach the OS through firmware: ghes (mc_event only) or emca (mce_record + extlog_mem_event)")
 }
 
 // simFlags are the path flags for a tree laid out as kpath.Under(dir).
