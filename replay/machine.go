@@ -17,8 +17,10 @@ type machine struct {
 	spec HostSpec
 	// retired maps a retired page to when it left service.
 	retired map[uint64]time.Time
-	// byPolicy counts pages this policy retired (not the kernel's UE pages).
+	// byPolicy counts pages this policy retired (not the kernel's UE pages);
+	// own lists them.
 	byPolicy uint64
+	own      []uint64
 	perDIMM  map[string]int
 	offline  map[int]bool
 	// cpuDone holds CPUs isolated by an earlier case (never act twice).
@@ -100,6 +102,7 @@ func (m *machine) retirePage(cfg *policy.Config, st *PolicyReport, r fault.Resou
 	}
 	m.retire(pfn, t)
 	m.byPolicy++
+	m.own = append(m.own, pfn)
 	st.PagesRetired++
 	if dimm != "" {
 		if m.perDIMM == nil {

@@ -340,6 +340,28 @@ func (r *Replayer) uncorrected(h *host, ev *fault.Event) {
 	}
 }
 
+// Isolated lists what policy i took out of service on host: the pages it
+// retired (not those the kernel poisoned on a UE) and the CPUs it
+// offlined, sorted. With grouped traces it still answers for past hosts.
+func (r *Replayer) Isolated(i int, hostName string) []fault.Resource {
+	h := r.hosts[hostName]
+	if h == nil || i < 0 || i >= len(h.runs) || h.runs[i] == nil {
+		return nil
+	}
+	m := &h.runs[i].m
+	var out []fault.Resource
+	for _, pfn := range m.own {
+		out = append(out, fault.Page(pfn))
+	}
+	for cpu, off := range m.offline {
+		if off {
+			out = append(out, fault.CPU(cpu))
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out
+}
+
 // Report summarises the replay so far.
 func (r *Replayer) Report() *Report {
 	rep := &Report{Hosts: len(r.order), Events: r.events, From: r.first, To: r.end, TopDIMMs: r.topDIMMs(5)}

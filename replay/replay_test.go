@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/policy"
 )
 
@@ -162,6 +163,15 @@ func TestGoldenBudgets(t *testing.T) {
 		retired: 1, refused: 2, already: 2, cpusOff: 2, cpusRefused: 2,
 		refusals: map[string]int{"max_ram_retired_percent": 2, "min_online_cpu_fraction": 1, "cpu_offline_interval": 1}})
 	require.InDelta(t, 100.0/1024, rep.Policies[0].RetiredPercent, 1e-12)
+	// Isolated names them: CPUs 1 and 5, page 0x10.
+	r, err := New(defaultHost, builtin(t, "selfprotect")...)
+	require.NoError(t, err)
+	f, err := os.Open("testdata/budgets.jsonl")
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, r.ReadTrace("budgets", f))
+	require.Equal(t, []fault.Resource{"cpu:1", "cpu:5", "page:0x10"}, r.Isolated(0, "small"))
+	require.Nil(t, r.Isolated(0, "nope"))
 	require.Equal(t, "small", rep.Policies[0].MaxHost)
 }
 
