@@ -365,6 +365,47 @@ func TestDaemonCEC(t *testing.T) {
 				require.Equal(t, "isolated", act.Outcome, "CEC's threshold 1023 leaves the page to the daemon")
 			}
 			only(t, rs, "daemon-exit")
+			checkCECCount(t, all.Section("cec-count"), cell)
 		})
 	}
+}
+
+// checkCECCount is issue 7 on a real kernel with CEC on (cecCountSection):
+// three corrected errors on one page, our threshold 3. Intel model: CEC
+// (2) offlines the page first, with a soft offline that fires no
+// memory_failure_event, so the daemon finds it through kpageflags and
+// records isolated-by-other; AMD model: the daemon isolates it. The page
+// is poisoned once, and the daemon counts exactly 3 errors, all from
+// mce_record (QEMU binds no EDAC driver), and says CEC is why.
+func checkCECCount(t *testing.T, rs Results, cell Cell) {
+	t.Helper()
+	only(t, rs, "daemon-armed")
+	requireAllOK(t, rs, "inject-a", 3)
+	only(t, rs, "acted")
+	only(t, rs, "counted")
+	require.True(t, hwpoison(t, rs, "kpf-a-after"), "page poisoned by CEC or the daemon")
+	require.Equal(t, 4.0, hwCorruptedDelta(t, rs), "the page is poisoned once")
+
+	cases := faultyCases(t, only(t, rs, "faulty"))
+	act := oneAction(t, cases, pfnResource(heldPFNs(t, rs)[0]), "soft-offline")
+	t.Logf("%s count-once with CEC on: outcome %s (%s)", cell, act.Outcome, act.Detail)
+	if cell.CPU == CPUIntel {
+		require.Equal(t, "isolated-by-other", act.Outcome, "CEC (2) offlined the page before our third error")
+	} else {
+		require.Equal(t, "isolated", act.Outcome, "CEC (1023) leaves the page to the daemon")
+	}
+
+	st := only(t, rs, "status")
+	require.EqualValues(t, 3, jsonField(st, "events", "errors"), "each error counted once")
+	require.EqualValues(t, 0, jsonField(st, "events", "merged"))
+	require.EqualValues(t, 3, jsonField(st, "events", "first_by", "mce_record"))
+	paths, _ := jsonField(st, "count_paths").([]any)
+	require.NotEmpty(t, paths, "status says where errors are counted from")
+	first, _ := paths[0].(map[string]any)
+	require.Equal(t, "mce_record", first["from"])
+	require.Contains(t, first["why"], "CEC")
+	mf, _ := only(t, rs, "mf-events").Number("other_events")
+	t.Logf("%s: memory_failure_event records during the section: %v (a soft offline fires none)", cell, mf)
+	require.Zero(t, mf, "soft offlines (CEC's and ours) fire no memory_failure_event")
+	only(t, rs, "daemon-exit")
 }

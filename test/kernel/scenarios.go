@@ -252,18 +252,46 @@ func HarnessScenario() Scenario {
 	return Scenario{Name: "harness", Append: "ras=cec_disable", Script: harnessSection()}
 }
 
+// cecCountSection is issue 7's real-kernel check: with CEC on, three
+// corrected errors on one held page and our page threshold at 3. On the
+// Intel model CEC (threshold 2) offlines the page at the second error with
+// a soft offline (no memory_failure_event), so the daemon's case at the
+// third finds the page poisoned and records isolated-by-other; on the AMD
+// model (1023) the daemon isolates at its own threshold. Either way the
+// three errors are counted three times, not more (status events.errors),
+// and status says mce_record is the path and why. A trace instance counts
+// memory_failure_event, which a soft offline never fires.
+func cecCountSection() string {
+	return section("cec-count") + holdStart("/tmp/hold-cec-count", 1) + daemonStart("cec-count", "--config /scenario/enforce3.yaml", "info") + `
+guest trace-start mf event=ras/memory_failure_event
+guest -tag meminfo-before meminfo
+for i in 1 2 3; do guest -tag inject-a inject-mem 1 $(printf 0x%x $((ADDR0 + 0x40))); done
+guest -tag acted wait-exec 30s sh -c "$SP faulty --all --json | grep -q 'soft-offline'"
+guest -tag counted wait-exec 20s sh /scenario/received-at-least.sh 3 $SP
+guest -tag kpf-a-after kpf $PFN0
+guest -tag meminfo-after meminfo
+guest -tag status exec $SP status --json
+guest -tag mf-events trace-count mf stable 2s
+` + daemonStop + holdRelease
+}
+
 // CECScenario is scenario 5 (6.12 only; 6.1 has no CEC): scenario 1 with
 // the kernel's CEC left on. The daemon must report CEC in status, and
 // whoever offlines the page, it is poisoned once and the daemon records an
-// outcome that is not a failure.
+// outcome that is not a failure. Then issue 7's count-once check
+// (cecCountSection).
 func CECScenario() Scenario {
 	page := pageSection("page-cec", "enforce.yaml", "30s")
 	page = strings.Replace(page, "guest -tag daemon-armed wait-exec 60s $SP status --json\n",
 		"guest -tag daemon-armed wait-exec 60s $SP status --json\n"+
 			"guest -tag cec exec sh -c 'cat /sys/kernel/debug/ras/cec/action_threshold'\n", 1)
 	return Scenario{
-		Name:   "cec",
-		Files:  map[string][]byte{"enforce.yaml": policy("enforce", 2)},
-		Script: page,
+		Name: "cec",
+		Files: map[string][]byte{
+			"enforce.yaml":         policy("enforce", 2),
+			"enforce3.yaml":        policy("enforce", 3),
+			"received-at-least.sh": []byte(receivedAtLeast),
+		},
+		Script: page + cecCountSection(),
 	}
 }
