@@ -1,9 +1,7 @@
 package replay
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"time"
 
@@ -403,22 +401,4 @@ func sortedDurations(d []time.Duration) []time.Duration {
 	out := append([]time.Duration(nil), d...)
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
-}
-
-// ReadTrace replays every record of a trace; name is used in errors.
-func (r *Replayer) ReadTrace(name string, in io.Reader) error {
-	rd := NewReader(name, in)
-	var rec Record
-	for {
-		err := rd.Next(&rec)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := r.Add(name, &rec); err != nil {
-			return err
-		}
-	}
 }

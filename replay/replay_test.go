@@ -277,3 +277,22 @@ func TestRawHostCannotMixWithTrace(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorContains(t, r.AddRaw("m.log", recs), `m.log:1: field "host": host "a" already has records from a trace`)
 }
+
+// TestEarlyErrorInALongTrace: a bad record near the start of a trace much
+// longer than the parsing pipeline holds stops the replay with its line,
+// without waiting for (or deadlocking on) the rest.
+func TestEarlyErrorInALongTrace(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 20*batchLines; i++ {
+		if i == 10 {
+			b.WriteString(`{"time":"2026-01-01T00:00:00Z","host":"a","class":"memory","severity":"bogus"}` + "\n")
+			continue
+		}
+		b.WriteString(`{"time":"2026-01-01T00:00:00Z","host":"a","class":"memory","severity":"corrected","addr":"0x1000"}` + "\n")
+	}
+	r, err := New(defaultHost, builtin(t, "selfprotect")...)
+	require.NoError(t, err)
+	err = r.ReadTrace("long", strings.NewReader(b.String()))
+	require.ErrorContains(t, err, `long:11: field "severity"`)
+	require.EqualValues(t, 10, r.Report().Events, "the lines before it were replayed, none after")
+}
