@@ -56,30 +56,28 @@ var builtins = map[string]func() Policy{
 		return Policy{Name: "selfprotect", Config: policy.Defaults()}
 	},
 	// rasdaemon's page isolation (ras-page-isolation.c): PAGE_CE_THRESHOLD
-	// 50 within PAGE_CE_REFRESH_CYCLE 24h, soft offline, fed by EDAC's
+	// 50 per PAGE_CE_REFRESH_CYCLE 24h, soft offline, fed by EDAC's
 	// ras:mc_event only.
 	"rasdaemon": func() Policy {
-		c := unlimited()
-		c.Rules.Page = policy.PageRule{Enabled: true, Threshold: 50, Window: day}
-		return Policy{Name: "rasdaemon", Config: c, Raw: true,
+		return Policy{Name: "rasdaemon", Config: unlimited(), Raw: true,
 			Sees: func(ev *fault.Event, _ bool) bool {
 				return ev.Class == fault.ClassMemory && ev.Source == fault.SourceTraceMC
 			},
+			newDecider: func() decider { return newLeakyPages(50, day) },
 			Notes: []string{
-				"page 50/24h, soft offline, no budget; sees only mc_event records (with a DIMM label or source mc_event).",
-				"approximated: rasdaemon counts in fixed cycles that restart after 24 h, replay in a sliding 24 h window; its opt-in row and CPU isolation are off as in its defaults.",
+				"page 50 per 24 h cycle (its leaky count: the cycle restarts at the first error after it ends, minus 50 per elapsed cycle), soft offline, no budget; sees only mc_event records (with a DIMM label or source mc_event).",
+				"not modelled: its opt-in row and CPU isolation (off by default).",
 			}}
 	},
-	// mcelog's page policy: memory-ce-threshold 2 / 24h, soft offline,
-	// from /dev/mcelog (the MCE path).
+	// mcelog's page policy: memory-ce-threshold 2 / 24h (leaky-bucket.c),
+	// memory-ce-action soft, from /dev/mcelog (the MCE path).
 	"mcelog": func() Policy {
-		c := unlimited()
-		c.Rules.Page = policy.PageRule{Enabled: true, Threshold: 2, Window: day}
-		return Policy{Name: "mcelog", Config: c, Raw: true,
-			Sees: func(ev *fault.Event, raw bool) bool { return ev.Class == fault.ClassMemory && mcePath(ev, raw) },
+		return Policy{Name: "mcelog", Config: unlimited(), Raw: true,
+			Sees:       func(ev *fault.Event, raw bool) bool { return ev.Class == fault.ClassMemory && mcePath(ev, raw) },
+			newDecider: func() decider { return newLeakyPages(2, day) },
 			Notes: []string{
-				"page 2/24h, soft offline, no budget; sees every MCE-reported memory error.",
-				"not modelled: its DIMM and socket triggers (they only run scripts) and cache-error CPU offlining.",
+				"page 2 per 24 h (its leaky bucket), soft offline, no budget; sees every MCE-reported memory error.",
+				"not modelled: its cap on tracked pages, its DIMM and socket triggers (they only run scripts) and cache-error CPU offlining.",
 			}}
 	},
 	"cec": func() Policy {
