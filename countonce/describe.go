@@ -39,7 +39,7 @@ func (s *Stage) Describe(m Machine) []Path {
 	case m.EDAC && m.CEC:
 		ce.From = "mce_record, first; mc_event adds the DIMM label"
 		ce.Why = fmt.Sprintf("the kernel's CEC (action_threshold %s) takes corrected DRAM errors after mce_record and before EDAC, "+
-			"so mc_event and the EDAC counters see only the errors CEC lets through; counting mce_record at once is the only way not to be blind. ",
+			"so mc_event and the EDAC counters see only the errors CEC lets through; counting mce_record at once is the only way not to be blind; ",
 			orUnknown(m.CECThreshold)) + pair
 	case m.EDAC:
 		ce.From = "whichever of mce_record and mc_event arrives first"
