@@ -355,6 +355,10 @@ func TestMetricsEndpoint(t *testing.T) {
 		`selfprotect_cpus{state="online"} 4`,
 		// Budgets are refreshed by the once-a-second health check.
 		`selfprotect_pages_retired{by="selfprotect"} 1`,
+		// Count-once: where memory errors are counted from, and why.
+		`selfprotect_memory_errors_first_total{path="mce_record"} 2`,
+		`selfprotect_memory_errors_merged_total{path="mc_event"} 0`,
+		`selfprotect_count_path_info{class="memory corrected",from="mce_record"} 1`,
 	}
 	require.Eventually(t, func() bool {
 		text := scrape()
