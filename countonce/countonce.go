@@ -106,6 +106,11 @@ type Options struct {
 	// delta that also counts them. Default 10 minutes, more than any poll
 	// interval anyone sets.
 	CreditTTL time.Duration
+	// MaxOpen bounds the errors kept open for a partner (one group per
+	// page and path under a storm). Past it the oldest close early: a late
+	// partner of theirs would count again, which is better than memory
+	// growing with a storm over millions of pages. Default 65536.
+	MaxOpen int
 }
 
 // Stats count what the stage decided, by view.
@@ -193,6 +198,9 @@ func New(opts Options) *Stage {
 	}
 	if opts.CreditTTL <= 0 {
 		opts.CreditTTL = 10 * time.Minute
+	}
+	if opts.MaxOpen <= 0 {
+		opts.MaxOpen = 1 << 16
 	}
 	return &Stage{
 		opts:    opts,
@@ -290,14 +298,15 @@ func (s *Stage) Observe(ev fault.Event) []Verdict {
 		}
 	}
 	if left > 0 {
-		g := &group{at: ev.Received, born: ev.Received, views: 1 << v, facets: rec, n: left, severe: severe(&ev)}
-		s.fill(g, &ev, loc, v)
-		if twin := s.twin(g); twin != nil {
-			s.unindex(g)
+		g := group{at: ev.Received, born: ev.Received, views: 1 << v, facets: rec, n: left, severe: severe(&ev)}
+		describe(&g, &ev, loc, v)
+		if twin := s.twin(&g); twin != nil {
 			twin.n += left
 			twin.at = ev.Received
 		} else {
-			s.queue = append(s.queue, g)
+			ng := &g
+			s.index(ng)
+			s.queue = append(s.queue, ng)
 		}
 		s.first[v].Add(uint64(left))
 		part := ev
@@ -340,28 +349,43 @@ func (s *Stage) split(g *group, rest uint32) {
 	c.n = rest
 	g.n -= rest
 	s.queue = append(s.queue, &c)
-	if c.hasPFN {
-		s.byPFN[c.pfn] = append(s.byPFN[c.pfn], &c)
-	}
-	if c.hasDIMM {
-		s.byDIMM[c.dimm] = append(s.byDIMM[c.dimm], &c)
-	}
+	s.index(&c)
 }
 
 // fill records what a record tells about its group's errors and indexes
-// the group under it.
+// the group under what is new.
 func (s *Stage) fill(g *group, ev *fault.Event, loc string, v view) {
+	hadPFN, hadDIMM := g.hasPFN, g.hasDIMM
+	describe(g, ev, loc, v)
+	if g.hasPFN && !hadPFN {
+		s.byPFN[g.pfn] = append(s.byPFN[g.pfn], g)
+	}
+	if g.hasDIMM && !hadDIMM {
+		s.byDIMM[g.dimm] = append(s.byDIMM[g.dimm], g)
+	}
+}
+
+// describe fills in what the group does not know yet, without indexing.
+func describe(g *group, ev *fault.Event, loc string, v view) {
 	if !g.hasPFN && usablePage(ev) {
 		g.hasPFN, g.pfn = true, ev.PFN()
-		s.byPFN[g.pfn] = append(s.byPFN[g.pfn], g)
 	}
 	if !g.hasDIMM && ev.DIMMLabel != "" {
 		g.hasDIMM, g.dimm = true, dimmRef{ev.MC, ev.DIMMLabel}
 		g.native = v != viewMCE
-		s.byDIMM[g.dimm] = append(s.byDIMM[g.dimm], g)
 	}
 	if g.loc == "" {
 		g.loc = loc
+	}
+}
+
+// index makes a new group findable by its page and DIMM.
+func (s *Stage) index(g *group) {
+	if g.hasPFN {
+		s.byPFN[g.pfn] = append(s.byPFN[g.pfn], g)
+	}
+	if g.hasDIMM {
+		s.byDIMM[g.dimm] = append(s.byDIMM[g.dimm], g)
 	}
 }
 
@@ -385,12 +409,6 @@ func (s *Stage) twin(g *group) *group {
 	return nil
 }
 
-// unindex removes a group that was indexed by fill but not kept.
-func (s *Stage) unindex(g *group) {
-	g.gone = true
-	s.drop(g)
-}
-
 func (s *Stage) drop(g *group) {
 	if g.hasPFN {
 		s.byPFN[g.pfn] = prune(s.byPFN[g.pfn])
@@ -411,13 +429,13 @@ func (s *Stage) drop(g *group) {
 func (s *Stage) expire(now time.Time) {
 	cut := 0
 	var again []*group
-	for cut < len(s.queue) && now.Sub(s.queue[cut].born) > s.opts.Window {
+	for cut < len(s.queue) && (now.Sub(s.queue[cut].born) > s.opts.Window || len(s.queue)-cut > s.opts.MaxOpen) {
 		g := s.queue[cut]
 		cut++
 		if g.gone {
 			continue
 		}
-		if now.Sub(g.at) <= s.opts.Window {
+		if now.Sub(g.at) <= s.opts.Window && len(s.queue)-cut < s.opts.MaxOpen {
 			g.born = g.at
 			again = append(again, g)
 			continue

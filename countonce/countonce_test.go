@@ -242,3 +242,19 @@ func BenchmarkStorm(b *testing.B) {
 		}
 	}
 }
+
+// Open errors are bounded: a storm over more pages than MaxOpen closes the
+// oldest early instead of growing without end, and still counts each
+// record once.
+func TestMaxOpen(t *testing.T) {
+	s := New(Options{MaxOpen: 100})
+	for i := range 1000 {
+		ev := rec{after: time.Duration(i) * time.Microsecond, src: fault.SourceTraceMCE, addr: uint64(0x1000+i) << 12}.event()
+		vs := s.Observe(ev)
+		require.Len(t, vs, 1)
+		require.Equal(t, FacetError|FacetPage, vs[0].New)
+	}
+	require.LessOrEqual(t, len(s.queue), 101)
+	require.LessOrEqual(t, len(s.byPFN), 101)
+	require.Equal(t, uint64(1000), s.Stats().First["mce_record"])
+}
