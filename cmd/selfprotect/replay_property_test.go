@@ -113,11 +113,9 @@ func replayVersusDaemon(t *testing.T, seed uint64) {
 	// The action worker stores a case with its actions only once it has
 	// acted, so wait (bounded) for the daemon to reach replay's answer;
 	// if it never does, the comparison below shows the difference.
-	var live []fault.Resource
-	var acts []fault.Action
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		live, acts = isolatedByDaemon(t, state)
+		live, _ := isolatedByDaemon(t, state)
 		if equalResources(live, want) || time.Now().After(deadline) {
 			break
 		}
@@ -126,7 +124,7 @@ func replayVersusDaemon(t *testing.T, seed uint64) {
 	stop()
 	require.NoError(t, <-done)
 	done <- nil // for the deferred stop
-	live, acts = isolatedByDaemon(t, state)
+	live, acts := isolatedByDaemon(t, state)
 	require.Equal(t, want, live, "replay and the daemon isolated different resources (daemon actions: %+v)", acts)
 }
 
