@@ -196,7 +196,12 @@ func formatPercent(p float64) string {
 	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
 }
 
-func formatMiB(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+func formatMiB(b uint64) string {
+	if b < 1<<20 {
+		return fmt.Sprintf("%d KiB", b>>10)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
 
 func formatBytes(b uint64) string {
 	const gib = 1 << 30
