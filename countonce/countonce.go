@@ -250,18 +250,24 @@ func severe(ev *fault.Event) bool {
 
 // Observe takes one record and returns what it adds. Records that are not
 // memory errors pass unchanged with every facet.
-func (s *Stage) Observe(ev fault.Event) []Verdict {
+func (s *Stage) Observe(ev fault.Event) []Verdict { return s.AppendObserve(nil, ev) }
+
+// AppendObserve is Observe appending to out, so a caller on the hot path
+// can reuse one slice.
+func (s *Stage) AppendObserve(out []Verdict, ev fault.Event) []Verdict {
 	if ev.Class != fault.ClassMemory {
-		return []Verdict{{Event: ev, New: All}}
+		return append(out, Verdict{Event: ev, New: All})
 	}
 	if ev.Source == fault.SourceEDACPoll {
-		return s.counterDelta(ev)
+		s.held = append(s.held, ev)
+		s.nHeld.Store(int64(len(s.held)))
+		return s.AppendFlush(out, ev.Received)
 	}
 	v := viewOf(ev.Source)
 	if v == viewMC && ev.MC != fault.Unknown {
 		s.addCredit(creditKey{mc: ev.MC, label: ev.DIMMLabel, severe: severe(&ev)}, uint64(ev.Count), ev.Received)
 	}
-	out := s.Flush(ev.Received)
+	out = s.AppendFlush(out, ev.Received)
 	if v == viewNone {
 		return append(out, Verdict{Event: ev, New: All})
 	}
@@ -493,28 +499,25 @@ func (s *Stage) takeCredit(k creditKey, n uint64) uint64 {
 	return got
 }
 
-// counterDelta holds an EDAC counter delta for Window before counting
-// it: the kernel bumps the counter and emits mc_event together, but the
-// poller may read the counter before the daemon has read the trace record,
-// and a delta counted at once could not be taken back. A delta has no page,
-// so holding it never delays an isolation.
-func (s *Stage) counterDelta(ev fault.Event) []Verdict {
-	s.held = append(s.held, ev)
-	s.nHeld.Store(int64(len(s.held)))
-	return s.Flush(ev.Received)
-}
-
 // Flush counts the held counter deltas that have waited Window: only the
 // part no mc_event delivered. A delta takes the credits of its own label
 // first, then those whose label names no single DIMM ("" or "A or B"):
 // the kernel counted such errors in the no-info counter or in a DIMM
 // without a label, and which of them does not change the total. The daemon
 // calls it about once a second so deltas are counted without new records.
-func (s *Stage) Flush(now time.Time) []Verdict {
+//
+// A counter delta is held Window before it counts: the kernel bumps the
+// counter and emits mc_event together, but the poller may read the counter
+// before the daemon has read the trace record, and a delta counted at once
+// could not be taken back. A delta has no page, so holding it never delays
+// an isolation.
+func (s *Stage) Flush(now time.Time) []Verdict { return s.AppendFlush(nil, now) }
+
+// AppendFlush is Flush appending to out.
+func (s *Stage) AppendFlush(out []Verdict, now time.Time) []Verdict {
 	// Deltas settle before credits expire: a delta that matured long ago
 	// (no record for a while) still meets the mc_events of its time.
 	defer s.expire(now)
-	var out []Verdict
 	i := 0
 	for ; i < len(s.held) && now.Sub(s.held[i].Received) >= s.opts.Window; i++ {
 		if v, ok := s.settle(s.held[i]); ok {

@@ -60,6 +60,8 @@ type Daemon struct {
 	// stage decides what each memory record adds (main loop only; its
 	// Stats are safe anywhere).
 	stage *countonce.Stage
+	// verdicts is the stage's output buffer, reused per record.
+	verdicts []countonce.Verdict
 
 	cpus  *cpuoffline.Offliner
 	pages *pageoffline.Offliner

@@ -29,7 +29,8 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 		d.jobs <- job{kernel: &ev}
 		return
 	}
-	d.feed(d.stage.Observe(ev))
+	d.verdicts = d.stage.AppendObserve(d.verdicts[:0], ev)
+	d.feed(d.verdicts)
 }
 
 // feed gives the engine what the count-once stage let through.
@@ -58,7 +59,7 @@ func (d *Daemon) feed(verdicts []countonce.Verdict) {
 			d.log.Info("corrected-error storm over")
 		}
 	}
-	if !storming {
+	if !storming && d.log.IsLevelEnabled(logrus.DebugLevel) {
 		for i := range verdicts {
 			d.log.WithField("event", verdicts[i].Event.String()).WithField("new", verdicts[i].New.String()).Debug("hardware error")
 		}
