@@ -107,7 +107,7 @@ fuzz:
 	done
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tracefs/ ./mce/ ./edac/ ./policy/ ./store/ ./sim/ ./sim/fleetgen/ ./replay/ ./daemon/ | tee out/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tracefs/ ./mce/ ./edac/ ./policy/ ./store/ ./sim/ ./sim/fleetgen/ ./replay/ ./countonce/ ./daemon/ | tee out/bench.txt
 	SELFPROTECT_BIN=$(CURDIR)/$(BIN) SELFPROTECT_STORM=1 $(GO) test -count=1 -run 'TestStormBenchmark' -v ./test/ | grep -E 'storm|PASS|FAIL'
 
 # The real-kernel suite: Debian 6.1 and 6.12 under QEMU (software emulation),
