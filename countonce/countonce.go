@@ -277,7 +277,9 @@ func (s *Stage) AppendObserve(out []Verdict, ev fault.Event) []Verdict {
 	loc := s.locate(&ev)
 	rec := facetsOf(&ev)
 	left := max(ev.Count, 1)
-	mine := len(out) // verdicts before this index are held counter deltas
+	// last is this record's latest verdict: one record's matches with the
+	// same facets coalesce into it (never into a held delta or a backfill).
+	last := -1
 	for _, g := range s.candidates(&ev, v) {
 		if left == 0 {
 			break
@@ -287,7 +289,7 @@ func (s *Stage) AppendObserve(out []Verdict, ev fault.Event) []Verdict {
 			s.split(g, g.n-take)
 		}
 		g.views |= 1 << v
-		s.learn(g, &ev, v, loc)
+		out = s.learn(out, g, &ev, v, loc)
 		s.fill(g, &ev, loc, v)
 		newFacets := rec &^ g.facets &^ FacetError
 		g.facets |= rec
@@ -295,12 +297,13 @@ func (s *Stage) AppendObserve(out []Verdict, ev fault.Event) []Verdict {
 		left -= take
 		switch {
 		case newFacets == 0:
-		case mine < len(out) && out[len(out)-1].New == newFacets:
-			out[len(out)-1].Event.Count += take
+		case last == len(out)-1 && last >= 0 && out[last].New == newFacets:
+			out[last].Event.Count += take
 		default:
 			part := ev
 			part.Count = take
 			out = append(out, Verdict{Event: part, New: newFacets})
+			last = len(out) - 1
 		}
 	}
 	if left > 0 {

@@ -172,6 +172,16 @@ func TestObserve(t *testing.T) {
 			want: []string{"error+pagex1", "dimmx1@X1", "error+page+dimmx1@X1"},
 		},
 		{
+			name:   "a learned join names the open errors of that location too",
+			layout: []Slot{{MC: 0, Label: "X0", Socket: 0, Channel: 1}, {MC: 1, Label: "X1", Socket: 0, Channel: 1}},
+			recs: []rec{
+				intel(0, 8, 1),
+				{after: time.Millisecond, src: fault.SourceTraceMCE, addr: 0x7000040, vendor: fault.VendorIntel, socket: 0, bank: 8, channel: 1},
+				{after: 2 * time.Millisecond, src: fault.SourceTraceMC, mc: 1, addr: 0x7000000, label: "X1"},
+			},
+			want: []string{"error+pagex1", "error+pagex1", "dimmx1@X1 dimmx1@X1"},
+		},
+		{
 			name: "corrected and uncorrected never merge",
 			recs: []rec{mce(0), {after: time.Millisecond, src: fault.SourceTraceMC, addr: page &^ 0xfff, label: "DIMM_A1", sev: fault.SeverityUncorrectedRecoverable}},
 			want: []string{"error+pagex1", "error+page+dimmx1@DIMM_A1"},

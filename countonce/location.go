@@ -93,7 +93,7 @@ func (s *Stage) join(ev *fault.Event) (dimmRef, bool) {
 // MCA record with the location and an EDAC record with the label. A
 // location seen with two labels is ambiguous (one MCA bank serves several
 // DIMMs) and is never joined again.
-func (s *Stage) learn(g *group, ev *fault.Event, v view, loc string) {
+func (s *Stage) learn(out []Verdict, g *group, ev *fault.Event, v view, loc string) []Verdict {
 	var l string
 	var d dimmRef
 	switch {
@@ -102,10 +102,10 @@ func (s *Stage) learn(g *group, ev *fault.Event, v view, loc string) {
 	case v == viewMCE && loc != "" && g.native:
 		l, d = loc, g.dimm
 	default:
-		return
+		return out
 	}
 	if s.clashed[l] || strings.Contains(d.label, " or ") {
-		return
+		return out
 	}
 	if old, ok := s.learned[l]; ok {
 		if old != d {
@@ -113,8 +113,35 @@ func (s *Stage) learn(g *group, ev *fault.Event, v view, loc string) {
 			s.clashed[l] = true
 			s.nLearned.Add(-1)
 		}
-		return
+		return out
 	}
 	s.learned[l] = d
 	s.nLearned.Add(1)
+	return s.backfill(out, g, ev, l, d)
+}
+
+// backfill gives the DIMM just learned for location l to the open errors
+// that came from l without one (CEC let no mc_event through for them): the
+// DIMM rule counts them now, once, instead of never.
+func (s *Stage) backfill(out []Verdict, except *group, ev *fault.Event, l string, d dimmRef) []Verdict {
+	sev := severe(ev)
+	for _, g := range s.queue {
+		if g == except || g.gone || g.loc != l || g.hasDIMM || g.severe != sev || g.n == 0 {
+			continue
+		}
+		g.hasDIMM, g.dimm, g.native = true, d, false
+		g.facets |= FacetDIMM
+		s.byDIMM[d] = append(s.byDIMM[d], g)
+		e := *ev
+		e.Source = fault.SourceTraceMCE
+		e.Count = g.n
+		e.MC, e.DIMMLabel, e.LocatedBy, e.Row = d.mc, d.label, fault.LocatedByLearned, ""
+		e.AddrValid = g.hasPFN
+		e.PhysAddr, e.AddrLSB = g.pfn*fault.PageSize, 12
+		if !g.hasPFN {
+			e.PhysAddr, e.AddrLSB = 0, 0
+		}
+		out = append(out, Verdict{Event: e, New: FacetDIMM})
+	}
+	return out
 }

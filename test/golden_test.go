@@ -72,6 +72,19 @@ func render(t *testing.T, m *machine, d *daemonProc) string {
 		offlined = append(offlined, fmt.Sprintf("kernel: %s offline pfn=%#x poisoned=%v\n", o.Kind, o.PFN, o.Poisoned()))
 	}
 	sort.Strings(offlined) // the order of concurrent writes is not part of the contract
-	b.WriteString(strings.Join(offlined, ""))
+	// Repeats (CEC offlining a poisoned page again and again under a
+	// storm) are one line with their count.
+	for i := 0; i < len(offlined); {
+		j := i
+		for j < len(offlined) && offlined[j] == offlined[i] {
+			j++
+		}
+		if n := j - i; n > 1 {
+			fmt.Fprintf(&b, "%s x%d\n", strings.TrimSuffix(offlined[i], "\n"), n)
+		} else {
+			b.WriteString(offlined[i])
+		}
+		i = j
+	}
 	return b.String()
 }
