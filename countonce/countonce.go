@@ -478,8 +478,16 @@ func prune(gs []*group) []*group {
 	return out
 }
 
+// addCredit notes n errors an mc_event delivered. Credits of one DIMM
+// within a second share an entry, so a storm costs one entry per second,
+// not one per error.
 func (s *Stage) addCredit(k creditKey, n uint64, at time.Time) {
-	s.credits[k] = append(s.credits[k], credit{n: n, at: at})
+	cs := s.credits[k]
+	if l := len(cs); l > 0 && at.Sub(cs[l-1].at) < time.Second {
+		cs[l-1].n += n
+		return
+	}
+	s.credits[k] = append(cs, credit{n: n, at: at})
 }
 
 // takeCredit takes up to n errors off the credits of k, oldest first.
