@@ -13,7 +13,7 @@ BIN     := bin/selfprotect
 # "context deadline exceeded" and no crasher.
 FUZZTIME ?= 30000x
 
-.PHONY: all build demo check test unit e2e fuzz bench lint vet fmt-check staticcheck deps clean not-built kernel-test kernel-suite bench-kernel generate generate-check bpf-tools alert-peers
+.PHONY: all build demo check test unit e2e fuzz soak bench lint vet fmt-check staticcheck deps clean not-built kernel-test kernel-suite bench-kernel generate generate-check bpf-tools alert-peers
 
 all: build
 
@@ -105,6 +105,10 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg > out/fuzz.log 2>&1 || { echo "FUZZ FAILURE: $$pkg $$t"; grep -v '^fuzz: elapsed' out/fuzz.log | tail -60; exit 1; }; \
 	  done; \
 	done
+
+# soak = the crash and stop cycles of the e2e suite, ten times longer.
+soak: build
+	SELFPROTECT_BIN=$(CURDIR)/$(BIN) SELFPROTECT_CRASH_CYCLES=2000 SELFPROTECT_STOP_CYCLES=400 $(GO) test -count=1 -v -timeout 60m -run 'TestCrashCycles|TestStopCycles' ./test/ | grep -E '^\s*(--- |crash_test)|PASS|FAIL'
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tracefs/ ./mce/ ./edac/ ./policy/ ./store/ ./sim/ ./sim/fleetgen/ ./replay/ ./countonce/ ./daemon/ | tee out/bench.txt
