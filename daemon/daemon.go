@@ -388,6 +388,11 @@ func (d *Daemon) Status() Status {
 		Metrics:  d.metricsAddr,
 		Actions:  map[string]int{},
 	}
+	// Read live, not at the health tick: a failed write degrades status at
+	// once.
+	if p := d.storeProblem(); p != "" {
+		s.Problems = append(s.Problems, p)
+	}
 	s.Degraded = len(s.Problems) > 0
 	for k, v := range d.outcomes {
 		s.Actions[k] = v

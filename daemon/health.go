@@ -79,9 +79,6 @@ func (d *Daemon) checkHealth() {
 		budget.PagesRetired >= uint64(budget.PagesRetiredByUs) && others > 0 {
 		d.log.WithField("pages", others).Info("pages retired by others (HardwareCorrupted); they count against the page budget")
 	}
-	if p := d.storeProblem(); p != "" {
-		problems = append(problems, p)
-	}
 	changed := strings.Join(problems, "\n") != strings.Join(d.problems, "\n")
 	d.problems = problems
 	d.budget = budget

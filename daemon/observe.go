@@ -115,20 +115,30 @@ func (d *Daemon) syncEvents() {
 func (d *Daemon) storeEvents(q <-chan fault.Event) {
 	defer close(d.storeDone)
 	const maxBatch = 2000
+	const maxHeldEvents = 100_000
 	batch := make([]fault.Event, 0, maxBatch)
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
 		if err := d.store.AddEvents(batch); err != nil {
-			d.log.WithError(err).Error("storing events failed")
+			if !d.writes.eventsFailing.Swap(true) {
+				d.log.WithError(err).Error("storing events failed; they are kept in memory and retried")
+			}
 			d.writes.failures.Add(1)
-			d.writes.eventsFailing.Store(true)
-			d.counters.notStored.Add(uint64(len(batch)))
-		} else {
-			d.writes.eventsFailing.Store(false)
-			d.counters.stored.Add(uint64(len(batch)))
+			// Kept for the next tick, up to a bound: a store down for
+			// long under a storm must not eat the memory.
+			if len(batch) > maxHeldEvents {
+				drop := len(batch) - maxHeldEvents
+				d.counters.notStored.Add(uint64(drop))
+				batch = append(batch[:0], batch[drop:]...)
+			}
+			return
 		}
+		if d.writes.eventsFailing.Swap(false) {
+			d.log.WithField("events", len(batch)).Warn("the store takes events again")
+		}
+		d.counters.stored.Add(uint64(len(batch)))
 		batch = batch[:0]
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -141,7 +151,7 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 				return
 			}
 			batch = append(batch, ev)
-			if len(batch) == maxBatch {
+			if len(batch) >= maxBatch && !d.writes.eventsFailing.Load() {
 				flush()
 			}
 		case <-tick.C:
