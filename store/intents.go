@@ -9,7 +9,9 @@ import (
 
 // SaveIntent makes a decision durable before the kernel is touched: the
 // case (inserted as SaveCase does, if new) and one intended action per
-// resource, in one transaction. After a crash either both are there or
+// resource, in one fsync'd transaction. (The outcome after the write needs
+// no fsync: a power cut also undoes the kernel's isolation, and the intent
+// left unsettled is carried out again at the next start.) After a crash either both are there or
 // neither is, and Unsettled finds the intents whose outcome never followed.
 func (s *Store) SaveIntent(c fault.Case, intents []fault.Action) error {
 	if c.ID == "" {
@@ -26,7 +28,7 @@ func (s *Store) SaveIntent(c fault.Case, intents []fault.Action) error {
 	if err != nil {
 		return fmt.Errorf("saving intent for case %s: %w", c.ID, err)
 	}
-	return s.write("saving intent for case "+c.ID, func(tx *sql.Tx) error {
+	return s.writeSynced("saving intent for case "+c.ID, func(tx *sql.Tx) error {
 		res, err := tx.Exec(`INSERT INTO cases(`+caseColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
 			c.ID, unixNano(c.Opened), c.Rule, string(c.Diagnosis), string(c.Suspect), also,
 			c.FRU, string(c.State), c.Summary, evidence)

@@ -76,3 +76,12 @@ func TestCaseCounts(t *testing.T) {
 	d := string(fault.DiagSoftOfflinePage)
 	require.Equal(t, map[[2]string]int{{d, "open"}: 1, {d, "isolated"}: 1}, n)
 }
+
+// The writer connection is back on synchronous=NORMAL after an intent.
+func TestSaveIntentRestoresSynchronous(t *testing.T) {
+	s, _ := openTemp(t)
+	require.NoError(t, s.SaveIntent(newCase("c1", t0, fault.Page(0xa)), []fault.Action{intent("c1", fault.Page(0xa), 0)}))
+	var mode int
+	require.NoError(t, s.w.QueryRow(`PRAGMA synchronous`).Scan(&mode))
+	require.Equal(t, 1, mode, "NORMAL")
+}
