@@ -193,6 +193,7 @@ not-built:
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alerts: daemon transitions are not wired to the outbox yet; outage/restart e2e test, status and /metrics per notifier (issue 8 part 2)"
 	@echo "  - eBPF source not selected by the daemon (ebpfsource/ is built and tested in the guests)"
+	@echo "  - crash safety: the two-boot real-kernel scenario (state on a shared disk image) is not built (issue 11)"
 	@echo "  - replay: rasdaemon import tested on a database built from its schema, not one the real rasdaemon wrote"
 	@echo "================================================================"
 
