@@ -266,8 +266,22 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			cancel()
 			d.sources.wait()
+			// Records the sources delivered but the loop had not taken yet
+			// go to the history, so the next start counts them.
+			for drained := false; !drained; {
+				select {
+				case ev := <-events:
+					d.observe(ev, storeQ)
+				default:
+					drained = true
+				}
+			}
 			close(storeQ)
 			wg.Wait()
+			d.retryWrites()
+			if n := d.writes.heldN.Load(); n > 0 {
+				d.log.WithField("records", n).Error("stopping with store writes still failing: these records are lost; the next start settles decisions against the kernel")
+			}
 			return nil
 		case ev := <-events:
 			d.observe(ev, storeQ)
