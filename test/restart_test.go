@@ -155,3 +155,32 @@ func TestReplayAfterRebootUnderTodaysPolicy(t *testing.T) {
 		require.Equal(t, 10-len(m.Offlined()), refused)
 	})
 }
+
+// A store lost to corruption is rebuilt from the kernel: pages already
+// poisoned get a case (isolated by another actor, since our record of them
+// is gone), count against the budget and are never written again.
+func TestLostStoreRebuiltFromKpageflags(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	d := startDaemon(t, m, daemonOpts{})
+	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+	require.NoError(t, m.InjectMemoryCE(0x3e85040, 2, 1))
+	d.settle(300 * time.Millisecond)
+	require.Len(t, m.Offlined(), 2)
+	d.stop()
+	db := filepath.Join(d.state, "selfprotect.db")
+	for _, f := range []string{db, db + "-wal", db + "-shm"} {
+		_ = os.Remove(f)
+	}
+	require.NoError(t, os.WriteFile(db, []byte("not a database, not at all; a disk error ate it"), 0o600))
+
+	d = startDaemon(t, m, daemonOpts{state: d.state})
+	d.settle(300 * time.Millisecond)
+	for _, p := range []uint64{0x2d94, 0x3e85} {
+		require.Equal(t, []string{string(fault.OutcomeIsolatedByOther)}, outcomesOf(d, fault.Page(p)))
+	}
+	// More errors on those pages write nothing.
+	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+	d.settle(300 * time.Millisecond)
+	require.Len(t, m.Offlined(), 2)
+}
