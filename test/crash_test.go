@@ -73,10 +73,22 @@ func crashCycles(t *testing.T, sig syscall.Signal, cycles int) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	next := uint64(0x10000000)
 	kills := map[string]int{}
+	paths := map[string]int{}
 	for cycle := 0; cycle < cycles; cycle++ {
 		d := startDaemon(t, m, daemonOpts{policy: crashPolicy, state: state})
 		d.settle(100 * time.Millisecond)
 		checkCrashInvariants(t, m, state, cycle)
+		// Which recovery paths this restart took (shown at the end, so a
+		// run that never reaches one says so).
+		for what, line := range map[string]string{
+			"intent settled": "settling a decision the last run did not finish",
+			"found isolated": "found isolated at start",
+			"lost decision":  "taking it now",
+		} {
+			if strings.Contains(d.log.String(), line) {
+				paths[what]++
+			}
+		}
 
 		// A burst: 2 errors on each of 1-4 fresh pages, interleaved; now
 		// and then 5 cache errors on an online CPU (its offline threshold).
@@ -120,8 +132,8 @@ func crashCycles(t *testing.T, sig syscall.Signal, cycles int) {
 	d := startDaemon(t, m, daemonOpts{policy: crashPolicy, state: state})
 	d.settle(200 * time.Millisecond)
 	checkCrashInvariants(t, m, state, cycles)
-	t.Logf("%d cycles with %v (kills %v); %d offline writes, CPUs offline %q",
-		cycles, sig, kills, len(m.Offlined()), m.read(t, "sys/devices/system/cpu/offline"))
+	t.Logf("%d cycles with %v (kills %v); restarts that recovered %v; %d offline writes, CPUs offline %q",
+		cycles, sig, kills, paths, len(m.Offlined()), m.read(t, "sys/devices/system/cpu/offline"))
 }
 
 func onlineCPUOtherThan0(t *testing.T, m *machine, rng *rand.Rand) (int, bool) {
