@@ -371,6 +371,8 @@ func (d *Daemon) handle(req Request) Response {
 		d.resumePending()
 		s := d.Status()
 		return Response{OK: true, Status: &s}
+	case "levels":
+		return d.levels(req.Resource)
 	case "repair", "acquit", "replaced":
 		msg, err := d.resolveCase(req.Case, fault.CaseState(map[string]string{
 			"repair": "repaired", "acquit": "acquitted", "replaced": "repaired"}[req.Command]), req.Command)

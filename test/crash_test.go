@@ -14,9 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/cpuoffline"
+	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/kpath"
 	"github.com/selfprotect/selfprotect/pageoffline"
+	"github.com/selfprotect/selfprotect/policy"
 	"github.com/selfprotect/selfprotect/sim"
 	"github.com/selfprotect/selfprotect/store"
 )
@@ -74,10 +76,12 @@ func crashCycles(t *testing.T, sig syscall.Signal, cycles int) {
 	next := uint64(0x10000000)
 	kills := map[string]int{}
 	paths := map[string]int{}
+	var last []uint64 // the pages of the cycle just killed
 	for cycle := 0; cycle < cycles; cycle++ {
 		d := startDaemon(t, m, daemonOpts{policy: crashPolicy, state: state})
 		d.settle(100 * time.Millisecond)
-		checkCrashInvariants(t, m, state, cycle)
+		stored := checkCrashInvariants(t, m, state, cycle)
+		checkEngineLevels(t, d, stored, last, cycle)
 		// Which recovery paths this restart took (shown at the end, so a
 		// run that never reaches one says so).
 		for what, line := range map[string]string{
@@ -97,6 +101,7 @@ func crashCycles(t *testing.T, sig syscall.Signal, cycles int) {
 			addrs = append(addrs, next)
 			next += 0x1000
 		}
+		last = addrs
 		for range 2 {
 			for _, a := range addrs {
 				require.NoError(t, m.InjectMemoryCE(a, 1, 0))
@@ -153,11 +158,11 @@ func onlineCPUOtherThan0(t *testing.T, m *machine, rng *rand.Rand) (int, bool) {
 
 // checkCrashInvariants compares the store with the simulated kernel once
 // the restarted daemon has settled.
-func checkCrashInvariants(t *testing.T, m *machine, state string, cycle int) {
+func checkCrashInvariants(t *testing.T, m *machine, state string, cycle int) map[uint64]int {
 	t.Helper()
 	db := filepath.Join(state, "selfprotect.db")
 	if _, err := os.Stat(db); err != nil {
-		return // first start: nothing yet
+		return nil // first start: nothing yet
 	}
 	st, err := store.OpenReadOnly(db)
 	require.NoError(t, err)
@@ -230,6 +235,34 @@ func checkCrashInvariants(t *testing.T, m *machine, state string, cycle int) {
 			p, err := pageoffline.Poisoned(paths, kpath.OS{}, pfn)
 			require.NoError(t, err)
 			require.True(t, p, at+"%s recorded isolated", i.Resource)
+		}
+	}
+	return perPage
+}
+
+// checkEngineLevels compares the restarted daemon's page engine with the
+// stored errors of the pages the last cycle hit: one stored error counts
+// one (the engine was rebuilt from the store), two have tripped it.
+func checkEngineLevels(t *testing.T, d *daemonProc, stored map[uint64]int, pages []uint64, cycle int) {
+	t.Helper()
+	for _, addr := range pages {
+		pfn := addr >> 12
+		resp, err := daemon.Call(d.socket, daemon.Request{Command: "levels", Resource: string(fault.Page(pfn))}, 5*time.Second)
+		require.NoError(t, err)
+		var page *policy.Level
+		for i := range resp.Levels {
+			if resp.Levels[i].Rule == policy.RulePage {
+				page = &resp.Levels[i]
+			}
+		}
+		require.NotNil(t, page, "levels of page %#x: %+v", pfn, resp.Levels)
+		n := stored[pfn]
+		at := fmt.Sprintf("after restart %d: page %#x with %d stored errors: engine %+v", cycle, pfn, n, *page)
+		if n >= 2 {
+			require.True(t, page.Tripped, at)
+		} else {
+			require.Equal(t, uint64(n), page.Count, at)
+			require.False(t, page.Tripped, at)
 		}
 	}
 }
