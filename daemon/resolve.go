@@ -58,6 +58,7 @@ func (d *Daemon) resolveCase(id string, state fault.CaseState, verb string) (str
 	if err := d.store.UpdateCaseState(c.ID, state, d.now(), note); err != nil {
 		return "", err
 	}
+	d.cases.move(c.ID, state)
 	d.policyMu.Lock()
 	for r := range resources {
 		d.engine.Reset(r)

@@ -157,6 +157,8 @@ type CaseFilter struct {
 	// Open keeps unresolved cases (open, isolated, failed): what `faulty`
 	// lists.
 	Open bool
+	// Since keeps cases opened at or after it (zero: all).
+	Since time.Time
 }
 
 // Cases returns the matching cases, oldest opened first.
@@ -174,6 +176,10 @@ func (s *Store) Cases(f CaseFilter) ([]fault.Case, error) {
 		for _, st := range resolved {
 			args = append(args, string(st))
 		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `opened >= ?`)
+		args = append(args, unixNano(f.Since))
 	}
 	query := `SELECT ` + caseColumns + ` FROM cases`
 	if len(where) > 0 {
