@@ -76,6 +76,7 @@ type Daemon struct {
 
 	counters counters
 	metrics  *metrics
+	alerts   *alerter
 	sources  *sourceSet
 	jobs     chan job
 
@@ -127,6 +128,10 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	acfg, ns, err := loadAlerts(opts.PolicyPath)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{
 		opts:     opts,
 		log:      opts.Log,
@@ -139,6 +144,7 @@ func New(opts Options) (*Daemon, error) {
 		isolated: map[fault.Resource]bool{},
 		byOther:  map[fault.Resource]bool{},
 		jobs:     make(chan job, 1024),
+		alerts:   newAlerter(opts.Log, opts.Now, acfg, ns),
 	}
 	d.metrics = newMetrics(d)
 	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log})
@@ -204,6 +210,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.alerts.start(ctx, st)
+	defer d.alerts.close()
 	go serveControl(ctx, ln, d.handle)
 	go d.serveMetrics(ctx, d.opts.MetricsListen)
 
@@ -275,6 +283,7 @@ func (d *Daemon) pruneHistory() {
 	} else if n > 0 {
 		d.log.WithField("events", n).Info("pruned events older than the retention")
 	}
+	d.alerts.prune()
 }
 
 // tick lets the engine end a storm (no event arrives to tell it the storm
@@ -294,7 +303,7 @@ func (d *Daemon) tick() {
 	d.log.WithFields(logrus.Fields{"case": end.CaseID, "started": trimTime(end.Started)}).
 		Info("corrected-error storm over; per-event logging resumes")
 	note := fmt.Sprintf("storm ended %s after %s", trimTime(end.Ended), end.Ended.Sub(end.Started).Round(time.Second))
-	if err := d.store.UpdateCaseState(end.CaseID, fault.CaseClosed, end.Ended, note); err != nil {
+	if err := d.alerts.updateCaseState(end.CaseID, fault.CaseClosed, end.Ended, note, d.alerts.stormEnded(end.CaseID, note)); err != nil {
 		d.log.WithError(err).Error("closing storm case")
 	}
 }
@@ -312,6 +321,7 @@ func (d *Daemon) reload() {
 	d.engine = policy.NewEngine(cfg)
 	d.policyMu.Unlock()
 	d.log.WithField("mode", d.mode()).Info("policy reloaded; rate engines restarted")
+	d.alerts.reload(d.opts.PolicyPath)
 }
 
 // handle answers control requests.
@@ -363,6 +373,7 @@ func (d *Daemon) Status() Status {
 		Actions:  map[string]int{},
 	}
 	s.Degraded = len(s.Problems) > 0
+	s.Alerts = d.alerts.snapshot()
 	for k, v := range d.outcomes {
 		s.Actions[k] = v
 	}

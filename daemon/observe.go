@@ -96,7 +96,7 @@ func (d *Daemon) openCase(dec policy.Decision) {
 }
 
 func (d *Daemon) saveCase(c fault.Case) {
-	if err := d.store.SaveCase(c); err != nil {
+	if err := d.alerts.saveCase(c); err != nil {
 		d.log.WithError(err).WithField("case", c.ID).Error("storing case failed")
 	}
 }

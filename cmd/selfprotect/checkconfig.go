@@ -5,13 +5,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/selfprotect/selfprotect/alert"
+	"github.com/selfprotect/selfprotect/alert/notifiers"
 	"github.com/selfprotect/selfprotect/policy"
 )
 
 func newCheckConfigCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "check-config [FILE]",
-		Short: "Validate a policy file and print the effective policy (built-in defaults without FILE)",
+		Short: "Validate a policy file (its alerts: section too) and print the effective settings (built-in defaults without FILE)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := policy.Defaults()
@@ -34,8 +36,37 @@ func newCheckConfigCommand(g *globals) *cobra.Command {
 			} else {
 				fmt.Fprintln(g.out, "# built-in policy:")
 			}
-			_, err = g.out.Write(out)
-			return err
+			if _, err := g.out.Write(out); err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				return checkAlerts(g, args[0])
+			}
+			return nil
 		},
 	}
+}
+
+// checkAlerts validates the file's alerts: section the way the daemon
+// loads it (notifiers built, so a missing hook or CA file shows here) and
+// prints it with secrets as <secret>.
+func checkAlerts(g *globals, path string) error {
+	cfg, err := alert.Load(path)
+	if err != nil {
+		return err
+	}
+	if _, err := notifiers.Build(cfg); err != nil {
+		return err
+	}
+	if len(cfg.Notifiers) == 0 {
+		fmt.Fprintln(g.out, "# no alerts: notifiers configured")
+		return nil
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(g.out, "# effective alerts: section (secrets shown as <secret>):")
+	_, err = g.out.Write(out)
+	return err
 }

@@ -95,6 +95,7 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		}
 	}
 	fmt.Fprintf(w, "cases: %d active of %d; actions %v; %d pending, %d held while paused\n", open, len(s.Cases), s.Actions, s.Pending, s.Held)
+	printAlerts(w, s.Alerts)
 }
 
 func newPauseCommand(g *globals, verb string) *cobra.Command {
