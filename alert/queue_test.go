@@ -59,9 +59,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	for i := range 10 {
 		for _, tr := range []Transition{Isolated, Repaired} {
 			a := testAlert(i, tr)
-			entries, err := Entries(routes, a)
-			require.NoError(t, err)
-			_, err = s.Enqueue(t0, 100, entries)
+			_, err := (&Outbox{Store: s, Notifiers: routes, MaxPending: 100}).Raise(t0, a)
 			require.NoError(t, err)
 			want["mail"][a.ID] = 1
 			if tr == Isolated {

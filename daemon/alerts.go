@@ -214,31 +214,19 @@ func (a *alerter) host() string {
 
 // write runs change and queues the alerts in one transaction, then wakes
 // the dispatcher: the state change and its alerts are durable together.
+// The store is alert.Persistence itself (store/outboxseam.go).
 func (a *alerter) write(what string, change func(tx *sql.Tx) error, alerts ...alert.Alert) error {
 	o, _, _ := a.current()
 	if o == nil {
 		return fmt.Errorf("%s: alerting not started", what)
 	}
-	var res store.EnqueueResult
-	err := o.Store.Write(what, func(tx *sql.Tx) error {
-		if change != nil {
-			if err := change(tx); err != nil {
-				return err
-			}
-		}
-		var err error
-		res, err = o.EnqueueTx(tx, a.now(), alerts...)
-		return err
-	})
+	res, err := o.Apply(what, a.now(), change, alerts...)
 	if err != nil {
 		return err
 	}
 	if len(res.DroppedFor) > 0 {
 		a.log.WithField("notifiers", strings.Join(res.DroppedFor, ",")).WithField("dropped", res.Dropped).
 			Error("alert outbox full: alerts dropped (counted in selfprotect_alert_dropped_total)")
-	}
-	if o.Kick != nil && res.Added > 0 {
-		o.Kick()
 	}
 	return nil
 }
@@ -321,6 +309,12 @@ func (a *alerter) settled(j job, actions []fault.Action, state fault.CaseState) 
 		return out
 	}
 	return nil
+}
+
+// byKernel is the isolated alert of a page the kernel's memory-failure
+// handler took out of service itself: nothing of ours to undo.
+func (a *alerter) byKernel(c fault.Case, detail string) alert.Alert {
+	return alert.FromCase(c, alert.Isolated, a.host(), a.now(), "", "isolated by the kernel itself: "+detail)
 }
 
 // resolved is the alert of an operator's repair, acquittal or replacement.

@@ -74,7 +74,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 			d.perDIMM[dimm]++
 			d.mu.Unlock()
 		}
-		if err := d.store.UpdateCaseState(c.ID, fault.CaseIsolated, now, "isolated by the kernel: "+ev.Detail); err != nil {
+		if err := d.alerts.updateCaseState(c.ID, fault.CaseIsolated, now, "isolated by the kernel: "+ev.Detail, d.alerts.byKernel(c, ev.Detail)); err != nil {
 			log.WithError(err).Error("updating case")
 		}
 	}
@@ -90,7 +90,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 	d.saveCase(c)
 	act.CaseID = c.ID
 	d.record(act, c)
-	if err := d.store.UpdateCaseState(c.ID, fault.CaseIsolated, now, ""); err != nil {
+	if err := d.alerts.updateCaseState(c.ID, fault.CaseIsolated, now, "", d.alerts.byKernel(c, ev.Detail)); err != nil {
 		log.WithError(err).Error("updating case")
 	}
 }
