@@ -397,3 +397,14 @@ func TestCheckConfigAlertsSection(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), p+":7")
 }
+
+// `selfprotect demo` shows the alerts going out through its exec hook.
+func TestDemoShowsAlerts(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(binary, "demo").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Regexp(t, `alert → print-hook: warning diagnosed case=[0-9a-f-]{36} page:0x2d94`, string(out))
+	require.Regexp(t, `alert → print-hook: warning isolated case=[0-9a-f-]{36} page:0x2d94 fru=\S+ undo=echo 0x2d94`, string(out))
+	require.Regexp(t, `alert → print-hook: warning refused case=[0-9a-f-]{36} cpu:3`, string(out))
+	require.Regexp(t, `print-hook +exec +0 queued`, string(out))
+}
