@@ -94,7 +94,7 @@ alert-peers:
 	  { echo "error: could not install$$missing"; exit 1; }
 
 e2e: build
-	SELFPROTECT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 15m ./test/... 2>&1 | tee out/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+	SELFPROTECT_PEERS=1 SELFPROTECT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 15m ./test/... 2>&1 | tee out/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
 
 # Every fuzz target runs for FUZZTIME on top of its seed corpus.
 fuzz:

@@ -20,7 +20,9 @@ import (
 //     more (dropped true, counted for EachQueue) except rows of transition
 //     outbox-overflow, which pass the bound.
 //   - EachDue visits pending rows of one notifier with next attempt <= now,
-//     the longest due first, at most limit; fn may call AckDelivery or
+//     the longest due first, at most limit, skipping a row while an older
+//     row of the same subject is pending for that notifier (a receiver sees
+//     a case's transitions in order); fn may call AckDelivery or
 //     FailDelivery (the rows are read before fn runs).
 //   - NextAttempt is the earliest next attempt among the named notifiers'
 //     pending rows; ok false when none.
