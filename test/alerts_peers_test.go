@@ -151,4 +151,3 @@ func amCases(t *testing.T, base string) map[string]string {
 	}
 	return out
 }
-
