@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,3 +174,34 @@ func TestAlertReloadKeepsRunningOnError(t *testing.T) {
 }
 
 func writeFile(path, text string) error { return os.WriteFile(path, []byte(text), 0o644) }
+
+// tracker records what a notifier that keeps cases firing is told at start.
+type tracker struct {
+	down
+	tracked []string
+}
+
+func (tr *tracker) Track(a alert.Alert) { tr.tracked = append(tr.tracked, string(a.Transition)+" "+a.Case) }
+
+// Cases open at start are handed to notifiers that keep them firing
+// (Alertmanager), whose memory the restart emptied; resolved ones are not.
+func TestAlertTrackOpenCasesAtStart(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	d := alertingDaemon(t, &now)
+	for i, st := range []fault.CaseState{fault.CaseOpen, fault.CaseIsolated, fault.CaseFailed, fault.CaseRepaired} {
+		c := fault.Case{ID: fmt.Sprintf("33333333-0000-4000-8000-%012d", i), Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+			Suspect: fault.Page(uint64(0x100 + i)), State: st, Summary: "s"}
+		require.NoError(t, d.store.SaveCase(c))
+	}
+	d.alerts.close()
+	tr := &tracker{}
+	d.alerts = newAlerter(d.log, d.now, alert.DefaultConfig(), []alert.NamedNotifier{{Name: "am", Notifier: tr, Timeout: time.Second}})
+	d.alerts.start(context.Background(), d.store)
+	d.alerts.close()
+	slices.Sort(tr.tracked)
+	require.Equal(t, []string{
+		"diagnosed 33333333-0000-4000-8000-000000000000",
+		"isolated 33333333-0000-4000-8000-000000000001",
+		"isolation-failed 33333333-0000-4000-8000-000000000002",
+	}, tr.tracked)
+}

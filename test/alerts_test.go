@@ -408,3 +408,53 @@ func TestDemoShowsAlerts(t *testing.T) {
 	require.Regexp(t, `alert → print-hook: warning refused case=[0-9a-f-]{36} cpu:3`, string(out))
 	require.Regexp(t, `print-hook +exec +0 queued`, string(out))
 }
+
+// Tracing switched off behind our back is a source-blind alert, once per
+// episode: the same problem coming back after it cleared alerts again.
+func TestAlertsSourceBlindPerEpisode(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	hook := newReceiver(t, "ok")
+	d := startDaemon(t, m, daemonOpts{policy: alertsPolicy(webhookYAML("hook", hook.srv.URL, ""))})
+	const on = "sys/kernel/tracing/instances/selfprotect/tracing_on"
+	blind := func() []alert.Alert { return byTransition(hook.alerts(), "")[alert.SourceBlind] }
+	for episode := 1; episode <= 2; episode++ {
+		m.write(t, on, "0")
+		require.Eventually(t, func() bool { return len(blind()) == episode }, 10*time.Second, 20*time.Millisecond, "episode %d", episode)
+		m.write(t, on, "1")
+		require.Eventually(t, func() bool { _, code := d.cli("status"); return code == 0 }, 10*time.Second, 20*time.Millisecond)
+	}
+	bs := blind()
+	require.Contains(t, bs[0].Summary, "tracing_on is 0")
+	require.Equal(t, alert.SeverityCritical, bs[0].Severity)
+	require.NotEqual(t, bs[0].ID, bs[1].ID)
+}
+
+// A full outbox drops, counts the drop in /metrics and queues one
+// outbox-overflow alert; isolation goes on.
+func TestAlertsOutboxOverflow(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, sim.Profile{Kernel: "6.12", CPU: "intel", CPUs: 4, MemoryMB: 4096})
+	hook := newReceiver(t, "down")
+	policy := "budgets: {max_pages_per_dimm: 100}\n" + strings.Replace(alertsPolicy(webhookYAML("hook", hook.srv.URL, "")),
+		"    initial_backoff: 100ms\n", "    initial_backoff: 100ms\n    max_pending: 3\n", 1)
+	d := startDaemon(t, m, daemonOpts{policy: policy})
+	for i := range 4 {
+		require.NoError(t, m.InjectMemoryCE(0x10000040+uint64(i)*0x1000000, 2, 1))
+	}
+	d.settle(300 * time.Millisecond)
+	require.Len(t, m.Offlined(), 4)
+	st := d.status()
+	require.Len(t, st.Alerts, 1)
+	require.Equal(t, 4, st.Alerts[0].Pending, "3 alerts and the overflow alert")
+	require.Equal(t, int64(5), st.Alerts[0].Dropped)
+	resp, err := http.Get(st.Metrics)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), `selfprotect_alert_dropped_total{notifier="hook"} 5`)
+	require.Contains(t, d.log.String(), "alert outbox full")
+	hook.mode.Store("ok")
+	require.Eventually(t, func() bool { return len(byTransition(hook.alerts(), "")[alert.OutboxOverflow]) == 1 },
+		10*time.Second, 20*time.Millisecond)
+}
