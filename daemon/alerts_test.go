@@ -181,7 +181,9 @@ type tracker struct {
 	tracked []string
 }
 
-func (tr *tracker) Track(a alert.Alert) { tr.tracked = append(tr.tracked, string(a.Transition)+" "+a.Case) }
+func (tr *tracker) Track(a alert.Alert) {
+	tr.tracked = append(tr.tracked, string(a.Transition)+" "+a.Case)
+}
 
 // Cases open at start are handed to notifiers that keep them firing
 // (Alertmanager), whose memory the restart emptied; resolved ones are not.
