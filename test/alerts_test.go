@@ -405,6 +405,14 @@ func TestCheckConfigAlertsSection(t *testing.T) {
 	out, err := exec.Command(binary, "check-config", p).CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), p+":7")
+	require.NotContains(t, string(out), "effective policy", "nothing is printed for a file with a bad section")
+
+	// Valid YAML but a hook that is not there: the notifiers are built.
+	require.NoError(t, os.WriteFile(p, []byte("alerts:\n  notifiers:\n    - name: hook\n      type: exec\n      exec: {command: [/nonexistent/on-alert]}\n"), 0o644))
+	out, err = exec.Command(binary, "check-config", p).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), p+":3")
+	require.Contains(t, string(out), "/nonexistent/on-alert")
 }
 
 // `selfprotect demo` shows the alerts going out through its exec hook.

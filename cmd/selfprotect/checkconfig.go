@@ -17,9 +17,13 @@ func newCheckConfigCommand(g *globals) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := policy.Defaults()
+			var alerts *alert.Config
 			if len(args) == 1 {
 				var err error
 				if cfg, err = policy.Load(args[0]); err != nil {
+					return err
+				}
+				if alerts, err = loadAlerts(args[0]); err != nil {
 					return err
 				}
 			}
@@ -39,25 +43,29 @@ func newCheckConfigCommand(g *globals) *cobra.Command {
 			if _, err := g.out.Write(out); err != nil {
 				return err
 			}
-			if len(args) == 1 {
-				return checkAlerts(g, args[0])
+			if alerts != nil {
+				return printAlertsConfig(g, alerts)
 			}
 			return nil
 		},
 	}
 }
 
-// checkAlerts validates the file's alerts: section the way the daemon
-// loads it (notifiers built, so a missing hook or CA file shows here) and
-// prints it with secrets as <secret>.
-func checkAlerts(g *globals, path string) error {
+// loadAlerts validates the file's alerts: section the way the daemon
+// loads it: the notifiers are built, so a missing hook or CA file shows.
+func loadAlerts(path string) (*alert.Config, error) {
 	cfg, err := alert.Load(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := notifiers.Build(cfg); err != nil {
-		return err
+		return nil, err
 	}
+	return cfg, nil
+}
+
+// printAlertsConfig prints the effective section, secrets as <secret>.
+func printAlertsConfig(g *globals, cfg *alert.Config) error {
 	if len(cfg.Notifiers) == 0 {
 		fmt.Fprintln(g.out, "# no alerts: notifiers configured")
 		return nil
