@@ -475,3 +475,30 @@ func TestAlertsOutboxOverflow(t *testing.T) {
 	require.Eventually(t, func() bool { return len(byTransition(hook.alerts(), "")[alert.OutboxOverflow]) == 1 },
 		10*time.Second, 20*time.Millisecond)
 }
+
+// SIGHUP re-reads the alerts: section; a broken one keeps the running
+// notifiers.
+func TestAlertsReload(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	first, second := newReceiver(t, "ok"), newReceiver(t, "ok")
+	p := filepath.Join(t.TempDir(), "policy.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(alertsPolicy(webhookYAML("first", first.srv.URL, ""))), 0o644))
+	d := startDaemon(t, m, daemonOpts{args: []string{"--config", p}})
+
+	require.NoError(t, os.WriteFile(p, []byte(alertsPolicy("    - name: broken\n      type: pigeon\n")), 0o644))
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "alerts reload failed") }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+	require.Eventually(t, func() bool { return len(first.alerts()) == 2 }, 10*time.Second, 20*time.Millisecond, "the running notifier stays")
+
+	require.NoError(t, os.WriteFile(p, []byte(alertsPolicy(webhookYAML("second", second.srv.URL, ""))), 0o644))
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		st := d.status()
+		return len(st.Alerts) == 1 && st.Alerts[0].Name == "second"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, m.InjectMemoryCE(0x7d94040, 2, 1))
+	require.Eventually(t, func() bool { return len(second.alerts()) == 2 }, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, first.alerts(), 2)
+}
