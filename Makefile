@@ -187,7 +187,7 @@ not-built:
 	@echo "================================================================"
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
-	@echo "  - alerts through the daemon: v3 SNMP and implicit-TLS mail not run end to end; budget-exhausted only on a refusal; no resolving alert when a source problem clears"
+	@echo "  - alerts through the daemon: v3 SNMP and implicit-TLS mail not run end to end; CPU budgets alert budget-exhausted only on a refusal; no resolving alert when a source problem clears"
 	@echo "  - eBPF source not selected by the daemon (ebpfsource/ is built and tested in the guests)"
 	@echo "  - replay: rasdaemon import tested on a database built from its schema, not one the real rasdaemon wrote"
 	@echo "================================================================"

@@ -275,7 +275,7 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 	if state == fault.CaseOpen {
 		return
 	}
-	if err := d.alerts.updateCaseState(c.ID, state, d.now(), "", d.alerts.settled(j, actions, state)...); err != nil {
+	if err := d.alerts.updateCaseState(c.ID, state, d.now(), "", d.settledAlerts(j, actions, state)...); err != nil {
 		d.log.WithError(err).WithField("case", c.ID).Error("updating case state")
 	}
 }

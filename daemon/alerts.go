@@ -299,16 +299,47 @@ func (a *alerter) settled(j job, actions []fault.Action, state fault.CaseState) 
 			out = append(out, alert.FromCase(c, alert.Refused, host, now, "", strings.Join(refused, "; ")))
 		}
 		for _, b := range sortedKeys(budgets) {
-			subject := alert.Subject("budget", b, now.UTC().Format("2006-01-02"))
-			out = append(out, alert.Alert{
-				ID: alert.StableID(host, subject, alert.BudgetExhausted), Case: subject, Transition: alert.BudgetExhausted,
-				Severity: alert.DefaultSeverity(alert.BudgetExhausted), Suspect: string(c.Suspect), Host: host, Time: now,
-				Summary: fmt.Sprintf("budget %s is exhausted: case %s and later ones like it are not isolated until a case is repaired or the budget raised", b, c.ID),
-			})
+			out = append(out, a.exhausted(c, b, fmt.Sprintf("case %s was refused", c.ID)))
 		}
 		return out
 	}
 	return nil
+}
+
+// exhausted is the budget-exhausted alert of budget b, once per budget and
+// day whichever case finds it used up.
+func (a *alerter) exhausted(c fault.Case, b, why string) alert.Alert {
+	host, now := a.host(), a.now()
+	subject := alert.Subject("budget", b, now.UTC().Format("2006-01-02"))
+	return alert.Alert{
+		ID: alert.StableID(host, subject, alert.BudgetExhausted), Case: subject, Transition: alert.BudgetExhausted,
+		Severity: alert.DefaultSeverity(alert.BudgetExhausted), Suspect: string(c.Suspect), FRU: c.FRU, Host: host, Time: now,
+		Summary: fmt.Sprintf("budget %s is exhausted (%s): later cases it covers are refused until a case is repaired or the budget raised", b, why),
+	}
+}
+
+// settledAlerts is alerter.settled plus a budget-exhausted when a page
+// isolation just used a page budget up: the next page (on the same DIMM)
+// would be refused, so the operator hears it before a case goes unisolated.
+func (d *Daemon) settledAlerts(j job, actions []fault.Action, state fault.CaseState) []alert.Alert {
+	out := d.alerts.settled(j, actions, state)
+	if state != fault.CaseIsolated || j.replay || j.c.Suspect.Kind() != fault.KindPage {
+		return out
+	}
+	pfn, err := j.c.Suspect.PFN()
+	if err != nil {
+		return out
+	}
+	m := d.memoryBudget()
+	d.policyMu.Lock()
+	viol := d.cfg.CheckPage(m, pfn, dimmOf(j.c))
+	d.policyMu.Unlock()
+	for _, v := range viol {
+		if v.Budget == "max_ram_retired_percent" || v.Budget == "max_pages_per_dimm" {
+			out = append(out, d.alerts.exhausted(j.c, v.Budget, v.Detail+" after case "+j.c.ID))
+		}
+	}
+	return out
 }
 
 // byKernel is the isolated alert of a page the kernel's memory-failure

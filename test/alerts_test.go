@@ -502,3 +502,27 @@ func TestAlertsReload(t *testing.T) {
 	require.Eventually(t, func() bool { return len(second.alerts()) == 2 }, 10*time.Second, 20*time.Millisecond)
 	require.Len(t, first.alerts(), 2)
 }
+
+// The isolation that uses a page budget up raises budget-exhausted at
+// once; the refusal that follows does not raise it again the same day.
+func TestAlertsBudgetExhausted(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, sim.Profile{Kernel: "6.12", CPU: "intel", CPUs: 4, MemoryMB: 1024})
+	hook := newReceiver(t, "ok")
+	// 0.001% of 262144 pages: two pages may be retired.
+	d := startDaemon(t, m, daemonOpts{policy: "budgets: {max_ram_retired_percent: 0.001}\n" + alertsPolicy(webhookYAML("hook", hook.srv.URL, ""))})
+	exhausted := func() []alert.Alert { return byTransition(hook.alerts(), "")[alert.BudgetExhausted] }
+	require.NoError(t, m.InjectMemoryCE(0x10000040, 2, 1))
+	d.settle(200 * time.Millisecond)
+	require.Eventually(t, func() bool { return len(byTransition(hook.alerts(), "")[alert.Isolated]) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Empty(t, exhausted())
+	require.NoError(t, m.InjectMemoryCE(0x20000040, 2, 1))
+	require.Eventually(t, func() bool { return len(exhausted()) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, m.Offlined(), 2)
+	require.Contains(t, exhausted()[0].Summary, "max_ram_retired_percent")
+	require.NoError(t, m.InjectMemoryCE(0x30000040, 2, 1))
+	require.Eventually(t, func() bool { return len(byTransition(hook.alerts(), "")[alert.Refused]) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, m.Offlined(), 2)
+	d.settle(200 * time.Millisecond)
+	require.Len(t, exhausted(), 1, "one budget-exhausted per budget and day")
+}
