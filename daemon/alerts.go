@@ -233,13 +233,17 @@ func (a *alerter) write(what string, change func(tx *sql.Tx) error, alerts ...al
 
 // saveCase stores a newly diagnosed case with its alert.
 func (a *alerter) saveCase(c fault.Case) error {
+	return a.write("saving case "+c.ID, func(tx *sql.Tx) error { return store.SaveCaseTx(tx, c) }, a.diagnosed(c))
+}
+
+// diagnosed is the alert of a new case: storm-started for the storm's
+// case, its one alert (no case or event under it alerts).
+func (a *alerter) diagnosed(c fault.Case) alert.Alert {
 	t := alert.Diagnosed
 	if c.Diagnosis == fault.DiagStorm {
-		// The storm's one alert: no case or event under it alerts.
 		t = alert.StormStarted
 	}
-	return a.write("saving case "+c.ID, func(tx *sql.Tx) error { return store.SaveCaseTx(tx, c) },
-		alert.FromCase(c, t, a.host(), a.now(), "", ""))
+	return alert.FromCase(c, t, a.host(), a.now(), "", "")
 }
 
 // updateCaseState moves a case to st with its alerts.
