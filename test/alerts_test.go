@@ -526,3 +526,17 @@ func TestAlertsBudgetExhausted(t *testing.T) {
 	d.settle(200 * time.Millisecond)
 	require.Len(t, exhausted(), 1, "one budget-exhausted per budget and day")
 }
+
+// A daemon with no working source says so in an unarmed alert.
+func TestAlertsUnarmed(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	hook := newReceiver(t, "ok")
+	launchDaemon(t, m, daemonOpts{policy: alertsPolicy(webhookYAML("hook", hook.srv.URL, "")),
+		args: []string{"--tracefs", filepath.Join(t.TempDir(), "no-tracefs")}})
+	require.Eventually(t, func() bool { return len(byTransition(hook.alerts(), "")[alert.Unarmed]) == 1 },
+		10*time.Second, 20*time.Millisecond)
+	a := byTransition(hook.alerts(), "")[alert.Unarmed][0]
+	require.Equal(t, alert.SeverityCritical, a.Severity)
+	require.Contains(t, a.Summary, "no event source is armed")
+}
