@@ -330,7 +330,7 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 	if state == fault.CaseOpen {
 		return
 	}
-	d.setCaseState(c.ID, state, d.now(), "")
+	d.setCaseState(c.ID, state, d.now(), "", d.settledAlerts(j, actions, state)...)
 }
 
 // record stores one action's outcome: the other transition point, next

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/store"
 )
@@ -114,21 +115,23 @@ func (b *caseBook) countsByDiagnosis() map[[2]string]int {
 // moves one to goes through these, so what follows a transition (status,
 // alerts) hooks in one place.
 
-// storeCase records a new case (alert-only cases, cases the kernel made).
+// storeCase records a new case (alert-only cases, cases the kernel made)
+// with its diagnosed alert, in one transaction.
 func (d *Daemon) storeCase(c fault.Case) {
 	d.cases.add(c)
-	d.persist("storing case "+c.ID, func() error { return d.store.SaveCase(c) })
+	d.persist("storing case "+c.ID, func() error { return d.alerts.saveCase(c) })
 }
 
 // storeIntent records a decision and the isolations it intends before any
-// kernel write.
+// kernel write, fsync'd, with its diagnosed alert in the same transaction.
 func (d *Daemon) storeIntent(c fault.Case, intents []fault.Action) {
 	d.cases.add(c)
-	d.persist("storing the decision of case "+c.ID, func() error { return d.store.SaveIntent(c, intents) })
+	d.persist("storing the decision of case "+c.ID, func() error { return d.alerts.saveIntent(d.store, c, intents) })
 }
 
-// setCaseState moves a case to st with a note.
-func (d *Daemon) setCaseState(id string, st fault.CaseState, at time.Time, note string) {
+// setCaseState moves a case to st with a note, and queues the alerts of
+// that transition in the same transaction.
+func (d *Daemon) setCaseState(id string, st fault.CaseState, at time.Time, note string, alerts ...alert.Alert) {
 	d.cases.move(id, st)
-	d.persist("updating case "+id, func() error { return d.store.UpdateCaseState(id, st, at, note) })
+	d.persist("updating case "+id, func() error { return d.alerts.updateCaseState(id, st, at, note, alerts...) })
 }

@@ -77,6 +77,7 @@ type Daemon struct {
 
 	counters counters
 	metrics  *metrics
+	alerts   *alerter
 	sources  *sourceSet
 	jobs     *jobQueue
 	// syncQ asks the history writer to store what it holds; storeDone
@@ -134,6 +135,10 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	acfg, ns, err := loadAlerts(opts.PolicyPath)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{
 		opts:      opts,
 		log:       opts.Log,
@@ -149,6 +154,7 @@ func New(opts Options) (*Daemon, error) {
 		syncQ:     make(chan chan struct{}),
 		storeDone: make(chan struct{}),
 		cases:     newCaseBook(),
+		alerts:    newAlerter(opts.Log, opts.Now, acfg, ns),
 	}
 	for _, w := range cfg.Warnings() {
 		opts.Log.Warn("policy: " + w)
@@ -220,6 +226,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.alerts.start(ctx, st)
+	defer d.alerts.close()
 	go serveControl(ctx, ln, d.handle)
 	go d.serveMetrics(ctx, d.opts.MetricsListen)
 
@@ -305,6 +313,7 @@ func (d *Daemon) pruneHistory() {
 	} else if n > 0 {
 		d.log.WithField("events", n).Info("pruned events older than the retention")
 	}
+	d.alerts.prune()
 }
 
 // tick lets the engine end a storm (no event arrives to tell it the storm
@@ -324,7 +333,8 @@ func (d *Daemon) tick() {
 	d.log.WithFields(logrus.Fields{"case": end.CaseID, "started": trimTime(end.Started)}).
 		Info("corrected-error storm over; per-event logging resumes")
 	note := fmt.Sprintf("storm ended %s after %s", trimTime(end.Ended), end.Ended.Sub(end.Started).Round(time.Second))
-	d.jobs.push(job{fn: func() { d.setCaseState(end.CaseID, fault.CaseClosed, end.Ended, note) }})
+	alerts := d.alerts.stormEnded(end.CaseID, note)
+	d.jobs.push(job{fn: func() { d.setCaseState(end.CaseID, fault.CaseClosed, end.Ended, note, alerts) }})
 }
 
 // reload re-reads the policy. A bad file keeps the running policy: losing
@@ -345,6 +355,9 @@ func (d *Daemon) reload() {
 	same := reflect.DeepEqual(d.cfg.Rules, cfg.Rules) && reflect.DeepEqual(d.cfg.Engine, cfg.Engine)
 	d.cfg = cfg
 	d.policyMu.Unlock()
+	// The alerts: section lives in the same file; a bad one keeps the
+	// running notifiers, whatever the rules did.
+	d.alerts.reload(d.opts.PolicyPath)
 	if same {
 		d.log.WithField("mode", d.mode()).Info("policy reloaded; rules unchanged, rate engines keep their counts")
 		return
@@ -410,6 +423,7 @@ func (d *Daemon) Status() Status {
 		s.Problems = append(s.Problems, p)
 	}
 	s.Degraded = len(s.Problems) > 0
+	s.Alerts = d.alerts.snapshot()
 	for k, v := range d.outcomes {
 		s.Actions[k] = v
 	}

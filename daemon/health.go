@@ -84,6 +84,7 @@ func (d *Daemon) checkHealth() {
 	d.budget = budget
 	d.mu.Unlock()
 	if changed {
+		d.alerts.problems(problems)
 		if len(problems) == 0 {
 			d.log.Info("healthy again")
 		}

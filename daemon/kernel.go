@@ -72,7 +72,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 			d.perDIMM[dimm]++
 			d.mu.Unlock()
 		}
-		d.setCaseState(c.ID, fault.CaseIsolated, now, "isolated by the kernel: "+ev.Detail)
+		d.setCaseState(c.ID, fault.CaseIsolated, now, "isolated by the kernel: "+ev.Detail, d.alerts.byKernel(c, ev.Detail))
 	}
 	if matched || ours {
 		return
@@ -86,7 +86,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 	d.storeCase(c)
 	act.CaseID = c.ID
 	d.record(act, c)
-	d.setCaseState(c.ID, fault.CaseIsolated, now, "")
+	d.setCaseState(c.ID, fault.CaseIsolated, now, "", d.alerts.byKernel(c, ev.Detail))
 }
 
 // names reports whether case c isolates (or would isolate) r.

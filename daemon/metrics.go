@@ -30,7 +30,7 @@ func newMetrics(d *Daemon) *metrics {
 			Help: "Hardware errors counted by the policy (an event's error count), by source, class and severity.",
 		}, []string{"source", "class", "severity"}),
 	}
-	m.reg.MustRegister(m.events, statusCollector{d},
+	m.reg.MustRegister(m.events, statusCollector{d}, alertCollector{d.alerts},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,6 +43,9 @@ func quietDaemon(t testing.TB) *Daemon {
 	d.store, err = store.Open(filepath.Join(t.TempDir(), "test.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { d.store.Close() })
+	// Cases are saved with their alerts, through the alerter.
+	d.alerts.start(context.Background(), d.store)
+	t.Cleanup(d.alerts.close)
 	return d
 }
 

@@ -3,6 +3,7 @@ package daemon
 import (
 	"time"
 
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/countonce"
 )
 
@@ -46,6 +47,8 @@ type Status struct {
 	// diagnosed while paused, acted on at resume.
 	Pending int `json:"pending_actions"`
 	Held    int `json:"held_actions"`
+	// Alerts is each notifier's queue and last outcome.
+	Alerts []alert.NotifierStatus `json:"alerts,omitempty"`
 }
 
 // SourceStatus describes one event source.

@@ -14,6 +14,12 @@ import (
 // left unsettled is carried out again at the next start.) After a crash either both are there or
 // neither is, and Unsettled finds the intents whose outcome never followed.
 func (s *Store) SaveIntent(c fault.Case, intents []fault.Action) error {
+	return s.WriteSynced("saving intent for case "+c.ID, func(tx *sql.Tx) error { return SaveIntentTx(tx, c, intents) })
+}
+
+// SaveIntentTx is SaveIntent inside the caller's transaction (the daemon
+// queues the case's alert in the same one).
+func SaveIntentTx(tx *sql.Tx, c fault.Case, intents []fault.Action) error {
 	if c.ID == "" {
 		return fmt.Errorf("saving intent: empty case ID")
 	}
@@ -28,30 +34,28 @@ func (s *Store) SaveIntent(c fault.Case, intents []fault.Action) error {
 	if err != nil {
 		return fmt.Errorf("saving intent for case %s: %w", c.ID, err)
 	}
-	return s.writeSynced("saving intent for case "+c.ID, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT INTO cases(`+caseColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
-			c.ID, unixNano(c.Opened), c.Rule, string(c.Diagnosis), string(c.Suspect), also,
-			c.FRU, string(c.State), c.Summary, evidence)
-		if err != nil {
+	res, err := tx.Exec(`INSERT INTO cases(`+caseColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
+		c.ID, unixNano(c.Opened), c.Rule, string(c.Diagnosis), string(c.Suspect), also,
+		c.FRU, string(c.State), c.Summary, evidence)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 1 {
+		if err := addState(tx, c.ID, c.State, c.Opened, ""); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+	}
+	for _, a := range intents {
+		if a.CaseID != c.ID {
+			return fmt.Errorf("intent on %s names case %q, not %s", a.Resource, a.CaseID, c.ID)
+		}
+		if err := insertAction(tx, a); err != nil {
 			return err
-		} else if n == 1 {
-			if err := addState(tx, c.ID, c.State, c.Opened, ""); err != nil {
-				return err
-			}
 		}
-		for _, a := range intents {
-			if a.CaseID != c.ID {
-				return fmt.Errorf("intent on %s names case %q, not %s", a.Resource, a.CaseID, c.ID)
-			}
-			if err := insertAction(tx, a); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func insertAction(tx *sql.Tx, a fault.Action) error {

@@ -175,11 +175,11 @@ func (s *Store) write(what string, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// writeSynced is write with synchronous=FULL for this one transaction: the
+// WriteSynced is write with synchronous=FULL for this one transaction: the
 // commit is fsync'd, so it survives a power cut, not only a crash of the
 // process. Kept for the few records that must (a decision before its
 // kernel write); the event history stays on NORMAL.
-func (s *Store) writeSynced(what string, fn func(tx *sql.Tx) error) error {
+func (s *Store) WriteSynced(what string, fn func(tx *sql.Tx) error) error {
 	if s.w == nil {
 		return fmt.Errorf("%s: %w", what, ErrReadOnly)
 	}

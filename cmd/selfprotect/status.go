@@ -93,6 +93,7 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	if s.StoreFailures > 0 || s.HeldWrites > 0 {
 		fmt.Fprintf(w, "store: %d failed writes since start, %d records held in memory until the store takes them\n", s.StoreFailures, s.HeldWrites)
 	}
+	printAlerts(w, s.Alerts)
 }
 
 func newPauseCommand(g *globals, verb string) *cobra.Command {
