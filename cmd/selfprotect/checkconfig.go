@@ -17,7 +17,9 @@ func newCheckConfigCommand(g *globals) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg := policy.Defaults()
-			var alerts *alert.Config
+			// Without a file there are no notifiers; saying so keeps the
+			// output of a file holding the built-in policy identical.
+			alerts := alert.DefaultConfig()
 			if len(args) == 1 {
 				var err error
 				if cfg, err = policy.Load(args[0]); err != nil {
@@ -43,10 +45,7 @@ func newCheckConfigCommand(g *globals) *cobra.Command {
 			if _, err := g.out.Write(out); err != nil {
 				return err
 			}
-			if alerts != nil {
-				return printAlertsConfig(g, alerts)
-			}
-			return nil
+			return printAlertsConfig(g, alerts)
 		},
 	}
 }
