@@ -23,7 +23,7 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	default:
 		d.counters.notStored.Add(1)
 	}
-	if ev.Source == fault.SourceTraceMemoryFailure {
+	if ev.Source.KernelAction() {
 		// The kernel's own action on a page, not an error report: the
 		// action worker records it in order with our isolations.
 		d.jobs <- job{kernel: &ev}
