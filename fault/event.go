@@ -141,6 +141,10 @@ type Event struct {
 	CoreBank bool
 
 	Status, Addr, Misc, Synd, IPID uint64
+	// TSC is the record's own time-stamp counter (mce_record), 0 when it
+	// has none: it tells two records of the same error apart when two
+	// paths deliver the same record (a hand-over between sources).
+	TSC uint64
 
 	// PhysAddr is usable only when AddrValid; AddrLSB is the lowest valid
 	// address bit (12 means the address is exact to the 4 KiB page).
