@@ -14,6 +14,9 @@ import (
 // count-once stage decide what it adds, feed that to the engine, and hand
 // decisions to the action worker.
 func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
+	if d.sources.duplicate(&ev) {
+		return // delivered by both sources of a hand-over: counted once
+	}
 	d.counters.received.Add(1)
 	// The history keeps every record as it came, merged or not. It must
 	// never stall the pipeline: under a storm the store may fall behind,
