@@ -133,20 +133,18 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 	return b
 }
 
+// isolatedByUs reads the in-memory isolation set (loaded from the store
+// at start, kept by the action worker), not the store: the health check
+// runs every second and must cost no query.
 func (d *Daemon) isolatedByUs() []fault.Resource {
-	if d.store == nil {
-		return nil
-	}
-	iso, err := d.store.Isolated()
-	if err != nil {
-		return nil
-	}
-	var out []fault.Resource
-	for _, i := range iso {
-		if i.ByUs {
-			out = append(out, i.Resource)
+	d.mu.Lock()
+	out := make([]fault.Resource, 0, len(d.isolated))
+	for r := range d.isolated {
+		if !d.byOther[r] {
+			out = append(out, r)
 		}
 	}
+	d.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
 	return out
 }
