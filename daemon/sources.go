@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,9 @@ type sourceDef struct {
 	name  string
 	group string
 	open  func(ctx context.Context) (fault.EventSource, string, error)
+	// retry is how often an unavailable source is tried again; 0 means
+	// sourceRetry.
+	retry time.Duration
 }
 
 // Optional behaviour of a source, found by type assertion.
@@ -80,7 +84,10 @@ type (
 // row here.
 func (d *Daemon) sourceTable() []sourceDef {
 	return []sourceDef{
-		{name: "ebpf", group: groupTracepoints, open: d.openEBPF},
+		// Trying costs parsing the object and the kernel's BTF (MBs), and
+		// what makes eBPF unavailable (no BTF, no privilege) rarely
+		// changes while we run: tracefs covers meanwhile.
+		{name: "ebpf", group: groupTracepoints, open: d.openEBPF, retry: 10 * time.Minute},
 		{name: "tracefs", group: groupTracepoints, open: d.openTracefs},
 		{name: "edac-poll", group: "edac-counters", open: d.openEDAC},
 	}
@@ -220,7 +227,7 @@ func (s *sourceSet) refresh() {
 			s.report([]*SourceChange{c})
 			continue
 		}
-		if state == SourceUnavailable && !e.lastTry.IsZero() && now.Sub(e.lastTry) < sourceRetry {
+		if state == SourceUnavailable && !e.lastTry.IsZero() && now.Sub(e.lastTry) < cmp.Or(e.def.retry, sourceRetry) {
 			continue
 		}
 		e.lastTry = now

@@ -164,9 +164,14 @@ func TestSourceTableFallsBackAndSaysWhy(t *testing.T) {
 
 	// Broken is not retried; unavailable is, after sourceRetry.
 	edac.set(newFake("edac-poll"), nil)
-	r.clock.t = r.clock.t.Add(sourceRetry)
+	ebpf.set(newFake("ebpf"), nil)
+	r.clock.t = r.clock.t.Add(sourceRetry - time.Second)
+	r.set.refresh()
+	require.Equal(t, SourceUnavailable, r.states()["ebpf"], "not retried before sourceRetry")
+	r.clock.t = r.clock.t.Add(time.Second)
 	r.set.refresh()
 	require.Equal(t, SourceBroken, r.states()["edac-poll"])
+	require.Equal(t, SourceArmed, r.states()["ebpf"])
 }
 
 // eBPF arms late: tracefs covered the gap and hands over. Every record is
