@@ -117,7 +117,10 @@ func New(opts Options) (*Daemon, error) {
 		opts.Now = time.Now
 	}
 	if opts.HealthInterval <= 0 {
-		opts.HealthInterval = time.Second
+		// Health reads sysfs and procfs (budgets, the trace instance): every
+		// 5 s keeps an idle daemon near zero and still says "degraded"
+		// well within a watchdog period (WatchdogSec=30s).
+		opts.HealthInterval = 5 * time.Second
 	}
 	if opts.EventRetention <= 0 {
 		opts.EventRetention = 30 * 24 * time.Hour

@@ -121,8 +121,9 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		}
 		batch = batch[:0]
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	// The flush timer runs only while a batch waits: an idle daemon does
+	// not wake up for it.
+	var due <-chan time.Time
 	for {
 		select {
 		case ev, ok := <-q:
@@ -134,7 +135,11 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 			if len(batch) == maxBatch {
 				flush()
 			}
-		case <-tick.C:
+			if due == nil && len(batch) > 0 {
+				due = time.After(100 * time.Millisecond)
+			}
+		case <-due:
+			due = nil
 			flush()
 		}
 	}
