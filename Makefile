@@ -194,7 +194,7 @@ not-built:
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alerts: daemon transitions are not wired to the outbox yet; outage/restart e2e test, status and /metrics per notifier (issue 8 part 2)"
-	@echo "  - issue 9: latency within 2x of CEC not met; make bench-storm and the idle figure not built; late eBPF hand-over tested with fakes only"
+	@echo "  - issue 9: latency within 2x of CEC, storm CPU ratio <= 0.1 and idle at zero not met; late eBPF hand-over tested with fakes only"
 	@echo "  - replay: rasdaemon import tested on a database built from its schema, not one the real rasdaemon wrote"
 	@echo "================================================================"
 
