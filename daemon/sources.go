@@ -250,12 +250,13 @@ func (s *sourceSet) betterArmed(i int) string {
 func (s *sourceSet) open(e *sourceEntry) {
 	src, detail, err := e.def.open(s.ctx)
 	if err != nil {
-		state := SourceBroken
+		state, detail := SourceBroken, err.Error()
 		if errors.Is(err, fault.ErrUnavailable) {
-			state = SourceUnavailable
+			// The state already says it.
+			state, detail = SourceUnavailable, strings.TrimPrefix(detail, fault.ErrUnavailable.Error()+": ")
 		}
 		s.mu.Lock()
-		c := s.set(e, state, err.Error())
+		c := s.set(e, state, detail)
 		s.mu.Unlock()
 		s.report([]*SourceChange{c})
 		return

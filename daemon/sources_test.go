@@ -159,7 +159,7 @@ func TestSourceTableFallsBackAndSaysWhy(t *testing.T) {
 	require.Equal(t, map[string]SourceState{"ebpf": SourceUnavailable, "tracefs": SourceArmed, "edac-poll": SourceBroken}, r.states())
 	require.Equal(t, "tracefs", r.set.names())
 	st := r.set.status()
-	require.Contains(t, st[0].Detail, "no BPF here", "unavailable says why")
+	require.Equal(t, "no BPF here", st[0].Detail, "unavailable says why, once")
 	require.Equal(t, []string{"source edac-poll broken: sysfs says EIO"}, r.set.problems(), "broken is a problem, unavailable is not")
 
 	// Broken is not retried; unavailable is, after sourceRetry.
