@@ -3,6 +3,8 @@ package alert
 import (
 	"os"
 	"time"
+
+	"github.com/selfprotect/selfprotect/strictyaml"
 )
 
 // Config is the `alerts:` section of /etc/selfprotect/selfprotect.yaml.
@@ -14,7 +16,7 @@ type Config struct {
 	Outbox    OutboxConfig     `yaml:"outbox" json:"outbox"`
 	Notifiers []NotifierConfig `yaml:"notifiers" json:"notifiers"`
 
-	origin origin
+	origin strictyaml.Origin
 }
 
 // OutboxConfig bounds the durable queue and paces retries.
@@ -163,10 +165,10 @@ func DefaultConfig() *Config {
 }
 
 // Line is where the key at the dotted path was written, 0 if unknown.
-func (c *Config) Line(path string) int { return c.origin.lines[path] }
+func (c *Config) Line(path string) int { return c.origin.Lines[path] }
 
 // File is the file the section came from.
-func (c *Config) File() string { return c.origin.file }
+func (c *Config) File() string { return c.origin.File }
 
 // HostName is the host every alert names: Host, or the kernel's host name.
 func (c *Config) HostName() string {

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/selfprotect/selfprotect/store"
 )
 
 // NotifierStatus is one notifier's line in `status` and /metrics: the
@@ -27,14 +25,19 @@ type NotifierStatus struct {
 
 // Snapshot reads every configured notifier's status. d may be nil (no
 // dispatcher running: `status` from the store alone).
-func Snapshot(s *store.Store, d *Dispatcher, ns []NamedNotifier) ([]NotifierStatus, error) {
-	qs, err := s.OutboxQueues()
+func Snapshot(s Persistence, d *Dispatcher, ns []NamedNotifier) ([]NotifierStatus, error) {
+	type queue struct {
+		pending, dead int
+		dropped       int64
+		lastSent      time.Time
+		lastError     string
+	}
+	byName := map[string]queue{}
+	err := s.EachQueue(func(notifier string, pending, dead int, dropped int64, lastSent time.Time, lastError string) {
+		byName[notifier] = queue{pending, dead, dropped, lastSent, lastError}
+	})
 	if err != nil {
 		return nil, err
-	}
-	byName := map[string]store.OutboxQueue{}
-	for _, q := range qs {
-		byName[q.Notifier] = q
 	}
 	var stats map[string]NotifierStats
 	if d != nil {
@@ -44,15 +47,15 @@ func Snapshot(s *store.Store, d *Dispatcher, ns []NamedNotifier) ([]NotifierStat
 	for _, n := range ns {
 		q, st := byName[n.Name], stats[n.Name]
 		ns := NotifierStatus{
-			Name: n.Name, Type: n.Type, Pending: q.Pending, Dead: q.Dead, Dropped: q.Dropped,
+			Name: n.Name, Type: n.Type, Pending: q.pending, Dead: q.dead, Dropped: q.dropped,
 			InFlight: st.InFlight, Sent: st.Sent, Failed: st.Failed,
 			LastSuccess: st.LastSuccess, LastError: st.LastError, LastErrorAt: st.LastErrorAt,
 		}
 		if ns.LastSuccess.IsZero() {
-			ns.LastSuccess = q.LastSent // from an earlier run
+			ns.LastSuccess = q.lastSent // from an earlier run
 		}
 		if ns.LastError == "" {
-			ns.LastError = q.LastError
+			ns.LastError = q.lastError
 		}
 		out = append(out, ns)
 	}
@@ -61,7 +64,7 @@ func Snapshot(s *store.Store, d *Dispatcher, ns []NamedNotifier) ([]NotifierStat
 
 // Collector exports Snapshot to Prometheus, read when scraped.
 type Collector struct {
-	Store      *store.Store
+	Store      Persistence
 	Dispatcher *Dispatcher
 	Notifiers  []NamedNotifier
 }

@@ -4,9 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
-
-	"github.com/selfprotect/selfprotect/fault"
-	"github.com/selfprotect/selfprotect/store"
 )
 
 // Outbox is the producer's side of the durable queue, the seam the daemon
@@ -14,7 +11,7 @@ import (
 // in the transaction of the state change that causes them, then wakes the
 // dispatcher. It never waits for a send.
 type Outbox struct {
-	Store      *store.Store
+	Store      Persistence
 	Notifiers  []NamedNotifier
 	MaxPending int
 	Host       string
@@ -25,14 +22,14 @@ type Outbox struct {
 // EnqueueTx queues alerts inside tx. A notifier whose queue is full drops
 // them; then an outbox-overflow alert is queued once per notifier and hour
 // (it passes the bound, and goes to every notifier its route allows).
-func (o *Outbox) EnqueueTx(tx *sql.Tx, now time.Time, alerts ...Alert) (store.EnqueueResult, error) {
-	var total store.EnqueueResult
+func (o *Outbox) EnqueueTx(tx *sql.Tx, now time.Time, alerts ...Alert) (EnqueueResult, error) {
+	var total EnqueueResult
 	for _, a := range alerts {
 		entries, err := Entries(o.Notifiers, a)
 		if err != nil {
 			return total, err
 		}
-		res, err := store.EnqueueTx(tx, now, o.MaxPending, entries)
+		res, err := enqueue(o.Store, tx, now, o.MaxPending, entries)
 		if err != nil {
 			return total, err
 		}
@@ -45,7 +42,7 @@ func (o *Outbox) EnqueueTx(tx *sql.Tx, now time.Time, alerts ...Alert) (store.En
 			if err != nil {
 				return total, err
 			}
-			if _, err := store.EnqueueTx(tx, now, o.MaxPending, over); err != nil {
+			if _, err := enqueue(o.Store, tx, now, o.MaxPending, over); err != nil {
 				return total, err
 			}
 		}
@@ -65,32 +62,37 @@ func (o *Outbox) overflowAlert(notifier string, now time.Time) Alert {
 
 // Raise queues alerts in a transaction of their own, for transitions that
 // change no other stored state (a source going blind, a storm starting).
-func (o *Outbox) Raise(now time.Time, alerts ...Alert) (store.EnqueueResult, error) {
-	var res store.EnqueueResult
-	err := o.Store.Write("queueing alerts", func(tx *sql.Tx) error {
+func (o *Outbox) Raise(now time.Time, alerts ...Alert) (EnqueueResult, error) {
+	return o.Apply("queueing alerts", now, nil, alerts...)
+}
+
+// Apply runs change (nil for none) and queues alerts in one transaction,
+// then wakes the dispatcher: a state change (a case saved, moved to
+// isolated) and the alerts it causes are durable together or not at all.
+func (o *Outbox) Apply(what string, now time.Time, change func(tx *sql.Tx) error, alerts ...Alert) (EnqueueResult, error) {
+	return o.ApplyWith(nil, what, now, change, alerts...)
+}
+
+// ApplyWith is Apply through another transaction runner on the same
+// store (nil: Store.Write), for a change that needs its own durability,
+// such as a write-ahead decision committed with a full fsync.
+func (o *Outbox) ApplyWith(run func(what string, fn func(tx *sql.Tx) error) error, what string, now time.Time,
+	change func(tx *sql.Tx) error, alerts ...Alert) (EnqueueResult, error) {
+	if run == nil {
+		run = o.Store.Write
+	}
+	var res EnqueueResult
+	err := run(what, func(tx *sql.Tx) error {
+		if change != nil {
+			if err := change(tx); err != nil {
+				return err
+			}
+		}
 		var err error
 		res, err = o.EnqueueTx(tx, now, alerts...)
 		return err
 	})
-	if err == nil {
-		o.kick()
-	}
-	return res, err
-}
-
-// UpdateCaseState moves a case to st and queues its alerts in one
-// transaction (store.UpdateCaseStateAndEnqueue), then wakes the dispatcher.
-func (o *Outbox) UpdateCaseState(id string, st fault.CaseState, at time.Time, note string, alerts ...Alert) (store.EnqueueResult, error) {
-	var res store.EnqueueResult
-	err := o.Store.Write("updating case "+id, func(tx *sql.Tx) error {
-		if err := store.UpdateCaseStateTx(tx, id, st, at, note); err != nil {
-			return err
-		}
-		var err error
-		res, err = o.EnqueueTx(tx, at, alerts...)
-		return err
-	})
-	if err == nil {
+	if err == nil && res.Added > 0 {
 		o.kick()
 	}
 	return res, err

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -31,7 +32,9 @@ func pendingByNotifier(t *testing.T, s *store.Store) map[string][]string {
 	return out
 }
 
-func TestOutboxUpdateCaseState(t *testing.T) {
+// The daemon's pattern: a case state change and its alerts in one
+// transaction through Apply.
+func TestOutboxApplyWithCaseState(t *testing.T) {
 	s := openStore(t)
 	kicks := 0
 	o := &Outbox{Store: s, MaxPending: 10, Host: "h", Kick: func() { kicks++ },
@@ -42,7 +45,9 @@ func TestOutboxUpdateCaseState(t *testing.T) {
 
 	a := testAlert(1, Isolated)
 	a.Case = c.ID
-	res, err := o.UpdateCaseState(c.ID, fault.CaseIsolated, t0.Add(time.Second), "soft offline", a)
+	res, err := o.Apply("isolating", t0.Add(time.Second), func(tx *sql.Tx) error {
+		return store.UpdateCaseStateTx(tx, c.ID, fault.CaseIsolated, t0.Add(time.Second), "soft offline")
+	}, a)
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Added)
 	require.Equal(t, 1, kicks)
@@ -52,7 +57,9 @@ func TestOutboxUpdateCaseState(t *testing.T) {
 	require.Equal(t, map[string][]string{"all": {"isolated"}}, pendingByNotifier(t, s))
 
 	// A failed state change queues nothing and wakes no one.
-	_, err = o.UpdateCaseState("no-such-case", fault.CaseIsolated, t0, "", testAlert(2, IsolationFailed))
+	_, err = o.Apply("isolating", t0, func(tx *sql.Tx) error {
+		return store.UpdateCaseStateTx(tx, "no-such-case", fault.CaseIsolated, t0, "")
+	}, testAlert(2, IsolationFailed))
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.Equal(t, 1, kicks)
 	require.Equal(t, map[string][]string{"all": {"isolated"}}, pendingByNotifier(t, s))

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/selfprotect/selfprotect/store"
 )
 
 // Delivery is one queued (alert, notifier) pair.
@@ -27,27 +25,30 @@ type Queue interface {
 }
 
 // StoreQueue is the Queue kept in the store's outbox table.
-type StoreQueue struct{ Store *store.Store }
+type StoreQueue struct{ Store Persistence }
 
 var _ Queue = StoreQueue{}
 
 func (q StoreQueue) Due(now time.Time, notifier string, limit int) ([]Delivery, error) {
-	rows, err := q.Store.DueDeliveries(now, notifier, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Delivery, 0, len(rows))
-	for _, r := range rows {
-		d := Delivery{ID: r.ID, Notifier: r.Notifier, Attempts: r.Attempts}
-		if err := json.Unmarshal(r.Payload, &d.Alert); err != nil {
+	var out []Delivery
+	var failed error
+	err := q.Store.EachDue(now, notifier, limit, func(id int64, attempts int, payload []byte) {
+		d := Delivery{ID: id, Notifier: notifier, Attempts: attempts}
+		if err := json.Unmarshal(payload, &d.Alert); err != nil {
 			// A row we cannot read would be retried forever: give it up
 			// loudly instead.
-			if ferr := q.Store.FailDelivery(r.ID, now, now, "undecodable alert: "+err.Error(), true); ferr != nil {
-				return nil, fmt.Errorf("giving up undecodable delivery %d: %w", r.ID, ferr)
+			if ferr := q.Store.FailDelivery(id, now, now, "undecodable alert: "+err.Error(), true); ferr != nil && failed == nil {
+				failed = fmt.Errorf("giving up undecodable delivery %d: %w", id, ferr)
 			}
-			continue
+			return
 		}
 		out = append(out, d)
+	})
+	if err == nil {
+		err = failed
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -63,9 +64,9 @@ func (q StoreQueue) Fail(id int64, now, next time.Time, errText string, dead boo
 }
 
 // Entries turns an alert into one outbox row per notifier whose route
-// passes it, for store.EnqueueTx in the transaction of the state change
+// passes it, for Persistence.EnqueueOne in the transaction of the state change
 // that caused it.
-func Entries(ns []NamedNotifier, a Alert) ([]store.OutboxEntry, error) {
+func Entries(ns []NamedNotifier, a Alert) ([]Entry, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
@@ -73,9 +74,9 @@ func Entries(ns []NamedNotifier, a Alert) ([]store.OutboxEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding alert %s: %w", a.ID, err)
 	}
-	var out []store.OutboxEntry
+	var out []Entry
 	for _, name := range Recipients(ns, a) {
-		out = append(out, store.OutboxEntry{
+		out = append(out, Entry{
 			AlertID: a.ID, Subject: a.Case, Transition: string(a.Transition), Notifier: name, Payload: payload,
 		})
 	}

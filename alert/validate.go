@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/selfprotect/selfprotect/strictyaml"
 )
 
 var notifierName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -222,7 +224,7 @@ func redactURL(s string) string {
 }
 
 type validator struct {
-	o    origin
+	o    strictyaml.Origin
 	errs []error
 }
 
@@ -233,7 +235,7 @@ func (v *validator) check(ok bool, field, format string, args ...any) {
 }
 
 func (v *validator) fail(field, format string, args ...any) {
-	v.errs = append(v.errs, v.o.errorf(field, format, args...))
+	v.errs = append(v.errs, v.o.Errorf(field, format, args...))
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }

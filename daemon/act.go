@@ -15,70 +15,126 @@ import (
 	"github.com/selfprotect/selfprotect/policy"
 )
 
-// job is one case waiting for its isolation.
+// job is one piece of work for the action worker.
 type job struct {
 	c       fault.Case
 	targets []fault.Resource
-	// replay marks re-isolation after a restart: the decision was already
-	// taken and recorded, only the kernel state must be restored.
+	// replay marks an isolation of a case already in the store: a
+	// re-isolation after a reboot, or an intent left unsettled by a crash.
+	// It is a new decision all the same: today's deny-lists, budgets and
+	// mode apply.
 	replay bool
-	// saved is set once the case is in the store (held while paused).
+	// saved is set once the case and its intents are in the store.
 	saved bool
 	// kernel, when set, is a ras:memory_failure_event to record: the
 	// kernel isolated a page itself. It is never held while paused.
 	kernel *fault.Event
+	// fn, when set, is store work the main loop hands over so that it
+	// never waits on the disk itself.
+	fn func()
 }
 
+// actTimeout bounds one job once begun: a stop (SIGTERM) lets the job in
+// flight finish rather than cancel it half-way, since a cancelled verify
+// would record a page the kernel did poison as failed.
+const actTimeout = 30 * time.Second
+
 // actLoop runs actions one at a time: two isolations racing for the same
-// budget could both pass the check and together break it.
+// budget could both pass the check and together break it. Held store
+// writes are retried from here too.
 func (d *Daemon) actLoop(ctx context.Context) {
+	retry := time.NewTicker(d.opts.HealthInterval)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			d.drainJobs()
 			return
-		case j := <-d.jobs:
-			if j.kernel != nil {
-				d.acting.Store(1)
-				d.kernelIsolated(*j.kernel)
-				d.acting.Store(0)
-				continue
-			}
-			if d.paused.Load() && !j.replay {
-				if !j.saved {
-					d.saveCase(j.c)
-					j.saved = true
+		case <-retry.C:
+			d.retryWrites()
+		case <-d.jobs.ready:
+			for ctx.Err() == nil {
+				j, ok := d.jobs.pop()
+				if !ok {
+					break
 				}
-				d.mu.Lock()
-				d.pending = append(d.pending, j)
-				d.mu.Unlock()
-				d.record(fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: "none",
-					Outcome: fault.OutcomePaused, Detail: "isolation paused by operator; will act on resume"}, j.c)
-				continue
+				d.acting.Store(1)
+				d.run(ctx, j)
+				d.acting.Store(0)
 			}
-			d.acting.Store(1)
-			d.execute(ctx, j)
-			d.acting.Store(0)
 		}
 	}
 }
 
-// drainJobs keeps the record of cases diagnosed but not yet acted on when
-// the daemon stops: they are stored open, with no action, for the operator.
+func (d *Daemon) run(ctx context.Context, j job) {
+	switch {
+	case j.fn != nil:
+		j.fn()
+		return
+	case j.kernel != nil:
+		d.kernelIsolated(*j.kernel)
+		return
+	}
+	d.writeAhead(j)
+	j.saved = true
+	if d.paused.Load() && !j.replay {
+		d.mu.Lock()
+		d.pending = append(d.pending, j)
+		d.mu.Unlock()
+		d.record(fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: "none",
+			Outcome: fault.OutcomePaused, Detail: "isolation paused by operator; will act on resume"}, j.c)
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), actTimeout)
+	defer cancel()
+	d.execute(actx, j)
+}
+
+// writeAhead makes the decision durable before the kernel is touched: the
+// events that fed it first (so a restart rebuilds the same engine counts),
+// then the case with one intended action per target in one transaction.
+func (d *Daemon) writeAhead(j job) {
+	if j.saved {
+		return
+	}
+	if !j.replay {
+		d.syncEvents()
+	}
+	intents := make([]fault.Action, 0, len(j.targets))
+	for _, r := range j.targets {
+		intents = append(intents, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: actionKind(j.c.Diagnosis),
+			Outcome: fault.OutcomeIntended, Detail: "decided; the kernel write follows"})
+	}
+	d.storeIntent(j.c, intents)
+}
+
+func actionKind(diag fault.Diagnosis) string {
+	switch diag {
+	case fault.DiagOfflineCPU:
+		return "cpu-offline"
+	case fault.DiagHardOfflinePage:
+		return "hard-offline"
+	}
+	return "soft-offline"
+}
+
+// drainJobs hands back what the daemon stops before doing: decisions are
+// stored with their intents, which the next start settles against the
+// kernel and carries out.
 func (d *Daemon) drainJobs() {
 	for {
-		select {
-		case j := <-d.jobs:
-			if j.kernel != nil {
-				d.kernelIsolated(*j.kernel)
-				continue
-			}
-			if !j.replay && !j.saved {
-				d.saveCase(j.c)
-				d.log.WithField("case", j.c.ID).Warn("stopping before acting on this case; it stays open")
-			}
-		default:
+		j, ok := d.jobs.pop()
+		if !ok {
 			return
+		}
+		switch {
+		case j.fn != nil:
+			j.fn()
+		case j.kernel != nil:
+			d.kernelIsolated(*j.kernel)
+		default:
+			d.writeAhead(j)
+			d.log.WithField("case", j.c.ID).Warn("stopping before acting on this case; the next start carries it out")
 		}
 	}
 }
@@ -89,7 +145,7 @@ func (d *Daemon) resumePending() {
 	d.pending = nil
 	d.mu.Unlock()
 	for _, j := range p {
-		d.jobs <- j
+		d.jobs.push(j)
 	}
 }
 
@@ -137,8 +193,14 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 		}
 		todo = append(todo, n)
 	}
-	if len(todo) > 0 && !j.replay {
+	if len(todo) > 0 {
 		m := d.cpuBudget(topo)
+		if j.replay {
+			// Restoring a decision already taken is not a new offline in
+			// the sense of the one-per-interval rule; the online fractions
+			// of the machine as it is now still apply.
+			m.LastCPUOffline = time.Time{}
+		}
 		d.policyMu.Lock()
 		viol := d.cfg.CheckCPU(m, todo, d.now())
 		d.policyMu.Unlock()
@@ -183,15 +245,13 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 				Outcome: fault.OutcomeFailed, Detail: err.Error()})
 			continue
 		}
-		if !j.replay {
-			m := d.memoryBudget()
-			d.policyMu.Lock()
-			viol := d.cfg.CheckPage(m, pfn, dimm)
-			d.policyMu.Unlock()
-			if len(viol) > 0 {
-				actions = append(actions, refusal(j.c.ID, d.now(), r, kind, viol))
-				continue
-			}
+		m := d.memoryBudget()
+		d.policyMu.Lock()
+		viol := d.cfg.CheckPage(m, pfn, dimm)
+		d.policyMu.Unlock()
+		if len(viol) > 0 {
+			actions = append(actions, refusal(j.c.ID, d.now(), r, kind, viol))
+			continue
 		}
 		var a fault.Action
 		if kind == "hard-offline" {
@@ -215,12 +275,10 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 
 // alreadyActed enforces "never act twice on one resource": a resource we
 // (or another actor, as far as we saw) already isolated is not touched
-// again. The set lives in memory, loaded from the store at start, so the
-// check costs no query between the deciding error and the action.
+// again. The set lives in memory, loaded at start from the store and
+// checked against the kernel (a reboot returns resources to service), so
+// the check costs no query between the deciding error and the action.
 func (d *Daemon) alreadyActed(j job, r fault.Resource, kind string) (bool, fault.Action) {
-	if j.replay {
-		return false, fault.Action{}
-	}
 	d.mu.Lock()
 	acted, other := d.isolated[r], d.byOther[r]
 	d.mu.Unlock()
@@ -246,8 +304,8 @@ func refusal(caseID string, now time.Time, r fault.Resource, kind string, viol [
 		Violations: names, Detail: "refused: " + strings.Join(details, "; ")}
 }
 
-// settle stores the case (a replayed case is already stored) and its
-// actions, and moves the case to isolated or failed.
+// settle records the outcome of each intent and moves the case to
+// isolated or failed.
 func (d *Daemon) settle(j job, actions []fault.Action) {
 	c := j.c
 	state := fault.CaseIsolated
@@ -266,24 +324,20 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 			state = fault.CaseFailed
 		}
 	}
-	if !j.replay && !j.saved {
-		d.saveCase(c)
-	}
 	for _, a := range actions {
 		d.record(a, c)
 	}
 	if state == fault.CaseOpen {
 		return
 	}
-	if err := d.store.UpdateCaseState(c.ID, state, d.now(), ""); err != nil {
-		d.log.WithError(err).WithField("case", c.ID).Error("updating case state")
-	}
+	d.setCaseState(c.ID, state, d.now(), "", d.settledAlerts(j, actions, state)...)
 }
 
+// record stores one action's outcome: the other transition point, next
+// to storeCase, storeIntent and setCaseState.
 func (d *Daemon) record(a fault.Action, c fault.Case) {
-	if err := d.store.AddAction(a); err != nil {
-		d.log.WithError(err).WithField("case", a.CaseID).Error("storing action failed")
-	}
+	d.persist(fmt.Sprintf("storing the %s action on %s of case %s", a.Outcome, a.Resource, a.CaseID),
+		func() error { return d.store.AddAction(a) })
 	d.mu.Lock()
 	d.outcomes[string(a.Outcome)]++
 	d.mu.Unlock()

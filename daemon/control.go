@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/policy"
 )
 
 // The control protocol is one JSON request line and one JSON response line
@@ -19,6 +22,8 @@ import (
 type Request struct {
 	Command string `json:"command"`        // status, pause, resume, repair, acquit, replaced
 	Case    string `json:"case,omitempty"` // case ID or unique prefix (repair, acquit, replaced)
+	// Resource names what "levels" reports on (page:0x..., cpu:N, ...).
+	Resource string `json:"resource,omitempty"`
 }
 
 // Response is what the daemon answers.
@@ -28,6 +33,8 @@ type Response struct {
 	Status *Status `json:"status,omitempty"`
 	// Message is a human sentence about what a command did.
 	Message string `json:"message,omitempty"`
+	// Levels are the rate engines' counts for the resource of "levels".
+	Levels []policy.Level `json:"levels,omitempty"`
 }
 
 type handler func(Request) Response
@@ -102,4 +109,17 @@ func Call(socket string, req Request, timeout time.Duration) (Response, error) {
 		return resp, errors.New(resp.Error)
 	}
 	return resp, nil
+}
+
+// levels reads the engines' counts for one resource: a lookup under the
+// policy lock, as short as one event's.
+func (d *Daemon) levels(resource string) Response {
+	r, err := fault.ParseResource(resource)
+	if err != nil {
+		return Response{Error: fmt.Sprintf("levels: %v", err)}
+	}
+	d.policyMu.Lock()
+	lv := d.engine.Levels(r)
+	d.policyMu.Unlock()
+	return Response{OK: true, Levels: lv}
 }

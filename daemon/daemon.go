@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,8 +80,15 @@ type Daemon struct {
 
 	counters counters
 	metrics  *metrics
+	alerts   *alerter
 	sources  *sourceSet
-	jobs     chan job
+	jobs     *jobQueue
+	// syncQ asks the history writer to store what it holds; storeDone
+	// closes when it has stopped.
+	syncQ     chan chan struct{}
+	storeDone chan struct{}
+	writes    writes
+	cases     *caseBook
 
 	mu         sync.Mutex // guards the fields below
 	problems   []string
@@ -117,10 +125,7 @@ func New(opts Options) (*Daemon, error) {
 		opts.Now = time.Now
 	}
 	if opts.HealthInterval <= 0 {
-		// Health reads sysfs and procfs (budgets, the trace instance): every
-		// 5 s keeps an idle daemon near zero and still says "degraded"
-		// well within a watchdog period (WatchdogSec=30s).
-		opts.HealthInterval = 5 * time.Second
+		opts.HealthInterval = time.Second
 	}
 	if opts.EventRetention <= 0 {
 		opts.EventRetention = 30 * 24 * time.Hour
@@ -133,18 +138,29 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	acfg, ns, err := loadAlerts(opts.PolicyPath)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{
-		opts:     opts,
-		log:      opts.Log,
-		now:      opts.Now,
-		cfg:      cfg,
-		engine:   policy.NewEngine(cfg),
-		stage:    countonce.New(countonce.Options{}),
-		outcomes: map[string]int{},
-		perDIMM:  map[string]int{},
-		isolated: map[fault.Resource]bool{},
-		byOther:  map[fault.Resource]bool{},
-		jobs:     make(chan job, 1024),
+		opts:      opts,
+		log:       opts.Log,
+		now:       opts.Now,
+		cfg:       cfg,
+		engine:    policy.NewEngine(cfg),
+		stage:     countonce.New(countonce.Options{}),
+		outcomes:  map[string]int{},
+		perDIMM:   map[string]int{},
+		isolated:  map[fault.Resource]bool{},
+		byOther:   map[fault.Resource]bool{},
+		jobs:      newJobQueue(),
+		syncQ:     make(chan chan struct{}),
+		storeDone: make(chan struct{}),
+		cases:     newCaseBook(),
+		alerts:    newAlerter(opts.Log, opts.Now, acfg, ns),
+	}
+	for _, w := range cfg.Warnings() {
+		opts.Log.Warn("policy: " + w)
 	}
 	d.metrics = newMetrics(d)
 	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log})
@@ -201,6 +217,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 	d.store = st
 	d.started = d.now()
+	if err := d.cases.load(st); err != nil {
+		d.log.WithError(err).Error("counting stored cases; status counts only this run's")
+	}
 
 	ln, err := listenControl(d.opts.Socket)
 	if err != nil {
@@ -210,13 +229,14 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.alerts.start(ctx, st)
+	defer d.alerts.close()
 	go serveControl(ctx, ln, d.handle)
 	go d.serveMetrics(ctx, d.opts.MetricsListen)
 
 	d.log.WithFields(logrus.Fields{"mode": d.mode(), "sys": d.opts.Paths.Sys, "proc": d.opts.Paths.Proc,
 		"tracing": d.opts.Paths.Tracing, "state": d.opts.StateDir}).Info("selfprotect starting")
 
-	d.loadHistory()
 	d.inspectKernel()
 
 	events := make(chan fault.Event, 4096)
@@ -225,14 +245,15 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.sources = sources
 	d.mu.Unlock()
 	defer d.sources.close()
+	// Before the main loop takes the sources' events (they wait in their
+	// channel): the stage has its DIMM layout, the engines their counts.
+	d.recoverState()
 
 	var wg sync.WaitGroup
 	storeQ := make(chan fault.Event, 8192)
 	wg.Add(2)
 	go func() { defer wg.Done(); d.storeEvents(storeQ) }()
 	go func() { defer wg.Done(); d.actLoop(ctx) }()
-
-	d.replayIsolations(ctx)
 
 	// READY=1 goes out even with no source armed: the daemon answers on its
 	// socket and `status` says what is missing, where a unit stuck in
@@ -246,7 +267,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer health.Stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
-	d.pruneHistory()
+	d.jobs.push(job{fn: d.pruneHistory})
 	d.checkHealth()
 	for {
 		select {
@@ -256,8 +277,22 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			cancel()
 			d.sources.wait()
+			// Records the sources delivered but the loop had not taken yet
+			// go to the history, so the next start counts them.
+			for drained := false; !drained; {
+				select {
+				case ev := <-events:
+					d.observe(ev, storeQ)
+				default:
+					drained = true
+				}
+			}
 			close(storeQ)
 			wg.Wait()
+			d.retryWrites()
+			if n := d.writes.heldN.Load(); n > 0 {
+				d.log.WithField("records", n).Error("stopping with store writes still failing: these records are lost; the next start settles decisions against the kernel")
+			}
 			return nil
 		case ev := <-events:
 			d.observe(ev, storeQ)
@@ -266,7 +301,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-reload:
 			d.reload()
 		case <-prune.C:
-			d.pruneHistory()
+			d.jobs.push(job{fn: d.pruneHistory})
 		case <-health.C:
 			d.tick()
 			d.checkHealth()
@@ -283,6 +318,7 @@ func (d *Daemon) pruneHistory() {
 	} else if n > 0 {
 		d.log.WithField("events", n).Info("pruned events older than the retention")
 	}
+	d.alerts.prune()
 }
 
 // tick lets the engine end a storm (no event arrives to tell it the storm
@@ -302,24 +338,38 @@ func (d *Daemon) tick() {
 	d.log.WithFields(logrus.Fields{"case": end.CaseID, "started": trimTime(end.Started)}).
 		Info("corrected-error storm over; per-event logging resumes")
 	note := fmt.Sprintf("storm ended %s after %s", trimTime(end.Ended), end.Ended.Sub(end.Started).Round(time.Second))
-	if err := d.store.UpdateCaseState(end.CaseID, fault.CaseClosed, end.Ended, note); err != nil {
-		d.log.WithError(err).Error("closing storm case")
-	}
+	alerts := d.alerts.stormEnded(end.CaseID, note)
+	d.jobs.push(job{fn: func() { d.setCaseState(end.CaseID, fault.CaseClosed, end.Ended, note, alerts) }})
 }
 
 // reload re-reads the policy. A bad file keeps the running policy: losing
 // protection because of a typo would be worse than ignoring the change.
+// Engines keep their counts when the rules are unchanged (budgets, deny
+// lists, mode apply at once); changed rules rebuild them from the stored
+// events of the window.
 func (d *Daemon) reload() {
 	cfg, err := loadPolicy(d.opts.PolicyPath)
 	if err != nil {
 		d.log.WithError(err).Error("policy reload failed; keeping the running policy")
 		return
 	}
+	for _, w := range cfg.Warnings() {
+		d.log.Warn("policy: " + w)
+	}
 	d.policyMu.Lock()
+	same := reflect.DeepEqual(d.cfg.Rules, cfg.Rules) && reflect.DeepEqual(d.cfg.Engine, cfg.Engine)
 	d.cfg = cfg
-	d.engine = policy.NewEngine(cfg)
 	d.policyMu.Unlock()
-	d.log.WithField("mode", d.mode()).Info("policy reloaded; rate engines restarted")
+	// The alerts: section lives in the same file; a bad one keeps the
+	// running notifiers, whatever the rules did.
+	d.alerts.reload(d.opts.PolicyPath)
+	if same {
+		d.log.WithField("mode", d.mode()).Info("policy reloaded; rules unchanged, rate engines keep their counts")
+		return
+	}
+	// A stage of its own: the live one has already merged these records.
+	d.rebuildEngine(countonce.New(countonce.Options{}))
+	d.log.WithField("mode", d.mode()).Info("policy reloaded; rate engines rebuilt under the new rules")
 }
 
 // handle answers control requests.
@@ -339,6 +389,8 @@ func (d *Daemon) handle(req Request) Response {
 		d.resumePending()
 		s := d.Status()
 		return Response{OK: true, Status: &s}
+	case "levels":
+		return d.levels(req.Resource)
 	case "repair", "acquit", "replaced":
 		msg, err := d.resolveCase(req.Case, fault.CaseState(map[string]string{
 			"repair": "repaired", "acquit": "acquitted", "replaced": "repaired"}[req.Command]), req.Command)
@@ -365,12 +417,18 @@ func (d *Daemon) Status() Status {
 		Problems: append([]string(nil), d.problems...),
 		Kernel:   d.kernel,
 		Budgets:  d.budget,
-		Pending:  len(d.jobs) + int(d.acting.Load()),
+		Pending:  d.jobs.len() + int(d.acting.Load()),
 		Held:     len(d.pending),
 		Metrics:  d.metricsAddr,
 		Actions:  map[string]int{},
 	}
+	// Read live, not at the health tick: a failed write degrades status at
+	// once.
+	if p := d.storeProblem(); p != "" {
+		s.Problems = append(s.Problems, p)
+	}
 	s.Degraded = len(s.Problems) > 0
+	s.Alerts = d.alerts.snapshot()
 	for k, v := range d.outcomes {
 		s.Actions[k] = v
 	}
@@ -391,14 +449,9 @@ func (d *Daemon) Status() Status {
 	if d.sources != nil {
 		d.sources.addCounters(&s.Events)
 	}
-	if d.store != nil {
-		cases, err := d.store.Cases(store.CaseFilter{})
-		if err == nil {
-			for _, c := range cases {
-				s.Cases = append(s.Cases, summarize(c))
-			}
-		}
-	}
+	s.Cases, s.CasesByState, s.CasesTotal = d.cases.snapshot()
+	s.StoreFailures = d.writes.failures.Load()
+	s.HeldWrites = int(d.writes.heldN.Load())
 	return s
 }
 

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -81,6 +80,7 @@ func (d *Daemon) checkHealth() {
 	d.budget = budget
 	d.mu.Unlock()
 	if changed {
+		d.alerts.problems(problems)
 		if len(problems) == 0 {
 			d.log.Info("healthy again")
 		}
@@ -133,12 +133,11 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 	return b
 }
 
-// isolatedByUs reads the in-memory isolation set (loaded from the store
-// at start, kept by the action worker), not the store: the health check
-// runs every second and must cost no query.
+// isolatedByUs reads the in-memory set, never the store: the health check
+// runs on the main loop.
 func (d *Daemon) isolatedByUs() []fault.Resource {
 	d.mu.Lock()
-	out := make([]fault.Resource, 0, len(d.isolated))
+	var out []fault.Resource
 	for r := range d.isolated {
 		if !d.byOther[r] {
 			out = append(out, r)
@@ -147,76 +146,4 @@ func (d *Daemon) isolatedByUs() []fault.Resource {
 	d.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
 	return out
-}
-
-// loadHistory restores what budgets need from the store after a restart.
-func (d *Daemon) loadHistory() {
-	iso, err := d.store.Isolated()
-	if err != nil {
-		d.log.WithError(err).Error("reading isolation history")
-		return
-	}
-	for _, i := range iso {
-		d.isolated[i.Resource] = true
-		if !i.ByUs {
-			d.byOther[i.Resource] = true
-		}
-		if i.Resource.Kind() == fault.KindCPU && i.ByUs && i.At.After(d.lastCPUOff) {
-			d.lastCPUOff = i.At
-		}
-		if i.Resource.Kind() == fault.KindPage && i.ByUs {
-			if c, err := d.store.Case(i.CaseID); err == nil {
-				if dimm := dimmOf(c); dimm != "" {
-					d.perDIMM[dimm]++
-				}
-			}
-		}
-	}
-	if len(iso) > 0 {
-		d.log.WithField("resources", len(iso)).Info("isolation history loaded")
-	}
-}
-
-// replayIsolations re-isolates what we isolated before a reboot: the kernel
-// brings offlined pages and CPUs back into service when it boots.
-func (d *Daemon) replayIsolations(ctx context.Context) {
-	iso, err := d.store.Isolated()
-	if err != nil {
-		return
-	}
-	for _, i := range iso {
-		if !i.ByUs {
-			continue
-		}
-		c, err := d.store.Case(i.CaseID)
-		if err != nil {
-			continue
-		}
-		switch i.Resource.Kind() {
-		case fault.KindCPU:
-			topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
-			n, _ := i.Resource.CPUNumber()
-			if err != nil || !contains(topo.Online, n) {
-				continue
-			}
-		case fault.KindPage:
-			pfn, _ := i.Resource.PFN()
-			if p, err := pageoffline.Poisoned(d.opts.Paths, d.opts.FS, pfn); err != nil || p {
-				continue
-			}
-		default:
-			continue
-		}
-		d.log.WithField("resource", i.Resource).WithField("case", c.ID).Warn("re-isolating after restart")
-		d.jobs <- job{c: c, targets: []fault.Resource{i.Resource}, replay: true}
-	}
-}
-
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -61,9 +61,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 		if c.State == fault.CaseIsolated {
 			// Already out of service (by us or an earlier kernel action):
 			// the kernel's word is a note, not a second isolation.
-			if err := d.store.UpdateCaseState(c.ID, c.State, now, "kernel: "+ev.Detail); err != nil {
-				log.WithError(err).Error("annotating case")
-			}
+			d.setCaseState(c.ID, c.State, now, "kernel: "+ev.Detail)
 			continue
 		}
 		a := act
@@ -74,9 +72,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 			d.perDIMM[dimm]++
 			d.mu.Unlock()
 		}
-		if err := d.store.UpdateCaseState(c.ID, fault.CaseIsolated, now, "isolated by the kernel: "+ev.Detail); err != nil {
-			log.WithError(err).Error("updating case")
-		}
+		d.setCaseState(c.ID, fault.CaseIsolated, now, "isolated by the kernel: "+ev.Detail, d.alerts.byKernel(c, ev.Detail))
 	}
 	if matched || ours {
 		return
@@ -87,12 +83,10 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 		Summary:  fmt.Sprintf("the kernel's memory-failure handler took page %#x out of service (%s): recorded as isolated by the kernel and counted against the page budget", pfn, ev.Detail),
 		Evidence: []fault.Evidence{fault.EvidenceOf(&ev)},
 	}
-	d.saveCase(c)
+	d.storeCase(c)
 	act.CaseID = c.ID
 	d.record(act, c)
-	if err := d.store.UpdateCaseState(c.ID, fault.CaseIsolated, now, ""); err != nil {
-		log.WithError(err).Error("updating case")
-	}
+	d.setCaseState(c.ID, fault.CaseIsolated, now, "", d.alerts.byKernel(c, ev.Detail))
 }
 
 // names reports whether case c isolates (or would isolate) r.

@@ -30,7 +30,7 @@ func newMetrics(d *Daemon) *metrics {
 			Help: "Hardware errors counted by the policy (an event's error count), by source, class and severity.",
 		}, []string{"source", "class", "severity"}),
 	}
-	m.reg.MustRegister(m.events, statusCollector{d},
+	m.reg.MustRegister(m.events, statusCollector{d}, alertCollector{d.alerts},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,11 +88,13 @@ var (
 	descMerged      = prometheus.NewDesc("selfprotect_memory_errors_merged_total", "Memory errors reported again by a second path and counted once, plus EDAC counter errors an mc_event had delivered.", []string{"path"}, nil)
 	descPath        = prometheus.NewDesc("selfprotect_count_path_info", "Which path each class of error is counted from on this machine (see status for why).", []string{"class", "from"}, nil)
 	descCPUs        = prometheus.NewDesc("selfprotect_cpus", "CPUs present and online.", []string{"state"}, nil)
+	descStoreErr    = prometheus.NewDesc("selfprotect_store_write_failures_total", "Store writes that failed (each retried record counts again).", nil, nil)
+	descHeld        = prometheus.NewDesc("selfprotect_store_held_records", "Records kept in memory until the store takes them again.", nil, nil)
 	descPages       = prometheus.NewDesc("selfprotect_pages_retired", "Pages retired (HardwareCorrupted), by whom, and the budget's limit.", []string{"by"}, nil)
 )
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descSourceState, descCases, descActions, descRecords, descFirst, descMerged, descPath, descCPUs, descPages} {
+	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descSourceState, descCases, descActions, descRecords, descFirst, descMerged, descPath, descCPUs, descPages, descStoreErr, descHeld} {
 		ch <- d
 	}
 }
@@ -116,14 +118,11 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descSourceState, b2f(src.State == st), src.Name, string(st))
 		}
 	}
-	type key struct{ diag, state string }
-	cases := map[key]int{}
-	for _, cs := range s.Cases {
-		cases[key{cs.Diagnosis, cs.State}]++
+	for k, n := range c.d.cases.countsByDiagnosis() {
+		gauge(descCases, float64(n), k[0], k[1])
 	}
-	for k, n := range cases {
-		gauge(descCases, float64(n), k.diag, k.state)
-	}
+	counter(descStoreErr, float64(s.StoreFailures))
+	gauge(descHeld, float64(s.HeldWrites))
 	for outcome, n := range s.Actions {
 		counter(descActions, float64(n), outcome)
 	}

@@ -29,7 +29,7 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	if ev.Source.KernelAction() {
 		// The kernel's own action on a page, not an error report: the
 		// action worker records it in order with our isolations.
-		d.jobs <- job{kernel: &ev}
+		d.jobs.push(job{kernel: &ev})
 		return
 	}
 	d.verdicts = d.stage.AppendObserve(d.verdicts[:0], ev)
@@ -81,10 +81,9 @@ func parts(f countonce.Facet) policy.Parts {
 	}
 }
 
-// openCase logs a new case and hands it on. A case with something to
-// isolate goes straight to the action worker, which stores it together with
-// its actions: the store's fsync must not stand between the deciding error
-// and the isolation. Alert-only cases are stored here.
+// openCase logs a new case and hands it to the action worker, which
+// stores it (with its intended actions, before any kernel write): the main
+// loop itself never waits on the store.
 func (d *Daemon) openCase(dec policy.Decision) {
 	c := dec.Case
 	c.State = fault.CaseOpen
@@ -92,39 +91,66 @@ func (d *Daemon) openCase(dec policy.Decision) {
 		"case": c.ID, "diagnosis": c.Diagnosis, "suspect": c.Suspect, "fru": c.FRU, "rule": c.Rule,
 	}).Warn("diagnosed: " + c.Summary)
 	if len(dec.Targets) == 0 {
-		d.saveCase(c)
+		d.jobs.push(job{fn: func() { d.storeCase(c) }})
 		return
 	}
-	d.jobs <- job{c: c, targets: dec.Targets}
+	d.jobs.push(job{c: c, targets: dec.Targets})
 }
 
-func (d *Daemon) saveCase(c fault.Case) {
-	if err := d.store.SaveCase(c); err != nil {
-		d.log.WithError(err).WithField("case", c.ID).Error("storing case failed")
+// syncEvents returns once every event handed to the history writer before
+// the call is stored (or known not stored): a decision is made durable
+// only after the events that fed it.
+func (d *Daemon) syncEvents() {
+	done := make(chan struct{})
+	select {
+	case d.syncQ <- done:
+	case <-d.storeDone:
+		return
+	}
+	select {
+	case <-done:
+	case <-d.storeDone:
 	}
 }
 
 // storeEvents batches the history: one transaction per batch keeps a storm
 // from costing one fsync per error.
 func (d *Daemon) storeEvents(q <-chan fault.Event) {
+	defer close(d.storeDone)
 	const maxBatch = 2000
+	const maxHeldEvents = 100_000
 	batch := make([]fault.Event, 0, maxBatch)
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
 		if err := d.store.AddEvents(batch); err != nil {
-			d.log.WithError(err).Error("storing events failed")
-			d.counters.notStored.Add(uint64(len(batch)))
-		} else {
-			d.counters.stored.Add(uint64(len(batch)))
+			if !d.writes.eventsFailing.Swap(true) {
+				d.log.WithError(err).Error("storing events failed; they are kept in memory and retried")
+			}
+			d.writes.failures.Add(1)
+			// Kept for the next tick, up to a bound: a store down for
+			// long under a storm must not eat the memory.
+			if len(batch) > maxHeldEvents {
+				drop := len(batch) - maxHeldEvents
+				d.counters.notStored.Add(uint64(drop))
+				batch = append(batch[:0], batch[drop:]...)
+			}
+			return
 		}
+		if d.writes.eventsFailing.Swap(false) {
+			d.log.WithField("events", len(batch)).Warn("the store takes events again")
+		}
+		d.counters.stored.Add(uint64(len(batch)))
 		batch = batch[:0]
 	}
-	// The flush timer runs only while a batch waits: an idle daemon does
-	// not wake up for it.
+	// The flush timer runs only while a batch waits (new, or kept after a
+	// failed write): an idle daemon does not wake up for it.
 	var due <-chan time.Time
 	for {
+		if due == nil && len(batch) > 0 {
+			due = time.After(100 * time.Millisecond)
+		}
 		select {
 		case ev, ok := <-q:
 			if !ok {
@@ -132,15 +158,31 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 				return
 			}
 			batch = append(batch, ev)
-			if len(batch) == maxBatch {
+			if len(batch) >= maxBatch && !d.writes.eventsFailing.Load() {
 				flush()
-			}
-			if due == nil && len(batch) > 0 {
-				due = time.After(100 * time.Millisecond)
 			}
 		case <-due:
 			due = nil
 			flush()
+		case done := <-d.syncQ:
+			// What the caller sent before asking is in q's buffer.
+			for drained := false; !drained; {
+				select {
+				case ev, ok := <-q:
+					if !ok {
+						drained = true
+						break
+					}
+					batch = append(batch, ev)
+					if len(batch) == maxBatch {
+						flush()
+					}
+				default:
+					drained = true
+				}
+			}
+			flush()
+			close(done)
 		}
 	}
 }

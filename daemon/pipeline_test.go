@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,6 +43,9 @@ func quietDaemon(t testing.TB) *Daemon {
 	d.store, err = store.Open(filepath.Join(t.TempDir(), "test.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { d.store.Close() })
+	// Cases are saved with their alerts, through the alerter.
+	d.alerts.start(context.Background(), d.store)
+	t.Cleanup(d.alerts.close)
 	return d
 }
 
@@ -65,8 +69,8 @@ func TestObserveCapturedPage(t *testing.T) {
 	}
 	require.Equal(t, uint64(3), d.counters.counted.Load())
 	require.Len(t, storeQ, 3)
-	require.Len(t, d.jobs, 1, "the page rule trips once")
-	j := <-d.jobs
+	require.Equal(t, 1, d.jobs.len(), "the page rule trips once")
+	j, _ := d.jobs.pop()
 	require.Equal(t, fault.DiagSoftOfflinePage, j.c.Diagnosis)
 }
 
@@ -97,7 +101,7 @@ func TestCountOnceWhenEDACBound(t *testing.T) {
 	require.Equal(t, uint64(2), st.Events.FirstBy["mc_event"])
 	require.Len(t, storeQ, 3, "the history keeps every record")
 	// 3 errors on the page: its rule tripped on the mc_event's new errors.
-	require.Len(t, d.jobs, 1)
+	require.Equal(t, 1, d.jobs.len())
 }
 
 // The reproduction: AMD model, 6.12, EDAC bound and CEC on. CEC
@@ -114,8 +118,8 @@ func TestCECAndEDACNotBlind(t *testing.T) {
 		mem.Class, mem.Vendor, mem.PhysAddr, mem.AddrValid, mem.AddrLSB = fault.ClassMemory, fault.VendorAMD, 0x2d94040, true, 12
 		d.observe(mem, storeQ)
 	}
-	require.Len(t, d.jobs, 1)
-	j := <-d.jobs
+	require.Equal(t, 1, d.jobs.len())
+	j, _ := d.jobs.pop()
 	require.Equal(t, fault.DiagSoftOfflinePage, j.c.Diagnosis)
 	st := d.Status()
 	require.Equal(t, "mce_record, first; mc_event adds the DIMM label", st.CountPaths[0].From)
@@ -133,10 +137,6 @@ func BenchmarkPipeline(b *testing.B) {
 			require.NoError(b, err)
 			formats := loadFormats(b, kernel)
 			storeQ := make(chan fault.Event, 1)
-			go func() {
-				for range d.jobs {
-				}
-			}()
 			events := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -156,6 +156,8 @@ func BenchmarkPipeline(b *testing.B) {
 						select {
 						case <-storeQ:
 						default:
+						}
+						for _, ok := d.jobs.pop(); ok; _, ok = d.jobs.pop() {
 						}
 						events++
 					}

@@ -55,9 +55,10 @@ func (d *Daemon) resolveCase(id string, state fault.CaseState, verb string) (str
 	if len(notes) > 0 {
 		note += ": " + strings.Join(notes, "; ")
 	}
-	if err := d.store.UpdateCaseState(c.ID, state, d.now(), note); err != nil {
+	if err := d.alerts.updateCaseState(c.ID, state, d.now(), note, d.alerts.resolved(c, verb, note)); err != nil {
 		return "", err
 	}
+	d.cases.move(c.ID, state)
 	d.policyMu.Lock()
 	for r := range resources {
 		d.engine.Reset(r)

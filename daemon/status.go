@@ -3,6 +3,7 @@ package daemon
 import (
 	"time"
 
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/countonce"
 )
 
@@ -29,15 +30,25 @@ type Status struct {
 	// this machine, and why (design.md §2, each error counted once).
 	CountPaths []countonce.Path `json:"count_paths,omitempty"`
 
-	Kernel  KernelStatus  `json:"kernel"`
-	Budgets BudgetStatus  `json:"budgets"`
-	Cases   []CaseSummary `json:"cases,omitempty"`
+	Kernel  KernelStatus `json:"kernel"`
+	Budgets BudgetStatus `json:"budgets"`
+	// Cases lists unresolved cases (at most 200); CasesByState and
+	// CasesTotal count every case in the store.
+	Cases        []CaseSummary  `json:"cases,omitempty"`
+	CasesByState map[string]int `json:"cases_by_state,omitempty"`
+	CasesTotal   int            `json:"cases_total"`
+	// StoreFailures counts failed store writes since start; HeldWrites
+	// are records kept in memory until the store takes them.
+	StoreFailures uint64 `json:"store_failures"`
+	HeldWrites    int    `json:"held_writes"`
 	// Actions counts actions by outcome since start.
 	Actions map[string]int `json:"actions,omitempty"`
 	// Pending counts cases queued for the action worker; Held counts cases
 	// diagnosed while paused, acted on at resume.
 	Pending int `json:"pending_actions"`
 	Held    int `json:"held_actions"`
+	// Alerts is each notifier's queue and last outcome.
+	Alerts []alert.NotifierStatus `json:"alerts,omitempty"`
 }
 
 // SourceStatus describes one event source.

@@ -98,6 +98,10 @@ const (
 	OutcomePaused          Outcome = "paused"
 	OutcomeFailed          Outcome = "failed"
 	OutcomeNotPresent      Outcome = "not-present"
+	// OutcomeIntended is the write-ahead record of a decision: stored
+	// before the kernel write, followed by the outcome after it. One left
+	// last after a crash is settled at start against the kernel.
+	OutcomeIntended Outcome = "intended"
 )
 
 // Action records what was done (or not) about a case's resource, with enough

@@ -21,5 +21,5 @@ alerts:
 
 	// Only at the top: a nested "alerts" key is still unknown.
 	_, err = Parse("selfprotect.yaml", []byte("rules:\n  alerts: true\n"))
-	require.ErrorContains(t, err, "selfprotect.yaml:2: field `alerts` not found in rules")
+	require.ErrorContains(t, err, "selfprotect.yaml:2: unknown key `alerts` in rules")
 }

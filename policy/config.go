@@ -8,6 +8,8 @@ package policy
 
 import (
 	"time"
+
+	"github.com/selfprotect/selfprotect/strictyaml"
 )
 
 // Mode says whether the daemon acts or only says what it would do.
@@ -31,7 +33,7 @@ type Config struct {
 
 	// origin remembers where each key was written so Validate can name
 	// file:line; empty for a Config built in code.
-	origin origin
+	origin strictyaml.Origin
 }
 
 // Rules holds one entry per diagnosis the engine can make.

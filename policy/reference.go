@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"github.com/selfprotect/selfprotect/strictyaml"
 	"reflect"
 	"strconv"
 	"time"
@@ -26,7 +27,7 @@ func Reference() []Key {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			name := yamlName(f)
+			name := strictyaml.FieldName(f)
 			if name == "" {
 				continue
 			}
@@ -65,7 +66,7 @@ func structNode(v reflect.Value) *yaml.Node {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name := yamlName(f)
+		name := strictyaml.FieldName(f)
 		if name == "" {
 			continue
 		}
@@ -130,4 +131,13 @@ func scalarText(v reflect.Value, format string) string {
 		return s + "]"
 	}
 	return fmt.Sprint(v.Interface())
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }

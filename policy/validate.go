@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"github.com/selfprotect/selfprotect/strictyaml"
 	"strconv"
 	"time"
 )
@@ -9,7 +10,9 @@ import (
 // Validate reports every impossible value at once, each naming file:line
 // when the Config came from a file.
 func (c *Config) Validate() error {
-	v := validator{o: c.origin}
+	o := c.origin
+	o.Kind = ErrInvalid // also for a Config built in code, which has no origin
+	v := validator{o: o}
 	if c.Mode != ModeEnforce && c.Mode != ModeDryRun {
 		v.add("mode", "must be %q or %q, got %q", ModeEnforce, ModeDryRun, c.Mode)
 	}
@@ -82,12 +85,12 @@ const MaxCount = 1_000_000_000
 const maxEvidence = 256
 
 type validator struct {
-	o    origin
+	o    strictyaml.Origin
 	errs []error
 }
 
 func (v *validator) add(field, format string, args ...any) {
-	v.errs = append(v.errs, v.o.errorf(field, format, args...))
+	v.errs = append(v.errs, v.o.Errorf(field, format, args...))
 }
 
 func (v *validator) atLeast(field string, got, min int) {

@@ -25,7 +25,7 @@ func (c *Config) Warnings() []string {
 		}
 		reach := r.Storm.Rate * w.window.Seconds()
 		if float64(w.n) > reach {
-			out = append(out, c.origin.errorf(w.field,
+			out = append(out, c.origin.Errorf(w.field,
 				"%d errors within %s is more than arrive at the storm rate (%v/s) in that window: the rule would trip only after a storm as long as the window",
 				w.n, formatDuration(w.window), r.Storm.Rate).Error())
 		}

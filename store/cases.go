@@ -48,6 +48,15 @@ func (s *Store) SaveCase(c fault.Case) error {
 	if c.ID == "" {
 		return fmt.Errorf("saving case: empty ID")
 	}
+	return s.write("saving case "+c.ID, func(tx *sql.Tx) error { return SaveCaseTx(tx, c) })
+}
+
+// SaveCaseTx is SaveCase inside the caller's transaction, for a case saved
+// together with what it causes (its alert in the outbox).
+func SaveCaseTx(tx *sql.Tx, c fault.Case) error {
+	if c.ID == "" {
+		return fmt.Errorf("saving case: empty ID")
+	}
 	if err := validState(c.State); err != nil {
 		return fmt.Errorf("saving case %s: %w", c.ID, err)
 	}
@@ -59,22 +68,20 @@ func (s *Store) SaveCase(c fault.Case) error {
 	if err != nil {
 		return fmt.Errorf("saving case %s: %w", c.ID, err)
 	}
-	return s.write("saving case "+c.ID, func(tx *sql.Tx) error {
-		var exists int
-		if err := tx.QueryRow(`SELECT count(*) FROM cases WHERE id = ?`, c.ID).Scan(&exists); err != nil {
-			return err
-		}
-		_, err = tx.Exec(`INSERT INTO cases(`+caseColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT(id) DO UPDATE SET opened=excluded.opened, rule=excluded.rule,
-			diagnosis=excluded.diagnosis, suspect=excluded.suspect, also=excluded.also,
-			fru=excluded.fru, summary=excluded.summary, evidence=excluded.evidence`,
-			c.ID, unixNano(c.Opened), c.Rule, string(c.Diagnosis), string(c.Suspect), also,
-			c.FRU, string(c.State), c.Summary, evidence)
-		if err != nil || exists > 0 {
-			return err
-		}
-		return addState(tx, c.ID, c.State, c.Opened, "")
-	})
+	var exists int
+	if err := tx.QueryRow(`SELECT count(*) FROM cases WHERE id = ?`, c.ID).Scan(&exists); err != nil {
+		return err
+	}
+	_, err = tx.Exec(`INSERT INTO cases(`+caseColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET opened=excluded.opened, rule=excluded.rule,
+		diagnosis=excluded.diagnosis, suspect=excluded.suspect, also=excluded.also,
+		fru=excluded.fru, summary=excluded.summary, evidence=excluded.evidence`,
+		c.ID, unixNano(c.Opened), c.Rule, string(c.Diagnosis), string(c.Suspect), also,
+		c.FRU, string(c.State), c.Summary, evidence)
+	if err != nil || exists > 0 {
+		return err
+	}
+	return addState(tx, c.ID, c.State, c.Opened, "")
 }
 
 func addState(tx *sql.Tx, id string, st fault.CaseState, at time.Time, note string) error {
@@ -157,6 +164,8 @@ type CaseFilter struct {
 	// Open keeps unresolved cases (open, isolated, failed): what `faulty`
 	// lists.
 	Open bool
+	// Since keeps cases opened at or after it (zero: all).
+	Since time.Time
 }
 
 // Cases returns the matching cases, oldest opened first.
@@ -174,6 +183,10 @@ func (s *Store) Cases(f CaseFilter) ([]fault.Case, error) {
 		for _, st := range resolved {
 			args = append(args, string(st))
 		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `opened >= ?`)
+		args = append(args, unixNano(f.Since))
 	}
 	query := `SELECT ` + caseColumns + ` FROM cases`
 	if len(where) > 0 {

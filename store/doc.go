@@ -18,7 +18,7 @@
 //   - integer identifiers use -1 (fault.Unknown) for "unknown", never NULL;
 //   - enums (class, severity, vendor, state, outcome) are their text names.
 //
-// Schema (version 1):
+// Schema (version 3; schema.go's migrations are the authority):
 //
 //	migrations(version INTEGER PRIMARY KEY, applied INTEGER)
 //
@@ -29,7 +29,9 @@
 //	       status, addr, misc, synd, ipid INTEGER, -- uint64 bit patterns
 //	       phys_addr INTEGER, addr_valid INTEGER, addr_lsb INTEGER,
 //	       mc INTEGER, dimm_label TEXT, layer0, layer1, layer2 INTEGER,
-//	       row, detail TEXT)
+//	       row, detail TEXT,
+//	       channel INTEGER,    -- v3: MCA channel/UMC, -1 unknown
+//	       located_by TEXT)    -- v3: how dimm_label was found
 //	  index events_received(received)
 //
 //	cases(id TEXT PRIMARY KEY, opened INTEGER, rule, diagnosis, suspect TEXT,
@@ -49,6 +51,15 @@
 //	        violations TEXT,  -- JSON array of budget names
 //	        attempts INTEGER, detail, undo TEXT)
 //	  index actions_case(case_id, at), actions_resource(resource, at)
+//
+//	outbox(id INTEGER PRIMARY KEY,          -- v2: one row per alert x notifier
+//	       alert_id, subject, transition, notifier TEXT,
+//	       payload TEXT,                    -- the alert as JSON
+//	       created, next_attempt INTEGER, attempts INTEGER,
+//	       last_error, state TEXT, done INTEGER,
+//	       UNIQUE(subject, transition, notifier))
+//	  index outbox_due(state, next_attempt), outbox_notifier(notifier, state)
+//	outbox_overflow(notifier TEXT PRIMARY KEY, dropped, last INTEGER)
 //
 // Isolation memory is derived, not stored: see Isolated and ActedOn.
 package store

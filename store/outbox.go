@@ -175,13 +175,19 @@ const deliveryColumns = `id, alert_id, subject, transition, notifier, payload, c
 	attempts, last_error, state, done`
 
 // DueDeliveries returns up to limit pending rows of one notifier ("" for
-// all) whose next attempt is at or before now, the longest due first.
+// all) whose next attempt is at or before now, the longest due first. A
+// row waits while an older row of the same subject is pending for the same
+// notifier: a receiver sees a case's transitions in the order they
+// happened (a late retry of "isolated" must not follow "repaired", or
+// Alertmanager would fire the repaired case again).
 func (s *Store) DueDeliveries(now time.Time, notifier string, limit int) ([]Delivery, error) {
+	const inOrder = ` AND NOT EXISTS (SELECT 1 FROM outbox AS older WHERE older.subject = outbox.subject
+		AND older.notifier = outbox.notifier AND older.state = outbox.state AND older.id < outbox.id)`
 	if notifier == "" {
-		return s.deliveries(`WHERE state = ? AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
+		return s.deliveries(`WHERE state = ? AND next_attempt <= ?`+inOrder+` ORDER BY next_attempt, id LIMIT ?`,
 			string(DeliveryPending), unixNano(now), limit)
 	}
-	return s.deliveries(`WHERE state = ? AND notifier = ? AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
+	return s.deliveries(`WHERE state = ? AND notifier = ? AND next_attempt <= ?`+inOrder+` ORDER BY next_attempt, id LIMIT ?`,
 		string(DeliveryPending), notifier, unixNano(now), limit)
 }
 

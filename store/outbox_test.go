@@ -64,9 +64,12 @@ func TestEnqueueDeduplicatesPerNotifier(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, EnqueueResult{Added: 1, Duplicates: 1}, res)
 
+	pending, err := s.Deliveries(DeliveryPending)
+	require.NoError(t, err)
+	require.Len(t, pending, 3)
 	due, err := s.DueDeliveries(at(time.Second), "", 10)
 	require.NoError(t, err)
-	require.Len(t, due, 3)
+	require.Len(t, due, 2, "repaired waits until isolated is sent to mail")
 	require.NoError(t, s.AckDelivery(due[0].ID, at(2*time.Second)))
 	// Sent rows still count: the same transition is never sent twice.
 	res, err = s.Enqueue(at(3*time.Second), 100, []OutboxEntry{due[0].OutboxEntry})
@@ -204,4 +207,32 @@ func TestMigrateFromVersion1(t *testing.T) {
 	require.Equal(t, SchemaVersion(), v)
 	_, err = s.Enqueue(at(0), 10, []OutboxEntry{entry("c1", "diagnosed", "mail")})
 	require.NoError(t, err)
+}
+
+// A subject's deliveries to one notifier go out in the order they were
+// queued: a later transition waits while an earlier one is retried.
+func TestDueDeliveriesInOrderPerSubject(t *testing.T) {
+	s, _ := openTemp(t)
+	_, err := s.Enqueue(at(0), 100, []OutboxEntry{entry("c1", "diagnosed", "mail"), entry("c1", "isolated", "mail"),
+		entry("c1", "isolated", "nms"), entry("c2", "diagnosed", "mail")})
+	require.NoError(t, err)
+	subjects := func(now time.Time, notifier string) []string {
+		ds, err := s.DueDeliveries(now, notifier, 10)
+		require.NoError(t, err)
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.Subject+" "+d.Transition+" "+d.Notifier)
+		}
+		return out
+	}
+	require.Equal(t, []string{"c1 diagnosed mail", "c2 diagnosed mail"}, subjects(at(0), "mail"))
+	first, err := s.DueDeliveries(at(0), "mail", 1)
+	require.NoError(t, err)
+	// c1's diagnosed fails and backs off: its isolated is due but waits.
+	require.NoError(t, s.FailDelivery(first[0].ID, at(0), at(time.Minute), "down", false))
+	require.Equal(t, []string{"c2 diagnosed mail"}, subjects(at(time.Second), "mail"))
+	require.Equal(t, []string{"c1 isolated nms"}, subjects(at(time.Second), "nms"), "other notifiers are not held up")
+	require.Equal(t, []string{"c2 diagnosed mail", "c1 diagnosed mail"}, subjects(at(time.Minute), "mail"), "the longest due first")
+	require.NoError(t, s.AckDelivery(first[0].ID, at(time.Minute)))
+	require.Equal(t, []string{"c1 isolated mail", "c2 diagnosed mail"}, subjects(at(time.Minute), "mail"))
 }

@@ -174,3 +174,36 @@ func (s *Store) write(what string, fn func(tx *sql.Tx) error) error {
 	}
 	return nil
 }
+
+// WriteSynced is write with synchronous=FULL for this one transaction: the
+// commit is fsync'd, so it survives a power cut, not only a crash of the
+// process. Kept for the few records that must (a decision before its
+// kernel write); the event history stays on NORMAL.
+func (s *Store) WriteSynced(what string, fn func(tx *sql.Tx) error) error {
+	if s.w == nil {
+		return fmt.Errorf("%s: %w", what, ErrReadOnly)
+	}
+	ctx := context.Background()
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", what, s.path, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=FULL`); err != nil {
+		return fmt.Errorf("%s: %s: %w", what, s.path, err)
+	}
+	// The one writer connection goes back to the pool as it came.
+	defer conn.ExecContext(ctx, `PRAGMA synchronous=NORMAL`) //nolint:errcheck
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: beginning transaction in %s: %w", what, s.path, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: committing to %s: %w", what, s.path, err)
+	}
+	return nil
+}

@@ -96,7 +96,10 @@ func TestPauseResume(t *testing.T) {
 	d.settle(500 * time.Millisecond)
 	cases := d.faulty()
 	require.Len(t, cases, 1, "errors are still counted and the case opened while paused")
-	require.Equal(t, fault.OutcomePaused, cases[0].Actions[0].Outcome)
+	// The decision is stored before anything else (write-ahead), then
+	// why nothing was written.
+	require.Equal(t, fault.OutcomeIntended, cases[0].Actions[0].Outcome)
+	require.Equal(t, fault.OutcomePaused, cases[0].Actions[1].Outcome)
 	require.Empty(t, m.Offlined(), "nothing written while paused")
 	require.True(t, d.status().Paused)
 
@@ -129,8 +132,9 @@ func TestRestartReisolatesAndNeverActsTwice(t *testing.T) {
 	d2 := startDaemon(t, m, daemonOpts{state: d.state})
 	require.Eventually(t, func() bool { return m.read(t, "sys/devices/system/cpu/online") == "0-1,3" }, 10*time.Second, 20*time.Millisecond,
 		"CPU 2 re-isolated after restart")
-	// The fresh engine trips again on page 0x2d94: the store says we
-	// already isolated it, so nothing is written a second time.
+	// The engine rebuilt from the stored errors already tripped on page
+	// 0x2d94 (its case is stored): more errors open no second case and
+	// nothing is written a second time.
 	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
 	d2.settle(500 * time.Millisecond)
 	require.Len(t, m.Offlined(), 1, "the page was written once")
@@ -142,7 +146,7 @@ func TestRestartReisolatesAndNeverActsTwice(t *testing.T) {
 			}
 		}
 	}
-	require.ElementsMatch(t, []fault.Outcome{fault.OutcomeIsolated, fault.OutcomeAlreadyIsolated}, outcomes)
+	require.Equal(t, []fault.Outcome{fault.OutcomeIntended, fault.OutcomeIsolated}, outcomes)
 }
 
 // Garbage in a trace pipe is counted and survived; the next good record is
@@ -181,8 +185,9 @@ func TestSoftOfflineFailureReported(t *testing.T) {
 	cases := d.faulty()
 	require.Len(t, cases, 1)
 	require.Equal(t, fault.CaseFailed, cases[0].State)
-	require.Equal(t, fault.OutcomeFailed, cases[0].Actions[0].Outcome)
-	require.Contains(t, cases[0].Actions[0].Detail, "HWPOISON")
+	require.Equal(t, fault.OutcomeIntended, cases[0].Actions[0].Outcome)
+	require.Equal(t, fault.OutcomeFailed, cases[0].Actions[1].Outcome)
+	require.Contains(t, cases[0].Actions[1].Detail, "HWPOISON")
 	out, code := d.cli("explain", cases[0].ID[:8])
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "failed")

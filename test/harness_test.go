@@ -127,6 +127,7 @@ type daemonOpts struct {
 	policy string // YAML text; "" = built-in policy
 	state  string // reuse a state dir (restart); "" = new
 	args   []string
+	env    []string // added to the daemon's environment
 }
 
 func pathFlags(m *machine) []string {
@@ -164,6 +165,9 @@ func launchDaemon(t *testing.T, m *machine, o daemonOpts) *daemonProc {
 	args = append(args, o.args...)
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if len(o.env) > 0 {
+		d.cmd.Env = append(os.Environ(), o.env...)
+	}
 	require.NoError(t, d.cmd.Start())
 	go func() { d.exited <- d.cmd.Wait() }()
 	t.Cleanup(func() {

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/alert"
-	"github.com/selfprotect/selfprotect/alert/internal/peertest"
+	"github.com/selfprotect/selfprotect/internal/peertest"
 )
 
 // startAlertmanager runs Debian's prometheus-alertmanager on a free

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/alert"
-	"github.com/selfprotect/selfprotect/alert/internal/peertest"
+	"github.com/selfprotect/selfprotect/internal/peertest"
 )
 
 func TestMIBPassesSmilint(t *testing.T) {

@@ -48,6 +48,8 @@ type demo struct {
 	state  string
 	m      *sim.Machine
 	seen   map[string]int // case ID -> actions printed
+	// alertsSeen counts the lines of alerts.log already printed.
+	alertsSeen int
 }
 
 func runDemo(ctx context.Context, out io.Writer, keep bool) error {
@@ -77,7 +79,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	go func() { _ = m.Serve(simCtx) }()
 
 	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(demoPolicy), 0o644); err != nil {
+	if err := os.WriteFile(policyPath, []byte(demoPolicy+demoAlerts(dir)), 0o644); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -142,6 +144,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 			return err
 		}
 		d.showKernel()
+		d.showAlerts()
 	}
 
 	d.say("\n$ selfprotect status")

@@ -88,13 +88,12 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	b := s.Budgets
 	fmt.Fprintf(w, "budgets: CPUs %d/%d online (offline by us %v, by others %v); pages retired %d of %d allowed (%d by us)\n",
 		b.CPUsOnline, b.CPUsPresent, b.CPUsOfflineByUs, b.CPUsOfflineByOther, b.PagesRetired, b.PagesRetiredLimit, b.PagesRetiredByUs)
-	open := 0
-	for _, c := range s.Cases {
-		if c.State == "open" || c.State == "isolated" || c.State == "failed" {
-			open++
-		}
+	open := s.CasesByState["open"] + s.CasesByState["isolated"] + s.CasesByState["failed"]
+	fmt.Fprintf(w, "cases: %d active of %d; actions %v; %d pending, %d held while paused\n", open, s.CasesTotal, s.Actions, s.Pending, s.Held)
+	if s.StoreFailures > 0 || s.HeldWrites > 0 {
+		fmt.Fprintf(w, "store: %d failed writes since start, %d records held in memory until the store takes them\n", s.StoreFailures, s.HeldWrites)
 	}
-	fmt.Fprintf(w, "cases: %d active of %d; actions %v; %d pending, %d held while paused\n", open, len(s.Cases), s.Actions, s.Pending, s.Held)
+	printAlerts(w, s.Alerts)
 }
 
 func newPauseCommand(g *globals, verb string) *cobra.Command {

@@ -40,7 +40,9 @@ func actionsOn(cases []faultyCase, resource, kind string) []faultyAction {
 	var out []faultyAction
 	for _, c := range cases {
 		for _, a := range c.Actions {
-			if a.Resource == resource && a.Kind == kind {
+			// "intended" is the write-ahead record before the kernel
+			// write, not an action of its own.
+			if a.Resource == resource && a.Kind == kind && a.Outcome != "intended" {
 				out = append(out, a)
 			}
 		}

@@ -243,7 +243,7 @@ func MIBDir(t testing.TB) string {
 // MIBFile is the absolute path of mibs/SELFPROTECT-MIB.txt.
 func MIBFile() string {
 	_, self, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(self), "..", "..", "..", "mibs", "SELFPROTECT-MIB.txt")
+	return filepath.Join(filepath.Dir(self), "..", "..", "mibs", "SELFPROTECT-MIB.txt")
 }
 
 // Snmptrapd runs Debian's snmptrapd on 127.0.0.1:port (UDP) with our MIB

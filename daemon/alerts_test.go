@@ -1,0 +1,234 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/alert"
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/store"
+)
+
+// down is a notifier whose peer is always down: what it is given stays
+// pending in the outbox, where the tests read it.
+type down struct{}
+
+func (down) Notify(context.Context, alert.Alert) (bool, error) { return true, errors.New("peer down") }
+
+// alertingDaemon is quietDaemon with one notifier and a settable clock.
+func alertingDaemon(t *testing.T, now *time.Time) *Daemon {
+	t.Helper()
+	d := quietDaemon(t)
+	d.alerts.close()
+	d.now = func() time.Time { return *now }
+	cfg := alert.DefaultConfig()
+	cfg.Host = "h"
+	cfg.Outbox.InitialBackoff, cfg.Outbox.MaxBackoff = time.Hour, time.Hour
+	d.alerts = newAlerter(d.log, d.now, cfg, []alert.NamedNotifier{{Name: "n", Type: "test", Notifier: down{}, Timeout: time.Second}})
+	d.alerts.start(context.Background(), d.store)
+	t.Cleanup(d.alerts.close)
+	return d
+}
+
+// pending lists the queued alerts as "transition subject".
+func pending(t *testing.T, s *store.Store) []string {
+	t.Helper()
+	ds, err := s.Deliveries(store.DeliveryPending)
+	require.NoError(t, err)
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Transition+" "+d.Subject)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func transitions(t *testing.T, s *store.Store) []string {
+	t.Helper()
+	ds, err := s.Deliveries(store.DeliveryPending)
+	require.NoError(t, err)
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Transition)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Health problems alert once per episode: a count changing inside the
+// text is the same problem, a problem gone and back is a new one.
+func TestAlertProblemsOncePerEpisode(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	d := alertingDaemon(t, &now)
+	steps := []struct {
+		problems []string
+		want     []string // transitions queued so far
+	}{
+		{[]string{"cpu1: 3 events overrun", "tracing_on is 0 in instance selfprotect"},
+			[]string{"source-blind", "source-degraded"}},
+		{[]string{"cpu1: 9 events overrun", "tracing_on is 0 in instance selfprotect"},
+			[]string{"source-blind", "source-degraded"}},
+		{nil, []string{"source-blind", "source-degraded"}},
+		{[]string{"cpu1: 1 events overrun"},
+			[]string{"source-blind", "source-degraded", "source-degraded"}},
+		{[]string{"cpu1: 1 events overrun", "no event source is armed: hardware errors are not watched"},
+			[]string{"source-blind", "source-degraded", "source-degraded", "unarmed"}},
+	}
+	for i, s := range steps {
+		now = now.Add(time.Second)
+		d.alerts.problems(s.problems)
+		require.Equal(t, s.want, transitions(t, d.store), "step %d", i)
+	}
+}
+
+// A case is saved with its alert or not at all; the storm's case is the
+// storm's one alert.
+func TestAlertSaveCase(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	d := alertingDaemon(t, &now)
+	page := fault.Case{ID: "11111111-0000-4000-8000-000000000001", Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+		Suspect: fault.Page(0x2d94), State: fault.CaseOpen, Summary: "2 CEs"}
+	require.NoError(t, d.alerts.saveCase(page))
+	storm := fault.Case{ID: "11111111-0000-4000-8000-000000000002", Opened: now, Diagnosis: fault.DiagStorm,
+		Suspect: fault.Machine, State: fault.CaseOpen, Summary: "storm"}
+	require.NoError(t, d.alerts.saveCase(storm))
+	bad := page
+	bad.ID, bad.State = "11111111-0000-4000-8000-000000000003", "bogus"
+	require.Error(t, d.alerts.saveCase(bad), "an invalid case is refused with its alert")
+	require.Equal(t, []string{"diagnosed " + page.ID, "storm-started " + storm.ID}, pending(t, d.store))
+	_, err := d.store.Case(bad.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// A write-ahead decision is stored with its diagnosed alert in the same
+// fsync'd transaction: after a crash either both are there or neither.
+func TestAlertSaveIntent(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	d := alertingDaemon(t, &now)
+	c := fault.Case{ID: "33333333-0000-4000-8000-000000000001", Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+		Suspect: fault.Page(0x2d94), State: fault.CaseOpen, Summary: "2 CEs"}
+	intent := fault.Action{CaseID: c.ID, Time: now, Resource: c.Suspect, Kind: "soft-offline", Outcome: fault.OutcomeIntended}
+	require.NoError(t, d.alerts.saveIntent(d.store, c, []fault.Action{intent}))
+	require.Equal(t, []string{"diagnosed " + c.ID}, pending(t, d.store))
+	unsettled, err := d.store.Unsettled()
+	require.NoError(t, err)
+	require.Len(t, unsettled, 1)
+	require.Equal(t, c.Suspect, unsettled[0].Resource)
+
+	// An intent naming another case fails the whole transaction: no case,
+	// no alert.
+	bad := c
+	bad.ID = "33333333-0000-4000-8000-000000000002"
+	require.Error(t, d.alerts.saveIntent(d.store, bad, []fault.Action{intent}))
+	require.Equal(t, []string{"diagnosed " + c.ID}, pending(t, d.store))
+	_, err = d.store.Case(bad.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// The outcome of an isolation picks its alert; a replayed isolation after
+// a restart alerts only when it fails.
+func TestAlertSettled(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	c := fault.Case{ID: "22222222-0000-4000-8000-000000000001", Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+		Suspect: fault.Page(0x2d94), FRU: "DIMM_A1", State: fault.CaseOpen, Summary: "2 CEs"}
+	isolated := fault.Action{Resource: c.Suspect, Outcome: fault.OutcomeIsolated, Undo: "unpoison 0x2d94"}
+	refused := fault.Action{Resource: c.Suspect, Outcome: fault.OutcomeRefused, Violations: []string{"max_pages_per_dimm"}, Detail: "refused: 64 pages"}
+	failed := fault.Action{Resource: c.Suspect, Outcome: fault.OutcomeFailed, Detail: "EBUSY"}
+	tests := []struct {
+		name    string
+		j       job
+		actions []fault.Action
+		state   fault.CaseState
+		want    []alert.Transition
+		undo    string
+	}{
+		{"isolated", job{c: c}, []fault.Action{isolated}, fault.CaseIsolated, []alert.Transition{alert.Isolated}, "unpoison 0x2d94"},
+		{"replayed", job{c: c, replay: true}, []fault.Action{isolated}, fault.CaseIsolated, nil, ""},
+		{"refused", job{c: c}, []fault.Action{refused}, fault.CaseFailed, []alert.Transition{alert.Refused, alert.BudgetExhausted}, ""},
+		{"failed", job{c: c}, []fault.Action{failed}, fault.CaseFailed, []alert.Transition{alert.IsolationFailed}, ""},
+		{"replay failed", job{c: c, replay: true}, []fault.Action{failed}, fault.CaseFailed, []alert.Transition{alert.IsolationFailed}, ""},
+		{"dry-run", job{c: c}, []fault.Action{{Resource: c.Suspect, Outcome: fault.OutcomeDryRun}}, fault.CaseOpen, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := alertingDaemon(t, &now)
+			got := d.alerts.settled(tc.j, tc.actions, tc.state)
+			var ts []alert.Transition
+			for _, a := range got {
+				require.NoError(t, a.Validate())
+				ts = append(ts, a.Transition)
+				if a.Transition != alert.BudgetExhausted {
+					require.Equal(t, c.ID, a.Case)
+					require.Equal(t, "DIMM_A1", a.FRU)
+				}
+			}
+			require.Equal(t, tc.want, ts)
+			if len(got) > 0 {
+				require.Equal(t, tc.undo, got[0].Undo)
+			}
+		})
+	}
+}
+
+// Reload swaps the notifiers; a bad alerts: section keeps the running ones.
+func TestAlertReloadKeepsRunningOnError(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	d := alertingDaemon(t, &now)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, writeFile(bad, "alerts:\n  notifiers:\n    - name: x\n      type: carrier-pigeon\n"))
+	d.alerts.reload(bad)
+	_, _, ns := d.alerts.current()
+	require.Len(t, ns, 1)
+	require.Equal(t, "n", ns[0].Name)
+
+	good := filepath.Join(dir, "good.yaml")
+	require.NoError(t, writeFile(good, "alerts:\n  notifiers:\n    - name: hook\n      type: webhook\n      webhook: {url: http://127.0.0.1:9/}\n"))
+	d.alerts.reload(good)
+	_, _, ns = d.alerts.current()
+	require.Len(t, ns, 1)
+	require.Equal(t, "hook", ns[0].Name)
+}
+
+func writeFile(path, text string) error { return os.WriteFile(path, []byte(text), 0o644) }
+
+// tracker records what a notifier that keeps cases firing is told at start.
+type tracker struct {
+	down
+	tracked []string
+}
+
+func (tr *tracker) Track(a alert.Alert) {
+	tr.tracked = append(tr.tracked, string(a.Transition)+" "+a.Case)
+}
+
+// Cases open at start are handed to notifiers that keep them firing
+// (Alertmanager), whose memory the restart emptied; resolved ones are not.
+func TestAlertTrackOpenCasesAtStart(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	d := alertingDaemon(t, &now)
+	for i, st := range []fault.CaseState{fault.CaseOpen, fault.CaseIsolated, fault.CaseFailed, fault.CaseRepaired} {
+		c := fault.Case{ID: fmt.Sprintf("33333333-0000-4000-8000-%012d", i), Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+			Suspect: fault.Page(uint64(0x100 + i)), State: st, Summary: "s"}
+		require.NoError(t, d.store.SaveCase(c))
+	}
+	d.alerts.close()
+	tr := &tracker{}
+	d.alerts = newAlerter(d.log, d.now, alert.DefaultConfig(), []alert.NamedNotifier{{Name: "am", Notifier: tr, Timeout: time.Second}})
+	d.alerts.start(context.Background(), d.store)
+	d.alerts.close()
+	slices.Sort(tr.tracked)
+	require.Equal(t, []string{
+		"diagnosed 33333333-0000-4000-8000-000000000000",
+		"isolated 33333333-0000-4000-8000-000000000001",
+		"isolation-failed 33333333-0000-4000-8000-000000000002",
+	}, tr.tracked)
+}

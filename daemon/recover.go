@@ -1,0 +1,316 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/selfprotect/selfprotect/countonce"
+	"github.com/selfprotect/selfprotect/cpuoffline"
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/pageoffline"
+	"github.com/selfprotect/selfprotect/policy"
+	"github.com/selfprotect/selfprotect/store"
+)
+
+// recoverState runs at start, after the sources are armed and before the
+// main loop takes their events: it settles the store with the kernel (a
+// crash may have come at any instant) and rebuilds the rate engines, then
+// queues what must be done again under today's policy.
+func (d *Daemon) recoverState() {
+	replay := d.loadHistory()
+	d.reconcileIntents()
+	d.rebuildEngine(d.stage)
+	d.recordPoisonedByOthers()
+	d.queueReplay(replay)
+}
+
+// kernelIsolates reads whether r is out of service now: a page with
+// HWPOISON, a CPU not online. An error says the kernel could not be asked.
+func (d *Daemon) kernelIsolates(r fault.Resource) (bool, error) {
+	switch r.Kind() {
+	case fault.KindPage:
+		pfn, err := r.PFN()
+		if err != nil {
+			return false, err
+		}
+		return pageoffline.Poisoned(d.opts.Paths, d.opts.FS, pfn)
+	case fault.KindCPU:
+		n, err := r.CPUNumber()
+		if err != nil {
+			return false, err
+		}
+		topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+		if err != nil {
+			return false, err
+		}
+		return !topo.IsOnline(n), nil
+	}
+	return false, fmt.Errorf("%s: not a page or a CPU", r)
+}
+
+// loadHistory restores what budgets and "never act twice" need from the
+// store. Only what the kernel still holds out of service counts as
+// isolated: what we isolated before a reboot is back in service and is
+// returned for re-isolation.
+func (d *Daemon) loadHistory() []store.Isolation {
+	iso, err := d.store.Isolated()
+	if err != nil {
+		d.log.WithError(err).Error("reading isolation history")
+		return nil
+	}
+	var replay []store.Isolation
+	for _, i := range iso {
+		if i.ByUs {
+			out, err := d.kernelIsolates(i.Resource)
+			if err == nil && !out {
+				replay = append(replay, i)
+				continue
+			}
+		}
+		d.mu.Lock()
+		d.isolated[i.Resource] = true
+		if !i.ByUs {
+			d.byOther[i.Resource] = true
+		}
+		if i.Resource.Kind() == fault.KindCPU && i.ByUs && i.At.After(d.lastCPUOff) {
+			d.lastCPUOff = i.At
+		}
+		d.mu.Unlock()
+		if i.Resource.Kind() == fault.KindPage && i.ByUs {
+			if c, err := d.store.Case(i.CaseID); err == nil {
+				if dimm := dimmOf(c); dimm != "" {
+					d.mu.Lock()
+					d.perDIMM[dimm]++
+					d.mu.Unlock()
+				}
+			}
+		}
+	}
+	if len(iso) > 0 {
+		d.log.WithField("resources", len(iso)).WithField("back_in_service", len(replay)).Info("isolation history loaded")
+	}
+	return replay
+}
+
+// reconcileIntents settles every decision whose outcome the last run did
+// not record: what the kernel shows isolated is recorded so, the rest is
+// carried out now (within today's budgets).
+func (d *Daemon) reconcileIntents() {
+	un, err := d.store.Unsettled()
+	if err != nil {
+		d.log.WithError(err).Error("reading unsettled decisions; they are not carried out")
+		return
+	}
+	var order []string
+	byCase := map[string][]fault.Action{}
+	for _, a := range un {
+		if _, ok := byCase[a.CaseID]; !ok {
+			order = append(order, a.CaseID)
+		}
+		byCase[a.CaseID] = append(byCase[a.CaseID], a)
+	}
+	for _, id := range order {
+		c, err := d.store.Case(id)
+		if err != nil {
+			d.log.WithError(err).WithField("case", id).Error("reading an unsettled case")
+			continue
+		}
+		var redo []fault.Resource
+		for _, a := range byCase[id] {
+			out, err := d.kernelIsolates(a.Resource)
+			switch {
+			case err != nil:
+				d.record(fault.Action{CaseID: id, Time: d.now(), Resource: a.Resource, Kind: a.Kind, Outcome: fault.OutcomeFailed,
+					Detail: fmt.Sprintf("the daemon stopped before recording this outcome, and the kernel cannot tell it now: %v", err)}, c)
+			case out && a.Outcome == fault.OutcomeIntended:
+				d.markIsolated(a.Resource, false)
+				d.record(fault.Action{CaseID: id, Time: d.now(), Resource: a.Resource, Kind: a.Kind, Outcome: fault.OutcomeIsolated,
+					Detail: "found isolated at start: the kernel write made before the daemon stopped took effect"}, c)
+			case out:
+				// Paused: we never wrote; someone else took it.
+				d.markIsolated(a.Resource, true)
+				d.record(fault.Action{CaseID: id, Time: d.now(), Resource: a.Resource, Kind: a.Kind, Outcome: fault.OutcomeIsolatedByOther,
+					Detail: "found isolated at start, while our isolation was paused: another actor took it"}, c)
+			default:
+				redo = append(redo, a.Resource)
+			}
+		}
+		d.log.WithFields(logrus.Fields{"case": id, "redo": len(redo)}).Warn("settling a decision the last run did not finish")
+		if len(redo) > 0 {
+			d.jobs.push(job{c: c, targets: redo, replay: true, saved: true})
+		} else {
+			d.setCaseState(id, fault.CaseIsolated, d.now(), "settled at start against the kernel")
+		}
+	}
+}
+
+func (d *Daemon) markIsolated(r fault.Resource, byOther bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.isolated[r] = true
+	if byOther {
+		d.byOther[r] = true
+	}
+}
+
+// window is the longest rule window: how far back events matter.
+func window(cfg *policy.Config) time.Duration {
+	r := cfg.Rules
+	return max(r.Page.Window, r.DIMM.Window, r.Row.Window, r.CPU.Window)
+}
+
+// rebuildEngine replaces the engine with one fed the stored events of the
+// window through the count-once stage, so counts survive a restart or a
+// rule change. A decision the rebuilt engine takes that no stored case
+// holds was lost by the last run (it stopped between the deciding error
+// and the write-ahead record): it is taken now.
+func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
+	d.policyMu.Lock()
+	cfg := d.cfg
+	d.policyMu.Unlock()
+	since := d.now().Add(-window(cfg))
+	evs, err := d.store.Events(store.EventQuery{Since: since})
+	if err != nil {
+		d.log.WithError(err).Error("reading stored events: the rate engines start empty")
+		evs = nil
+	}
+	eng := policy.NewEngine(cfg)
+	var decisions []policy.Decision
+	var verdicts []countonce.Verdict
+	feed := func(vs []countonce.Verdict) {
+		for i := range vs {
+			decisions = append(decisions, eng.ObserveParts(&vs[i].Event, parts(vs[i].New))...)
+		}
+	}
+	for _, ev := range evs {
+		if ev.Source == fault.SourceTraceMemoryFailure {
+			continue
+		}
+		verdicts = stage.AppendObserve(verdicts[:0], ev)
+		feed(verdicts)
+	}
+	feed(stage.Flush(d.now()))
+
+	cases, err := d.store.Cases(store.CaseFilter{Since: since.Add(-window(cfg))})
+	if err != nil {
+		d.log.WithError(err).Error("reading recent cases: decisions of the rebuilt engines are not replayed")
+		decisions = nil
+	}
+	known := map[string]bool{}
+	for _, c := range cases {
+		known[string(c.Diagnosis)+"|"+string(c.Suspect)] = true
+		if store.Resolved(c.State) {
+			// The live engine was re-armed when the operator resolved it.
+			eng.Reset(c.Suspect)
+			for _, r := range c.Also {
+				eng.Reset(r)
+			}
+		}
+	}
+	lost := 0
+	for _, dec := range decisions {
+		c := dec.Case
+		if c.Rule == policy.RuleStorm || known[string(c.Diagnosis)+"|"+string(c.Suspect)] {
+			continue
+		}
+		known[string(c.Diagnosis)+"|"+string(c.Suspect)] = true
+		lost++
+		d.log.WithFields(logrus.Fields{"case": c.ID, "diagnosis": c.Diagnosis, "suspect": c.Suspect}).
+			Warn("a decision the stored errors call for has no case (the last run stopped first): taking it now")
+		d.openCase(dec)
+	}
+	d.policyMu.Lock()
+	d.engine = eng
+	d.policyMu.Unlock()
+	d.log.WithFields(logrus.Fields{"events": len(evs), "since": trimTime(since), "lost_decisions": lost}).
+		Info("rate engines rebuilt from the stored events")
+}
+
+// recordPoisonedByOthers gives every poisoned page the store knows nothing
+// of a case: HardwareCorrupted above what we know means another actor
+// (the kernel's CEC or memory-failure handler, rasdaemon, an admin) or a
+// history lost with a corrupt store. The scan of kpageflags runs only then.
+func (d *Daemon) recordPoisonedByOthers() {
+	mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS)
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	known := uint64(0)
+	for r := range d.isolated {
+		if r.Kind() == fault.KindPage {
+			known++
+		}
+	}
+	d.mu.Unlock()
+	if mi.HardwareCorruptedKB/4 <= known {
+		return
+	}
+	pfns, err := d.scanPoisoned()
+	if err != nil {
+		d.log.WithError(err).Error("scanning kpageflags for pages poisoned by others")
+	}
+	for _, pfn := range pfns {
+		r := fault.Page(pfn)
+		d.mu.Lock()
+		seen := d.isolated[r]
+		d.mu.Unlock()
+		if seen {
+			continue
+		}
+		d.markIsolated(r, true)
+		now := d.now()
+		c := fault.Case{
+			ID: uuid.NewString(), Opened: now, Rule: ruleKernel, Diagnosis: diagKernelIsolated,
+			Suspect: r, FRU: fmt.Sprintf("memory at PFN %#x", pfn), State: fault.CaseOpen,
+			Summary: fmt.Sprintf("page %#x found poisoned at start with no record of ours: isolated by another actor "+
+				"(the kernel, rasdaemon, an admin) or in a run whose history was lost; counted against the page budget", pfn),
+		}
+		d.storeCase(c)
+		d.record(fault.Action{CaseID: c.ID, Time: now, Resource: r, Kind: "none", Outcome: fault.OutcomeIsolatedByOther,
+			Detail: "HWPOISON found in kpageflags at start"}, c)
+		d.setCaseState(c.ID, fault.CaseIsolated, now, "")
+	}
+}
+
+// scanPoisoned lists the PFNs kpageflags marks HWPOISON.
+func (d *Daemon) scanPoisoned() ([]uint64, error) {
+	path := d.opts.Paths.ProcPath("kpageflags")
+	buf := make([]byte, 8*8192)
+	var out []uint64
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, err := d.opts.FS.ReadAt(path, buf, off)
+		for i := 0; i+8 <= n; i += 8 {
+			f, perr := pageoffline.ParsePageFlags(buf[i : i+8])
+			if perr == nil && f.HWPoison() {
+				out = append(out, uint64(off/8)+uint64(i/8))
+			}
+		}
+		if errors.Is(err, io.EOF) || (err == nil && n < len(buf)) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("reading %s: %w", path, err)
+		}
+	}
+}
+
+// queueReplay re-isolates what we isolated before a reboot, as a new
+// decision under today's policy: deny-lists, budgets on the machine as it
+// is now and the mode apply, and a refusal is recorded.
+func (d *Daemon) queueReplay(iso []store.Isolation) {
+	for _, i := range iso {
+		c, err := d.store.Case(i.CaseID)
+		if err != nil {
+			d.log.WithError(err).WithField("resource", i.Resource).Error("reading the case of an isolation to restore")
+			continue
+		}
+		d.log.WithField("resource", i.Resource).WithField("case", c.ID).Warn("back in service after a reboot: isolating again under today's policy")
+		d.jobs.push(job{c: c, targets: []fault.Resource{i.Resource}, replay: true})
+	}
+}
