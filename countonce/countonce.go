@@ -87,9 +87,9 @@ func viewOf(src fault.Source) view {
 	switch src {
 	case fault.SourceTraceMCE, fault.SourceEBPF, fault.SourceMcelog:
 		return viewMCE
-	case fault.SourceTraceMC:
+	case fault.SourceTraceMC, fault.SourceEBPFMC:
 		return viewMC
-	case fault.SourceTraceExtlog:
+	case fault.SourceTraceExtlog, fault.SourceEBPFExtlog:
 		return viewExtlog
 	}
 	return viewNone

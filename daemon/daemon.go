@@ -45,7 +45,10 @@ type Options struct {
 	// EventRetention is how long the error history is kept (cases and
 	// actions are kept forever); 0 = 30 days.
 	EventRetention time.Duration
-	Now            func() time.Time
+	// NoEBPF keeps the eBPF source off: the tracepoints are read through
+	// tracefs.
+	NoEBPF bool
+	Now    func() time.Time
 }
 
 // Daemon is one running selfprotect.
@@ -293,6 +296,8 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			return nil
 		case ev := <-events:
 			d.observe(ev, storeQ)
+		case <-d.sources.changed:
+			d.checkHealth() // a source stopped: its standby takes over now
 		case <-reload:
 			d.reload()
 		case <-prune.C:

@@ -57,13 +57,9 @@ func readString(fsys interface{ ReadFile(string) ([]byte, error) }, p string) st
 func (d *Daemon) checkHealth() {
 	var problems []string
 	if d.sources != nil {
-		d.retrySources(d.sources)
+		d.sources.refresh()
 		d.updateArmed()
-		problems = append(problems, d.sources.dead()...)
-		if inst := d.sources.instance(); inst != nil {
-			h := inst.Health()
-			problems = append(problems, h.Problems...)
-		}
+		problems = append(problems, d.sources.problems()...)
 		if d.sources.names() == "" {
 			problems = append(problems, "no event source is armed: hardware errors are not watched")
 		}

@@ -78,21 +78,23 @@ var (
 	descPaused   = prometheus.NewDesc("selfprotect_paused", "1 while isolation is paused by an operator.", nil, nil)
 	descStorm    = prometheus.NewDesc("selfprotect_storm", "1 during a corrected-error storm.", nil, nil)
 	descDryRun   = prometheus.NewDesc("selfprotect_dry_run", "1 in dry-run mode.", nil, nil)
-	descSource   = prometheus.NewDesc("selfprotect_source_up", "1 when the event source is armed, 0 when dead or unavailable.", []string{"source"}, nil)
-	descCases    = prometheus.NewDesc("selfprotect_cases", "Cases by diagnosis and state.", []string{"diagnosis", "state"}, nil)
-	descActions  = prometheus.NewDesc("selfprotect_actions_total", "Actions since start by outcome.", []string{"outcome"}, nil)
-	descRecords  = prometheus.NewDesc("selfprotect_records_total", "Records by fate: received, undecodable, trace_missed, not_stored.", []string{"fate"}, nil)
-	descFirst    = prometheus.NewDesc("selfprotect_memory_errors_first_total", "Memory errors by the path that reported them first (the one they are counted from).", []string{"path"}, nil)
-	descMerged   = prometheus.NewDesc("selfprotect_memory_errors_merged_total", "Memory errors reported again by a second path and counted once, plus EDAC counter errors an mc_event had delivered.", []string{"path"}, nil)
-	descPath     = prometheus.NewDesc("selfprotect_count_path_info", "Which path each class of error is counted from on this machine (see status for why).", []string{"class", "from"}, nil)
-	descCPUs     = prometheus.NewDesc("selfprotect_cpus", "CPUs present and online.", []string{"state"}, nil)
-	descStoreErr = prometheus.NewDesc("selfprotect_store_write_failures_total", "Store writes that failed (each retried record counts again).", nil, nil)
-	descHeld     = prometheus.NewDesc("selfprotect_store_held_records", "Records kept in memory until the store takes them again.", nil, nil)
-	descPages    = prometheus.NewDesc("selfprotect_pages_retired", "Pages retired (HardwareCorrupted), by whom, and the budget's limit.", []string{"by"}, nil)
+	descSource   = prometheus.NewDesc("selfprotect_source_up", "1 when the event source is armed, 0 otherwise.", []string{"source"}, nil)
+	// descSourceState is 1 for the state each source is in.
+	descSourceState = prometheus.NewDesc("selfprotect_source_state", "1 for the state the event source is in (armed, standby, unavailable, broken).", []string{"source", "state"}, nil)
+	descCases       = prometheus.NewDesc("selfprotect_cases", "Cases by diagnosis and state.", []string{"diagnosis", "state"}, nil)
+	descActions     = prometheus.NewDesc("selfprotect_actions_total", "Actions since start by outcome.", []string{"outcome"}, nil)
+	descRecords     = prometheus.NewDesc("selfprotect_records_total", "Records by fate: received, undecodable, trace_missed, not_stored.", []string{"fate"}, nil)
+	descFirst       = prometheus.NewDesc("selfprotect_memory_errors_first_total", "Memory errors by the path that reported them first (the one they are counted from).", []string{"path"}, nil)
+	descMerged      = prometheus.NewDesc("selfprotect_memory_errors_merged_total", "Memory errors reported again by a second path and counted once, plus EDAC counter errors an mc_event had delivered.", []string{"path"}, nil)
+	descPath        = prometheus.NewDesc("selfprotect_count_path_info", "Which path each class of error is counted from on this machine (see status for why).", []string{"class", "from"}, nil)
+	descCPUs        = prometheus.NewDesc("selfprotect_cpus", "CPUs present and online.", []string{"state"}, nil)
+	descStoreErr    = prometheus.NewDesc("selfprotect_store_write_failures_total", "Store writes that failed (each retried record counts again).", nil, nil)
+	descHeld        = prometheus.NewDesc("selfprotect_store_held_records", "Records kept in memory until the store takes them again.", nil, nil)
+	descPages       = prometheus.NewDesc("selfprotect_pages_retired", "Pages retired (HardwareCorrupted), by whom, and the budget's limit.", []string{"by"}, nil)
 )
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descCases, descActions, descRecords, descFirst, descMerged, descPath, descCPUs, descPages, descStoreErr, descHeld} {
+	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descSourceState, descCases, descActions, descRecords, descFirst, descMerged, descPath, descCPUs, descPages, descStoreErr, descHeld} {
 		ch <- d
 	}
 }
@@ -111,7 +113,10 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descStorm, b2f(s.Storming))
 	gauge(descDryRun, b2f(s.Mode == "dry-run"))
 	for _, src := range s.Sources {
-		gauge(descSource, b2f(src.State == "armed"), src.Name)
+		gauge(descSource, b2f(src.State == SourceArmed), src.Name)
+		for _, st := range sourceStates {
+			gauge(descSourceState, b2f(src.State == st), src.Name, string(st))
+		}
 	}
 	for k, n := range c.d.cases.countsByDiagnosis() {
 		gauge(descCases, float64(n), k[0], k[1])

@@ -14,6 +14,9 @@ import (
 // count-once stage decide what it adds, feed that to the engine, and hand
 // decisions to the action worker.
 func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
+	if d.sources.duplicate(&ev) {
+		return // delivered by both sources of a hand-over: counted once
+	}
 	d.counters.received.Add(1)
 	// The history keeps every record as it came, merged or not. It must
 	// never stall the pipeline: under a storm the store may fall behind,
@@ -23,7 +26,7 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	default:
 		d.counters.notStored.Add(1)
 	}
-	if ev.Source == fault.SourceTraceMemoryFailure {
+	if ev.Source.KernelAction() {
 		// The kernel's own action on a page, not an error report: the
 		// action worker records it in order with our isolations.
 		d.jobs.push(job{kernel: &ev})
@@ -141,9 +144,13 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		d.counters.stored.Add(uint64(len(batch)))
 		batch = batch[:0]
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	// The flush timer runs only while a batch waits (new, or kept after a
+	// failed write): an idle daemon does not wake up for it.
+	var due <-chan time.Time
 	for {
+		if due == nil && len(batch) > 0 {
+			due = time.After(100 * time.Millisecond)
+		}
 		select {
 		case ev, ok := <-q:
 			if !ok {
@@ -154,7 +161,8 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 			if len(batch) >= maxBatch && !d.writes.eventsFailing.Load() {
 				flush()
 			}
-		case <-tick.C:
+		case <-due:
+			due = nil
 			flush()
 		case done := <-d.syncQ:
 			// What the caller sent before asking is in q's buffer.

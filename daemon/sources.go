@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,32 +9,353 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/selfprotect/selfprotect/countonce"
+	"github.com/selfprotect/selfprotect/ebpfsource"
 	"github.com/selfprotect/selfprotect/edac"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/mce"
 	"github.com/selfprotect/selfprotect/tracefs"
 )
 
-// sourceSet runs the chosen sources and remembers how each one ended.
-type sourceSet struct {
-	wg      sync.WaitGroup
-	ctx     context.Context
-	out     chan<- fault.Event
-	lastTry time.Time // touched only by the main loop
+// SourceState is the one state an event source is in.
+type SourceState string
 
-	mu      sync.Mutex // guards the fields below and every entry
+const (
+	// SourceArmed: reading events.
+	SourceArmed SourceState = "armed"
+	// SourceStandby: usable, but a preferred source of its group reads
+	// the same records; it takes over if that one stops.
+	SourceStandby SourceState = "standby"
+	// SourceUnavailable: not there now (Detail says why); tried again
+	// every sourceRetry.
+	SourceUnavailable SourceState = "unavailable"
+	// SourceBroken: failed to open for another reason than being
+	// unavailable, or died while reading; not retried, status is
+	// degraded.
+	SourceBroken SourceState = "broken"
+)
+
+// sourceStates lists every state, for the metric.
+var sourceStates = []SourceState{SourceArmed, SourceStandby, SourceUnavailable, SourceBroken}
+
+// SourceChange is one transition of one source, handed to the daemon's
+// source-change hook (logged; alerts can hang off it). Blind is true when
+// after it no source of the group reads events.
+type SourceChange struct {
+	Name     string
+	Group    string
+	From, To SourceState
+	Detail   string
+	Blind    bool
+}
+
+// sourceDef is one row of the source table. Sources of one group read the
+// same records (eBPF and tracefs both read the RAS tracepoints): the
+// first of the group in table order that opens is used, the others stand
+// by. open returns the source, a line for status, or an error:
+// errors.Is(err, fault.ErrUnavailable) means fall back and retry later,
+// anything else means broken. It runs on the main loop.
+type sourceDef struct {
+	name  string
+	group string
+	open  func(ctx context.Context) (fault.EventSource, string, error)
+	// retry is how often an unavailable source is tried again; 0 means
+	// sourceRetry.
+	retry time.Duration
+}
+
+// Optional behaviour of a source, found by type assertion.
+type (
+	// drainer stops after delivering what it already holds: the hand-over
+	// to a preferred source of its group loses nothing.
+	drainer interface{ StopAfterDrain() }
+	// problemReporter says what could leave it blind while it runs.
+	problemReporter interface{ problems() []string }
+	// counterReporter adds its counters to status.
+	counterReporter interface{ addCounters(*EventCounters) }
+	closer          interface{ Close() error }
+)
+
+// sourceTable is the daemon's sources in order of preference: eBPF, then
+// tracefs for the same tracepoints, then EDAC counter polling, which runs
+// beside them to catch what no record delivered. Adding a source is one
+// row here.
+func (d *Daemon) sourceTable() []sourceDef {
+	return []sourceDef{
+		// Trying costs parsing the object and the kernel's BTF (MBs), and
+		// what makes eBPF unavailable (no BTF, no privilege) rarely
+		// changes while we run: tracefs covers meanwhile.
+		{name: "ebpf", group: groupTracepoints, open: d.openEBPF, retry: 10 * time.Minute},
+		{name: "tracefs", group: groupTracepoints, open: d.openTracefs},
+		{name: "edac-poll", group: "edac-counters", open: d.openEDAC},
+	}
+}
+
+const groupTracepoints = "tracepoints"
+
+// sourceRetry is how often an unavailable source is tried again:
+// tracefs may be mounted, or an EDAC driver loaded, after we started.
+const sourceRetry = 30 * time.Second
+
+// handoverGrace is how long after the old source stopped its records may
+// still meet their twins from the new one in the main loop.
+const handoverGrace = 5 * time.Second
+
+// sourceSet runs the table. The main loop opens, hands over and reads the
+// states; each source's goroutine only records how its Run ended.
+type sourceSet struct {
+	ctx      context.Context
+	out      chan<- fault.Event
+	log      logrus.FieldLogger
+	now      func() time.Time
+	onChange func(SourceChange)
+	wg       sync.WaitGroup
+	// changed wakes the main loop when a source stopped, so a standby
+	// takes over at once rather than at the next health check.
+	changed chan struct{}
+	// overlap de-duplicates records during a hand-over (main loop only).
+	overlap *overlap
+
+	mu      sync.Mutex // guards every entry's fields below def
 	entries []*sourceEntry
-	tracefs *sourceEntry
-	edac    *sourceEntry
-	inst    *tracefs.Instance
-	trace   *tracefs.Source
 }
 
 type sourceEntry struct {
-	name   string
-	state  string
-	detail string
+	def     sourceDef
+	lastTry time.Time // main loop only
+
+	state    SourceState
+	detail   string
+	src      fault.EventSource
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when Run returned
+	stopping bool          // asked to stand down for a preferred source
+	// stoppedAt is when a standing-down source's Run returned (zero
+	// until then); the main loop ends the overlap from it.
+	stoppedAt time.Time
+	// stats is the last source that ran, kept for its counters.
+	stats counterReporter
+}
+
+func newSourceSet(ctx context.Context, out chan<- fault.Event, defs []sourceDef, log logrus.FieldLogger, now func() time.Time, onChange func(SourceChange)) *sourceSet {
+	s := &sourceSet{ctx: ctx, out: out, log: log, now: now, onChange: onChange, changed: make(chan struct{}, 1)}
+	for _, def := range defs {
+		s.entries = append(s.entries, &sourceEntry{def: def, state: SourceUnavailable, detail: "not tried yet"})
+	}
+	return s
+}
+
+// startSources opens what this machine offers and returns the set; with
+// nothing at all the daemon keeps running, not armed, so `status` says
+// why.
+func (d *Daemon) startSources(ctx context.Context, out chan<- fault.Event) *sourceSet {
+	set := newSourceSet(ctx, out, d.sourceTable(), d.log, d.now, d.sourceChanged)
+	set.refresh()
+	return set
+}
+
+// sourceChanged is the one place a source's transition surfaces: logged
+// here; alerts (a source going blind) hook in here too.
+func (d *Daemon) sourceChanged(c SourceChange) {
+	l := d.log.WithFields(logrus.Fields{"source": c.Name, "from": c.From, "to": c.To})
+	if c.Detail != "" {
+		l = l.WithField("detail", c.Detail)
+	}
+	switch {
+	case c.To == SourceBroken:
+		l.Error("event source broken")
+	case c.Blind && c.Group == groupTracepoints:
+		l.Error("no source reads the RAS tracepoints: hardware errors are not watched")
+	case c.To == SourceArmed:
+		l.Info("event source armed")
+	default:
+		l.Info("event source state")
+	}
+}
+
+// set changes e's state (caller holds s.mu) and returns the change to
+// report, or nil.
+func (s *sourceSet) set(e *sourceEntry, state SourceState, detail string) *SourceChange {
+	if e.state == state && e.detail == detail {
+		return nil
+	}
+	c := &SourceChange{Name: e.def.name, Group: e.def.group, From: e.state, To: state, Detail: detail}
+	e.state, e.detail = state, detail
+	c.Blind = true
+	for _, o := range s.entries {
+		if o.def.group == e.def.group && o.state == SourceArmed {
+			c.Blind = false
+		}
+	}
+	// An unavailable source retried with the same result is not news;
+	// a new reason is.
+	return c
+}
+
+func (s *sourceSet) report(changes []*SourceChange) {
+	if s.onChange == nil {
+		return
+	}
+	for _, c := range changes {
+		if c != nil {
+			s.onChange(*c)
+		}
+	}
+}
+
+// refresh runs on the main loop: it records sources that stopped, opens
+// what is due (an uncovered standby at once, an unavailable source every
+// sourceRetry) and hands over from a fallback to a preferred source that
+// just opened.
+func (s *sourceSet) refresh() {
+	now := s.now()
+	s.endOverlap(now)
+	for i, e := range s.entries {
+		s.mu.Lock()
+		state, running := e.state, e.done != nil
+		better := s.betterArmed(i)
+		s.mu.Unlock()
+		if running || state == SourceBroken {
+			continue
+		}
+		if better != "" {
+			s.mu.Lock()
+			c := s.set(e, SourceStandby, better+" reads these records")
+			s.mu.Unlock()
+			s.report([]*SourceChange{c})
+			continue
+		}
+		if state == SourceUnavailable && !e.lastTry.IsZero() && now.Sub(e.lastTry) < cmp.Or(e.def.retry, sourceRetry) {
+			continue
+		}
+		e.lastTry = now
+		s.open(e)
+	}
+	s.handOver()
+}
+
+// betterArmed names an armed source of e's group ahead of entry i, or ""
+// (caller holds s.mu).
+func (s *sourceSet) betterArmed(i int) string {
+	for _, o := range s.entries[:i] {
+		if o.def.group == s.entries[i].def.group && o.state == SourceArmed && !o.stopping {
+			return o.def.name
+		}
+	}
+	return ""
+}
+
+func (s *sourceSet) open(e *sourceEntry) {
+	src, detail, err := e.def.open(s.ctx)
+	if err != nil {
+		state, detail := SourceBroken, err.Error()
+		if errors.Is(err, fault.ErrUnavailable) {
+			// The state already says it.
+			state, detail = SourceUnavailable, strings.TrimPrefix(detail, fault.ErrUnavailable.Error()+": ")
+		}
+		s.mu.Lock()
+		c := s.set(e, state, detail)
+		s.mu.Unlock()
+		s.report([]*SourceChange{c})
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	s.mu.Lock()
+	e.src, e.cancel, e.done, e.stopping, e.stoppedAt = src, cancel, done, false, time.Time{}
+	if r, ok := src.(counterReporter); ok {
+		e.stats = r
+	}
+	c := s.set(e, SourceArmed, detail)
+	s.mu.Unlock()
+	s.report([]*SourceChange{c})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := src.Run(ctx, s.out)
+		if cl, ok := src.(closer); ok {
+			_ = cl.Close()
+		}
+		s.mu.Lock()
+		var c *SourceChange
+		switch {
+		case s.ctx.Err() != nil:
+			// The daemon is stopping: the state no longer matters.
+		case e.stopping:
+			e.stoppedAt = s.now()
+			c = s.set(e, SourceStandby, "handed over to a preferred source")
+		case err != nil:
+			c = s.set(e, SourceBroken, err.Error())
+		default:
+			c = s.set(e, SourceBroken, "stopped unexpectedly")
+		}
+		e.done, e.cancel, e.src = nil, nil, nil
+		s.mu.Unlock()
+		cancel()
+		close(done)
+		s.report([]*SourceChange{c})
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// handOver stops every running source that a preferred source of its
+// group now covers. A source that can drain delivers what it holds first;
+// records both read meanwhile are de-duplicated (overlap).
+func (s *sourceSet) handOver() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, e := range s.entries {
+		if e.state != SourceArmed || e.stopping || e.done == nil {
+			continue
+		}
+		better := s.betterArmed(i)
+		if better == "" {
+			continue
+		}
+		e.stopping = true
+		if s.overlap == nil {
+			s.overlap = newOverlap()
+		}
+		s.overlap.watch(e)
+		s.overlap.take(better)
+		if dr, ok := e.src.(drainer); ok {
+			dr.StopAfterDrain()
+		} else {
+			e.cancel()
+		}
+		s.log.WithFields(logrus.Fields{"from": e.def.name, "to": better}).Info("handing over to the preferred source; records both deliver meanwhile are counted once")
+	}
+}
+
+// endOverlap drops the de-duplication once every source that stood down
+// has stopped and handoverGrace has passed.
+func (s *sourceSet) endOverlap(now time.Time) {
+	if s.overlap == nil {
+		return
+	}
+	s.mu.Lock()
+	ended := s.overlap.ended(now)
+	s.mu.Unlock()
+	if ended {
+		if n := s.overlap.duplicates; n > 0 {
+			s.log.WithField("records", n).Info("hand-over done: records delivered by both sources were counted once")
+		}
+		s.overlap = nil
+	}
+}
+
+// duplicate says whether ev is a record the other side of a hand-over
+// already delivered (main loop only).
+func (s *sourceSet) duplicate(ev *fault.Event) bool {
+	if s == nil || s.overlap == nil {
+		return false
+	}
+	return s.overlap.duplicate(ev)
 }
 
 func (s *sourceSet) names() string {
@@ -41,8 +363,8 @@ func (s *sourceSet) names() string {
 	defer s.mu.Unlock()
 	var n []string
 	for _, e := range s.entries {
-		if e.state == "armed" {
-			n = append(n, e.name)
+		if e.state == SourceArmed {
+			n = append(n, e.def.name)
 		}
 	}
 	return strings.Join(n, ",")
@@ -53,167 +375,122 @@ func (s *sourceSet) status() []SourceStatus {
 	defer s.mu.Unlock()
 	out := make([]SourceStatus, 0, len(s.entries))
 	for _, e := range s.entries {
-		out = append(out, SourceStatus{Name: e.name, State: e.state, Detail: e.detail})
+		out = append(out, SourceStatus{Name: e.def.name, State: e.state, Detail: e.detail})
 	}
 	return out
 }
 
-func (s *sourceSet) dead() []string {
+// problems lists what leaves us blind or half-blind: a broken source, and
+// what a running source reports about itself (the trace instance removed
+// or its events disabled, ring-buffer overruns).
+func (s *sourceSet) problems() []string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []string
+	var running []problemReporter
 	for _, e := range s.entries {
-		if e.state == "dead" {
-			out = append(out, fmt.Sprintf("source %s died: %s", e.name, e.detail))
+		if e.state == SourceBroken {
+			out = append(out, fmt.Sprintf("source %s broken: %s", e.def.name, e.detail))
 		}
+		if r, ok := e.src.(problemReporter); ok && e.state == SourceArmed {
+			running = append(running, r)
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range running {
+		out = append(out, r.problems()...)
 	}
 	return out
 }
 
 func (s *sourceSet) addCounters(c *EventCounters) {
 	s.mu.Lock()
-	trace := s.trace
-	s.mu.Unlock()
-	if trace == nil {
-		return
+	var rs []counterReporter
+	for _, e := range s.entries {
+		if e.stats != nil {
+			rs = append(rs, e.stats)
+		}
 	}
-	st := trace.Stats()
-	c.Undecodable = st.Undecodable
-	c.CorruptPages = st.CorruptPages
-	c.TracePages = st.Pages
-	c.TraceMissed = st.Missed
-}
-
-func (s *sourceSet) instance() *tracefs.Instance {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inst
-}
-
-func (s *sourceSet) add(name, state, detail string) *sourceEntry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := &sourceEntry{name: name, state: state, detail: detail}
-	s.entries = append(s.entries, e)
-	return e
-}
-
-// start runs src as entry e until ctx ends; a source that returns early is
-// dead.
-func (s *sourceSet) start(ctx context.Context, d *Daemon, e *sourceEntry, src fault.EventSource, out chan<- fault.Event, detail string) {
-	s.mu.Lock()
-	e.state, e.detail = "armed", detail
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		err := src.Run(ctx, out)
-		if ctx.Err() != nil {
-			return
-		}
-		s.mu.Lock()
-		e.state = "dead"
-		if err != nil {
-			e.detail = err.Error()
-		} else {
-			e.detail = "stopped unexpectedly"
-		}
-		s.mu.Unlock()
-		d.log.WithError(err).WithField("source", src.Name()).Error("event source died")
-	}()
+	for _, r := range rs {
+		r.addCounters(c)
+	}
 }
 
 func (s *sourceSet) wait() { s.wg.Wait() }
 
-func (s *sourceSet) close() {
-	if inst := s.instance(); inst != nil {
-		_ = inst.Close()
-	}
-}
+// close is a no-op kept for the daemon's deferred call: every source
+// closes itself when its Run returns.
+func (s *sourceSet) close() {}
 
-// sourceRetry is how often a source that was unavailable is tried again:
-// tracefs may be mounted, or an EDAC driver loaded, after we started.
-const sourceRetry = 30 * time.Second
-
-// startSources picks every source this machine offers. Preference order is
-// eBPF (not built yet), the tracefs instance, then EDAC polling, which runs
-// alongside the tracepoints to catch what they missed. A source that is not
-// there now is retried from the health check; with none at all the daemon
-// keeps running, not armed, so `status` can say why.
-func (d *Daemon) startSources(ctx context.Context, out chan<- fault.Event) *sourceSet {
-	set := &sourceSet{ctx: ctx, out: out}
-	set.add("ebpf", "unavailable", "not built in this version; tracefs is used")
-	set.tracefs = set.add("tracefs", "unavailable", "")
-	set.edac = set.add("edac-poll", "unavailable", "")
-	d.tryTracefs(set)
-	d.tryEDAC(set)
-	return set
-}
-
-// retrySources re-tries unavailable sources at most every sourceRetry.
-func (d *Daemon) retrySources(set *sourceSet) {
-	if d.now().Sub(set.lastTry) < sourceRetry {
-		return
+// openEBPF is the preferred source: probes on the RAS tracepoints with
+// in-kernel storm aggregation.
+func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
+	if d.opts.NoEBPF {
+		return nil, "", fmt.Errorf("%w: disabled by --no-ebpf", fault.ErrUnavailable)
 	}
-	set.mu.Lock()
-	tr, ed := set.tracefs.state == "unavailable", set.edac.state == "unavailable"
-	set.mu.Unlock()
-	if tr {
-		d.tryTracefs(set)
+	src, err := ebpfsource.Open(ebpfsource.Config{
+		Paths: d.opts.Paths, FS: d.opts.FS, Decoders: traceDecoders(), Log: d.log, Now: d.now,
+	})
+	if errors.Is(err, ebpfsource.ErrNotSupported) {
+		return nil, "", fmt.Errorf("%w: %w", fault.ErrUnavailable, err)
 	}
-	if ed {
-		d.tryEDAC(set)
-	}
-}
-
-func (d *Daemon) tryTracefs(set *sourceSet) {
-	set.lastTry = d.now()
-	inst, err := tracefs.OpenInstance(d.opts.Paths, tracefs.Options{
-		BufferSizeKB: d.opts.TraceBufferKB,
-		Events:       []string{"mce/mce_record", "ras/*"},
-	}, d.log)
 	if err != nil {
-		set.mu.Lock()
-		changed := set.tracefs.detail != err.Error()
-		set.tracefs.detail = err.Error()
-		set.mu.Unlock()
-		if changed {
-			d.log.WithError(err).Error("tracefs instance unavailable: MCE tracepoints are not watched (retrying every 30s)")
-		}
-		return
+		return nil, "", err
 	}
-	decoders := map[string]tracefs.Decoder{
+	return src, "probes on " + strings.Join(src.Attached(), ","), nil
+}
+
+func traceDecoders() map[string]tracefs.Decoder {
+	return map[string]tracefs.Decoder{
 		"mce/mce_record":           mce.TraceDecoder,
 		"ras/mc_event":             edac.TraceDecoder,
 		"ras/extlog_mem_event":     edac.ExtlogDecoder,
 		"ras/memory_failure_event": edac.MemoryFailureDecoder,
 	}
-	trace := tracefs.NewSource(inst, decoders, d.log, d.now)
-	set.mu.Lock()
-	set.inst, set.trace = inst, trace
-	set.mu.Unlock()
-	set.start(set.ctx, d, set.tracefs, trace, set.out, "instance "+inst.Dir())
 }
 
-func (d *Daemon) tryEDAC(set *sourceSet) {
-	set.lastTry = d.now()
+// traceSource is the tracefs reader with the instance it owns.
+type traceSource struct {
+	*tracefs.Source
+	inst *tracefs.Instance
+}
+
+func (t traceSource) problems() []string { return t.inst.Health().Problems }
+
+func (t traceSource) Close() error { return t.inst.Close() }
+
+func (t traceSource) addCounters(c *EventCounters) {
+	st := t.Stats()
+	c.Undecodable += st.Undecodable
+	c.CorruptPages += st.CorruptPages
+	c.TracePages += st.Pages
+	c.TraceMissed += st.Missed
+}
+
+// openTracefs reads the same tracepoints through the daemon's own trace
+// instance. Every failure to set it up counts as unavailable (tracefs not
+// mounted yet, another tool holding it): worth retrying.
+func (d *Daemon) openTracefs(context.Context) (fault.EventSource, string, error) {
+	inst, err := tracefs.OpenInstance(d.opts.Paths, tracefs.Options{
+		BufferSizeKB: d.opts.TraceBufferKB,
+		Events:       []string{"mce/mce_record", "ras/*"},
+	}, d.log)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", fault.ErrUnavailable, err)
+	}
+	src := tracefs.NewSource(inst, traceDecoders(), d.log, d.now)
+	return traceSource{Source: src, inst: inst}, "instance " + inst.Dir(), nil
+}
+
+// openEDAC polls the EDAC counters beside the tracepoints.
+func (d *Daemon) openEDAC(context.Context) (fault.EventSource, string, error) {
 	ctrls, err := edac.ReadControllers(d.opts.Paths, d.opts.FS)
-	detail := ""
 	switch {
 	case errors.Is(err, edac.ErrNoEDAC):
-		detail = "no EDAC memory controller in sysfs"
+		return nil, "", fmt.Errorf("%w: no EDAC memory controller in sysfs", fault.ErrUnavailable)
 	case err != nil && len(ctrls) == 0:
-		detail = err.Error()
-		d.log.WithError(err).Warn("EDAC sysfs unreadable")
-	}
-	if detail != "" {
-		set.mu.Lock()
-		set.edac.detail = detail
-		set.mu.Unlock()
-		d.log.Debug("no EDAC driver bound; memory errors are counted from mce_record")
-		return
-	}
-	if err != nil {
+		return nil, "", fmt.Errorf("%w: EDAC sysfs unreadable: %w", fault.ErrUnavailable, err)
+	case err != nil:
 		d.log.WithError(err).Warn("some EDAC files unreadable")
 	}
 	poller := edac.NewPoller(d.opts.Paths, d.opts.FS, d.log, d.now)
@@ -230,7 +507,7 @@ func (d *Daemon) tryEDAC(set *sourceSet) {
 	d.policyMu.Lock()
 	interval := d.cfg.EDAC.PollInterval
 	d.policyMu.Unlock()
-	set.start(set.ctx, d, set.edac, edac.NewSource(poller, interval), set.out, fmt.Sprintf("%d controllers, every %s", len(ctrls), interval))
+	return edac.NewSource(poller, interval), fmt.Sprintf("%d controllers, every %s", len(ctrls), interval), nil
 }
 
 func layout(slots []edac.Slot) []countonce.Slot {

@@ -53,9 +53,9 @@ type Status struct {
 
 // SourceStatus describes one event source.
 type SourceStatus struct {
-	Name   string `json:"name"`
-	State  string `json:"state"` // armed, dead, unavailable
-	Detail string `json:"detail,omitempty"`
+	Name   string      `json:"name"`
+	State  SourceState `json:"state"` // armed, standby, unavailable, broken
+	Detail string      `json:"detail,omitempty"`
 }
 
 // EventCounters are cumulative since start.

@@ -133,7 +133,7 @@ func TestMCEventDecodesLikeTracefs(t *testing.T) {
 			require.Len(t, want, 1)
 			got, ok := s.decode(kindMCEvent, toWire(t, s.formats[kindMCEvent], kindMCEvent, 0, rec), received)
 			require.True(t, ok)
-			want[0].Source = fault.SourceEBPF
+			want[0].Source = fault.SourceEBPFMC
 			require.Equal(t, want, got)
 			require.Equal(t, fault.Unknown, got[0].Layers[2], "a signed -1 layer survives the wire")
 			require.EqualValues(t, 3, got[0].Count)

@@ -27,7 +27,7 @@ func FuzzHandle(f *testing.F) {
 		s.handle(t.Context(), raw, out)
 		close(out)
 		for ev := range out {
-			if ev.Source != fault.SourceEBPF {
+			if ev.Source != ev.Source.ViaEBPF() {
 				t.Fatalf("event with source %q", ev.Source)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -124,6 +125,12 @@ func Open(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("ring buffer of %d bytes: want a power of two of at least 4096", r)
 	}
 
+	// link.Tracepoint attaches to the running kernel's tracepoints whatever
+	// cfg.Paths says: under another tracing root (the simulator's tree) the
+	// probes would watch the host, not the machine the daemon is told to.
+	if !kernelTracing(cfg.Paths.Tracing) {
+		return nil, fmt.Errorf("%w: tracing root %s is not the running kernel's tracefs", ErrNotSupported, cfg.Paths.Tracing)
+	}
 	var present []probe
 	for _, p := range probes {
 		dir := cfg.Paths.TracingPath("events", p.group, p.name)
@@ -197,6 +204,16 @@ func Open(cfg Config) (*Source, error) {
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	return s, nil
+}
+
+// kernelTracing says whether dir is where the kernel's tracefs is mounted,
+// the only places cilium/ebpf's link package looks.
+func kernelTracing(dir string) bool {
+	switch filepath.Clean(dir) {
+	case "/sys/kernel/tracing", "/sys/kernel/debug/tracing":
+		return true
+	}
+	return false
 }
 
 func newSource(cfg Config, coll *ebpf.Collection, formats map[uint32]*tracefs.Format) *Source {
@@ -393,7 +410,7 @@ func (s *Source) decode(kind uint32, raw []byte, received time.Time) ([]fault.Ev
 	}
 	c.decoded.Add(1)
 	for i := range events {
-		events[i].Source = fault.SourceEBPF
+		events[i].Source = events[i].Source.ViaEBPF()
 	}
 	return events, true
 }

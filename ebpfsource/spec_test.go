@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/kpath"
+	"github.com/selfprotect/selfprotect/kpath/kpathtest"
 	"github.com/selfprotect/selfprotect/tracefs"
 )
 
@@ -202,11 +203,26 @@ func TestWireFormatRejectsWhatItCannotDescribe(t *testing.T) {
 	}
 }
 
-func TestOpenWithoutTracepointsIsNotSupported(t *testing.T) {
-	_, err := Open(Config{Paths: kpath.Under(t.TempDir())})
-	require.Error(t, err)
-	require.True(t, errors.Is(err, ErrNotSupported), "want ErrNotSupported, got %v", err)
-	require.ErrorContains(t, err, "no RAS tracepoint")
+func TestOpenIsNotSupported(t *testing.T) {
+	kernel := kpath.Default()
+	kernel.Tracing = "/sys/kernel/tracing"
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		// The simulator's tree: attaching would watch the host kernel.
+		{"another tracing root", Config{Paths: kpath.Under(t.TempDir())}, "is not the running kernel's tracefs"},
+		{"no tracepoint", Config{Paths: kernel, FS: kpathtest.New()}, "no RAS tracepoint"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Open(c.cfg)
+			require.Error(t, err)
+			require.True(t, errors.Is(err, ErrNotSupported), "want ErrNotSupported, got %v", err)
+			require.ErrorContains(t, err, c.want)
+		})
+	}
 }
 
 func TestOpenRejectsABadRingSize(t *testing.T) {

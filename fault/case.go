@@ -2,6 +2,7 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -131,3 +132,9 @@ type EventSource interface {
 type Actuator interface {
 	Isolate(ctx context.Context, r Resource, dryRun bool) Action
 }
+
+// ErrUnavailable is what an event source's opener returns (wrapped) when
+// the source cannot run on this machine now (no BPF, tracefs not mounted,
+// no EDAC driver): the caller falls back to the next source and tries
+// again later. Any other error means the source is broken.
+var ErrUnavailable = errors.New("source unavailable")

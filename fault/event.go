@@ -83,11 +83,37 @@ const (
 	// SourceTraceMemoryFailure is ras:memory_failure_event: not an error
 	// report but the kernel's own hwpoison action on a page.
 	SourceTraceMemoryFailure Source = "tracefs:memory_failure_event"
-	SourceEBPF               Source = "ebpf"
-	SourceEDACPoll           Source = "edac-poll"
-	SourceMcelog             Source = "mcelog"
-	SourceSimulation         Source = "sim"
+	// The same records read through the eBPF probes instead of tracefs:
+	// one Source per tracepoint, so count-once and the daemon treat them
+	// exactly as their tracefs twins.
+	SourceEBPF              Source = "ebpf:mce_record"
+	SourceEBPFMC            Source = "ebpf:mc_event"
+	SourceEBPFExtlog        Source = "ebpf:extlog_mem_event"
+	SourceEBPFMemoryFailure Source = "ebpf:memory_failure_event"
+	SourceEDACPoll          Source = "edac-poll"
+	SourceMcelog            Source = "mcelog"
+	SourceSimulation        Source = "sim"
 )
+
+// ViaEBPF is the eBPF twin of a tracefs record's Source; any other Source
+// becomes SourceEBPF's family name for a record kind it does not know.
+func (s Source) ViaEBPF() Source {
+	switch s {
+	case SourceTraceMC:
+		return SourceEBPFMC
+	case SourceTraceExtlog:
+		return SourceEBPFExtlog
+	case SourceTraceMemoryFailure:
+		return SourceEBPFMemoryFailure
+	}
+	return SourceEBPF
+}
+
+// KernelAction says the event is the kernel's own hwpoison action on a page
+// (ras:memory_failure_event), not an error report.
+func (s Source) KernelAction() bool {
+	return s == SourceTraceMemoryFailure || s == SourceEBPFMemoryFailure
+}
 
 // Event is one normalized error report. A single kernel record may stand for
 // several errors (mc_event error_count, an EDAC counter delta): Count says how
@@ -115,6 +141,10 @@ type Event struct {
 	CoreBank bool
 
 	Status, Addr, Misc, Synd, IPID uint64
+	// TSC is the record's own time-stamp counter (mce_record), 0 when it
+	// has none: it tells two records of the same error apart when two
+	// paths deliver the same record (a hand-over between sources).
+	TSC uint64
 
 	// PhysAddr is usable only when AddrValid; AddrLSB is the lowest valid
 	// address bit (12 means the address is exact to the 4 KiB page).

@@ -27,6 +27,7 @@ func ToEvent(r Record, d Decoded, received time.Time, src fault.Source) fault.Ev
 	ev.CoreBank = d.CoreBank
 	ev.Channel = d.Channel
 	ev.Status, ev.Addr, ev.Misc, ev.Synd, ev.IPID = r.Status, r.Addr, r.Misc, r.Synd, r.IPID
+	ev.TSC = r.TSC
 	// The event's AddrValid means "usable as a physical address", which is
 	// stricter than the status register's ADDRV.
 	if d.AddrUsable {

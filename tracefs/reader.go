@@ -7,7 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/selfprotect/selfprotect/fault"
 )
@@ -18,11 +21,75 @@ import (
 // error its events are dropped and the record is counted as undecodable.
 type Decoder func(rec *Record, received time.Time) ([]fault.Event, error)
 
+// pipeFile is what readPages needs of an open trace_pipe_raw (an
+// *os.File); tests stand in a file whose wake-ups go missing.
+type pipeFile interface {
+	Read(b []byte) (int, error)
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
 // cpuPipe is one open per_cpu/cpuN/trace_pipe_raw.
 type cpuPipe struct {
 	cpu  int
 	path string
-	f    *os.File
+	f    pipeFile
+	// draining is set by Source.StopAfterDrain: read what is there, then
+	// return.
+	draining *atomic.Bool
+}
+
+// DefaultSweep is how long a reader waits for a wake-up before it reads
+// its buffer anyway. The kernel's poll wake-up for trace_pipe_raw has been
+// seen to go missing (records waited ~10 s, until an unrelated record
+// came): the sweep bounds how late a record can be, at the cost of one
+// non-blocking read per CPU per sweep when idle.
+const DefaultSweep = 400 * time.Millisecond
+
+// nowReader is a pipe that can read without waiting (osPipe).
+type nowReader interface {
+	ReadNow(b []byte) (int, error)
+}
+
+// readNow reads what is there without waiting for it. A file without
+// ReadNow is one the poller does not manage (a regular file in tests),
+// whose reads never wait anyway.
+func (p *cpuPipe) readNow(b []byte) (int, error) {
+	if r, ok := p.f.(nowReader); ok {
+		return r.ReadNow(b)
+	}
+	return p.f.Read(b)
+}
+
+// osPipe is an open pipe file that can also be read without waiting.
+type osPipe struct{ *os.File }
+
+// ReadNow makes one non-blocking read(2): (0, nil) when nothing is there.
+// It goes around the poller, whose deadline check would refuse to read at
+// all once StopAfterDrain has set a deadline in the past.
+func (p osPipe) ReadNow(b []byte) (int, error) {
+	if err := p.SetReadDeadline(time.Time{}); err != nil {
+		return p.Read(b) // not pollable: a read does not wait
+	}
+	rc, err := p.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", p.Name(), err)
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), b)
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN):
+		return 0, nil
+	case rerr != nil:
+		return 0, rerr
+	}
+	return max(n, 0), nil
 }
 
 // openPipe opens a trace_pipe_raw for blocking page reads that Close can
@@ -42,7 +109,7 @@ func openPipe(cpu int, path string) (*cpuPipe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	return &cpuPipe{cpu: cpu, path: path, f: f}, nil
+	return &cpuPipe{cpu: cpu, path: path, f: osPipe{f}, draining: &atomic.Bool{}}, nil
 }
 
 // readPages reads whole pages until the pipe fails or is closed, handing
@@ -55,12 +122,31 @@ func openPipe(cpu int, path string) (*cpuPipe, error) {
 // as a page yet (a writer is still on the reader page, seen under a CE
 // storm). Such reads are retried after a short, growing pause so an
 // instance in that state costs no busy loop.
-func (p *cpuPipe) readPages(ctx context.Context, size int, handle func(page []byte) bool) error {
+//
+// Each read waits at most sweep for data (a read deadline; a file that
+// takes none, like a regular file, just blocks): when it runs out the
+// loop reads again, and that read finds any record whose wake-up was lost.
+// Once draining is set, reads never wait and the first one that finds
+// nothing at a page boundary ends the loop (nil).
+func (p *cpuPipe) readPages(ctx context.Context, size int, sweep time.Duration, handle func(page []byte) bool) error {
 	page := make([]byte, size)
 	off := 0
 	pause := time.Duration(0)
+	deadlines := true
 	for {
-		n, err := p.f.Read(page[off:])
+		var n int
+		var err error
+		if p.draining.Load() {
+			n, err = p.readNow(page[off:])
+			if n == 0 && off == 0 && (err == nil || errors.Is(err, io.EOF)) {
+				return nil
+			}
+		} else {
+			if deadlines && p.f.SetReadDeadline(time.Now().Add(sweep)) != nil {
+				deadlines = false
+			}
+			n, err = p.f.Read(page[off:])
+		}
 		off += n
 		if off == size {
 			off, pause = 0, 0
@@ -75,6 +161,8 @@ func (p *cpuPipe) readPages(ctx context.Context, size int, handle func(page []by
 		switch {
 		case n > 0:
 			pause = 0
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The sweep, or StopAfterDrain waking us: read again.
 		case err == nil || errors.Is(err, io.EOF):
 			pause = min(max(2*pause, 500*time.Microsecond), 50*time.Millisecond)
 			select {

@@ -44,6 +44,13 @@ type Source struct {
 	now     func() time.Time
 	counts  sourceCounters
 	limiter *warnLimiter
+	sweep   time.Duration
+
+	// draining is shared by every reader of Run; pipes are Run's open
+	// files, so StopAfterDrain can wake the readers.
+	draining atomic.Bool
+	mu       sync.Mutex
+	pipes    []*cpuPipe
 }
 
 // NewSource binds decoders (keyed "system/name") to the instance's enabled
@@ -56,7 +63,7 @@ func NewSource(inst *Instance, decoders map[string]Decoder, log logrus.FieldLogg
 	if log == nil {
 		log = discardLogger()
 	}
-	s := &Source{inst: inst, byID: map[uint16]Decoder{}, log: log.WithField("source", "tracefs"), now: now, limiter: newWarnLimiter(warnEvery)}
+	s := &Source{inst: inst, byID: map[uint16]Decoder{}, log: log.WithField("source", "tracefs"), now: now, limiter: newWarnLimiter(warnEvery), sweep: DefaultSweep}
 	for key, d := range decoders {
 		f, ok := inst.Formats().ByName(key)
 		if !ok {
@@ -75,6 +82,27 @@ func NewSource(inst *Instance, decoders map[string]Decoder, log logrus.FieldLogg
 
 // Name implements fault.EventSource.
 func (s *Source) Name() string { return "tracefs" }
+
+// SetSweep changes how long a reader waits for a wake-up before it reads
+// anyway (DefaultSweep); call it before Run.
+func (s *Source) SetSweep(d time.Duration) {
+	if d > 0 {
+		s.sweep = d
+	}
+}
+
+// StopAfterDrain makes Run read every CPU's buffer until it is empty and
+// then return nil, without waiting for a wake-up: a source taking over
+// from this one (eBPF attached to the same tracepoints) gets every record
+// from its attach on, and this one delivers every record before that.
+func (s *Source) StopAfterDrain() {
+	s.draining.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pipes {
+		_ = p.f.SetReadDeadline(time.Now())
+	}
+}
 
 // Stats returns the counters.
 func (s *Source) Stats() SourceStats {
@@ -102,8 +130,17 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 			}
 			return err
 		}
+		p.draining = &s.draining
 		pipes = append(pipes, p)
 	}
+	s.mu.Lock()
+	s.pipes = pipes
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.pipes = nil
+		s.mu.Unlock()
+	}()
 	// Closing the files is what wakes the blocked reads.
 	closed := make(chan struct{})
 	go func() {
@@ -120,7 +157,7 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		go func() {
 			defer wg.Done()
 			var res PageResult
-			err := p.readPages(ctx, s.inst.SubBufferSize(), func(page []byte) bool {
+			err := p.readPages(ctx, s.inst.SubBufferSize(), s.sweep, func(page []byte) bool {
 				return s.handlePage(ctx, p.cpu, page, &res, out)
 			})
 			if err != nil {

@@ -20,6 +20,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var dryRun bool
 	var retention time.Duration
 	var metricsListen string
+	var noEBPF bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -40,6 +41,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
 				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
+				NoEBPF: noEBPF,
 			})
 			if err != nil {
 				return err
@@ -65,5 +67,6 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "127.0.0.1:9473", "Prometheus /metrics address (loopback unless you mean it); empty disables")
 	cmd.Flags().DurationVar(&retention, "event-retention", 30*24*time.Hour, "how long the error history is kept (cases and actions are kept)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "log and record what would be done, write nothing to the kernel")
+	cmd.Flags().BoolVar(&noEBPF, "no-ebpf", false, "read the tracepoints through tracefs only, never through eBPF probes")
 	return cmd
 }

@@ -6,23 +6,35 @@ import "fmt"
 const LatencyPages = 12
 
 // LatencyScenario measures, page after page, the time from the deciding
-// corrected error (the second on the page) to HWPOISON in kpageflags. With
-// the daemon it runs with ras=cec_disable, the built-in policy and debug
-// logs timestamped by stamp-run (so the time can be broken down); without
-// it, CEC (6.12, threshold 2 on the Intel model) does the offlining.
+// corrected error (the second on the page) to HWPOISON in kpageflags.
+// With the daemon it runs with ras=cec_disable, the built-in policy and
+// debug logs timestamped by stamp-run (so the time can be broken down),
+// the daemon pinned to CPU 2 (taskset, so GOMAXPROCS=1 as on a busy
+// host), twice in the same boot: through eBPF (section latency-ebpf) and
+// through tracefs (--no-ebpf, latency-tracefs). Without it, CEC (6.12,
+// threshold 2 on the Intel model) does the offlining (latency-cec).
 //
 // The probe (a tight kpageflags poll) is started and watching before the
 // deciding injection; a separate trace instance on the mono clock dates
 // each mce_record on the same CLOCK_MONOTONIC as the probe and the log.
 func LatencyScenario(withDaemon bool) Scenario {
-	sc := Scenario{Name: "latency-cec"}
+	if !withDaemon {
+		return Scenario{Name: "latency-cec", Script: latencySection("latency-cec", "", false)}
+	}
+	return Scenario{
+		Name:   "latency-daemon",
+		Append: "ras=cec_disable",
+		Script: "PIN='taskset -c 2'\n" + latencySection("latency-ebpf", "", true) + latencySection("latency-tracefs", "--no-ebpf", true),
+	}
+}
+
+func latencySection(name, runflags string, withDaemon bool) string {
 	daemon, stop := "", ""
 	if withDaemon {
-		sc.Name, sc.Append = "latency-daemon", "ras=cec_disable"
-		daemon, stop = daemonStart("lat", "", "debug"), daemonStop
+		daemon, stop = "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "debug"), daemonStop
 	}
-	sc.Script = section(sc.Name) + holdStart("/tmp/hold-lat", LatencyPages) + daemon + fmt.Sprintf(`
-guest trace-start lat clock=mono
+	return section(name) + holdStart("/tmp/hold-"+name, LatencyPages) + daemon + fmt.Sprintf(`
+guest trace-start %[3]s clock=mono
 i=0
 while [ $i -lt %[1]d ]; do
   A=$(printf 0x%%x $(( $(cat $H/addr$i) + 0x40 ))); P=$(cat $H/pfn$i)
@@ -37,7 +49,6 @@ while [ $i -lt %[1]d ]; do
   usleep 200000
   i=$((i+1))
 done
-guest -tag trace trace-count lat %[2]d 10s
-`, LatencyPages, 2*LatencyPages) + stop + holdRelease
-	return sc
+guest -tag trace trace-count %[3]s %[2]d 10s
+`, LatencyPages, 2*LatencyPages, name) + stop + holdRelease
 }

@@ -39,11 +39,13 @@ func section(name string) string {
 // which timestamps every log line with CLOCK_MONOTONIC µs, and waits until
 // `status` exits 0 (sources armed) before anything is injected. args are
 // extra `run` arguments (--config FILE); empty means the built-in policy.
+// The shell variables RUNFLAGS (--no-ebpf) and PIN (taskset -c 2) apply
+// when a scenario sets them.
 func daemonStart(name, args, logLevel string) string {
 	return fmt.Sprintf(`SP="selfprotect --state /tmp/state-%[1]s --socket /tmp/sp-%[1]s.sock"
 DLOG=/tmp/daemon-%[1]s.log
 mkdir -p /tmp/state-%[1]s
-guest -tag daemon-exit stamp-run $DLOG $SP --log-level %[3]s run %[2]s &
+guest -tag daemon-exit stamp-run $DLOG $PIN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
 DAEMON=$!
 guest -tag daemon-armed wait-exec 60s $SP status --json
 `, name, args, logLevel)
@@ -240,7 +242,9 @@ func CellScenario() Scenario {
 			"storm.yaml":           []byte(stormPolicy),
 			"received-at-least.sh": []byte(receivedAtLeast),
 		},
-		Script: harnessSection() + dryRunSection() +
+		// The eBPF source forced off: these scenarios prove the tracefs
+		// path; EBPFCellScenario runs them again through eBPF.
+		Script: "RUNFLAGS=--no-ebpf\n" + harnessSection() + dryRunSection() +
 			pageSection("page", "enforce.yaml", "30s") + pageSection("page-broken", "broken.yaml", "5s") +
 			ueKernelSection() + ueSection() + stormSection() + cpuSection(),
 	}

@@ -173,11 +173,16 @@ func TestInjectorKeepsFilesOpen(t *testing.T) {
 }
 
 func TestProcStatus(t *testing.T) {
-	e := fakeEnv(t, map[string][]byte{"proc/42/status": []byte("Name:\tselfprotect\nVmPeak:\t  900 kB\nVmHWM:\t   24540 kB\nVmRSS:\t 20000 kB\nThreads:\t7\n")})
+	e := fakeEnv(t, map[string][]byte{
+		"proc/42/status": []byte("Name:\tselfprotect\nVmPeak:\t  900 kB\nVmHWM:\t   24540 kB\nVmRSS:\t 20000 kB\nThreads:\t7\n"),
+		// A command name with spaces and a parenthesis: fields count from its end.
+		"proc/42/stat": []byte("42 (self prot)ect) S 1 42 42 0 -1 4194560 1800 0 0 0 37 12 0 0 20 0 7 0 512 1000 200\n"),
+	})
 	data, err := cmdProcStatus(e, []string{"42"})
 	require.NoError(t, err)
 	require.Equal(t, uint64(24540), data["vmhwm"])
 	require.Equal(t, uint64(7), data["threads"])
+	require.Equal(t, uint64(37+12), data["cpu_ticks"], "utime + stime")
 	_, err = cmdProcStatus(fakeEnv(t, map[string][]byte{"proc/1/status": []byte("Name: x\n")}), []string{"1"})
 	require.ErrorContains(t, err, "no VmHWM")
 }

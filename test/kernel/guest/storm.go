@@ -140,5 +140,27 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	if _, ok := data["vmhwm"]; !ok {
 		return data, fmt.Errorf("no VmHWM in %s", p)
 	}
+	// utime and stime (fields 14 and 15 of /proc/PID/stat, after the
+	// parenthesised command name), in clock ticks.
+	sp := e.paths.ProcPath(fmt.Sprint(pid), "stat")
+	stat, err := os.ReadFile(sp)
+	if err != nil {
+		return data, fmt.Errorf("reading %s: %w", sp, err)
+	}
+	i := strings.LastIndex(string(stat), ") ")
+	ok := i >= 0
+	after := string(stat)[i+2:]
+	f := strings.Fields(after)
+	if !ok || len(f) < 13 {
+		return data, fmt.Errorf("%s: no utime/stime in %q", sp, stat)
+	}
+	var ut, st uint64
+	if _, err := fmt.Sscan(f[11], &ut); err != nil {
+		return data, fmt.Errorf("%s utime %q: %w", sp, f[11], err)
+	}
+	if _, err := fmt.Sscan(f[12], &st); err != nil {
+		return data, fmt.Errorf("%s stime %q: %w", sp, f[12], err)
+	}
+	data["cpu_ticks"] = ut + st
 	return data, nil
 }

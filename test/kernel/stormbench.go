@@ -1,0 +1,55 @@
+package kernel
+
+import "fmt"
+
+// StormBenchPages and StormBenchErrors: the storm bench injects
+// StormBenchErrors corrected errors on each of StormBenchPages pages.
+const (
+	StormBenchPages  = 4
+	StormBenchErrors = 2500
+	// IdleSeconds is how long the daemon sits with no error before the
+	// storm: its CPU ticks then are the idle figure.
+	IdleSeconds = 60
+)
+
+// stormBenchSection runs the daemon (pinned to CPU 2, storm policy), lets
+// it idle IdleSeconds, then injects the storm on StormBenchPages held pages from CPU 1; a separate
+// trace instance counts what the tracepoint delivered, and the daemon's
+// CPU ticks and RSS are read at the start and end of the idle time, when
+// the injection ended (the tracepoint count stable) and once it has
+// counted every delivered record.
+func stormBenchSection(name, runflags string) string {
+	return section(name) + "RUNFLAGS=" + runflags + "\n" + holdStart("/tmp/hold-"+name, StormBenchPages) +
+		daemonStart(name, "--config /scenario/storm.yaml", "info") + fmt.Sprintf(`
+DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+guest trace-start %[1]s kb=8192
+guest -tag idle-start proc-status $DPID
+sleep %[4]d
+guest -tag before proc-status $DPID
+p=0
+while [ $p -lt %[2]d ]; do
+  guest -tag storm inject-storm 1 $(printf 0x%%x $(( $(cat $H/addr$p) + 0x40 ))) %[3]d
+  p=$((p+1))
+done
+guest -tag delivered trace-count %[1]s stable 120s
+guest -tag injected proc-status $DPID
+N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/%[1]s/trace)
+guest -tag caught-up wait-exec 180s sh /scenario/errors-at-least.sh $N $SP
+guest -tag after proc-status $DPID
+guest -tag status exec $SP status --json
+`, name, StormBenchPages, StormBenchErrors, IdleSeconds) + daemonStop + holdRelease
+}
+
+// StormBenchScenario is the storm through eBPF, then through tracefs, in
+// one boot (ras=cec_disable).
+func StormBenchScenario() Scenario {
+	return Scenario{
+		Name:   "storm-bench",
+		Append: "ras=cec_disable",
+		Files: map[string][]byte{
+			"storm.yaml":         []byte(stormPolicy),
+			"errors-at-least.sh": []byte(errorsAtLeast),
+		},
+		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "") + stormBenchSection("storm-tracefs", "--no-ebpf"),
+	}
+}
