@@ -119,7 +119,7 @@ bench: build
 # busybox-static, cpio, kmod and xz-utils when they are missing.
 KERNEL ?= all
 CPU    ?= all
-KERNEL_TESTS ?= TestHarness|TestDaemon|TestEBPF
+KERNEL_TESTS ?= TestHarness|TestDaemon|TestEBPF|TestNeverLate
 kernel-test: build
 	SELFPROTECT_KERNEL=1 KERNEL=$(KERNEL) CPU=$(CPU) SELFPROTECT_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -count=1 -v -timeout 30m -run '$(KERNEL_TESTS)' ./test/kernel/ 2>&1 | tee out/kernel.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|kernel_test|daemon_test|ebpf_test' ; exit $${PIPESTATUS[0]}
