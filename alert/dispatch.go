@@ -230,20 +230,19 @@ func (d *Dispatcher) finish(r result) {
 		"notifier": name, "alert": r.del.Alert.ID, "case": r.del.Alert.Case,
 		"transition": r.del.Alert.Transition, "attempt": r.del.Attempts + 1,
 	})
+	// The stats change before the queue does: whoever sees the queue's
+	// record (status, a test) must find the stats already agreeing.
 	if r.err == nil {
+		d.update(name, func(s *NotifierStats) { s.Sent++; s.LastSuccess = now })
 		if err := d.q.Ack(r.del.ID, now); err != nil {
 			// Sent but not recorded: the next start sends it again, once;
 			// the receiver drops the copy by its ID.
 			log.WithError(err).Error("alert sent but its delivery could not be recorded")
 		}
-		d.update(name, func(s *NotifierStats) { s.Sent++; s.LastSuccess = now })
 		log.Info("alert sent")
 		return
 	}
 	next := now.Add(d.Backoff(r.del.Attempts))
-	if err := d.q.Fail(r.del.ID, now, next, r.err.Error(), !r.retry); err != nil {
-		log.WithError(err).Error("recording a failed alert delivery")
-	}
 	d.update(name, func(s *NotifierStats) {
 		s.Failed++
 		s.LastError, s.LastErrorAt = r.err.Error(), now
@@ -251,6 +250,9 @@ func (d *Dispatcher) finish(r result) {
 			s.Dead++
 		}
 	})
+	if err := d.q.Fail(r.del.ID, now, next, r.err.Error(), !r.retry); err != nil {
+		log.WithError(err).Error("recording a failed alert delivery")
+	}
 	if r.retry {
 		log.WithError(r.err).WithField("retry_at", next).Warn("alert not sent; will retry")
 	} else {
