@@ -73,7 +73,9 @@ func replayVersusDaemon(t *testing.T, seed uint64) {
 		}
 		return *resp.Status
 	}
-	waitFor(t, 20*time.Second, "daemon armed", func() bool { return status().Armed })
+	// A hang guard only: arming waits for the simulator to populate the
+	// trace instance, seconds on a loaded host under -race.
+	waitFor(t, 60*time.Second, "daemon armed", func() bool { return status().Armed })
 
 	rng := rand.New(rand.NewPCG(seed, 42))
 	pages := make([]uint64, 6)
