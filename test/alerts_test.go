@@ -423,6 +423,8 @@ func TestDemoShowsAlerts(t *testing.T) {
 	require.Regexp(t, `alert → print-hook: warning diagnosed case=[0-9a-f-]{36} page:0x2d94`, string(out))
 	require.Regexp(t, `alert → print-hook: warning isolated case=[0-9a-f-]{36} page:0x2d94 fru=\S+ undo=echo 0x2d94`, string(out))
 	require.Regexp(t, `alert → print-hook: warning refused case=[0-9a-f-]{36} cpu:3`, string(out))
+	// Step 5's EDAC-only errors open the replace-DIMM case within the step.
+	require.Regexp(t, `(?m)^5\. .*\n   case [0-9a-f]{8}  replace-dimm  suspect dimm:mc1/`, string(out))
 	require.Regexp(t, `print-hook +exec +0 queued`, string(out))
 }
 
