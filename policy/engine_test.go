@@ -142,7 +142,7 @@ func TestEngineScenarios(t *testing.T) {
 			{ev: edacCE(time.Hour, "A1", 399)},
 			{ev: edacCE(2*time.Hour, "A1", 1), want: []want{{fault.DiagReplaceDIMM, fault.DIMM(0, "A1"), nil, "A1"}}},
 		}},
-		{"DIMM errors outside the window fall out", nil, []step{
+		{"DIMM errors outside the window fall out", func(c *Config) { c.Rules.DIMM.Window = day }, []step{
 			{ev: edacCE(0, "A1", 999)},
 			{ev: edacCE(day, "A1", 999)},
 		}},

@@ -44,7 +44,9 @@ var injected = []struct {
 // (no SMT siblings), two UE cases whose pages the kernel had already
 // poisoned (counted as already isolated, not retired), and of the two UE
 // pages A is protected (retired at its second CE, the UE 10 records later)
-// and D is not (no warning). rasdaemon's own policy sees none of it (it
+// and D is not (no warning). On Intel the MCA location names a DIMM for
+// all four pages, below the DIMM rule's 5 distinct pages: no DIMM case.
+// rasdaemon's own policy sees none of it (it
 // reads mc_event only); mcelog sees the 8 memory records and retires the
 // same two pages.
 func TestRasdaemonRealDatabase(t *testing.T) {
