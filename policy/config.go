@@ -131,10 +131,12 @@ func Defaults() *Config {
 			// pages within 3 days, 32 of 172 / 32 of 194 UE pages are
 			// protected, FMA's 10 errors a week 29 / 28, our old 64 pages
 			// or 1000 errors a day 12 / 13; lowering the error count to
-			// 20 adds ~340 replacements a year and protects no more.
+			// 20 (at 4 pages) adds ~285 replacements a year and protects
+			// no more.
 			// 5 pages is the setting with the fewest replace-DIMM cases
-			// (3.5 / 3.6 per 1 000 DIMMs a year; FMA 6.0 / 5.9) that
-			// beats every anchor by at least 10 % on both seeds (6 pages
+			// (3.5 / 3.6 per 1 000 DIMMs a year; FMA 6.0 / 5.8) that
+			// protects at least 10 % more UE pages than any anchor on
+			// both seeds (6 pages
 			// a day: 3.3 / 3.1 per 1 000, but only one UE page ahead of
 			// FMA on each seed; 4 pages: 36 / 37 protected at 3.8 / 3.9
 			// per 1 000). The 1000-error count stays for EDAC counter
