@@ -244,7 +244,9 @@ func TestAlertsSurviveOutageAndKill(t *testing.T) {
 	hook := newReceiver(t, "down")
 	ex := newExecHook(t)
 	ex.setDown(t, true)
-	policy := "budgets: {max_pages_per_dimm: 100}\n" + alertsPolicy(webhookYAML("hook", hook.srv.URL, ""), ex.yaml("script"))
+	// The ten pages share a DIMM: without the DIMM rule they stay ten page
+	// cases (its 5 distinct pages would add a replace-DIMM case).
+	policy := "budgets: {max_pages_per_dimm: 100}\nrules: {dimm: {enabled: false}}\n" + alertsPolicy(webhookYAML("hook", hook.srv.URL, ""), ex.yaml("script"))
 	d := startDaemon(t, m, daemonOpts{policy: policy})
 	const pages = 10 // a diagnosed and an isolated alert each
 	for i := range pages {
@@ -429,6 +431,8 @@ func TestDemoShowsAlerts(t *testing.T) {
 	require.Regexp(t, `alert → print-hook: warning diagnosed case=[0-9a-f-]{36} page:0x2d94`, string(out))
 	require.Regexp(t, `alert → print-hook: warning isolated case=[0-9a-f-]{36} page:0x2d94 fru=\S+ undo=echo 0x2d94`, string(out))
 	require.Regexp(t, `alert → print-hook: warning refused case=[0-9a-f-]{36} cpu:3`, string(out))
+	// Step 5's EDAC-only errors open the replace-DIMM case within the step.
+	require.Regexp(t, `(?m)^5\. .*\n   case [0-9a-f]{8}  replace-dimm  suspect dimm:mc1/`, string(out))
 	require.Regexp(t, `print-hook +exec +0 queued`, string(out))
 }
 
