@@ -83,8 +83,16 @@ func newMachine(t *testing.T, prof sim.Profile) *machine {
 	return mm
 }
 
+// read returns a file of the fake kernel as of now: on a machine this
+// process serves, Sync first applies what the daemon wrote since Serve's
+// last pass (cpuN/online into the online and offline lists), which a
+// starved Serve goroutine may not have done yet when settle returns. A
+// simulator in another process (done is nil) syncs itself.
 func (m *machine) read(t *testing.T, rel string) string {
 	t.Helper()
+	if m.done != nil {
+		require.NoError(t, m.Sync())
+	}
 	b, err := os.ReadFile(filepath.Join(m.Dir(), rel))
 	require.NoError(t, err)
 	return strings.TrimSpace(string(b))
