@@ -338,7 +338,7 @@ func scrapeDaemon(t *testing.T) string {
 			return false
 		}
 		text = string(body)
-		return strings.Contains(text, `selfprotect_actions_total{outcome="isolated"} 1`) &&
+		return strings.Contains(text, `selfprotect_actions_total{kind="soft-offline",outcome="isolated"} 1`) &&
 			strings.Contains(text, `selfprotect_cases{`)
 	}, 20*time.Second, 100*time.Millisecond, "no isolation in the metrics")
 	return text
