@@ -98,3 +98,14 @@ func TestHotListBounded(t *testing.T) {
 		require.GreaterOrEqual(t, h.level[i], uint64(15), "key %d", h.keys[i])
 	}
 }
+
+// What the event path pays per rate-table add: one scan of a full list.
+func BenchmarkHotListNote(b *testing.B) {
+	var h hotList[uint64]
+	for i := uint64(0); i < MaxHot; i++ {
+		h.note(i, 10+i, 0, -1)
+	}
+	for i := 0; b.Loop(); i++ {
+		h.note(uint64(1000+i), 1, int64(i), -1) // refused: colder than every entry
+	}
+}
