@@ -466,8 +466,8 @@ func (d *Daemon) status() Status {
 }
 
 func summarize(c fault.Case) CaseSummary {
-	return CaseSummary{ID: c.ID, Diagnosis: string(c.Diagnosis), Suspect: string(c.Suspect),
-		FRU: c.FRU, State: string(c.State), Summary: c.Summary}
+	return CaseSummary{ID: c.ID, Diagnosis: c.Diagnosis, Suspect: string(c.Suspect),
+		FRU: c.FRU, State: c.State, Summary: c.Summary}
 }
 
 // updateArmed follows the sources: armed while at least one reads events.

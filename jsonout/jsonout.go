@@ -15,6 +15,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/selfprotect/selfprotect/alert"
+	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/store"
 )
@@ -157,6 +159,29 @@ func NewEvent(e fault.Event) Event {
 		out.Addr = hex(e.PhysAddr)
 	}
 	return out
+}
+
+// Status readies a daemon's status for printing: times in UTC, lists the
+// schema requires never null. Its JSON names are daemon.Status's own tags.
+func Status(s daemon.Status) daemon.Status {
+	s.Started = utc(s.Started)
+	if s.Sources == nil {
+		s.Sources = []daemon.SourceStatus{}
+	}
+	alerts := make([]alert.NotifierStatus, len(s.Alerts))
+	for i, a := range s.Alerts {
+		if !a.LastSuccess.IsZero() {
+			a.LastSuccess = utc(a.LastSuccess)
+		}
+		if !a.LastErrorAt.IsZero() {
+			a.LastErrorAt = utc(a.LastErrorAt)
+		}
+		alerts[i] = a
+	}
+	if s.Alerts != nil {
+		s.Alerts = alerts
+	}
+	return s
 }
 
 // Write prints v as indented JSON with a final newline.

@@ -107,9 +107,18 @@ func TestJSONOutputs(t *testing.T) {
 	}
 	t.Run("status", func(t *testing.T) {
 		var b strings.Builder
-		require.NoError(t, jsonout.Write(&b, fixedStatus()))
+		st := fixedStatus()
+		st.Started = st.Started.In(time.FixedZone("CET", 3600)) // printed in UTC all the same
+		require.NoError(t, jsonout.Write(&b, jsonout.Status(st)))
 		require.NoError(t, jsonout.Validate(schema, "status", []byte(b.String())), b.String())
 		requireJSONGolden(t, "status", b.String())
+
+		// Before its sources start, a daemon has none: a list all the same.
+		st.Sources = nil
+		b.Reset()
+		require.NoError(t, jsonout.Write(&b, jsonout.Status(st)))
+		require.Contains(t, b.String(), `"sources": [],`)
+		require.NoError(t, jsonout.Validate(schema, "status", []byte(b.String())))
 	})
 }
 

@@ -32,10 +32,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 			}
 			s := resp.Status
 			if asJSON {
-				if s.Sources == nil {
-					s.Sources = []daemon.SourceStatus{} // a list, never null
-				}
-				if err := jsonout.Write(g.out, s); err != nil {
+				if err := jsonout.Write(g.out, jsonout.Status(*s)); err != nil {
 					return err
 				}
 			} else {
