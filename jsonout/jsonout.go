@@ -101,6 +101,21 @@ type Event struct {
 	Summary  string       `json:"summary"`
 }
 
+// AlertTest is `alert test --json`: what each notifier answered.
+type AlertTest struct {
+	Notifiers []AlertResult `json:"notifiers"`
+}
+
+// AlertResult is one notifier's answer to the test alert.
+type AlertResult struct {
+	Name      string  `json:"name"`
+	Type      string  `json:"type" desc:"email, snmp, alertmanager, webhook, exec"`
+	OK        bool    `json:"ok"`
+	Error     string  `json:"error" desc:"why the send failed, empty when ok"`
+	Retryable bool    `json:"retryable" desc:"whether the daemon would retry this failure"`
+	Seconds   float64 `json:"seconds" desc:"how long the send took"`
+}
+
 // Version is `version --json`.
 type Version struct {
 	Version string `json:"version"`

@@ -24,6 +24,7 @@ var Outputs = []struct {
 	{"explain", reflect.TypeFor[Explain]()},
 	{"events", reflect.TypeFor[[]Event]()},
 	{"version", reflect.TypeFor[Version]()},
+	{"alert-test", reflect.TypeFor[AlertTest]()},
 }
 
 // enums lists the values of every enumerated string type, from the code's

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -105,6 +106,21 @@ func TestJSONOutputs(t *testing.T) {
 			requireJSONGolden(t, tt.name, out)
 		})
 	}
+	t.Run("alert-test", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "selfprotect.yaml")
+		require.NoError(t, os.WriteFile(cfg, []byte("alerts:\n  notifiers:\n"+
+			"    - {name: good, type: exec, exec: {command: [/bin/true]}}\n"+
+			"    - {name: bad, type: exec, exec: {command: [/bin/false]}}\n"), 0o600))
+		out, _, err := runCLI(t, "alert", "test", "--config", cfg, "--json")
+		require.ErrorIs(t, err, errAlertTestFailed, "one notifier failed: the exit status says so")
+		require.NoError(t, jsonout.Validate(schema, "alert-test", []byte(out)), out)
+		var got jsonout.AlertTest
+		require.NoError(t, json.Unmarshal([]byte(out), &got))
+		require.Len(t, got.Notifiers, 2)
+		require.Equal(t, []any{"good", "exec", true, ""}, []any{got.Notifiers[0].Name, got.Notifiers[0].Type, got.Notifiers[0].OK, got.Notifiers[0].Error})
+		require.Equal(t, []any{"bad", false}, []any{got.Notifiers[1].Name, got.Notifiers[1].OK})
+		require.NotEmpty(t, got.Notifiers[1].Error)
+	})
 	t.Run("status", func(t *testing.T) {
 		var b strings.Builder
 		st := fixedStatus()
