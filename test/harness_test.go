@@ -104,6 +104,10 @@ type daemonProc struct {
 	flags  []string // global flags for CLI calls
 	log    *lockedBuffer
 	exited chan error
+	// m and simPages (its trace pages written before this daemon started)
+	// let settle wait for every page written since.
+	m        *machine
+	simPages uint64
 }
 
 type lockedBuffer struct {
@@ -180,7 +184,8 @@ func launchDaemon(t *testing.T, m *machine, o daemonOpts) *daemonProc {
 	sockDir, err := os.MkdirTemp("", "sp")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	d := &daemonProc{t: t, state: state, socket: filepath.Join(sockDir, "sp.sock"), log: &lockedBuffer{}, exited: make(chan error, 1)}
+	d := &daemonProc{t: t, state: state, socket: filepath.Join(sockDir, "sp.sock"), log: &lockedBuffer{}, exited: make(chan error, 1),
+		m: m, simPages: m.Stats().Pages}
 	d.flags = append(pathFlags(m), "--state", state, "--socket", d.socket)
 	args := append([]string{"run", "--log-level", "debug", "--metrics-listen", "127.0.0.1:0"}, d.flags...)
 	if o.policy != "" {
@@ -249,8 +254,10 @@ func (d *daemonProc) status() *daemon.Status {
 	return resp.Status
 }
 
-// settle waits until the daemon has read and acted on everything: nothing
-// new received and no action pending for `quiet`.
+// settle waits until the daemon has read and acted on everything: every
+// trace page the simulator wrote since the daemon started read, then
+// nothing new received and no action pending for `quiet`. Quiet alone
+// cannot tell a reader that has not woken yet from one with nothing left.
 func (d *daemonProc) settle(quiet time.Duration) *daemon.Status {
 	d.t.Helper()
 	var last uint64
@@ -259,7 +266,8 @@ func (d *daemonProc) settle(quiet time.Duration) *daemon.Status {
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		s := d.status()
-		if s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 || s.Events.HeldDeltas > 0 {
+		unread := s.Events.TracePages < d.m.Stats().Pages-d.simPages
+		if unread || s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 || s.Events.HeldDeltas > 0 {
 			last, lastPages = s.Events.Received, s.Events.TracePages
 			stable = time.Now()
 		} else if time.Since(stable) >= quiet {
