@@ -9,18 +9,19 @@ import (
 // NotifierStatus is one notifier's line in `status` and /metrics: the
 // durable queue from the store, the send figures of this run from the
 // dispatcher.
+// Its JSON is part of `status --json` (doc/json-schema.json pins it).
 type NotifierStatus struct {
-	Name        string
-	Type        string
-	Pending     int   // undelivered, in the store
-	Dead        int   // given up (retrying could not help), kept for inspection
-	Dropped     int64 // refused by a full queue, ever
-	InFlight    int
-	Sent        int64 // this run
-	Failed      int64 // failed attempts this run
-	LastSuccess time.Time
-	LastError   string
-	LastErrorAt time.Time
+	Name        string    `json:"name"`
+	Type        string    `json:"type"`
+	Pending     int       `json:"pending"` // undelivered, in the store
+	Dead        int       `json:"dead"`    // given up (retrying could not help), kept for inspection
+	Dropped     int64     `json:"dropped"` // refused by a full queue, ever
+	InFlight    int       `json:"in_flight"`
+	Sent        int64     `json:"sent"`   // this run
+	Failed      int64     `json:"failed"` // failed attempts this run
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Snapshot reads every configured notifier's status. d may be nil (no

@@ -341,6 +341,7 @@ func (d *Daemon) record(a fault.Action, c fault.Case) {
 	d.mu.Lock()
 	d.outcomes[string(a.Outcome)]++
 	d.mu.Unlock()
+	d.fleet.action(a.Kind, a.Outcome)
 	entry := d.log.WithFields(logrus.Fields{"case": a.CaseID, "resource": a.Resource, "action": a.Kind,
 		"outcome": a.Outcome, "attempts": a.Attempts})
 	if len(a.Violations) > 0 {

@@ -67,9 +67,9 @@ func (b *caseBook) move(id string, st fault.CaseState) {
 	if !ok {
 		return // resolved before: the count already moved
 	}
-	b.counts[[2]string{s.Diagnosis, s.State}]--
-	s.State = string(st)
-	b.counts[[2]string{s.Diagnosis, s.State}]++
+	b.counts[[2]string{string(s.Diagnosis), string(s.State)}]--
+	s.State = st
+	b.counts[[2]string{string(s.Diagnosis), string(s.State)}]++
 	if store.Resolved(st) {
 		delete(b.active, id)
 	} else {

@@ -80,6 +80,7 @@ type Daemon struct {
 
 	counters counters
 	metrics  *metrics
+	fleet    *fleet
 	alerts   *alerter
 	sources  *sourceSet
 	jobs     *jobQueue
@@ -157,6 +158,7 @@ func New(opts Options) (*Daemon, error) {
 		syncQ:     make(chan chan struct{}),
 		storeDone: make(chan struct{}),
 		cases:     newCaseBook(),
+		fleet:     newFleet(),
 		alerts:    newAlerter(opts.Log, opts.Now, acfg, ns),
 	}
 	for _, w := range cfg.Warnings() {
@@ -404,8 +406,17 @@ func (d *Daemon) handle(req Request) Response {
 	return Response{Error: fmt.Sprintf("unknown command %q", req.Command)}
 }
 
-// Status snapshots the daemon for the CLI.
+// Status snapshots the daemon for the CLI. The notifiers' queues come from
+// the outbox in the store, read outside d.mu: the action worker and the
+// health check take that lock.
 func (d *Daemon) Status() Status {
+	s := d.status()
+	s.Alerts = d.alerts.snapshot()
+	return s
+}
+
+// status is Status without the notifiers (metrics export them on their own).
+func (d *Daemon) status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := Status{
@@ -430,7 +441,6 @@ func (d *Daemon) Status() Status {
 		s.Problems = append(s.Problems, p)
 	}
 	s.Degraded = len(s.Problems) > 0
-	s.Alerts = d.alerts.snapshot()
 	for k, v := range d.outcomes {
 		s.Actions[k] = v
 	}
@@ -458,8 +468,8 @@ func (d *Daemon) Status() Status {
 }
 
 func summarize(c fault.Case) CaseSummary {
-	return CaseSummary{ID: c.ID, Diagnosis: string(c.Diagnosis), Suspect: string(c.Suspect),
-		FRU: c.FRU, State: string(c.State), Summary: c.Summary}
+	return CaseSummary{ID: c.ID, Diagnosis: c.Diagnosis, Suspect: string(c.Suspect),
+		FRU: c.FRU, State: c.State, Summary: c.Summary}
 }
 
 // updateArmed follows the sources: armed while at least one reads events.

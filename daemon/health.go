@@ -79,6 +79,7 @@ func (d *Daemon) checkHealth() {
 	d.problems = problems
 	d.budget = budget
 	d.mu.Unlock()
+	d.fleet.healthChecked(d.now(), len(problems) == 0)
 	if changed {
 		d.alerts.problems(problems)
 		if len(problems) == 0 {

@@ -30,7 +30,7 @@ func newMetrics(d *Daemon) *metrics {
 			Help: "Hardware errors counted by the policy (an event's error count), by source, class and severity.",
 		}, []string{"source", "class", "severity"}),
 	}
-	m.reg.MustRegister(m.events, statusCollector{d}, alertCollector{d.alerts},
+	m.reg.MustRegister(m.events, statusCollector{d}, fleetCollector{d}, alertCollector{d.alerts},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -82,7 +82,6 @@ var (
 	// descSourceState is 1 for the state each source is in.
 	descSourceState = prometheus.NewDesc("selfprotect_source_state", "1 for the state the event source is in (armed, standby, unavailable, broken).", []string{"source", "state"}, nil)
 	descCases       = prometheus.NewDesc("selfprotect_cases", "Cases by diagnosis and state.", []string{"diagnosis", "state"}, nil)
-	descActions     = prometheus.NewDesc("selfprotect_actions_total", "Actions since start by outcome.", []string{"outcome"}, nil)
 	descRecords     = prometheus.NewDesc("selfprotect_records_total", "Records by fate: received, undecodable, trace_missed, not_stored.", []string{"fate"}, nil)
 	descFirst       = prometheus.NewDesc("selfprotect_memory_errors_first_total", "Memory errors by the path that reported them first (the one they are counted from).", []string{"path"}, nil)
 	descMerged      = prometheus.NewDesc("selfprotect_memory_errors_merged_total", "Memory errors reported again by a second path and counted once, plus EDAC counter errors an mc_event had delivered.", []string{"path"}, nil)
@@ -94,13 +93,13 @@ var (
 )
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descSourceState, descCases, descActions, descRecords, descFirst, descMerged, descPath, descCPUs, descPages, descStoreErr, descHeld} {
+	for _, d := range []*prometheus.Desc{descUp, descDegraded, descPaused, descStorm, descDryRun, descSource, descSourceState, descCases, descRecords, descFirst, descMerged, descPath, descCPUs, descPages, descStoreErr, descHeld} {
 		ch <- d
 	}
 }
 
 func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.d.Status()
+	s := c.d.status()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -123,9 +122,6 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descStoreErr, float64(s.StoreFailures))
 	gauge(descHeld, float64(s.HeldWrites))
-	for outcome, n := range s.Actions {
-		counter(descActions, float64(n), outcome)
-	}
 	e := s.Events
 	for fate, n := range map[string]uint64{"received": e.Received, "undecodable": e.Undecodable,
 		"trace_missed": e.TraceMissed, "not_stored": e.NotStored} {

@@ -50,6 +50,9 @@ func (d *Daemon) feed(verdicts []countonce.Verdict) {
 			d.counters.errors.Add(uint64(v.Event.Count))
 			d.metrics.count(&v.Event)
 		}
+		if v.New&countonce.FacetDIMM != 0 {
+			d.fleet.dimm(&v.Event)
+		}
 		decisions = append(decisions, d.engine.ObserveParts(&v.Event, parts(v.New))...)
 	}
 	storming := d.engine.Storming()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/countonce"
+	"github.com/selfprotect/selfprotect/fault"
 )
 
 // Status is what `selfprotect status` prints. It is also the JSON the control
@@ -102,10 +103,10 @@ type BudgetStatus struct {
 
 // CaseSummary is one line of the case list.
 type CaseSummary struct {
-	ID        string `json:"id"`
-	Diagnosis string `json:"diagnosis"`
-	Suspect   string `json:"suspect"`
-	FRU       string `json:"fru,omitempty"`
-	State     string `json:"state"`
-	Summary   string `json:"summary,omitempty"`
+	ID        string          `json:"id"`
+	Diagnosis fault.Diagnosis `json:"diagnosis"`
+	Suspect   string          `json:"suspect"`
+	FRU       string          `json:"fru,omitempty"`
+	State     fault.CaseState `json:"state"`
+	Summary   string          `json:"summary,omitempty"`
 }

@@ -292,7 +292,10 @@ func scrapeDaemon(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "sp.sock")
 	dir := m.Dir()
-	cmd := exec.Command(bin, "run", "--metrics-listen", "127.0.0.1:0",
+	// One notifier, so the per-notifier outbox series are in the scrape.
+	policy := filepath.Join(t.TempDir(), "selfprotect.yaml")
+	require.NoError(t, os.WriteFile(policy, []byte("alerts:\n  notifiers:\n    - name: hook\n      type: exec\n      exec: {command: [/bin/true]}\n"), 0o600))
+	cmd := exec.Command(bin, "run", "--metrics-listen", "127.0.0.1:0", "--config", policy,
 		"--sysfs", dir+"/sys", "--procfs", dir+"/proc", "--tracefs", dir+"/sys/kernel/tracing",
 		"--debugfs", dir+"/sys/kernel/debug", "--devfs", dir+"/dev",
 		"--state", filepath.Join(t.TempDir(), "state"), "--socket", sock)
@@ -338,7 +341,7 @@ func scrapeDaemon(t *testing.T) string {
 			return false
 		}
 		text = string(body)
-		return strings.Contains(text, `selfprotect_actions_total{outcome="isolated"} 1`) &&
+		return strings.Contains(text, `selfprotect_actions_total{kind="soft-offline",outcome="isolated"} 1`) &&
 			strings.Contains(text, `selfprotect_cases{`)
 	}, 20*time.Second, 100*time.Millisecond, "no isolation in the metrics")
 	return text

@@ -31,8 +31,9 @@ func newDistinct[K comparable](threshold int, window time.Duration, maxKeys int)
 
 // add records pfn under k at now. On a trip it returns the pages in the
 // window (sorted) and appends their evidence numbers, oldest first, to ev,
-// then forgets k.
-func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []uint32) (tripped bool, pages []uint64, _ []uint32) {
+// then forgets k. Otherwise level is k's page count (pages that left the
+// window are dropped only near the threshold, so it may count them).
+func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []uint32) (tripped bool, level int, pages []uint64, _ []uint32) {
 	cutoff := now - t.window
 	t.keys.expire(cutoff, sweepPerEvent)
 	s, ok := t.keys.lookup(k)
@@ -57,7 +58,7 @@ func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []uint
 	}
 	if len(set) < t.threshold {
 		t.keys.touch(s, now)
-		return false, nil, ev
+		return false, len(set), nil, ev
 	}
 	pages = make([]uint64, 0, len(set))
 	order := make([]seenPage, 0, len(set))
@@ -71,7 +72,7 @@ func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []uint
 		ev = append(ev, o.seq)
 	}
 	t.keys.remove(s)
-	return true, pages, ev
+	return true, len(pages), pages, ev
 }
 
 // level is the number of k's distinct pages still in the window at now.

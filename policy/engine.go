@@ -65,6 +65,8 @@ type Engine struct {
 	ueOthers  map[fault.Resource]struct{}
 	storm     stormState
 	stormCase int // storm cases opened
+	// hot follows the resources closest to tripping, for metrics.
+	hot hot
 }
 
 type dimmKey struct {
@@ -183,8 +185,10 @@ func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint3
 	}
 	tripped, level, seqs := e.page.add(pfn, now, count, seq, nil)
 	if !tripped {
+		e.hot.page.note(pfn, level, now, now-e.page.window)
 		return out
 	}
+	e.hot.page.drop(pfn)
 	e.pageTripped[pfn] = struct{}{}
 	r := fault.Page(pfn)
 	c := e.newCase(ev, RulePage, fault.DiagSoftOfflinePage, r, memoryFRU(ev))
@@ -246,16 +250,25 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 	)
 	if errors {
 		tripped, level, seqs = e.dimmErrors.add(k, now, count, seq, nil)
+		if !tripped {
+			e.hot.dimmErrors.note(k, level, now, now-e.dimmErrors.window)
+		}
 	}
 	var pages []uint64
 	byPages := false
 	if !tripped && usablePage(ev) {
-		tripped, pages, seqs = e.dimmPages.add(k, ev.PFN(), now, seq, nil)
+		var n int
+		tripped, n, pages, seqs = e.dimmPages.add(k, ev.PFN(), now, seq, nil)
+		if !tripped {
+			e.hot.dimmPages.note(k, uint64(n), now, now-e.dimmPages.window)
+		}
 		byPages = true
 	}
 	if !tripped {
 		return out
 	}
+	e.hot.dimmErrors.drop(k)
+	e.hot.dimmPages.drop(k)
 	// Formatted only on a trip: every EDAC record passes here.
 	why := fmt.Sprintf("%d errors within %s (threshold %d)", level, formatDuration(rule.Window), rule.Errors)
 	if byPages {
@@ -282,10 +295,12 @@ func (e *Engine) observeRow(ev *fault.Event, now int64, seq uint32, out []Decisi
 	if _, done := e.rowTripped[ev.Row]; done {
 		return out
 	}
-	tripped, pages, seqs := e.rowPages.add(ev.Row, ev.PFN(), now, seq, nil)
+	tripped, n, pages, seqs := e.rowPages.add(ev.Row, ev.PFN(), now, seq, nil)
 	if !tripped {
+		e.hot.rowPages.note(ev.Row, uint64(n), now, now-e.rowPages.window)
 		return out
 	}
+	e.hot.rowPages.drop(ev.Row)
 	key := ev.Row
 	e.rowTripped[key] = struct{}{}
 	targets := make([]fault.Resource, len(pages))
@@ -316,8 +331,10 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 		}
 		tripped, level, seqs := e.cpu.add(cpu, now, count, seq, nil)
 		if !tripped {
+			e.hot.cpu.note(cpu, level, now, now-e.cpu.window)
 			return out
 		}
+		e.hot.cpu.drop(cpu)
 		e.cpuTripped[cpu] = struct{}{}
 		r, fru := fault.CPU(cpu), cpuFRU(ev)
 		c := e.newCase(ev, RuleCPU, fault.DiagOfflineCPU, r, fru)
@@ -332,8 +349,10 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 	}
 	tripped, level, seqs := e.cache.add(r, now, count, seq, nil)
 	if !tripped {
+		e.hot.cache.note(r, level, now, now-e.cache.window)
 		return out
 	}
+	e.hot.cache.drop(r)
 	e.cacheTripped[r] = struct{}{}
 	why := "a shared cache or uncore bank"
 	if ev.CoreBank {

@@ -355,7 +355,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`selfprotect_errors_total{class="memory",severity="corrected",source="tracefs:mce_record"} 2`,
 		`selfprotect_errors_total{class="cache",severity="corrected",source="tracefs:mce_record"} 1`,
 		`selfprotect_cases{diagnosis="soft-offline-page",state="isolated"} 1`,
-		`selfprotect_actions_total{outcome="isolated"} 1`,
+		`selfprotect_actions_total{kind="soft-offline",outcome="isolated"} 1`,
 		`selfprotect_armed 1`,
 		`selfprotect_degraded 0`,
 		`selfprotect_source_up{source="tracefs"} 1`,

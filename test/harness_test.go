@@ -22,7 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/daemon"
-	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/jsonout"
 	"github.com/selfprotect/selfprotect/sim"
 )
 
@@ -302,19 +302,24 @@ func (d *daemonProc) cli(args ...string) (string, int) {
 	return string(out), code
 }
 
-// caseReport mirrors `faulty --json`.
-type caseReport struct {
-	fault.Case
-	Actions []fault.Action `json:"actions"`
-}
-
-func (d *daemonProc) faulty() []caseReport {
+// faulty reads `faulty --all --json`, checked against the published
+// schema on every call: each suite that looks at cases checks the real
+// output too.
+func (d *daemonProc) faulty() []jsonout.Case {
 	d.t.Helper()
 	out, code := d.cli("faulty", "--all", "--json")
 	require.Equal(d.t, 0, code, out)
-	var r []caseReport
+	require.NoError(d.t, jsonout.Validate(jsonSchema(d.t), "faulty", []byte(out)), out)
+	var r []jsonout.Case
 	require.NoError(d.t, json.Unmarshal([]byte(out), &r), out)
 	return r
+}
+
+func jsonSchema(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../doc/json-schema.json")
+	require.NoError(t, err)
+	return b
 }
 
 func requireGolden(t *testing.T, path, got string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/alert/notifiers"
+	"github.com/selfprotect/selfprotect/jsonout"
 )
 
 func newAlertCommand(g *globals) *cobra.Command {
@@ -20,6 +21,7 @@ func newAlertCommand(g *globals) *cobra.Command {
 		Short: "Work with the alert notifiers of the alerts: section",
 	}
 	var path string
+	var asJSON bool
 	test := &cobra.Command{
 		Use:   "test [NOTIFIER]",
 		Short: "Send a test alert through every configured notifier (or one) and print each result",
@@ -50,10 +52,11 @@ what each one answered. It exits non-zero when any notifier failed.`,
 			if err != nil {
 				return err
 			}
-			return sendTestAlerts(cmd.Context(), g, ns, alert.TestAlert(cfg.HostName(), time.Now()))
+			return sendTestAlerts(cmd.Context(), g, ns, alert.TestAlert(cfg.HostName(), time.Now()), asJSON)
 		},
 	}
 	test.Flags().StringVarP(&path, "config", "c", defaultPolicyPath, "configuration file with the alerts: section")
+	test.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: doc/json.md)")
 	show := &cobra.Command{
 		Use:   "config",
 		Short: "Validate the alerts: section and print it with defaults filled in (secrets as <secret>)",
@@ -79,19 +82,28 @@ what each one answered. It exits non-zero when any notifier failed.`,
 
 var errAlertTestFailed = errors.New("some notifiers failed")
 
-func sendTestAlerts(ctx context.Context, g *globals, ns []alert.NamedNotifier, a alert.Alert) error {
+func sendTestAlerts(ctx context.Context, g *globals, ns []alert.NamedNotifier, a alert.Alert, asJSON bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	failed := 0
+	report := jsonout.AlertTest{Notifiers: []jsonout.AlertResult{}}
 	for _, n := range ns {
 		nctx, cancel := context.WithTimeout(ctx, n.Timeout)
 		start := time.Now()
 		retry, err := n.Notifier.Notify(nctx, a)
 		cancel()
 		took := time.Since(start).Round(time.Millisecond)
+		r := jsonout.AlertResult{Name: n.Name, Type: n.Type, OK: err == nil, Seconds: took.Seconds()}
 		if err != nil {
 			failed++
+			r.Error, r.Retryable = err.Error(), retry
+		}
+		report.Notifiers = append(report.Notifiers, r)
+		if asJSON {
+			continue
+		}
+		if err != nil {
 			hint := "retrying cannot help"
 			if retry {
 				hint = "the daemon would retry"
@@ -100,6 +112,11 @@ func sendTestAlerts(ctx context.Context, g *globals, ns []alert.NamedNotifier, a
 			continue
 		}
 		fmt.Fprintf(g.out, "%-16s %-13s ok (%s)\n", n.Name, n.Type, took)
+	}
+	if asJSON {
+		if err := jsonout.Write(g.out, report); err != nil {
+			return err
+		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%w: %d of %d", errAlertTestFailed, failed, len(ns))

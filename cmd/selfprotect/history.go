@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -10,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/jsonout"
 	"github.com/selfprotect/selfprotect/store"
 )
 
@@ -22,12 +22,6 @@ func (g *globals) openStore() (*store.Store, error) {
 		return nil, fmt.Errorf("opening the store (is --state right?): %w", err)
 	}
 	return st, nil
-}
-
-// caseReport is the JSON shape of `faulty --json`; tests compare it.
-type caseReport struct {
-	fault.Case
-	Actions []fault.Action `json:"actions"`
 }
 
 func newFaultyCommand(g *globals) *cobra.Command {
@@ -46,7 +40,7 @@ func newFaultyCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var reports []caseReport
+			reports := []jsonout.Case{}
 			for _, c := range cases {
 				if !all && (c.State == fault.CaseRepaired || c.State == fault.CaseAcquit || c.State == fault.CaseClosed) {
 					continue
@@ -55,12 +49,10 @@ func newFaultyCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				reports = append(reports, caseReport{Case: c, Actions: acts})
+				reports = append(reports, jsonout.NewCase(c, acts))
 			}
 			if asJSON {
-				enc := json.NewEncoder(g.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(reports)
+				return jsonout.Write(g.out, reports)
 			}
 			tw := tabwriter.NewWriter(g.out, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tCASE\tSTATE\tDIAGNOSIS\tSUSPECT\tFRU\tLAST ACTION")
@@ -75,7 +67,7 @@ func newFaultyCommand(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON with every action")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON with every action (schema: doc/json.md)")
 	cmd.Flags().BoolVar(&all, "all", false, "include repaired, acquitted and closed cases")
 	return cmd
 }
@@ -88,7 +80,8 @@ func short(id string) string {
 }
 
 func newExplainCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "explain CASE",
 		Short: "Show the evidence and actions behind a case (a unique ID prefix of 8+ characters is enough)",
 		Args:  cobra.ExactArgs(1),
@@ -105,6 +98,13 @@ func newExplainCommand(g *globals) *cobra.Command {
 			acts, err := st.Actions(c.ID)
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				hist, err := st.CaseHistory(c.ID)
+				if err != nil {
+					return err
+				}
+				return jsonout.Write(g.out, jsonout.NewExplain(c, acts, hist))
 			}
 			w := g.out
 			fmt.Fprintf(w, "case %s  (%s)\n  opened    %s by rule %s\n  diagnosis %s\n  suspect   %s",
@@ -140,12 +140,15 @@ func newExplainCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: the case, its actions and its history (schema: doc/json.md)")
+	return cmd
 }
 
 func newEventsCommand(g *globals) *cobra.Command {
 	var since time.Duration
 	var limit int
 	var class, resource string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Show the error history",
@@ -171,6 +174,13 @@ func newEventsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				out := make([]jsonout.Event, 0, len(evs))
+				for _, e := range evs {
+					out = append(out, jsonout.NewEvent(e))
+				}
+				return jsonout.Write(g.out, out)
+			}
 			for _, e := range evs {
 				fmt.Fprintf(g.out, "%s  %s\n", e.Received.Format(time.RFC3339Nano), e.String())
 			}
@@ -180,6 +190,7 @@ func newEventsCommand(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&since, "since", 0, "only events newer than this (e.g. 24h)")
 	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many events")
 	cmd.Flags().StringVar(&class, "class", "", "only this class (memory, cache, tlb, bus, pcie, other)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: doc/json.md)")
 	cmd.Flags().StringVar(&resource, "resource", "", "only events on this resource (page:0xPFN, dimm:mcM/LABEL, row:KEY, machine)")
 	return cmd
 }

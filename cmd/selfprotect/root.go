@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/selfprotect/selfprotect/jsonout"
 	"github.com/selfprotect/selfprotect/kpath"
 )
 
@@ -92,13 +93,19 @@ func (g *globals) logger() (*logrus.Logger, error) {
 }
 
 func newVersionCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				return jsonout.Write(g.out, jsonout.Version{Version: version})
+			}
 			fmt.Fprintf(g.out, "selfprotect %s\n", version)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }

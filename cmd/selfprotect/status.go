@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/selfprotect/selfprotect/daemon"
+	"github.com/selfprotect/selfprotect/jsonout"
 )
 
 // Exit codes of `status`, so monitoring can tell them apart.
@@ -32,9 +32,9 @@ func newStatusCommand(g *globals) *cobra.Command {
 			}
 			s := resp.Status
 			if asJSON {
-				enc := json.NewEncoder(g.out)
-				enc.SetIndent("", "  ")
-				_ = enc.Encode(s)
+				if err := jsonout.Write(g.out, jsonout.Status(*s)); err != nil {
+					return err
+				}
 			} else {
 				printStatus(g.out, s)
 			}
@@ -47,7 +47,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: doc/json.md)")
 	return cmd
 }
 
