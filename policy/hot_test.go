@@ -58,7 +58,7 @@ func TestHottest(t *testing.T) {
 			"cpu cpu:3 1/5",
 			"dimm dimm:mc0/DIMM_B2 7/1000",
 			"dimm dimm:mc0/DIMM_A1 2/1000",
-			"dimm-pages dimm:mc0/DIMM_A1 2/64",
+			"dimm-pages dimm:mc0/DIMM_A1 2/5",
 			"page page:0x400 1/2", "page page:0x401 1/2",
 			"row-pages row:r1 2/3",
 		}},
