@@ -99,6 +99,10 @@ type Daemon struct {
 	edacBound  bool
 	cec        countonce.Machine
 	lastCPUOff time.Time
+	// lastCPUOffRun is the last CPU offline of this run (restores after a
+	// reboot pace each other by it); deferred are restores it held back.
+	lastCPUOffRun time.Time
+	deferred      []deferredJob
 	// perDIMM counts pages we retired on each DIMM (budget max_pages_per_dimm).
 	perDIMM     map[string]int
 	metricsAddr string
@@ -163,11 +167,11 @@ func New(opts Options) (*Daemon, error) {
 		opts.Log.Warn("policy: " + w)
 	}
 	d.metrics = newMetrics(d)
-	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log})
+	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log, Now: opts.Now})
 	// A real kernel has poisoned the page when the write returns; the longer
 	// verify window (10 ms doubling, ~2.5 s in all) only costs anything when
 	// the offline is applied asynchronously, as by the simulator under load.
-	d.pages = pageoffline.New(opts.Paths, opts.FS, pageoffline.Options{Log: opts.Log, VerifyReads: 9})
+	d.pages = pageoffline.New(opts.Paths, opts.FS, pageoffline.Options{Log: opts.Log, Now: opts.Now, VerifyReads: 9})
 	return d, nil
 }
 
