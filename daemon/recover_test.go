@@ -330,7 +330,7 @@ func TestRebuildEngineLargeHistory(t *testing.T) {
 		ev.PhysAddr, ev.AddrValid, ev.AddrLSB = pfn<<12|0x40, true, 12
 		return ev
 	}
-	const pages = 50_000
+	const pages = 10_000
 	start := now.Add(-20 * time.Hour)
 	batch := make([]fault.Event, 0, 5000)
 	flush := func() {
