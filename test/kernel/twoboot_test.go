@@ -56,11 +56,21 @@ func TestDaemonTwoBoots(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			t.Run("again", func(t *testing.T) {
-				checkSecondBoot(t, runResults(t, cell, again, runs[again.Name], errs[again.Name]), pfn)
-			})
-			t.Run("deny", func(t *testing.T) {
-				checkDeniedBoot(t, runResults(t, cell, denied, runs[denied.Name], errs[denied.Name]), pfn)
+			rsAgain := runResults(t, cell, again, runs[again.Name], errs[again.Name])
+			rsDenied := runResults(t, cell, denied, runs[denied.Name], errs[denied.Name])
+			t.Run("again", func(t *testing.T) { checkSecondBoot(t, rsAgain, pfn) })
+			t.Run("deny", func(t *testing.T) { checkDeniedBoot(t, rsDenied, pfn) })
+			// The checks must tell the two apart: each fails on the other
+			// boot's results, on what the kernel showed (the deny boot is
+			// what a daemon that restores nothing leaves; the other, what
+			// one ignoring the deny-list would).
+			t.Run("checks-discriminate", func(t *testing.T) {
+				f := failuresOf(func(c checker) { checkSecondBoot(c, rsDenied, pfn) })
+				require.NotEmpty(t, f, "the restore checks passed on a boot that restored nothing")
+				require.Contains(t, f[0], "isolated again (kpageflags)")
+				f = failuresOf(func(c checker) { checkDeniedBoot(c, rsAgain, pfn) })
+				require.NotEmpty(t, f, "the deny checks passed on a boot that isolated both")
+				require.Contains(t, f[0], "is denied: not isolated again")
 			})
 		})
 	}
@@ -86,7 +96,7 @@ func requireDiskBoot(t checker, rs Results) {
 // checkFirstBoot: two errors on a free page and five on CPU 2's cache;
 // both isolated and recorded before the daemon is killed. It returns the
 // page's resource name.
-func checkFirstBoot(t *testing.T, rs Results) string {
+func checkFirstBoot(t checker, rs Results) string {
 	t.Helper()
 	requireDiskBoot(t, rs)
 	page := pfnResource(only(t, rs, "free-page").String("pfn"))
@@ -123,19 +133,22 @@ func requireNoNewError(t checker, rs Results) {
 
 // checkSecondBoot: a fresh kernel (page clean, CPU 2 online), then the
 // daemon on the same state isolates both again, with no new case.
-func checkSecondBoot(t *testing.T, rs Results, page string) {
+func checkSecondBoot(t checker, rs Results, page string) {
+	t.Helper()
 	requireDiskBoot(t, rs)
 	require.False(t, hwpoison(t, rs, "kpf-before"), "the reboot cleared the poison")
 	online, _ := only(t, rs, "cpu2-before").Bool("online")
 	require.True(t, online, "the reboot brought CPU 2 back")
 	only(t, rs, "daemon-armed")
-	only(t, rs, "page-poisoned")
-	only(t, rs, "cpu2-offline")
-	only(t, rs, "recorded")
+	// The kernel's word first: both boots print these steps, so the
+	// discrimination check fails here, not on a step only one prints.
 	require.True(t, hwpoison(t, rs, "kpf-after"), "%s isolated again (kpageflags)", page)
 	online, _ = only(t, rs, "cpu2-after").Bool("online")
 	require.False(t, online, "CPU 2 offlined again")
 	require.Equal(t, 4.0, hwCorruptedDelta(t, rs), "one page poisoned, once")
+	only(t, rs, "page-poisoned")
+	only(t, rs, "cpu2-offline")
+	only(t, rs, "recorded")
 	requireNoNewError(t, rs)
 
 	cases := faultyCases(t, only(t, rs, "faulty"))
@@ -149,16 +162,17 @@ func checkSecondBoot(t *testing.T, rs Results, page string) {
 // checkDeniedBoot: the deny-list added between the boots wins over the
 // history: nothing isolated, both refusals recorded with the deny budget
 // named, and alerted.
-func checkDeniedBoot(t *testing.T, rs Results, page string) {
+func checkDeniedBoot(t checker, rs Results, page string) {
+	t.Helper()
 	requireDiskBoot(t, rs)
 	require.False(t, hwpoison(t, rs, "kpf-before"))
 	only(t, rs, "daemon-armed")
 	only(t, rs, "recorded")
-	only(t, rs, "alerted")
 	require.False(t, hwpoison(t, rs, "kpf-after"), "%s is denied: not isolated again", page)
 	online, _ := only(t, rs, "cpu2-after").Bool("online")
 	require.True(t, online, "CPU 2 is denied: stays online")
 	require.Zero(t, hwCorruptedDelta(t, rs))
+	only(t, rs, "alerted")
 	requireNoNewError(t, rs)
 
 	cases := faultyCases(t, only(t, rs, "faulty"))
