@@ -24,6 +24,10 @@ type job struct {
 	// It is a new decision all the same: today's deny-lists, budgets and
 	// mode apply.
 	replay bool
+	// reboot marks a replay that restores an isolation a reboot undid
+	// (not an intent a crash left unsettled): the offline that took the
+	// CPU out before the reboot does not count against restoring it.
+	reboot bool
 	// saved is set once the case and its intents are in the store.
 	saved bool
 	// kernel, when set, is a ras:memory_failure_event to record: the
@@ -52,6 +56,7 @@ func (d *Daemon) actLoop(ctx context.Context) {
 			return
 		case <-retry.C:
 			d.retryWrites()
+			d.retryDeferred()
 		case <-d.jobs.ready:
 			for ctx.Err() == nil {
 				j, ok := d.jobs.pop()
@@ -195,18 +200,30 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 	}
 	if len(todo) > 0 {
 		m := d.cpuBudget(topo)
-		if j.replay {
-			// Restoring a decision already taken is not a new offline in
-			// the sense of the one-per-interval rule; the online fractions
-			// of the machine as it is now still apply.
-			m.LastCPUOffline = time.Time{}
+		if j.reboot {
+			// A reboot put every CPU back: restoring one is a loss of
+			// capacity now, paced like any other by the offlines of this
+			// run (other restores included), not by those before the
+			// reboot, among which is this CPU's own.
+			d.mu.Lock()
+			m.LastCPUOffline = d.lastCPUOffRun
+			d.mu.Unlock()
 		}
 		d.policyMu.Lock()
 		viol := d.cfg.CheckCPU(m, todo, d.now())
+		interval := d.cfg.Budgets.CPUOfflineInterval
 		d.policyMu.Unlock()
 		if len(viol) > 0 {
+			detail := ""
+			if j.reboot && onlyInterval(viol) {
+				due := m.LastCPUOffline.Add(interval)
+				d.deferReplay(j, due)
+				detail = "; restored when the interval allows, at " + trimTime(due)
+			}
 			for _, n := range todo {
-				actions = append(actions, refusal(j.c.ID, d.now(), fault.CPU(n), "cpu-offline", viol))
+				a := refusal(j.c.ID, d.now(), fault.CPU(n), "cpu-offline", viol)
+				a.Detail += detail
+				actions = append(actions, a)
 			}
 			todo = nil
 		}
@@ -219,7 +236,7 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 		}
 		if a.Outcome == fault.OutcomeIsolated {
 			d.mu.Lock()
-			d.lastCPUOff = a.Time
+			d.lastCPUOff, d.lastCPUOffRun = a.Time, a.Time
 			d.mu.Unlock()
 		}
 		actions = append(actions, a)
@@ -291,6 +308,53 @@ func (d *Daemon) alreadyActed(j job, r fault.Resource, kind string) (bool, fault
 	}
 	return true, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: kind,
 		Outcome: fault.OutcomeAlreadyIsolated, Detail: "an earlier case already isolated this resource"}
+}
+
+// onlyInterval tells a refusal that waiting cures from one it does not.
+func onlyInterval(viol []policy.Violation) bool {
+	for _, v := range viol {
+		if v.Budget != "cpu_offline_interval" {
+			return false
+		}
+	}
+	return len(viol) > 0
+}
+
+// deferredJob is a job held until due.
+type deferredJob struct {
+	j   job
+	due time.Time
+}
+
+// deferReplay holds a restore the CPU interval refused until due. Held
+// restores live in memory only: a restart before then replays the
+// isolation again from the store.
+func (d *Daemon) deferReplay(j job, due time.Time) {
+	// A fresh intent precedes the later write, as for any decision.
+	j.saved = false
+	d.mu.Lock()
+	d.deferred = append(d.deferred, deferredJob{j: j, due: due})
+	d.mu.Unlock()
+}
+
+// retryDeferred queues the held restores that are due (action worker).
+func (d *Daemon) retryDeferred() {
+	now := d.now()
+	d.mu.Lock()
+	var due []job
+	keep := d.deferred[:0]
+	for _, dj := range d.deferred {
+		if now.Before(dj.due) {
+			keep = append(keep, dj)
+			continue
+		}
+		due = append(due, dj.j)
+	}
+	d.deferred = keep
+	d.mu.Unlock()
+	for _, j := range due {
+		d.jobs.push(j)
+	}
 }
 
 func refusal(caseID string, now time.Time, r fault.Resource, kind string, viol []policy.Violation) fault.Action {

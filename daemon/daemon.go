@@ -100,6 +100,10 @@ type Daemon struct {
 	edacBound  bool
 	cec        countonce.Machine
 	lastCPUOff time.Time
+	// lastCPUOffRun is the last CPU offline of this run (restores after a
+	// reboot pace each other by it); deferred are restores it held back.
+	lastCPUOffRun time.Time
+	deferred      []deferredJob
 	// perDIMM counts pages we retired on each DIMM (budget max_pages_per_dimm).
 	perDIMM     map[string]int
 	metricsAddr string
@@ -165,13 +169,13 @@ func New(opts Options) (*Daemon, error) {
 		opts.Log.Warn("policy: " + w)
 	}
 	d.metrics = newMetrics(d)
-	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log})
+	d.cpus = cpuoffline.New(opts.Paths, opts.FS, cpuoffline.Options{Log: opts.Log, Now: opts.Now})
 	// A real kernel has poisoned the page when the write returns; the longer
 	// verify window (10 ms doubling, ~10 s in all) only costs anything when
 	// the offline is applied asynchronously, as by the simulator under load
 	// (~2.5 s was once too short for it mid-storm at a load average of 44:
 	// a page it did poison was recorded as failed).
-	d.pages = pageoffline.New(opts.Paths, opts.FS, pageoffline.Options{Log: opts.Log, VerifyReads: 11})
+	d.pages = pageoffline.New(opts.Paths, opts.FS, pageoffline.Options{Log: opts.Log, Now: opts.Now, VerifyReads: 11})
 	return d, nil
 }
 

@@ -15,6 +15,10 @@ import (
 // record that the kernel took a page out of service on its own.
 const diagKernelIsolated fault.Diagnosis = "kernel-isolated-page"
 
+// diagOfflineByOther is the diagnosis of a case recording a CPU found
+// offline at start that no record of ours explains.
+const diagOfflineByOther fault.Diagnosis = "cpu-offline-by-other"
+
 // ruleKernel names such cases' rule: the kernel's, not one of ours.
 const ruleKernel = "kernel"
 

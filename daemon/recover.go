@@ -26,6 +26,7 @@ func (d *Daemon) recoverState() {
 	d.reconcileIntents()
 	d.rebuildEngine(d.stage)
 	d.recordPoisonedByOthers()
+	d.recordOfflineByOthers()
 	d.queueReplay(replay)
 }
 
@@ -65,20 +66,31 @@ func (d *Daemon) loadHistory() []store.Isolation {
 	}
 	var replay []store.Isolation
 	for _, i := range iso {
-		if i.ByUs {
-			out, err := d.kernelIsolates(i.Resource)
-			if err == nil && !out {
-				replay = append(replay, i)
-				continue
+		if i.Resource.Kind() == fault.KindCPU && i.ByUs {
+			// Back in service or not, our last offline paces the next
+			// one: a reboot does not reset the interval.
+			d.mu.Lock()
+			if i.At.After(d.lastCPUOff) {
+				d.lastCPUOff = i.At
 			}
+			d.mu.Unlock()
+		}
+		out, err := d.kernelIsolates(i.Resource)
+		switch {
+		case err != nil || out:
+		case i.ByUs:
+			replay = append(replay, i)
+			continue
+		default:
+			// Another actor's isolation a reboot undid is not ours to
+			// restore, and no longer out of service: our own rules may
+			// act on it again.
+			continue
 		}
 		d.mu.Lock()
 		d.isolated[i.Resource] = true
 		if !i.ByUs {
 			d.byOther[i.Resource] = true
-		}
-		if i.Resource.Kind() == fault.KindCPU && i.ByUs && i.At.After(d.lastCPUOff) {
-			d.lastCPUOff = i.At
 		}
 		d.mu.Unlock()
 		if i.Resource.Kind() == fault.KindPage && i.ByUs {
@@ -174,11 +186,6 @@ func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
 	cfg := d.cfg
 	d.policyMu.Unlock()
 	since := d.now().Add(-window(cfg))
-	evs, err := d.store.Events(store.EventQuery{Since: since})
-	if err != nil {
-		d.log.WithError(err).Error("reading stored events: the rate engines start empty")
-		evs = nil
-	}
 	eng := policy.NewEngine(cfg)
 	var decisions []policy.Decision
 	var verdicts []countonce.Verdict
@@ -187,12 +194,21 @@ func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
 			decisions = append(decisions, eng.ObserveParts(&vs[i].Event, parts(vs[i].New))...)
 		}
 	}
-	for _, ev := range evs {
+	// Streamed, not loaded: a day-long storm's history is read one row at
+	// a time; the engines hold only their bounded state.
+	evs := 0
+	err := d.store.EachEvent(store.EventQuery{Since: since}, func(ev fault.Event) error {
+		evs++
 		if ev.Source == fault.SourceTraceMemoryFailure {
-			continue
+			return nil
 		}
 		verdicts = stage.AppendObserve(verdicts[:0], ev)
 		feed(verdicts)
+		return nil
+	})
+	if err != nil {
+		d.log.WithError(err).Error("reading stored events: the rate engines start empty")
+		eng, decisions, evs = policy.NewEngine(cfg), nil, 0
 	}
 	feed(stage.Flush(d.now()))
 
@@ -227,7 +243,7 @@ func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
 	d.policyMu.Lock()
 	d.engine = eng
 	d.policyMu.Unlock()
-	d.log.WithFields(logrus.Fields{"events": len(evs), "since": trimTime(since), "lost_decisions": lost}).
+	d.log.WithFields(logrus.Fields{"events": evs, "since": trimTime(since), "lost_decisions": lost}).
 		Info("rate engines rebuilt from the stored events")
 }
 
@@ -278,6 +294,45 @@ func (d *Daemon) recordPoisonedByOthers() {
 	}
 }
 
+// recordOfflineByOthers gives every CPU found offline at start that the
+// store knows nothing of a case, as recordPoisonedByOthers does for pages:
+// an admin, another tool, or a run whose history was lost took it out of
+// service. It counts against the CPU budgets either way (they read the
+// kernel); the case says why the CPU is offline and keeps the daemon from
+// calling it ours.
+func (d *Daemon) recordOfflineByOthers() {
+	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+	if err != nil {
+		d.log.WithError(err).Error("reading the CPU topology for CPUs offlined by others")
+		return
+	}
+	online := map[int]bool{}
+	for _, n := range topo.Online {
+		online[n] = true
+	}
+	for _, n := range topo.Present {
+		r := fault.CPU(n)
+		d.mu.Lock()
+		seen := d.isolated[r]
+		d.mu.Unlock()
+		if online[n] || topo.NoOnlineFile[n] || seen {
+			continue
+		}
+		d.markIsolated(r, true)
+		now := d.now()
+		c := fault.Case{
+			ID: uuid.NewString(), Opened: now, Rule: ruleKernel, Diagnosis: diagOfflineByOther,
+			Suspect: r, FRU: fmt.Sprintf("cpu %d", n), State: fault.CaseOpen,
+			Summary: fmt.Sprintf("CPU %d found offline at start with no record of ours: offlined by another actor "+
+				"(an admin, another tool) or in a run whose history was lost; counted against the CPU budgets", n),
+		}
+		d.storeCase(c)
+		d.record(fault.Action{CaseID: c.ID, Time: now, Resource: r, Kind: "none", Outcome: fault.OutcomeIsolatedByOther,
+			Detail: "offline at start"}, c)
+		d.setCaseState(c.ID, fault.CaseIsolated, now, "")
+	}
+}
+
 // scanPoisoned lists the PFNs kpageflags marks HWPOISON.
 func (d *Daemon) scanPoisoned() ([]uint64, error) {
 	path := d.opts.Paths.ProcPath("kpageflags")
@@ -311,6 +366,6 @@ func (d *Daemon) queueReplay(iso []store.Isolation) {
 			continue
 		}
 		d.log.WithField("resource", i.Resource).WithField("case", c.ID).Warn("back in service after a reboot: isolating again under today's policy")
-		d.jobs.push(job{c: c, targets: []fault.Resource{i.Resource}, replay: true})
+		d.jobs.push(job{c: c, targets: []fault.Resource{i.Resource}, replay: true, reboot: true})
 	}
 }

@@ -131,6 +131,44 @@ func (s *Store) Events(q EventQuery) ([]fault.Event, error) {
 	return out, nil
 }
 
+// EachEvent calls fn with every event q selects, oldest first, one row at
+// a time: a rebuild over a long window reads a day-long storm's history
+// without holding it in memory. q.Limit is not supported (a limit keeps
+// the newest events, which Events does). An error from fn stops the walk
+// and is returned as is.
+func (s *Store) EachEvent(q EventQuery, fn func(fault.Event) error) error {
+	if q.Limit != 0 {
+		return fmt.Errorf("streaming events: a limit (%d) is not supported", q.Limit)
+	}
+	where, args, err := q.where()
+	if err != nil {
+		return fmt.Errorf("querying events: %w", err)
+	}
+	query := `SELECT ` + eventColumns + ` FROM events`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	query += ` ORDER BY received, id`
+	rows, err := s.r.QueryContext(context.Background(), query, args...)
+	if err != nil {
+		return fmt.Errorf("querying events in %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return fmt.Errorf("reading events from %s: %w", s.path, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading events from %s: %w", s.path, err)
+	}
+	return nil
+}
+
 func (q EventQuery) where() ([]string, []any, error) {
 	var where []string
 	var args []any

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -164,4 +165,50 @@ func BenchmarkAddEvents(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// EachEvent streams what Events returns, in the same (oldest-first)
+// order, over a history larger than any one batch; fn's error stops it.
+func TestEachEventStreams(t *testing.T) {
+	s, _ := openTemp(t)
+	const n = 5000
+	evs := make([]fault.Event, 0, n)
+	for i := 0; i < n; i++ {
+		// Two events share each receive time: id breaks the tie.
+		evs = append(evs, memoryEvent(at(time.Duration(i/2)*time.Millisecond), uint64(0x100000+i)<<12))
+	}
+	require.NoError(t, s.AddEvents(evs))
+	for _, tc := range []struct {
+		name string
+		q    EventQuery
+	}{
+		{"all", EventQuery{}},
+		{"since", EventQuery{Since: at(time.Second)}},
+		{"class", EventQuery{Class: "memory", Since: at(2 * time.Second)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := s.Events(tc.q)
+			require.NoError(t, err)
+			require.NotEmpty(t, want)
+			var got []fault.Event
+			require.NoError(t, s.EachEvent(tc.q, func(e fault.Event) error {
+				got = append(got, e)
+				return nil
+			}))
+			require.Equal(t, want, got)
+		})
+	}
+
+	stop := errors.New("enough")
+	seen := 0
+	err := s.EachEvent(EventQuery{}, func(fault.Event) error {
+		seen++
+		if seen == 10 {
+			return stop
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, stop)
+	require.Equal(t, 10, seen)
+	require.Error(t, s.EachEvent(EventQuery{Limit: 5}, func(fault.Event) error { return nil }), "a limit is refused")
 }

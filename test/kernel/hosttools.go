@@ -35,6 +35,8 @@ func hostTools() []hostTool {
 		{pkg: "cpio", present: onPath("cpio")},
 		{pkg: "kmod", present: onPath("modinfo")},
 		{pkg: "xz-utils", present: onPath("xz")},
+		// mkfs.ext4 makes the two-boot scenario's state disk.
+		{pkg: "e2fsprogs", present: onPath("mkfs.ext4")},
 	}
 }
 

@@ -14,7 +14,7 @@ var busyboxApplets = []string{
 	"sh", "ash", "cat", "cut", "dmesg", "echo", "grep", "head", "insmod", "kill",
 	"ls", "lsmod", "mkdir", "mount", "poweroff", "printf", "ps", "rm", "sed", "seq",
 	"sleep", "sync", "tail", "taskset", "test", "timeout", "touch", "tr", "true",
-	"false", "uname", "usleep", "wc", "[", "expr",
+	"false", "uname", "usleep", "wc", "[", "expr", "umount",
 }
 
 // Payload is what every guest image carries besides the scenario.
@@ -23,6 +23,9 @@ type Payload struct {
 	Busybox string // static busybox binary
 	Guest   string // the guest helper (test/kernel/guest), static
 	Daemon  string // the static selfprotect binary; empty when the scenario does not run it
+	// Extra are more uncompressed modules, in load order, loaded after the
+	// kernel's inject modules (the disk modules of the two-boot scenario).
+	Extra []string
 }
 
 // Scenario is one guest run: a shell script run after /init has mounted
@@ -64,7 +67,7 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 		a.Symlink("bin/"+app, "busybox")
 	}
 	var modules []string
-	for _, m := range p.Kernel.Modules {
+	for _, m := range append(append([]string(nil), p.Kernel.Modules...), p.Extra...) {
 		data, err := os.ReadFile(m)
 		if err != nil {
 			return fmt.Errorf("reading module %s: %w", m, err)

@@ -112,6 +112,9 @@ func (l *Lab) Kernel(ctx context.Context, s Series) (*Kernel, error) {
 type RunOptions struct {
 	WithDaemon bool
 	Timeout    time.Duration
+	// Disk is a raw image attached as /dev/vda; the guest gets the
+	// modules to mount it (DiskModules).
+	Disk string
 }
 
 // Run builds the scenario's initramfs and boots it on the cell.
@@ -121,6 +124,11 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		return nil, err
 	}
 	p := Payload{Kernel: k, Busybox: l.Busybox, Guest: l.Guest}
+	if opt.Disk != "" {
+		if p.Extra, err = DiskModulesFor(ctx, k); err != nil {
+			return nil, err
+		}
+	}
 	if opt.WithDaemon {
 		if l.Daemon == "" {
 			return nil, l.DaemonErr
@@ -141,7 +149,7 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		return nil, ctx.Err()
 	}
 	defer func() { <-l.slots }()
-	run, err := Boot(ctx, BootConfig{Kernel: k, Initrd: initrd, CPU: cell.CPU, Append: sc.Append, Timeout: opt.Timeout})
+	run, err := Boot(ctx, BootConfig{Kernel: k, Initrd: initrd, CPU: cell.CPU, Append: sc.Append, Timeout: opt.Timeout, Disk: opt.Disk})
 	if run != nil {
 		// Keep the console next to the image for post-mortems.
 		_ = os.WriteFile(filepath.Join(dir, "console.log"), []byte(run.Console), 0o644)

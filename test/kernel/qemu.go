@@ -43,6 +43,9 @@ type BootConfig struct {
 	CPU     CPUModel
 	Append  string        // extra kernel command line
 	Timeout time.Duration // default 240 s
+	// Disk, when set, is a raw image attached as the guest's virtio disk
+	// (/dev/vda): state that outlives the boot.
+	Disk string
 }
 
 // Run is what a guest left behind.
@@ -72,10 +75,13 @@ func Boot(ctx context.Context, cfg BootConfig) (*Run, error) {
 	appendLine := strings.TrimSpace("console=ttyS0 panic=-1 quiet loglevel=4 " + cfg.Append)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-accel", "tcg,thread=single", "-cpu", cpu, "-smp", "4", "-m", "1G",
+	args := []string{"-accel", "tcg,thread=single", "-cpu", cpu, "-smp", "4", "-m", "1G",
 		"-kernel", cfg.Kernel.Vmlinuz, "-initrd", cfg.Initrd, "-append", appendLine,
-		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio")
+		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"}
+	if cfg.Disk != "" {
+		args = append(args, "-drive", "file="+cfg.Disk+",format=raw,if=virtio")
+	}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	cmd.WaitDelay = 5 * time.Second
 	console := &consoleBuffer{start: time.Now()}
 	cmd.Stdout = console

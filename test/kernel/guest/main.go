@@ -8,6 +8,7 @@
 //	hold N DIR               map N pages, write a pattern, publish their physical
 //	                         addresses in DIR, wait for DIR/release, verify the pattern
 //	kpf PFN                  /proc/kpageflags word of PFN and its HWPOISON bit
+//	free-page FROM DIR       first free page at or after PFN FROM: its PFN and address into DIR
 //	meminfo                  HardwareCorrupted from /proc/meminfo, in kB
 //	inject-mem CPU ADDR [UC] corrected (or uncorrected) memory error through mce-inject
 //	inject-cache CPU         corrected cache-hierarchy error through mce-inject
@@ -70,6 +71,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"hold":          {2, cmdHold},
 		"kpf":           {1, cmdKpf},
+		"free-page":     {2, cmdFreePage},
 		"meminfo":       {0, cmdMeminfo},
 		"inject-mem":    {2, cmdInjectMem},
 		"inject-cache":  {1, cmdInjectCache},
