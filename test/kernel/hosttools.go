@@ -35,6 +35,8 @@ func hostTools() []hostTool {
 		{pkg: "cpio", present: onPath("cpio")},
 		{pkg: "kmod", present: onPath("modinfo")},
 		{pkg: "xz-utils", present: onPath("xz")},
+		// setpriv launches the daemon with the unit's capabilities.
+		{pkg: "util-linux", present: onPath("setpriv")},
 	}
 }
 

@@ -40,14 +40,18 @@ func section(name string) string {
 // `status` exits 0 (sources armed) before anything is injected. args are
 // extra `run` arguments (--config FILE); empty means the built-in policy.
 // The shell variables RUNFLAGS (--no-ebpf) and PIN (taskset -c 2) apply
-// when a scenario sets them.
+// when a scenario sets them. HARDEN (set by /init from the shipped unit)
+// is the setpriv command that leaves the daemon only the unit's
+// capabilities; daemon-proc records what the running daemon holds.
 func daemonStart(name, args, logLevel string) string {
 	return fmt.Sprintf(`SP="selfprotect --state /tmp/state-%[1]s --socket /tmp/sp-%[1]s.sock"
 DLOG=/tmp/daemon-%[1]s.log
 mkdir -p /tmp/state-%[1]s
-guest -tag daemon-exit stamp-run $DLOG $PIN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
+guest -tag daemon-exit stamp-run $DLOG $PIN $HARDEN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
 DAEMON=$!
 guest -tag daemon-armed wait-exec 60s $SP status --json
+DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+guest -tag daemon-proc proc-status $DPID
 `, name, args, logLevel)
 }
 
@@ -218,10 +222,14 @@ guest -tag delivered trace-count storm stable 120s
 N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/storm/trace)
 guest -tag caught-up wait-exec 120s sh /scenario/received-at-least.sh $N $SP
 guest -tag status exec $SP status --json
-DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
 guest -tag rss proc-status $DPID
 `, StormErrors) + daemonStop + holdRelease
 }
+
+// shellProc records the privileges of the scenario's shell, which runs
+// with everything root has: TestDaemonHardened's self-test holds it to the
+// hardened checks, which must fail.
+const shellProc = "guest -tag shell-proc proc-status $$\n"
 
 // CellScenario is one boot per matrix cell (ras=cec_disable) running the
 // issue's scenarios in an order where each leaves the next a clean
@@ -244,7 +252,7 @@ func CellScenario() Scenario {
 		},
 		// The eBPF source forced off: these scenarios prove the tracefs
 		// path; EBPFCellScenario runs them again through eBPF.
-		Script: "RUNFLAGS=--no-ebpf\n" + harnessSection() + dryRunSection() +
+		Script: "RUNFLAGS=--no-ebpf\n" + harnessSection() + shellProc + dryRunSection() +
 			pageSection("page", "enforce.yaml", "30s") + pageSection("page-broken", "broken.yaml", "5s") +
 			ueKernelSection() + ueSection() + stormSection() + cpuSection(),
 	}
