@@ -24,6 +24,16 @@ type Hardening struct {
 	Bounding        []string // CAP_* names, in the unit's order
 	Ambient         []string
 	NoNewPrivileges bool
+
+	// The file-system sandbox, reproduced with a mount namespace (guest
+	// sandbox). Other settings (seccomp filters, address families, cgroup
+	// limits, PrivateDevices, ProtectHome) need systemd and are not.
+	ProtectSystem         string // "strict" or ""
+	ProtectKernelTunables bool
+	PrivateTmp            bool
+	ReadWritePaths        []string // "-" prefix: may be missing
+	StateDirectory        []string // under /var/lib
+	RuntimeDirectory      []string // under /run
 }
 
 // capNumbers are the kernel's capability numbers, from x/sys/unix rather
@@ -107,6 +117,25 @@ func ParseHardening(r io.Reader) (Hardening, error) {
 			h.Ambient, err = capList(h.Ambient, value)
 		case "NoNewPrivileges":
 			h.NoNewPrivileges, err = unitBool(value)
+		case "ProtectSystem":
+			switch value {
+			case "strict":
+				h.ProtectSystem = value
+			case "", "no", "false":
+				h.ProtectSystem = ""
+			default:
+				err = fmt.Errorf("only strict is reproduced by the guest, not %q", value)
+			}
+		case "ProtectKernelTunables":
+			h.ProtectKernelTunables, err = unitBool(value)
+		case "PrivateTmp":
+			h.PrivateTmp, err = unitBool(value)
+		case "ReadWritePaths":
+			h.ReadWritePaths, err = pathList(h.ReadWritePaths, value, true)
+		case "StateDirectory":
+			h.StateDirectory, err = pathList(h.StateDirectory, value, false)
+		case "RuntimeDirectory":
+			h.RuntimeDirectory, err = pathList(h.RuntimeDirectory, value, false)
 		case "User", "Group", "DynamicUser":
 			if value != "" && value != "root" && value != "0" && value != "no" {
 				err = fmt.Errorf("the guest runs the daemon as root only; reproducing %s=%s needs the harness extended", key, value)
@@ -146,6 +175,28 @@ func capList(prev []string, value string) ([]string, error) {
 		if !slices.Contains(out, name) {
 			out = append(out, name)
 		}
+	}
+	return out, nil
+}
+
+// pathList accumulates a space-separated path setting. ReadWritePaths
+// entries are absolute ("-" allowed); directory names are relative.
+func pathList(prev []string, value string, absolute bool) ([]string, error) {
+	if value == "" {
+		return nil, nil
+	}
+	out := prev
+	for _, p := range strings.Fields(value) {
+		bare := strings.TrimPrefix(p, "-")
+		switch {
+		case strings.HasPrefix(bare, "+"):
+			return nil, fmt.Errorf("%q: the \"+\" prefix is not reproduced by the guest", p)
+		case absolute != strings.HasPrefix(bare, "/"), strings.Contains(bare, ".."):
+			return nil, fmt.Errorf("%q: not a path this setting takes", p)
+		case !absolute && p != bare:
+			return nil, fmt.Errorf("%q: no \"-\" prefix here", p)
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -191,4 +242,81 @@ func (h Hardening) SetprivArgs() []string {
 		args = append(args, "--no-new-privs")
 	}
 	return append(args, "--")
+}
+
+// procTunables are what ProtectKernelTunables makes read-only under /proc
+// (systemd's list, as far as the guest's kernels have it).
+var procTunables = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/acpi", "/proc/latency_stats", "/proc/timer_list"}
+
+// SandboxArgs is the guest helper command that enters the unit's
+// file-system sandbox, ending in "--", or nil when the unit has none.
+// Order matters: directories systemd creates come first, then everything
+// read-only, then the exceptions.
+func (h Hardening) SandboxArgs() []string {
+	var ops []string
+	var rw []string
+	for _, d := range h.StateDirectory {
+		ops = append(ops, "mkdir=/var/lib/"+d)
+		rw = append(rw, "/var/lib/"+d)
+	}
+	for _, d := range h.RuntimeDirectory {
+		ops = append(ops, "mkdir=/run/"+d)
+		rw = append(rw, "/run/"+d)
+	}
+	if h.ProtectSystem == "strict" {
+		// strict leaves the API file systems to the Protect* settings.
+		ops = append(ops, "ro=/", "rw=/dev", "rw=/proc")
+		if !h.ProtectKernelTunables {
+			ops = append(ops, "rw=/sys")
+		}
+	}
+	if h.ProtectKernelTunables {
+		ops = append(ops, "ro=/sys")
+		for _, p := range procTunables {
+			ops = append(ops, "ro=-"+p)
+		}
+	}
+	if h.PrivateTmp {
+		ops = append(ops, "tmpfs=/tmp")
+	}
+	if h.ProtectSystem == "" && !h.ProtectKernelTunables {
+		// Nothing is read-only: the writable paths change nothing.
+		rw = nil
+	} else {
+		rw = append(rw, h.ReadWritePaths...)
+	}
+	for _, p := range rw {
+		ops = append(ops, "rw="+p)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	return append(append([]string{"guest", "sandbox"}, ops...), "--")
+}
+
+// WritablePaths are the mount points the sandboxed daemon must see
+// writable: the state and runtime directories and every ReadWritePaths
+// entry (true when it may be missing).
+func (h Hardening) WritablePaths() map[string]bool {
+	out := map[string]bool{}
+	if h.ProtectSystem == "" && !h.ProtectKernelTunables {
+		return out
+	}
+	for _, d := range h.StateDirectory {
+		out["/var/lib/"+d] = false
+	}
+	for _, d := range h.RuntimeDirectory {
+		out["/run/"+d] = false
+	}
+	for _, p := range h.ReadWritePaths {
+		bare, optional := strings.CutPrefix(p, "-")
+		out[bare] = optional
+	}
+	return out
+}
+
+// Launch is the command prefix every guest daemon runs under: the
+// sandbox, then setpriv.
+func (h Hardening) Launch() []string {
+	return append(h.SandboxArgs(), h.SetprivArgs()...)
 }

@@ -138,6 +138,41 @@ func TestDynamicToolRunsAlone(t *testing.T) {
 
 }
 
+func TestSandboxArgs(t *testing.T) {
+	h, err := ParseHardening(strings.NewReader("[Service]\nStateDirectory=selfprotect\nRuntimeDirectory=selfprotect\n" +
+		"ProtectSystem=strict\nProtectKernelTunables=yes\nPrivateTmp=yes\nCapabilityBoundingSet=CAP_SYS_ADMIN\n" +
+		"ReadWritePaths=-/sys/devices/system/memory/soft_offline_page\nReadWritePaths=/sys/devices/system/cpu\n"))
+	require.NoError(t, err)
+	args := h.SandboxArgs()
+	require.Equal(t, []string{"guest", "sandbox", "mkdir=/var/lib/selfprotect", "mkdir=/run/selfprotect", "ro=/", "rw=/dev", "rw=/proc", "ro=/sys"}, args[:8])
+	require.Equal(t, []string{"tmpfs=/tmp", "rw=/var/lib/selfprotect", "rw=/run/selfprotect",
+		"rw=-/sys/devices/system/memory/soft_offline_page", "rw=/sys/devices/system/cpu", "--"}, args[len(args)-6:])
+	require.Contains(t, args, "ro=-/proc/sys")
+	require.Equal(t, map[string]bool{"/var/lib/selfprotect": false, "/run/selfprotect": false,
+		"/sys/devices/system/memory/soft_offline_page": true, "/sys/devices/system/cpu": false}, h.WritablePaths())
+	launch := h.Launch()
+	require.Equal(t, "guest", launch[0])
+	require.Equal(t, h.SetprivArgs(), launch[len(args):], "setpriv runs inside the sandbox, last")
+
+	// Without a read-only file system there is no sandbox to enter.
+	require.Nil(t, Hardening{ReadWritePaths: []string{"/x"}}.SandboxArgs())
+	require.Empty(t, Hardening{ReadWritePaths: []string{"/x"}}.WritablePaths())
+	require.Equal(t, []string{"guest", "sandbox", "tmpfs=/tmp", "--"}, Hardening{PrivateTmp: true}.SandboxArgs())
+
+	for unit, wantErr := range map[string]string{
+		"ProtectSystem=full\n":          "only strict",
+		"ReadWritePaths=relative\n":     "not a path",
+		"ReadWritePaths=+/x\n":          "prefix",
+		"StateDirectory=/abs\n":         "not a path",
+		"StateDirectory=-x\n":           "no \"-\" prefix",
+		"ReadWritePaths=/a/../etc\n":    "not a path",
+		"ProtectKernelTunables=maybe\n": "not a boolean",
+	} {
+		_, err := ParseHardening(strings.NewReader("[Service]\n" + unit))
+		require.ErrorContains(t, err, wantErr, unit)
+	}
+}
+
 func TestInitScriptExportsEnv(t *testing.T) {
 	s, err := initScript(nil, []string{"HARDEN=setpriv --bounding-set -all,+bpf --"})
 	require.NoError(t, err)
@@ -150,9 +185,10 @@ func TestInitScriptExportsEnv(t *testing.T) {
 }
 
 // hardenedChecks is what every daemon a guest runs must hold: exactly the
-// unit's capabilities. The unit runs the daemon as root, so after exec the
-// permitted and effective sets are the bounding set, and systemd raises an
-// ambient capability in the inheritable set too.
+// unit's capabilities, and its file-system sandbox. The unit runs the
+// daemon as root, so after exec the permitted and effective sets are the
+// bounding set, and systemd raises an ambient capability in the
+// inheritable set too.
 func hardenedChecks(t checker, rs Results, h Hardening) {
 	t.Helper()
 	proc := only(t, rs, "daemon-proc")
@@ -166,6 +202,23 @@ func hardenedChecks(t checker, rs Results, h Hardening) {
 	nnp, ok := proc.Number("nonewprivs")
 	require.True(t, ok, "NoNewPrivs reported: %v", proc.Data)
 	require.Equal(t, h.NoNewPrivileges, nnp == 1, "NoNewPrivs: %v", proc.Data)
+
+	mounts, _ := proc.Data["mounts"].(map[string]any)
+	require.NotEmpty(t, mounts, "the daemon's mounts were read")
+	if h.ProtectSystem == "strict" {
+		require.Equal(t, "ro", mounts["/"], "ProtectSystem=strict: / read-only; mounts %v", mounts)
+	}
+	if h.ProtectKernelTunables {
+		require.Equal(t, "ro", mounts["/sys"], "ProtectKernelTunables: /sys read-only; mounts %v", mounts)
+		require.Equal(t, "ro", mounts["/proc/sys"], "ProtectKernelTunables: /proc/sys read-only; mounts %v", mounts)
+	}
+	for p, optional := range h.WritablePaths() {
+		mode, ok := mounts[p]
+		if !ok && optional {
+			continue
+		}
+		require.Equal(t, "rw", mode, "%s writable; mounts %v", p, mounts)
+	}
 }
 
 // daemonSections names the sections of a boot that ran the daemon.

@@ -140,7 +140,7 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		}
 		p.Daemon = l.Daemon
 		p.Tools = []string{l.Setpriv}
-		p.Env = []string{"HARDEN=" + strings.Join(l.Hardening.SetprivArgs(), " ")}
+		p.Env = []string{"HARDEN=" + strings.Join(l.Hardening.Launch(), " ")}
 	}
 	dir, err := os.MkdirTemp(l.WorkDir, cell.String()+"-"+sc.Name+"-")
 	if err != nil {

@@ -34,19 +34,22 @@ func section(name string) string {
 	return fmt.Sprintf(`echo '@@RESULT {"step":"%s","ok":true,"data":{"name":"%s"}}'`+"\n", sectionStep, name)
 }
 
-// daemonStart runs the daemon with its state in tmpfs (one directory per
-// section, so sections do not see each other's cases) under stamp-run,
+// daemonStart runs the daemon with its state in the directories it uses by
+// default and the unit lets it write (one per section, so sections do not
+// see each other's cases; the sandbox gives the daemon a /tmp of its own,
+// where the scenario could not reach its socket) under stamp-run,
 // which timestamps every log line with CLOCK_MONOTONIC µs, and waits until
 // `status` exits 0 (sources armed) before anything is injected. args are
 // extra `run` arguments (--config FILE); empty means the built-in policy.
 // The shell variables RUNFLAGS (--no-ebpf) and PIN (taskset -c 2) apply
 // when a scenario sets them. HARDEN (set by /init from the shipped unit)
-// is the setpriv command that leaves the daemon only the unit's
-// capabilities; daemon-proc records what the running daemon holds.
+// enters the unit's file-system sandbox and, through setpriv, leaves the
+// daemon only the unit's capabilities; daemon-proc records the privileges
+// and mounts the running daemon has.
 func daemonStart(name, args, logLevel string) string {
-	return fmt.Sprintf(`SP="selfprotect --state /tmp/state-%[1]s --socket /tmp/sp-%[1]s.sock"
+	return fmt.Sprintf(`SP="selfprotect --state /var/lib/selfprotect/%[1]s --socket /run/selfprotect/%[1]s.sock"
 DLOG=/tmp/daemon-%[1]s.log
-mkdir -p /tmp/state-%[1]s
+mkdir -p /var/lib/selfprotect/%[1]s
 guest -tag daemon-exit stamp-run $DLOG $PIN $HARDEN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
 DAEMON=$!
 guest -tag daemon-armed wait-exec 60s $SP status --json
