@@ -274,6 +274,11 @@ func TestDaemonHardened(t *testing.T) {
 			failures := failuresOf(func(c checker) { hardenedChecks(c, Results{shell}, h) })
 			require.NotEmpty(t, failures, "the hardened checks passed an unhardened process (CapEff %s)", shell.String("capeff"))
 			t.Logf("%s: checks catch an unhardened process (CapEff %s): %s", cell, shell.String("capeff"), strings.Join(strings.Fields(failures[0]), " "))
+
+			probe := cellSection(t, lab, cell, "harness").Step("soft-offline-without-sys-admin")
+			require.Len(t, probe, 1)
+			require.False(t, probe[0].OK, "soft offline without CAP_SYS_ADMIN succeeded: the unit may not need it")
+			require.Contains(t, probe[0].Error, "operation not permitted")
 		})
 	}
 }

@@ -34,6 +34,11 @@ type Lab struct {
 	Setpriv   string
 	Apt       *Apt
 
+	// Timeout replaces the boot timeout of runs that set none
+	// (SELFPROTECT_KERNEL_TIMEOUT): on a machine shared with other
+	// emulators a guest can take minutes just to reach /init.
+	Timeout time.Duration
+
 	mu      sync.Mutex
 	kernels map[Series]*kernelOnce
 	slots   chan struct{} // bounds concurrent guests (the host has 2 cores)
@@ -156,6 +161,9 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		return nil, ctx.Err()
 	}
 	defer func() { <-l.slots }()
+	if opt.Timeout == 0 {
+		opt.Timeout = l.Timeout
+	}
 	run, err := Boot(ctx, BootConfig{Kernel: k, Initrd: initrd, CPU: cell.CPU, Append: sc.Append, Timeout: opt.Timeout})
 	if run != nil {
 		// Keep the console next to the image for post-mortems.

@@ -229,10 +229,15 @@ guest -tag rss proc-status $DPID
 `, StormErrors) + daemonStop + holdRelease
 }
 
-// shellProc records the privileges of the scenario's shell, which runs
-// with everything root has: TestDaemonHardened's self-test holds it to the
-// hardened checks, which must fail.
-const shellProc = "guest -tag shell-proc proc-status $$\n"
+// privilegeProbes end the harness section. shell-proc records the
+// privileges of the scenario's shell, which has everything root has:
+// TestDaemonHardened's self-test holds it to the hardened checks, which
+// must fail. The soft offline with every capability but CAP_SYS_ADMIN
+// shows why the unit keeps that one (the kernel refuses with EPERM before
+// it looks at the address).
+const privilegeProbes = `guest -tag shell-proc proc-status $$
+setpriv --bounding-set -all,+bpf,+perfmon -- guest -tag soft-offline-without-sys-admin soft-offline $(printf 0x%x $((ADDR0 + 0x1000)))
+`
 
 // CellScenario is one boot per matrix cell (ras=cec_disable) running the
 // issue's scenarios in an order where each leaves the next a clean
@@ -255,7 +260,7 @@ func CellScenario() Scenario {
 		},
 		// The eBPF source forced off: these scenarios prove the tracefs
 		// path; EBPFCellScenario runs them again through eBPF.
-		Script: "RUNFLAGS=--no-ebpf\n" + harnessSection() + shellProc + dryRunSection() +
+		Script: "RUNFLAGS=--no-ebpf\n" + harnessSection() + privilegeProbes + dryRunSection() +
 			pageSection("page", "enforce.yaml", "30s") + pageSection("page-broken", "broken.yaml", "5s") +
 			ueKernelSection() + ueSection() + stormSection() + cpuSection(),
 	}
