@@ -27,6 +27,8 @@
 //	ebpf-check [N [UE_ADDR]] eBPF source beside tracefs: identical events, an N-error storm counted
 //	sandbox OP=PATH... -- CMD  exec CMD in a mount namespace with a unit's file-system
 //	                         sandbox (ro=, rw=, tmpfs=, mkdir=)
+//	seccomp [--allow N,..] [--errno N] [--families N,..] [--mdwe] -- CMD
+//	                         exec CMD under a unit's system-call filter
 //
 // It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
 package main
@@ -87,6 +89,7 @@ func commands() map[string]command {
 		"wait-exec":     {2, cmdWaitExec},
 		"ebpf-check":    {0, cmdEBPFCheck},
 		"sandbox":       {2, cmdSandbox},
+		"seccomp":       {1, cmdSeccomp},
 	}
 }
 
