@@ -26,14 +26,21 @@ type Hardening struct {
 	NoNewPrivileges bool
 
 	// The file-system sandbox, reproduced with a mount namespace (guest
-	// sandbox). Other settings (seccomp filters, address families, cgroup
-	// limits, PrivateDevices, ProtectHome) need systemd and are not.
+	// sandbox). PrivateDevices, ProtectHome, the other Protect* settings
+	// and cgroup limits are not reproduced.
 	ProtectSystem         string // "strict" or ""
 	ProtectKernelTunables bool
 	PrivateTmp            bool
 	ReadWritePaths        []string // "-" prefix: may be missing
 	StateDirectory        []string // under /var/lib
 	RuntimeDirectory      []string // under /run
+
+	// The system-call sandbox, reproduced with a seccomp filter (guest
+	// seccomp; SyscallTables expands the groups).
+	SystemCallFilter        []string // names and @groups, allowed
+	SystemCallErrorNumber   string
+	RestrictAddressFamilies []string
+	MemoryDenyWriteExecute  bool
 }
 
 // capNumbers are the kernel's capability numbers, from x/sys/unix rather
@@ -136,6 +143,23 @@ func ParseHardening(r io.Reader) (Hardening, error) {
 			h.StateDirectory, err = pathList(h.StateDirectory, value, false)
 		case "RuntimeDirectory":
 			h.RuntimeDirectory, err = pathList(h.RuntimeDirectory, value, false)
+		case "SystemCallFilter":
+			h.SystemCallFilter, err = wordList(h.SystemCallFilter, value)
+		case "SystemCallErrorNumber":
+			h.SystemCallErrorNumber = value
+		case "SystemCallArchitectures":
+			if value != "" && value != "native" {
+				err = fmt.Errorf("the guest's filter admits the native architecture only, not %q", value)
+			}
+		case "RestrictAddressFamilies":
+			h.RestrictAddressFamilies, err = wordList(h.RestrictAddressFamilies, value)
+			for _, f := range h.RestrictAddressFamilies {
+				if _, ok := addressFamilies[f]; !ok && err == nil {
+					err = fmt.Errorf("address family %q is not known to the guest", f)
+				}
+			}
+		case "MemoryDenyWriteExecute":
+			h.MemoryDenyWriteExecute, err = unitBool(value)
 		case "User", "Group", "DynamicUser":
 			if value != "" && value != "root" && value != "0" && value != "no" {
 				err = fmt.Errorf("the guest runs the daemon as root only; reproducing %s=%s needs the harness extended", key, value)
@@ -177,6 +201,18 @@ func capList(prev []string, value string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// wordList accumulates an allow-list setting; an inverted ("~") list is
+// not reproduced.
+func wordList(prev []string, value string) ([]string, error) {
+	if value == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(value, "~") {
+		return nil, fmt.Errorf("an inverted list (%q) is not reproduced by the guest", value)
+	}
+	return append(prev, strings.Fields(value)...), nil
 }
 
 // pathList accumulates a space-separated path setting. ReadWritePaths
@@ -315,8 +351,13 @@ func (h Hardening) WritablePaths() map[string]bool {
 	return out
 }
 
-// Launch is the command prefix every guest daemon runs under: the
-// sandbox, then setpriv.
-func (h Hardening) Launch() []string {
-	return append(h.SandboxArgs(), h.SetprivArgs()...)
+// Launch is the command prefix every guest daemon runs under: the mount
+// sandbox (which needs every capability), setpriv, then the seccomp filter
+// (installed last: it may forbid what the steps before it do).
+func (h Hardening) Launch(t SyscallTables) ([]string, error) {
+	sc, err := h.SeccompArgs(t)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(h.SandboxArgs(), h.SetprivArgs()...), sc...), nil
 }

@@ -150,9 +150,10 @@ func TestSandboxArgs(t *testing.T) {
 	require.Contains(t, args, "ro=-/proc/sys")
 	require.Equal(t, map[string]bool{"/var/lib/selfprotect": false, "/run/selfprotect": false,
 		"/sys/devices/system/memory/soft_offline_page": true, "/sys/devices/system/cpu": false}, h.WritablePaths())
-	launch := h.Launch()
+	launch, err := h.Launch(SyscallTables{})
+	require.NoError(t, err)
 	require.Equal(t, "guest", launch[0])
-	require.Equal(t, h.SetprivArgs(), launch[len(args):], "setpriv runs inside the sandbox, last")
+	require.Equal(t, h.SetprivArgs(), launch[len(args):], "setpriv runs inside the sandbox; no filter in this unit")
 
 	// Without a read-only file system there is no sandbox to enter.
 	require.Nil(t, Hardening{ReadWritePaths: []string{"/x"}}.SandboxArgs())
@@ -202,6 +203,10 @@ func hardenedChecks(t checker, rs Results, h Hardening) {
 	nnp, ok := proc.Number("nonewprivs")
 	require.True(t, ok, "NoNewPrivs reported: %v", proc.Data)
 	require.Equal(t, h.NoNewPrivileges, nnp == 1, "NoNewPrivs: %v", proc.Data)
+	if len(h.SystemCallFilter) > 0 || len(h.RestrictAddressFamilies) > 0 || h.MemoryDenyWriteExecute {
+		mode, _ := proc.Number("seccomp")
+		require.Equal(t, 2.0, mode, "Seccomp: 2 (filter mode): %v", proc.Data)
+	}
 
 	mounts, _ := proc.Data["mounts"].(map[string]any)
 	require.NotEmpty(t, mounts, "the daemon's mounts were read")
@@ -279,6 +284,13 @@ func TestDaemonHardened(t *testing.T) {
 			require.Len(t, probe, 1)
 			require.False(t, probe[0].OK, "soft offline without CAP_SYS_ADMIN succeeded: the unit may not need it")
 			require.Contains(t, probe[0].Error, "operation not permitted")
+
+			if len(h.SystemCallFilter) > 0 {
+				mount := cellSection(t, lab, cell, "harness").Step("seccomp-probe")
+				require.Len(t, mount, 1)
+				require.False(t, mount[0].OK, "a mount under the unit's launch succeeded: %v", mount[0].Data)
+				require.Contains(t, mount[0].String("stderr"), "Operation not permitted")
+			}
 		})
 	}
 }

@@ -37,6 +37,10 @@ func hostTools() []hostTool {
 		{pkg: "xz-utils", present: onPath("xz")},
 		// setpriv launches the daemon with the unit's capabilities.
 		{pkg: "util-linux", present: onPath("setpriv")},
+		// The unit's SystemCallFilter groups, as systemd defines them, and
+		// the x86-64 numbers they compile to.
+		{pkg: "systemd", present: onPath("systemd-analyze")},
+		{pkg: "linux-libc-dev", present: func() bool { return fileExists(UnistdHeader) }},
 	}
 }
 

@@ -32,6 +32,7 @@ type Lab struct {
 	// guest runs under it, launched through Setpriv (util-linux).
 	Hardening Hardening
 	Setpriv   string
+	Launch    []string // Hardening.Launch: the daemon's command prefix
 	Apt       *Apt
 
 	// Timeout replaces the boot timeout of runs that set none
@@ -76,6 +77,13 @@ func NewLab(ctx context.Context, cacheDir, workDir, daemonBin, defaultDaemon str
 	}
 	if l.Setpriv, err = exec.LookPath("setpriv"); err != nil {
 		return nil, fmt.Errorf("%w: setpriv (util-linux): %v", ErrHostToolsMissing, err)
+	}
+	tables, err := LoadSyscallTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l.Launch, err = l.Hardening.Launch(tables); err != nil {
+		return nil, fmt.Errorf("%s: %w", UnitFile, err)
 	}
 	l.Guest = filepath.Join(workDir, "guest")
 	if err := BuildGuest(ctx, l.Guest); err != nil {
@@ -145,7 +153,7 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		}
 		p.Daemon = l.Daemon
 		p.Tools = []string{l.Setpriv}
-		p.Env = []string{"HARDEN=" + strings.Join(l.Hardening.Launch(), " ")}
+		p.Env = []string{"HARDEN=" + strings.Join(l.Launch, " ")}
 	}
 	dir, err := os.MkdirTemp(l.WorkDir, cell.String()+"-"+sc.Name+"-")
 	if err != nil {

@@ -234,9 +234,12 @@ guest -tag rss proc-status $DPID
 // TestDaemonHardened's self-test holds it to the hardened checks, which
 // must fail. The soft offline with every capability but CAP_SYS_ADMIN
 // shows why the unit keeps that one (the kernel refuses with EPERM before
-// it looks at the address).
+// it looks at the address). seccomp-probe tries a mount under the daemon's
+// whole launch: CAP_SYS_ADMIN would allow it, the unit's SystemCallFilter
+// must not.
 const privilegeProbes = `guest -tag shell-proc proc-status $$
 setpriv --bounding-set -all,+bpf,+perfmon -- guest -tag soft-offline-without-sys-admin soft-offline $(printf 0x%x $((ADDR0 + 0x1000)))
+$HARDEN guest -tag seccomp-probe exec mount -t tmpfs none /tmp
 `
 
 // CellScenario is one boot per matrix cell (ras=cec_disable) running the
