@@ -236,9 +236,10 @@ guest -tag rss proc-status $DPID
 // shows why the unit keeps that one (the kernel refuses with EPERM before
 // it looks at the address). seccomp-probe tries a mount under the daemon's
 // whole launch: CAP_SYS_ADMIN would allow it, the unit's SystemCallFilter
-// must not.
+// must not. setpriv by its path: busybox's shell would run its own
+// setpriv applet, which has no --bounding-set.
 const privilegeProbes = `guest -tag shell-proc proc-status $$
-setpriv --bounding-set -all,+bpf,+perfmon -- guest -tag soft-offline-without-sys-admin soft-offline $(printf 0x%x $((ADDR0 + 0x1000)))
+/bin/setpriv --bounding-set -all,+bpf,+perfmon -- guest -tag soft-offline-without-sys-admin soft-offline $(printf 0x%x $((ADDR0 + 0x1000)))
 $HARDEN guest -tag seccomp-probe exec mount -t tmpfs none /tmp
 `
 
