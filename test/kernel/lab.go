@@ -153,7 +153,8 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		}
 		p.Daemon = l.Daemon
 		p.Tools = []string{l.Setpriv}
-		p.Env = []string{"HARDEN=" + strings.Join(l.Launch, " ")}
+		p.Env = []string{"HARDEN=" + strings.Join(l.Launch, " "),
+			"HARDEN_NO_FILTER=" + strings.Join(append(l.Hardening.SandboxArgs(), l.Hardening.SetprivArgs()...), " ")}
 	}
 	dir, err := os.MkdirTemp(l.WorkDir, cell.String()+"-"+sc.Name+"-")
 	if err != nil {

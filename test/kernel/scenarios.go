@@ -235,12 +235,14 @@ guest -tag rss proc-status $DPID
 // must fail. The soft offline with every capability but CAP_SYS_ADMIN
 // shows why the unit keeps that one (the kernel refuses with EPERM before
 // it looks at the address). seccomp-probe tries a mount under the daemon's
-// whole launch: CAP_SYS_ADMIN would allow it, the unit's SystemCallFilter
-// must not. setpriv by its path: busybox's shell would run its own
+// whole launch, which the unit's SystemCallFilter must refuse; the same
+// mount without the filter ($HARDEN_NO_FILTER) shows CAP_SYS_ADMIN alone
+// would allow it. setpriv by its path: busybox's shell would run its own
 // setpriv applet, which has no --bounding-set.
 const privilegeProbes = `guest -tag shell-proc proc-status $$
 /bin/setpriv --bounding-set -all,+bpf,+perfmon -- guest -tag soft-offline-without-sys-admin soft-offline $(printf 0x%x $((ADDR0 + 0x1000)))
 $HARDEN guest -tag seccomp-probe exec mount -t tmpfs none /tmp
+$HARDEN_NO_FILTER guest -tag mount-without-filter exec mount -t tmpfs none /tmp
 `
 
 // CellScenario is one boot per matrix cell (ras=cec_disable) running the
