@@ -145,7 +145,7 @@ kernel-suite: build
 	  echo "################################################################"; \
 	  echo "KERNEL SUITE NOT RUN: not root and qemu-system-x86_64 is missing."; \
 	  echo "Run make check as root (it installs the packages) or install"; \
-	  echo "qemu-system-x86 busybox-static cpio kmod xz-utils."; \
+	  echo "qemu-system-x86 busybox-static cpio kmod xz-utils util-linux systemd linux-libc-dev."; \
 	  echo "################################################################"; \
 	  exit 1; \
 	fi
