@@ -293,6 +293,12 @@ func TestDaemonHardened(t *testing.T) {
 				require.Contains(t, mount[0].String("stderr"), "permission denied")
 				only(t, cellSection(t, lab, cell, "harness"), "mount-without-filter")
 			}
+			if h.ProtectSystem == "strict" {
+				ro := cellSection(t, lab, cell, "harness").Step("read-only-probe")
+				require.Len(t, ro, 1)
+				require.False(t, ro[0].OK, "wrote to / under ProtectSystem=strict: %v", ro[0].Data)
+				require.Contains(t, ro[0].String("stderr"), "Read-only file system")
+			}
 		})
 	}
 }

@@ -237,12 +237,14 @@ guest -tag rss proc-status $DPID
 // it looks at the address). seccomp-probe tries a mount under the daemon's
 // whole launch, which the unit's SystemCallFilter must refuse; the same
 // mount without the filter ($HARDEN_NO_FILTER) shows CAP_SYS_ADMIN alone
-// would allow it. setpriv by its path: busybox's shell would run its own
+// would allow it. read-only-probe writes where ProtectSystem=strict
+// forbids. setpriv by its path: busybox's shell would run its own
 // setpriv applet, which has no --bounding-set.
 const privilegeProbes = `guest -tag shell-proc proc-status $$
 /bin/setpriv --bounding-set -all,+bpf,+perfmon -- guest -tag soft-offline-without-sys-admin soft-offline $(printf 0x%x $((ADDR0 + 0x1000)))
 $HARDEN guest -tag seccomp-probe exec mount -t tmpfs none /tmp
 $HARDEN_NO_FILTER guest -tag mount-without-filter exec mount -t tmpfs none /tmp
+$HARDEN guest -tag read-only-probe exec touch /sandbox-probe
 `
 
 // CellScenario is one boot per matrix cell (ras=cec_disable) running the
