@@ -37,6 +37,12 @@ func hostTools() []hostTool {
 		{pkg: "xz-utils", present: onPath("xz")},
 		// mkfs.ext4 makes the two-boot scenario's state disk.
 		{pkg: "e2fsprogs", present: onPath("mkfs.ext4")},
+		// setpriv launches the daemon with the unit's capabilities.
+		{pkg: "util-linux", present: onPath("setpriv")},
+		// The unit's SystemCallFilter groups, as systemd defines them, and
+		// the x86-64 numbers they compile to.
+		{pkg: "systemd", present: onPath("systemd-analyze")},
+		{pkg: "linux-libc-dev", present: func() bool { return fileExists(UnistdHeader) }},
 	}
 }
 

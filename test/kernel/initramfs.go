@@ -26,6 +26,12 @@ type Payload struct {
 	// Extra are more uncompressed modules, in load order, loaded after the
 	// kernel's inject modules (the disk modules of the two-boot scenario).
 	Extra []string
+	// Tools are dynamically linked host programs (setpriv) copied into
+	// /bin with their loader and libraries.
+	Tools []string
+	// Env is exported to the scenario ("NAME=value"); the daemon scenarios
+	// launch the daemon through $HARDEN.
+	Env []string
 }
 
 // Scenario is one guest run: a shell script run after /init has mounted
@@ -63,6 +69,11 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 		}
 		a.File(c.dst, data, 0o755)
 	}
+	for _, tool := range p.Tools {
+		if err := addDynamic(a, tool); err != nil {
+			return err
+		}
+	}
 	for _, app := range busyboxApplets {
 		a.Symlink("bin/"+app, "busybox")
 	}
@@ -85,7 +96,11 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 		a.File("scenario/"+n, sc.Files[n], 0o644)
 	}
 	a.File("scenario/run.sh", []byte(sc.Script), 0o755)
-	a.File("init", []byte(initScript(modules)), 0o755)
+	init, err := initScript(modules, p.Env)
+	if err != nil {
+		return err
+	}
+	a.File("init", []byte(init), 0o755)
 
 	f, err := os.Create(out)
 	if err != nil {
@@ -102,11 +117,19 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 // runs the scenario and powers off. Every outcome the host checks is a
 // @@RESULT line; @@BOOTED and @@DONE bracket the run so the host can tell
 // a guest that never reached /init from one that hung in the scenario.
-func initScript(modules []string) string {
+func initScript(modules, env []string) (string, error) {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
 export PATH=/bin
-mount -t proc proc /proc
+`)
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(v, "'\n") {
+			return "", fmt.Errorf("scenario environment %q: want NAME=value without quotes or newlines", kv)
+		}
+		fmt.Fprintf(&b, "export %s='%s'\n", k, v)
+	}
+	b.WriteString(`mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t debugfs debugfs /sys/kernel/debug
@@ -124,5 +147,28 @@ echo "@@DONE rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)"
 sync
 poweroff -f
 `)
-	return b.String()
+	return b.String(), nil
+}
+
+// addDynamic puts the host program bin into /bin with everything the
+// loader needs to run it.
+func addDynamic(a *Archive, bin string) error {
+	files, err := dynamicClosure(bin)
+	if err != nil {
+		return err
+	}
+	files["bin/"+filepath.Base(bin)] = bin
+	dsts := make([]string, 0, len(files))
+	for d := range files {
+		dsts = append(dsts, d)
+	}
+	sort.Strings(dsts)
+	for _, d := range dsts {
+		data, err := os.ReadFile(files[d])
+		if err != nil {
+			return fmt.Errorf("reading %s for the initramfs: %w", files[d], err)
+		}
+		a.File(d, data, 0o755)
+	}
+	return nil
 }

@@ -10,7 +10,8 @@ import (
 )
 
 func TestInitScriptLoadsModulesInOrderAndPowersOff(t *testing.T) {
-	s := initScript([]string{"/lib/modules/dep.ko", "/lib/modules/mce_inject.ko"})
+	s, err := initScript([]string{"/lib/modules/dep.ko", "/lib/modules/mce_inject.ko"}, nil)
+	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(s, "#!/bin/sh\n"))
 	for _, want := range []string{
 		"mount -t debugfs debugfs /sys/kernel/debug",

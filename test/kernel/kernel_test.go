@@ -76,6 +76,9 @@ func newLab(t *testing.T) *Lab {
 		}
 		boots.work = work
 		boots.lab, boots.labErr = NewLab(context.Background(), cache, work, os.Getenv("SELFPROTECT_BIN"), filepath.Join("..", "..", "bin", "selfprotect"))
+		if v := os.Getenv("SELFPROTECT_KERNEL_TIMEOUT"); v != "" && boots.labErr == nil {
+			boots.lab.Timeout, boots.labErr = time.ParseDuration(v)
+		}
 	})
 	require.NoError(t, boots.labErr)
 	return boots.lab

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -27,7 +28,17 @@ type Lab struct {
 	Guest     string
 	Daemon    string // empty when missing; DaemonErr says why
 	DaemonErr error
+	// Hardening is the shipped unit's privilege set: every daemon in a
+	// guest runs under it, launched through Setpriv (util-linux).
+	Hardening Hardening
+	Setpriv   string
+	Launch    []string // Hardening.Launch: the daemon's command prefix
 	Apt       *Apt
+
+	// Timeout replaces the boot timeout of runs that set none
+	// (SELFPROTECT_KERNEL_TIMEOUT): on a machine shared with other
+	// emulators a guest can take minutes just to reach /init.
+	Timeout time.Duration
 
 	mu      sync.Mutex
 	kernels map[Series]*kernelOnce
@@ -46,7 +57,8 @@ const MaxGuests = 2
 
 // NewLab refreshes the package lists (as root, once per run: host tools
 // and kernels are then resolved against what the archive serves today),
-// installs missing host tools, builds the guest helper into workDir and
+// installs missing host tools, reads the shipped unit's privileges
+// (UnitFile), builds the guest helper into workDir and
 // locates the daemon: daemonBin when set (from SELFPROTECT_BIN), else
 // defaultDaemon.
 func NewLab(ctx context.Context, cacheDir, workDir, daemonBin, defaultDaemon string) (*Lab, error) {
@@ -59,6 +71,20 @@ func NewLab(ctx context.Context, cacheDir, workDir, daemonBin, defaultDaemon str
 	}
 	l := &Lab{CacheDir: cacheDir, WorkDir: workDir, Busybox: BusyboxPath, Apt: apt, kernels: map[Series]*kernelOnce{},
 		slots: make(chan struct{}, MaxGuests)}
+	var err error
+	if l.Hardening, err = LoadHardening(UnitFile); err != nil {
+		return nil, err
+	}
+	if l.Setpriv, err = exec.LookPath("setpriv"); err != nil {
+		return nil, fmt.Errorf("%w: setpriv (util-linux): %v", ErrHostToolsMissing, err)
+	}
+	tables, err := LoadSyscallTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l.Launch, err = l.Hardening.Launch(tables); err != nil {
+		return nil, fmt.Errorf("%s: %w", UnitFile, err)
+	}
 	l.Guest = filepath.Join(workDir, "guest")
 	if err := BuildGuest(ctx, l.Guest); err != nil {
 		return nil, err
@@ -134,6 +160,9 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 			return nil, l.DaemonErr
 		}
 		p.Daemon = l.Daemon
+		p.Tools = []string{l.Setpriv}
+		p.Env = []string{"HARDEN=" + strings.Join(l.Launch, " "),
+			"HARDEN_NO_FILTER=" + strings.Join(append(l.Hardening.SandboxArgs(), l.Hardening.SetprivArgs()...), " ")}
 	}
 	dir, err := os.MkdirTemp(l.WorkDir, cell.String()+"-"+sc.Name+"-")
 	if err != nil {
@@ -149,6 +178,9 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		return nil, ctx.Err()
 	}
 	defer func() { <-l.slots }()
+	if opt.Timeout == 0 {
+		opt.Timeout = l.Timeout
+	}
 	run, err := Boot(ctx, BootConfig{Kernel: k, Initrd: initrd, CPU: cell.CPU, Append: sc.Append, Timeout: opt.Timeout, Disk: opt.Disk})
 	if run != nil {
 		// Keep the console next to the image for post-mortems.

@@ -34,20 +34,27 @@ func section(name string) string {
 	return fmt.Sprintf(`echo '@@RESULT {"step":"%s","ok":true,"data":{"name":"%s"}}'`+"\n", sectionStep, name)
 }
 
-// daemonStart runs the daemon with its state in tmpfs (one directory per
-// section, so sections do not see each other's cases) under stamp-run,
+// daemonStart runs the daemon with its state in the directories it uses by
+// default and the unit lets it write (one per section, so sections do not
+// see each other's cases; the sandbox gives the daemon a /tmp of its own,
+// where the scenario could not reach its socket) under stamp-run,
 // which timestamps every log line with CLOCK_MONOTONIC µs, and waits until
 // `status` exits 0 (sources armed) before anything is injected. args are
 // extra `run` arguments (--config FILE); empty means the built-in policy.
 // The shell variables RUNFLAGS (--no-ebpf) and PIN (taskset -c 2) apply
-// when a scenario sets them.
+// when a scenario sets them. HARDEN (set by /init from the shipped unit)
+// enters the unit's file-system sandbox and, through setpriv, leaves the
+// daemon only the unit's capabilities; daemon-proc records the privileges
+// and mounts the running daemon has.
 func daemonStart(name, args, logLevel string) string {
-	return fmt.Sprintf(`SP="selfprotect --state /tmp/state-%[1]s --socket /tmp/sp-%[1]s.sock"
+	return fmt.Sprintf(`SP="selfprotect --state /var/lib/selfprotect/%[1]s --socket /run/selfprotect/%[1]s.sock"
 DLOG=/tmp/daemon-%[1]s.log
-mkdir -p /tmp/state-%[1]s
-guest -tag daemon-exit stamp-run $DLOG $PIN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
+mkdir -p /var/lib/selfprotect/%[1]s
+guest -tag daemon-exit stamp-run $DLOG $PIN $HARDEN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
 DAEMON=$!
 guest -tag daemon-armed wait-exec 60s $SP status --json
+DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+guest -tag daemon-proc proc-status $DPID
 `, name, args, logLevel)
 }
 
@@ -218,10 +225,27 @@ guest -tag delivered trace-count storm stable 120s
 N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/storm/trace)
 guest -tag caught-up wait-exec 120s sh /scenario/received-at-least.sh $N $SP
 guest -tag status exec $SP status --json
-DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
 guest -tag rss proc-status $DPID
 `, StormErrors) + daemonStop + holdRelease
 }
+
+// privilegeProbes end the harness section. shell-proc records the
+// privileges of the scenario's shell, which has everything root has:
+// TestDaemonHardened's self-test holds it to the hardened checks, which
+// must fail. The soft offline with every capability but CAP_SYS_ADMIN
+// shows why the unit keeps that one (the kernel refuses with EPERM before
+// it looks at the address). seccomp-probe tries a mount under the daemon's
+// whole launch, which the unit's SystemCallFilter must refuse; the same
+// mount without the filter ($HARDEN_NO_FILTER) shows CAP_SYS_ADMIN alone
+// would allow it. read-only-probe writes where ProtectSystem=strict
+// forbids. setpriv by its path: busybox's shell would run its own
+// setpriv applet, which has no --bounding-set.
+const privilegeProbes = `guest -tag shell-proc proc-status $$
+/bin/setpriv --bounding-set -all,+bpf,+perfmon -- guest -tag soft-offline-without-sys-admin soft-offline $(printf 0x%x $((ADDR0 + 0x1000)))
+$HARDEN guest -tag seccomp-probe exec mount -t tmpfs none /tmp
+$HARDEN_NO_FILTER guest -tag mount-without-filter exec mount -t tmpfs none /tmp
+$HARDEN guest -tag read-only-probe exec touch /sandbox-probe
+`
 
 // CellScenario is one boot per matrix cell (ras=cec_disable) running the
 // issue's scenarios in an order where each leaves the next a clean
@@ -244,7 +268,7 @@ func CellScenario() Scenario {
 		},
 		// The eBPF source forced off: these scenarios prove the tracefs
 		// path; EBPFCellScenario runs them again through eBPF.
-		Script: "RUNFLAGS=--no-ebpf\n" + harnessSection() + dryRunSection() +
+		Script: "RUNFLAGS=--no-ebpf\n" + harnessSection() + privilegeProbes + dryRunSection() +
 			pageSection("page", "enforce.yaml", "30s") + pageSection("page-broken", "broken.yaml", "5s") +
 			ueKernelSection() + ueSection() + stormSection() + cpuSection(),
 	}

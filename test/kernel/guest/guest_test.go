@@ -174,15 +174,62 @@ func TestInjectorKeepsFilesOpen(t *testing.T) {
 
 func TestProcStatus(t *testing.T) {
 	e := fakeEnv(t, map[string][]byte{
-		"proc/42/status": []byte("Name:\tselfprotect\nVmPeak:\t  900 kB\nVmHWM:\t   24540 kB\nVmRSS:\t 20000 kB\nThreads:\t7\n"),
+		"proc/42/status": []byte("Name:\tselfprotect\nVmPeak:\t  900 kB\nVmHWM:\t   24540 kB\nVmRSS:\t 20000 kB\nThreads:\t7\n" +
+			"CapInh:\t0000000000000000\nCapPrm:\t000000c000200000\nCapEff:\t000000c000200000\nCapBnd:\t000000c000200000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n"),
 		// A command name with spaces and a parenthesis: fields count from its end.
 		"proc/42/stat": []byte("42 (self prot)ect) S 1 42 42 0 -1 4194560 1800 0 0 0 37 12 0 0 20 0 7 0 512 1000 200\n"),
+		// A read-only root, a file bind-mounted writable over it, a space
+		// in a mount point, and /tmp mounted twice (the later one is seen).
+		"proc/42/mountinfo": []byte("1 1 0:2 / / ro,relatime - rootfs rootfs rw\n" +
+			"30 1 0:20 /devices/system/memory/soft_offline_page /sys/devices/system/memory/soft_offline_page rw,nosuid shared:1 - sysfs sysfs rw\n" +
+			"31 1 0:21 / /tmp rw - tmpfs tmpfs rw\n" +
+			"32 31 0:22 / /tmp ro,nodev - tmpfs tmpfs rw\n" +
+			"33 1 0:23 / /a\\040b rw - tmpfs tmpfs rw\n"),
 	})
 	data, err := cmdProcStatus(e, []string{"42"})
 	require.NoError(t, err)
 	require.Equal(t, uint64(24540), data["vmhwm"])
 	require.Equal(t, uint64(7), data["threads"])
 	require.Equal(t, uint64(37+12), data["cpu_ticks"], "utime + stime")
+	require.Equal(t, "000000c000200000", data["capeff"])
+	require.Equal(t, "000000c000200000", data["capbnd"])
+	require.Equal(t, "0000000000000000", data["capamb"])
+	require.Equal(t, uint64(1), data["nonewprivs"])
+	require.Equal(t, uint64(0), data["seccomp"])
+	require.Equal(t, map[string]string{"/": "ro", "/sys/devices/system/memory/soft_offline_page": "rw", "/tmp": "ro", "/a b": "rw"}, data["mounts"])
 	_, err = cmdProcStatus(fakeEnv(t, map[string][]byte{"proc/1/status": []byte("Name: x\n")}), []string{"1"})
 	require.ErrorContains(t, err, "no VmHWM")
+}
+
+func TestParseSandbox(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		ops     []sandboxOp
+		argv    []string
+		wantErr string
+	}{
+		{
+			name: "operations in order, optional paths",
+			args: []string{"mkdir=/run/x", "ro=/", "rw=-/sys/devices/system/memory/soft_offline_page", "tmpfs=/tmp", "--", "setpriv", "--", "selfprotect"},
+			ops: []sandboxOp{{kind: "mkdir", path: "/run/x"}, {kind: "ro", path: "/"},
+				{kind: "rw", path: "/sys/devices/system/memory/soft_offline_page", optional: true}, {kind: "tmpfs", path: "/tmp"}},
+			argv: []string{"setpriv", "--", "selfprotect"},
+		},
+		{name: "no command", args: []string{"ro=/", "--"}, wantErr: "no command"},
+		{name: "no separator", args: []string{"ro=/"}, wantErr: "no -- before"},
+		{name: "relative path", args: []string{"ro=tmp", "--", "x"}, wantErr: "want OP=/PATH"},
+		{name: "unknown operation", args: []string{"hide=/tmp", "--", "x"}, wantErr: `unknown operation "hide"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ops, argv, err := parseSandbox(tc.args)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.ops, ops)
+			require.Equal(t, tc.argv, argv)
+		})
+	}
 }

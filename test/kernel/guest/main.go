@@ -21,11 +21,15 @@
 //	                         recording mce:mce_record (and more)
 //	trace-count NAME [WANT|stable [TIMEOUT]]  count mce_record lines in instance
 //	                         NAME, waiting for at least WANT (or a stable count)
-//	proc-status PID          VmHWM, VmRSS... of PID in kB
+//	proc-status PID          VmHWM, VmRSS... of PID in kB, its capabilities and mounts
 //	stamp-run LOG CMD...     run CMD, its output lines prefixed by CLOCK_MONOTONIC µs into LOG
 //	exec CMD ARGS...         run CMD, carry its exit code and output (JSON when it is)
 //	wait-exec TIMEOUT CMD... re-run CMD until it exits 0
 //	ebpf-check [N [UE_ADDR]] eBPF source beside tracefs: identical events, an N-error storm counted
+//	sandbox OP=PATH... -- CMD  exec CMD in a mount namespace with a unit's file-system
+//	                         sandbox (ro=, rw=, tmpfs=, mkdir=)
+//	seccomp [--allow N,..] [--errno N] [--families N,..] [--mdwe] -- CMD
+//	                         exec CMD under a unit's system-call filter
 //
 // It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
 package main
@@ -86,6 +90,8 @@ func commands() map[string]command {
 		"exec":          {1, cmdExec},
 		"wait-exec":     {2, cmdWaitExec},
 		"ebpf-check":    {0, cmdEBPFCheck},
+		"sandbox":       {2, cmdSandbox},
+		"seccomp":       {1, cmdSeccomp},
 	}
 }
 

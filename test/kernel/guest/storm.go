@@ -115,7 +115,8 @@ func cmdInjectStorm(e env, args []string) (map[string]any, error) {
 }
 
 // cmdProcStatus reports the memory lines of /proc/PID/status in kB
-// (VmHWM is the daemon's peak RSS).
+// (VmHWM is the daemon's peak RSS), and the privileges the process runs
+// with (Cap*, NoNewPrivs, Seccomp).
 func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	pid, err := parseInt("PID", args[0])
 	if err != nil {
@@ -129,7 +130,13 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	data := map[string]any{"pid": pid}
 	for _, line := range strings.Split(string(raw), "\n") {
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || !strings.HasPrefix(k, "Vm") && k != "Threads" {
+		if ok && strings.HasPrefix(k, "Cap") {
+			// Capability sets stay the kernel's hex words: as JSON
+			// numbers, 64-bit masks could lose bits.
+			data[strings.ToLower(k)] = strings.TrimSpace(v)
+			continue
+		}
+		if !ok || !strings.HasPrefix(k, "Vm") && k != "Threads" && k != "NoNewPrivs" && k != "Seccomp" {
 			continue
 		}
 		var n uint64
@@ -162,5 +169,48 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 		return data, fmt.Errorf("%s stime %q: %w", sp, f[12], err)
 	}
 	data["cpu_ticks"] = ut + st
+	mp := e.paths.ProcPath(fmt.Sprint(pid), "mountinfo")
+	mi, err := os.ReadFile(mp)
+	if err != nil {
+		return data, fmt.Errorf("reading %s: %w", mp, err)
+	}
+	data["mounts"] = mountModes(string(mi))
 	return data, nil
+}
+
+// mountModes maps each mount point in a mountinfo to "ro" or "rw", as the
+// process sees it: of mounts stacked on one point, the last (topmost).
+func mountModes(mountinfo string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		mode := "rw"
+		for _, o := range strings.Split(f[5], ",") {
+			if o == "ro" {
+				mode = "ro"
+			}
+		}
+		out[unescapeMountinfo(f[4])] = mode
+	}
+	return out
+}
+
+// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &c); err == nil {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
