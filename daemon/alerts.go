@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -41,10 +40,10 @@ type alerter struct {
 	done   sync.WaitGroup
 	ctx    context.Context // the daemon's, parent of every set's run
 
-	// since maps a health problem (digits blanked, so "cpu1: 3 events
-	// overrun" and "cpu1: 9 events overrun" are one problem) to when it
-	// began: one alert per episode. Main loop only.
-	since map[string]time.Time
+	healthMu sync.Mutex // guards open (written by the main loop, read by prune)
+	// open holds each health problem announced and not yet cleared, as
+	// raised (restored from the outbox at start): one alert per episode.
+	open map[problemKey]alert.Alert
 }
 
 // loadAlerts reads and builds the `alerts:` section of the policy file; no
@@ -65,7 +64,7 @@ func loadAlerts(path string) (*alert.Config, []alert.NamedNotifier, error) {
 }
 
 func newAlerter(log *logrus.Logger, now func() time.Time, cfg *alert.Config, ns []alert.NamedNotifier) *alerter {
-	return &alerter{log: log, now: now, cfg: cfg, ns: ns, since: map[string]time.Time{}}
+	return &alerter{log: log, now: now, cfg: cfg, ns: ns, open: map[problemKey]alert.Alert{}}
 }
 
 // start runs the dispatcher over st until ctx ends or close. Cases still
@@ -75,6 +74,7 @@ func (a *alerter) start(ctx context.Context, st *store.Store) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.ctx, a.store = ctx, st
+	a.restoreHealth()
 	a.startLocked()
 }
 
@@ -151,6 +151,14 @@ func (a *alerter) trackOpen(host string) {
 			tr.Track(al)
 		}
 	}
+	// Health problems not cleared fire until they are, like open cases.
+	a.healthMu.Lock()
+	for _, al := range a.open {
+		for _, tr := range ts {
+			tr.Track(al)
+		}
+	}
+	a.healthMu.Unlock()
 }
 
 // openTransition is the alert that describes a case still open: the one
@@ -377,46 +385,8 @@ func (a *alerter) stormEnded(caseID, note string) alert.Alert {
 		alert.StormEnded, a.host(), a.now(), "", "")
 }
 
-var digits = regexp.MustCompile(`[0-9]+`)
-
-// problems raises one alert per health problem episode: source-blind when
-// a source stops delivering, source-degraded when it loses events, unarmed
-// when nothing watches. An episode is keyed on when it began, so the same
-// problem coming back later alerts again.
-func (a *alerter) problems(current []string) {
-	now := a.now()
-	seen := map[string]bool{}
-	var out []alert.Alert
-	host := a.host()
-	for _, p := range current {
-		key := digits.ReplaceAllString(p, "N")
-		seen[key] = true
-		if _, ok := a.since[key]; ok {
-			continue
-		}
-		a.since[key] = now
-		t := alert.SourceBlind
-		switch {
-		case strings.Contains(p, "no event source is armed"):
-			t = alert.Unarmed
-		case strings.Contains(p, "overrun") || strings.Contains(p, "dropped") || strings.Contains(p, "lost"):
-			t = alert.SourceDegraded
-		}
-		subject := alert.Subject("health", key, now.UTC().Format(time.RFC3339Nano))
-		out = append(out, alert.Alert{
-			ID: alert.StableID(host, subject, t), Case: subject, Transition: t, Severity: alert.DefaultSeverity(t),
-			Summary: p, Host: host, Time: now,
-		})
-	}
-	for key := range a.since {
-		if !seen[key] {
-			delete(a.since, key)
-		}
-	}
-	a.raise(out...)
-}
-
-// prune drops delivered rows older than keep_sent.
+// prune drops delivered rows older than keep_sent, except those of health
+// problems still open: they are the record that the problem was announced.
 func (a *alerter) prune() {
 	o, _, _ := a.current()
 	if o == nil {
@@ -425,7 +395,7 @@ func (a *alerter) prune() {
 	a.mu.Lock()
 	keep := a.cfg.Outbox.KeepSent
 	a.mu.Unlock()
-	if n, err := o.Prune(a.now(), keep); err != nil {
+	if n, err := o.Prune(a.now(), keep, a.openSubjects()...); err != nil {
 		a.log.WithError(err).Error("pruning the alert outbox")
 	} else if n > 0 {
 		a.log.WithField("deliveries", n).Info("pruned delivered alerts older than keep_sent")
