@@ -1,0 +1,103 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/alert"
+	"github.com/selfprotect/selfprotect/daemon"
+	"github.com/selfprotect/selfprotect/internal/peertest"
+)
+
+// An unarmed daemon announces it once, to a webhook and to a real
+// Alertmanager; restarted while still unarmed it does not announce it
+// again; restarted with its sources back it clears it, and Alertmanager
+// resolves it.
+func TestAlertsUnarmedAcrossRestarts(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	hook := newReceiver(t, "ok")
+	amURL := peertest.Alertmanager(t, peertest.FreePort(t, "tcp"))
+	policy := alertsPolicy(webhookYAML("hook", hook.srv.URL, ""),
+		fmt.Sprintf("    - name: am\n      type: alertmanager\n      alertmanager: {url: %q}\n", amURL))
+	noTrace := []string{"--tracefs", filepath.Join(t.TempDir(), "no-tracefs")}
+	unarmed := func() []alert.Alert { return byTransition(hook.alerts(), "")[alert.Unarmed] }
+	cleared := func() []alert.Alert { return byTransition(hook.alerts(), "")[alert.UnarmedCleared] }
+	firing := func() int { return amFiring(t, amURL, "SelfprotectUnarmed") }
+
+	d := launchDaemon(t, m, daemonOpts{policy: policy, args: noTrace})
+	require.Eventually(t, func() bool { return len(unarmed()) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return firing() == 1 }, 10*time.Second, 50*time.Millisecond, "Alertmanager shows it")
+	d.stop()
+
+	// Still unarmed after the restart: once its first health check has
+	// run (status lists the problem: any alert it raised is queued by
+	// then) and the outbox is empty, the webhook has all it will get.
+	d2 := launchDaemon(t, m, daemonOpts{policy: policy, args: noTrace, state: d.state})
+	require.Eventually(t, func() bool {
+		resp, err := daemon.Call(d2.socket, daemon.Request{Command: "status"}, time.Second)
+		if err != nil || len(resp.Status.Problems) == 0 || len(resp.Status.Alerts) != 2 {
+			return false
+		}
+		for _, n := range resp.Status.Alerts {
+			if n.Pending != 0 || n.InFlight != 0 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, unarmed(), 1, "a restart during the problem does not announce it again")
+	require.Empty(t, cleared())
+	d2.stop()
+
+	d3 := startDaemon(t, m, daemonOpts{policy: policy, state: d.state})
+	require.Eventually(t, func() bool { return len(cleared()) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, unarmed()[0].Case, cleared()[0].Case)
+	require.Len(t, unarmed(), 1)
+	require.Eventually(t, func() bool { return firing() == 0 }, 10*time.Second, 50*time.Millisecond, "Alertmanager resolves it")
+	_, code := d3.cli("status")
+	require.Equal(t, 0, code)
+}
+
+// amFiring counts the active alerts of one alertname in Alertmanager.
+func amFiring(t *testing.T, base, name string) int {
+	t.Helper()
+	n := 0
+	for _, a := range amActive(t, base) {
+		if a.Labels["alertname"] == name {
+			n++
+		}
+	}
+	return n
+}
+
+type amAlert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	Status      struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+// amActive lists Alertmanager's active alerts.
+func amActive(t *testing.T, base string) []amAlert {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v2/alerts?active=true")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var as []amAlert
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&as))
+	var out []amAlert
+	for _, a := range as {
+		if a.Status.State == "active" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
