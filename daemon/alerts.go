@@ -14,6 +14,7 @@ import (
 
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/alert/notifiers"
+	"github.com/selfprotect/selfprotect/cpuoffline"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/store"
 )
@@ -348,7 +349,13 @@ func (a *alerter) exhausted(c fault.Case, b, why string) alert.Alert {
 // would be refused, so the operator hears it before a case goes unisolated.
 func (d *Daemon) settledAlerts(j job, actions []fault.Action, state fault.CaseState) []alert.Alert {
 	out := d.alerts.settled(j, actions, state)
-	if state != fault.CaseIsolated || j.replay || j.c.Suspect.Kind() != fault.KindPage {
+	if state != fault.CaseIsolated || j.replay {
+		return out
+	}
+	if j.c.Suspect.Kind() == fault.KindCPU {
+		return append(out, d.cpuExhausted(j.c)...)
+	}
+	if j.c.Suspect.Kind() != fault.KindPage {
 		return out
 	}
 	pfn, err := j.c.Suspect.PFN()
@@ -362,6 +369,31 @@ func (d *Daemon) settledAlerts(j job, actions []fault.Action, state fault.CaseSt
 	for _, v := range viol {
 		if v.Budget == "max_ram_retired_percent" || v.Budget == "max_pages_per_dimm" {
 			out = append(out, d.alerts.exhausted(j.c, v.Budget, v.Detail+" after case "+j.c.ID))
+		}
+	}
+	return out
+}
+
+// cpuExhausted is budget-exhausted as soon as a CPU offline leaves too few
+// CPUs online for any further one: min_online_cpus or
+// min_online_cpu_fraction would refuse the next. One more online CPU
+// stands for every candidate, since those budgets only count how many
+// stay; cpu_offline_interval is left out, as every offline uses it up for
+// its interval.
+func (d *Daemon) cpuExhausted(c fault.Case) []alert.Alert {
+	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+	if err != nil || len(topo.Online) == 0 {
+		return nil
+	}
+	m := d.cpuBudget(topo)
+	m.LastCPUOffline = time.Time{}
+	d.policyMu.Lock()
+	viol := d.cfg.CheckCPU(m, topo.Online[len(topo.Online)-1:], d.now())
+	d.policyMu.Unlock()
+	var out []alert.Alert
+	for _, v := range viol {
+		if v.Budget == "min_online_cpus" || v.Budget == "min_online_cpu_fraction" {
+			out = append(out, d.alerts.exhausted(c, v.Budget, v.Detail+" after case "+c.ID))
 		}
 	}
 	return out

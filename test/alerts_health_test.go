@@ -13,6 +13,7 @@ import (
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/internal/peertest"
+	"github.com/selfprotect/selfprotect/sim"
 )
 
 // An unarmed daemon announces it once, to a webhook and to a real
@@ -100,4 +101,45 @@ func amActive(t *testing.T, base string) []amAlert {
 		}
 	}
 	return out
+}
+
+// A CPU offline that leaves too few CPUs online for another one raises
+// budget-exhausted with its isolated alert, not only at the next refusal;
+// one that leaves room does not.
+func TestAlertsCPUBudgetExhaustedByOffline(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cpus      int
+		exhausted bool
+	}{
+		{4, true},  // 3 stay online; one more would leave 2 < ceil(0.75 × 4)
+		{8, false}, // 7 stay; one more leaves 6 = ceil(0.75 × 8)
+	} {
+		t.Run(fmt.Sprintf("%d CPUs", tc.cpus), func(t *testing.T) {
+			t.Parallel()
+			m := newMachine(t, sim.Profile{Kernel: "6.12", CPU: "intel", CPUs: tc.cpus})
+			hook := newReceiver(t, "ok")
+			d := startDaemon(t, m, daemonOpts{policy: alertsPolicy(webhookYAML("hook", hook.srv.URL, ""))})
+			require.NoError(t, m.InjectCacheCE(2, 5))
+			require.Eventually(t, func() bool { return len(byTransition(hook.alerts(), "")[alert.Isolated]) == 1 },
+				10*time.Second, 20*time.Millisecond)
+			// The isolated alert and any budget-exhausted are queued in one
+			// transaction: once the outbox is empty, both arrived.
+			require.Eventually(t, func() bool {
+				st := d.status()
+				return len(st.Alerts) == 1 && st.Alerts[0].Pending == 0 && st.Alerts[0].InFlight == 0
+			}, 10*time.Second, 20*time.Millisecond)
+			iso := byTransition(hook.alerts(), "")[alert.Isolated][0]
+			require.Equal(t, "cpu:2", iso.Suspect)
+			ex := byTransition(hook.alerts(), "")[alert.BudgetExhausted]
+			if !tc.exhausted {
+				require.Empty(t, ex)
+				return
+			}
+			require.Len(t, ex, 1)
+			require.Contains(t, ex[0].Summary, "min_online_cpu_fraction")
+			require.Contains(t, ex[0].Summary, "after case "+iso.Case)
+			require.Equal(t, "cpu:2", ex[0].Suspect)
+		})
+	}
 }
