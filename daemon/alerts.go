@@ -332,6 +332,27 @@ func (a *alerter) settled(j job, actions []fault.Action, state fault.CaseState) 
 	return nil
 }
 
+// wouldIsolate is dry-run's isolated: every budget and safety rule let the
+// isolation through and only the mode kept it from the kernel, so a
+// dry-run fleet sees what enforcing would do. The case stays open; a
+// replayed decision announced it before.
+func (a *alerter) wouldIsolate(j job, actions []fault.Action) []alert.Alert {
+	if j.replay {
+		return nil
+	}
+	var would []string
+	for _, ac := range actions {
+		if ac.Outcome == fault.OutcomeDryRun {
+			would = append(would, ac.Kind+" "+string(ac.Resource))
+		}
+	}
+	if len(would) == 0 {
+		return nil
+	}
+	return []alert.Alert{alert.FromCase(j.c, alert.WouldIsolate, a.host(), a.now(), "",
+		fmt.Sprintf("dry-run: would %s (budgets allow it); %s", strings.Join(would, ", "), j.c.Summary))}
+}
+
 // exhausted is the budget-exhausted alert of budget b, once per budget and
 // day whichever case finds it used up.
 func (a *alerter) exhausted(c fault.Case, b, why string) alert.Alert {

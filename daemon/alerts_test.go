@@ -318,3 +318,23 @@ func TestAlertTrackOpenCasesAtStart(t *testing.T) {
 		"isolation-failed 33333333-0000-4000-8000-000000000002",
 	}, tr.tracked)
 }
+
+// Dry-run announces what enforcing would have done; a replayed decision
+// and a case with nothing left to do in dry-run do not.
+func TestAlertWouldIsolate(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	c := fault.Case{ID: "44444444-0000-4000-8000-000000000001", Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+		Suspect: fault.Page(0x2d94), FRU: "DIMM_A1", State: fault.CaseOpen, Summary: "2 CEs on page 0x2d94"}
+	dry := fault.Action{Resource: c.Suspect, Kind: "soft-offline", Outcome: fault.OutcomeDryRun}
+	d := alertingDaemon(t, &now)
+	got := d.alerts.wouldIsolate(job{c: c}, []fault.Action{dry})
+	require.Len(t, got, 1)
+	require.NoError(t, got[0].Validate())
+	require.Equal(t, alert.WouldIsolate, got[0].Transition)
+	require.Equal(t, c.ID, got[0].Case)
+	require.Equal(t, "DIMM_A1", got[0].FRU)
+	require.Equal(t, alert.SeverityWarning, got[0].Severity)
+	require.Equal(t, "dry-run: would soft-offline page:0x2d94 (budgets allow it); 2 CEs on page 0x2d94", got[0].Summary)
+	require.Empty(t, d.alerts.wouldIsolate(job{c: c, replay: true}, []fault.Action{dry}))
+	require.Empty(t, d.alerts.wouldIsolate(job{c: c}, []fault.Action{{Resource: c.Suspect, Outcome: fault.OutcomeAlreadyIsolated}}))
+}

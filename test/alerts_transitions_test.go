@@ -12,6 +12,7 @@ import (
 
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/daemon"
+	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/internal/peertest"
 	"github.com/selfprotect/selfprotect/sim"
 )
@@ -141,5 +142,35 @@ func TestAlertsCPUBudgetExhaustedByOffline(t *testing.T) {
 			require.Contains(t, ex[0].Summary, "after case "+iso.Case)
 			require.Equal(t, "cpu:2", ex[0].Suspect)
 		})
+	}
+}
+
+// Dry-run announces what enforcing would do: a would-isolate alert after
+// diagnosed, for a page and for a CPU, while nothing is written to the
+// kernel.
+func TestAlertsDryRunWouldIsolate(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	hook := newReceiver(t, "ok")
+	d := startDaemon(t, m, daemonOpts{policy: "mode: dry-run\n" + alertsPolicy(webhookYAML("hook", hook.srv.URL, ""))})
+	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+	require.NoError(t, m.InjectCacheCE(2, 5))
+	would := func() []alert.Alert { return byTransition(hook.alerts(), "")[alert.WouldIsolate] }
+	require.Eventually(t, func() bool { return len(would()) == 2 }, 10*time.Second, 20*time.Millisecond)
+	require.Empty(t, m.Offlined())
+	require.Equal(t, "0-3", m.read(t, "sys/devices/system/cpu/online"))
+	cases := d.faulty()
+	require.Len(t, cases, 2)
+	for _, c := range cases {
+		require.Equal(t, fault.CaseOpen, c.State, "dry-run leaves the case open")
+		bt := byTransition(hook.alerts(), c.ID)
+		require.Len(t, bt[alert.Diagnosed], 1, c.Suspect)
+		require.Len(t, bt[alert.WouldIsolate], 1, c.Suspect)
+		require.Empty(t, bt[alert.Isolated], c.Suspect)
+		w := bt[alert.WouldIsolate][0]
+		require.Equal(t, string(c.Suspect), w.Suspect)
+		require.Contains(t, w.Summary, "dry-run: would ")
+		require.Contains(t, w.Summary, string(c.Suspect))
+		require.Empty(t, w.Undo)
 	}
 }
