@@ -42,8 +42,8 @@ const (
 var sourceStates = []SourceState{SourceArmed, SourceStandby, SourceUnavailable, SourceBroken}
 
 // SourceChange is one transition of one source, handed to the daemon's
-// source-change hook (logged; alerts can hang off it). Blind is true when
-// after it no source of the group reads events.
+// source-change hook (logged). Blind is true when after it no source of
+// the group reads events.
 type SourceChange struct {
 	Name     string
 	Group    string
@@ -158,8 +158,11 @@ func (d *Daemon) startSources(ctx context.Context, out chan<- fault.Event) *sour
 	return set
 }
 
-// sourceChanged is the one place a source's transition surfaces: logged
-// here; alerts (a source going blind) hook in here too.
+// sourceChanged is the one place a source's transition surfaces in the
+// log. Alerts do not hang off it: it runs on the source goroutines too and
+// sees neither what a running source reports about itself nor the whole
+// table; the health check that follows each change (sourceSet.changed)
+// reads the table's typed states instead (sourceSet.problems).
 func (d *Daemon) sourceChanged(c SourceChange) {
 	l := d.log.WithFields(logrus.Fields{"source": c.Name, "from": c.From, "to": c.To})
 	if c.Detail != "" {
