@@ -374,7 +374,7 @@ func (d *Daemon) settledAlerts(j job, actions []fault.Action, state fault.CaseSt
 		return out
 	}
 	if j.c.Suspect.Kind() == fault.KindCPU {
-		return append(out, d.cpuExhausted(j.c)...)
+		return append(out, d.cpuExhausted(j.c, actions)...)
 	}
 	if j.c.Suspect.Kind() != fault.KindPage {
 		return out
@@ -400,16 +400,32 @@ func (d *Daemon) settledAlerts(j job, actions []fault.Action, state fault.CaseSt
 // min_online_cpu_fraction would refuse the next. One more online CPU
 // stands for every candidate, since those budgets only count how many
 // stay; cpu_offline_interval is left out, as every offline uses it up for
-// its interval.
-func (d *Daemon) cpuExhausted(c fault.Case) []alert.Alert {
+// its interval. The CPUs this case just offlined count as offline even if
+// the kernel's online list does not show it yet (it is updated apart from
+// the cpuN/online file we verified).
+func (d *Daemon) cpuExhausted(c fault.Case, actions []fault.Action) []alert.Alert {
 	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
-	if err != nil || len(topo.Online) == 0 {
+	if err != nil {
 		return nil
 	}
 	m := d.cpuBudget(topo)
 	m.LastCPUOffline = time.Time{}
+	for _, a := range actions {
+		if n, err := a.Resource.CPUNumber(); err == nil && a.Outcome == fault.OutcomeIsolated {
+			m.Online[n] = false
+		}
+	}
+	next := -1
+	for n, on := range m.Online {
+		if on && n > next {
+			next = n
+		}
+	}
+	if next < 0 {
+		return nil
+	}
 	d.policyMu.Lock()
-	viol := d.cfg.CheckCPU(m, topo.Online[len(topo.Online)-1:], d.now())
+	viol := d.cfg.CheckCPU(m, []int{next}, d.now())
 	d.policyMu.Unlock()
 	var out []alert.Alert
 	for _, v := range viol {
