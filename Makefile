@@ -197,7 +197,7 @@ not-built:
 	@echo "================================================================"
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
-	@echo "  - alerts through the daemon: v3 SNMP and implicit-TLS mail not run end to end; CPU budgets alert budget-exhausted only on a refusal; no resolving alert when a source problem clears"
+	@echo "  - alerts through the daemon: v3 SNMP and implicit-TLS mail not run end to end; source-degraded (tracefs overruns) clears only with a new trace instance"
 	@echo "  - crash safety: the two-boot real-kernel scenario (state on a shared disk image) is not built (issue 11)"
 	@echo "  - issue 9: latency within 2x of CEC, storm CPU ratio <= 0.1 and idle at zero not met; late eBPF hand-over tested with fakes only"
 	@echo "  - replay: rasdaemon import tested on a database built from its schema, not one the real rasdaemon wrote"
