@@ -193,6 +193,12 @@ html-check:
 	@packaging/need.sh chromium chromium >/dev/null
 	SELFPROTECT_CHROMIUM=1 SELFPROTECT_ARTIFACTS=$(CURDIR)/out/artifacts $(GO) test -count=1 -run 'TestHTML' -v ./replay/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|screenshot'; exit $${PIPESTATUS[0]}
 
+# Regenerates replay/testdata/rasdaemon-real/: Debian's rasdaemon recording
+# mce-inject errors in the kernel lab (6.12, Intel and AMD models).
+.PHONY: rasdaemon-db
+rasdaemon-db:
+	replay/testdata/rasdaemon-real/make-db.sh
+
 not-built:
 	@echo "================================================================"
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
@@ -200,7 +206,6 @@ not-built:
 	@echo "  - alerts through the daemon: v3 SNMP and implicit-TLS mail not run end to end; source-degraded (tracefs overruns) clears only with a new trace instance"
 	@echo "  - crash safety: the two-boot real-kernel scenario (state on a shared disk image) is not built (issue 11)"
 	@echo "  - issue 9: latency within 2x of CEC, storm CPU ratio <= 0.1 and idle at zero not met; late eBPF hand-over tested with fakes only"
-	@echo "  - replay: rasdaemon import tested on a database built from its schema, not one the real rasdaemon wrote"
 	@echo "================================================================"
 
 clean:

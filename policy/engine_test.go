@@ -142,7 +142,7 @@ func TestEngineScenarios(t *testing.T) {
 			{ev: edacCE(time.Hour, "A1", 399)},
 			{ev: edacCE(2*time.Hour, "A1", 1), want: []want{{fault.DiagReplaceDIMM, fault.DIMM(0, "A1"), nil, "A1"}}},
 		}},
-		{"DIMM errors outside the window fall out", nil, []step{
+		{"DIMM errors outside the window fall out", func(c *Config) { c.Rules.DIMM.Window = day }, []step{
 			{ev: edacCE(0, "A1", 999)},
 			{ev: edacCE(day, "A1", 999)},
 		}},
@@ -150,6 +150,23 @@ func TestEngineScenarios(t *testing.T) {
 			{ev: rowCE(0, "", 0x100)},
 			{ev: rowCE(time.Second, "", 0x200)},
 			{ev: rowCE(2*time.Second, "", 0x300), want: []want{{fault.DiagReplaceDIMM, fault.DIMM(0, "DIMM_A1"), nil, "DIMM_A1"}}},
+		}},
+		// The built-in DIMM rule (tuned in README "Replay"): five distinct
+		// failing pages within three days, one error each, trip it...
+		{"default DIMM rule: five pages within three days", nil, []step{
+			{ev: rowCE(0, "", 0x100)},
+			{ev: rowCE(day, "", 0x200)},
+			{ev: rowCE(2*day, "", 0x300)},
+			{ev: rowCE(2*day+time.Hour, "", 0x400)},
+			{ev: rowCE(3*day-time.Second, "", 0x500), want: []want{{fault.DiagReplaceDIMM, fault.DIMM(0, "DIMM_A1"), nil, "DIMM_A1"}}},
+		}},
+		// ...and never four, nor five spread over more than three days.
+		{"default DIMM rule: four pages, or five over four days", nil, []step{
+			{ev: rowCE(0, "", 0x100)},
+			{ev: rowCE(day, "", 0x200)},
+			{ev: rowCE(2*day, "", 0x300)},
+			{ev: rowCE(2*day+time.Hour, "", 0x400)},
+			{ev: rowCE(4*day, "", 0x500)},
 		}},
 		{"three pages of one DRAM row offline the row's pages", nil, []step{
 			{ev: rowCE(0, "mc0/csrow1/row77", 0x300)},

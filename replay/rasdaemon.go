@@ -32,8 +32,9 @@ import (
 // Corrected, Uncorrected, Deferred, Fatal or Info; grain holds the
 // tracepoint's grain_bits (the lowest valid address bit); 64-bit registers
 // are stored as signed integers. ppin and microcode came later and are
-// optional here; mce_record has no IPID or SYND column, so AMD SMCA bank
-// types cannot be decoded from it.
+// optional here (Debian 12's rasdaemon 0.6.8 has neither: see
+// testdata/rasdaemon-real); mce_record has no IPID or SYND column, so AMD
+// SMCA bank types cannot be decoded from it.
 const rasdaemonTime = "2006-01-02 15:04:05 -0700"
 
 // ReadRasdaemon reads a rasdaemon database as one host's raw records (both

@@ -115,7 +115,7 @@ func TestGoldenAnchors(t *testing.T) {
 	// record of 60); 0x2000's two errors are 30 h apart. Its three
 	// uncorrected cases find pages the kernel already poisoned. Only
 	// 0x1000 was out before its UE: lead t49-t1 = 48 h. DIMM rule (1000
-	// errors or 64 pages a day) never trips.
+	// errors or 5 pages within 3 days) never trips.
 	check(t, byName["selfprotect"], expect{seen: 8, cases: map[string]int{"page": 2, "uncorrected": 3},
 		retired: 2, already: 3, dimmsUE: 2, uePages: 3, byPage: 1, ueLead: []time.Duration{48 * h}})
 

@@ -411,6 +411,19 @@ func (m *Machine) Storm(n int, pages []uint64) error {
 		if err := m.memoryError(em, pages[i%len(pages)], 1, cpus[i%len(cpus)], false); err != nil {
 			return fmt.Errorf("storm: %w", err)
 		}
+		// The kernel carries out a soft offline while errors keep coming;
+		// Serve cannot while the storm holds the lock. Paced by the
+		// reader, a storm lasts seconds on a loaded host, longer than the
+		// daemon re-reads kpageflags before calling the write failed.
+		if i%stormDrainEvery == stormDrainEvery-1 {
+			if err := m.drainOfflines(); err != nil {
+				return fmt.Errorf("storm: %w", err)
+			}
+		}
 	}
 	return em.flush()
 }
+
+// stormDrainEvery is how many storm errors go by between two looks at the
+// offline files.
+const stormDrainEvery = 256

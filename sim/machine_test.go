@@ -438,16 +438,18 @@ func TestServeAndControlSocket(t *testing.T) {
 		var err error
 		c, err = Dial(m.Dir())
 		return err == nil
-	}, 5*time.Second, 5*time.Millisecond)
+	}, 30*time.Second, 5*time.Millisecond)
 	defer c.Close()
 
-	// Serve populates an instance on its own.
+	// Serve populates an instance on its own. The bounds below only guard
+	// against a hang: a populate took up to 2.8 s on a loaded 2-core host
+	// under -race.
 	dir := m.Paths().TracingPath("instances", "selfprotect")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	require.Eventually(t, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "tracing_on"))
 		return err == nil
-	}, 5*time.Second, 5*time.Millisecond)
+	}, 30*time.Second, 5*time.Millisecond)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "events/mce/mce_record/enable"), []byte("1\n"), 0o644))
 
 	require.NoError(t, c.InjectCacheCE(3, 2))
@@ -469,7 +471,7 @@ func TestServeAndControlSocket(t *testing.T) {
 		off, err := c.Offlined()
 		require.NoError(t, err)
 		return len(off) == 1 && off[0].Poisoned()
-	}, 5*time.Second, 5*time.Millisecond)
+	}, 30*time.Second, 5*time.Millisecond)
 	st, err := c.Stats()
 	require.NoError(t, err)
 	require.Equal(t, uint64(2+1+1+1+10), st.Records)

@@ -2,6 +2,8 @@ package test
 
 import (
 	"context"
+	byteorder "encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/selfprotect/selfprotect/sim"
 )
@@ -33,7 +36,20 @@ func TestGolden(t *testing.T) {
 			m := newMachine(t, sc.Profile)
 			d := startDaemon(t, m, daemonOpts{policy: string(policy)})
 			require.NoError(t, m.Play(context.Background(), sc))
+			var polls *edacReads
+			if m.Profile().EDAC {
+				polls = watchEDACReads(t, m)
+			}
 			st := d.settle(time.Second)
+			if polls != nil {
+				// The EDAC poller runs on its own ticker: quiet alone does
+				// not say it has read the counters Play left (a late poll
+				// once made edac_credited 0 instead of 1). The first read
+				// after Play starts a poll that sees them all; the second
+				// starts only once the first has handed its events over.
+				polls.wait(t, 2)
+				st = d.settle(time.Second)
+			}
 			got := render(t, m, d)
 			got += fmt.Sprintf("events: counted=%d errors=%d merged=%d edac_credited=%d first_by=%v undecodable=%d storming=%v\n",
 				st.Events.Counted, st.Events.Errors, st.Events.Merged, st.Events.EDACCredited, st.Events.FirstBy, st.Events.Undecodable, st.Storming)
@@ -87,4 +103,55 @@ func render(t *testing.T, m *machine, d *daemonProc) string {
 		i = j
 	}
 	return b.String()
+}
+
+// edacReads counts the daemon's reads of mc0/ce_count, the first counter
+// its EDAC poller reads in every poll. The watch is on the directory: the
+// simulator replaces the file at every write.
+type edacReads struct {
+	fd   int
+	seen int
+}
+
+func watchEDACReads(t *testing.T, m *machine) *edacReads {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	require.NoError(t, err)
+	t.Cleanup(func() { unix.Close(fd) })
+	_, err = unix.InotifyAddWatch(fd, filepath.Join(m.Dir(), "sys/devices/system/edac/mc/mc0"), unix.IN_ACCESS)
+	require.NoError(t, err)
+	return &edacReads{fd: fd}
+}
+
+// wait returns once n reads were seen since the watch began; the bound
+// only guards against a hang (the golden policies poll every second).
+func (w *edacReads) wait(t *testing.T, n int) {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(60 * time.Second)
+	for w.seen < n {
+		k, err := unix.Read(w.fd, buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			if time.Now().After(deadline) {
+				t.Fatalf("the daemon read mc0/ce_count %d times in 60 s, want %d", w.seen, n)
+			}
+			// Draining often also keeps inotify from merging two polls'
+			// reads into one event.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		case err != nil:
+			require.NoError(t, err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= k; {
+			mask := byteorder.NativeEndian.Uint32(buf[off+4:])
+			nameLen := int(byteorder.NativeEndian.Uint32(buf[off+12:]))
+			name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+nameLen]), "\x00")
+			require.Zero(t, mask&unix.IN_Q_OVERFLOW, "inotify queue overflowed")
+			if mask&unix.IN_ACCESS != 0 && name == "ce_count" {
+				w.seen++
+			}
+			off += unix.SizeofInotifyEvent + nameLen
+		}
+	}
 }

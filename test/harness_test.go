@@ -104,6 +104,10 @@ type daemonProc struct {
 	flags  []string // global flags for CLI calls
 	log    *lockedBuffer
 	exited chan error
+	// m and simPages (its trace pages written before this daemon started)
+	// let settle wait for every page written since.
+	m        *machine
+	simPages uint64
 }
 
 type lockedBuffer struct {
@@ -140,8 +144,34 @@ func pathFlags(m *machine) []string {
 func startDaemon(t *testing.T, m *machine, o daemonOpts) *daemonProc {
 	t.Helper()
 	d := launchDaemon(t, m, o)
-	d.waitArmed()
+	st := d.waitArmed()
+	if m.Profile().EDAC {
+		d.waitSourceArmed(st, "edac-poll")
+	}
 	return d
+}
+
+// waitSourceArmed waits for one source to be armed. Sources open one
+// after another on the main loop, so status can say armed (tracefs) while
+// the EDAC poller has not taken its baseline yet: errors injected then
+// would be folded into the baseline as history (CI once saw
+// edac_credited=0 for that under a load average of 44).
+func (d *daemonProc) waitSourceArmed(st *daemon.Status, name string) {
+	d.t.Helper()
+	const limit = 60 * time.Second
+	deadline := time.Now().Add(limit)
+	for {
+		for _, s := range st.Sources {
+			if s.Name == name && s.State == daemon.SourceArmed {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("source %s not armed within %s: %+v\n%s", name, limit, st.Sources, d.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		st = d.status()
+	}
 }
 
 func launchDaemon(t *testing.T, m *machine, o daemonOpts) *daemonProc {
@@ -154,7 +184,8 @@ func launchDaemon(t *testing.T, m *machine, o daemonOpts) *daemonProc {
 	sockDir, err := os.MkdirTemp("", "sp")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	d := &daemonProc{t: t, state: state, socket: filepath.Join(sockDir, "sp.sock"), log: &lockedBuffer{}, exited: make(chan error, 1)}
+	d := &daemonProc{t: t, state: state, socket: filepath.Join(sockDir, "sp.sock"), log: &lockedBuffer{}, exited: make(chan error, 1),
+		m: m, simPages: m.Stats().Pages}
 	d.flags = append(pathFlags(m), "--state", state, "--socket", d.socket)
 	args := append([]string{"run", "--log-level", "debug", "--metrics-listen", "127.0.0.1:0"}, d.flags...)
 	if o.policy != "" {
@@ -193,10 +224,13 @@ func (d *daemonProc) stop() {
 	}
 }
 
-// waitArmed waits for `status` to answer with armed sources.
+// waitArmed waits for `status` to answer with armed sources. The bound
+// only guards against a hang: arming waits for the simulator to populate
+// the trace instance, which took up to 2.8 s on a loaded 2-core host.
 func (d *daemonProc) waitArmed() *daemon.Status {
 	d.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	const limit = 60 * time.Second
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-d.exited:
@@ -209,7 +243,7 @@ func (d *daemonProc) waitArmed() *daemon.Status {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	d.t.Fatalf("daemon not armed within 15 s\n%s", d.log.String())
+	d.t.Fatalf("daemon not armed within %s\n%s", limit, d.log.String())
 	return nil
 }
 
@@ -220,8 +254,10 @@ func (d *daemonProc) status() *daemon.Status {
 	return resp.Status
 }
 
-// settle waits until the daemon has read and acted on everything: nothing
-// new received and no action pending for `quiet`.
+// settle waits until the daemon has read and acted on everything: every
+// trace page the simulator wrote since the daemon started read, then
+// nothing new received and no action pending for `quiet`. Quiet alone
+// cannot tell a reader that has not woken yet from one with nothing left.
 func (d *daemonProc) settle(quiet time.Duration) *daemon.Status {
 	d.t.Helper()
 	var last uint64
@@ -230,7 +266,8 @@ func (d *daemonProc) settle(quiet time.Duration) *daemon.Status {
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		s := d.status()
-		if s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 || s.Events.HeldDeltas > 0 {
+		unread := s.Events.TracePages < d.m.Stats().Pages-d.simPages
+		if unread || s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 || s.Events.HeldDeltas > 0 {
 			last, lastPages = s.Events.Received, s.Events.TracePages
 			stable = time.Now()
 		} else if time.Since(stable) >= quiet {

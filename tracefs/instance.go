@@ -27,8 +27,13 @@ const (
 	// DefaultBufferSizeKB is per CPU. Corrected errors are rare and read
 	// at once; a small buffer keeps the daemon's footprint small, and an
 	// overrun in a storm shows up in Health.
-	DefaultBufferSizeKB    = 64
-	DefaultPopulateTimeout = 2 * time.Second
+	DefaultBufferSizeKB = 64
+	// DefaultPopulateTimeout only matters with the simulator: the kernel
+	// fills an instance within mkdir. The simulator's populate took up to
+	// 2.8 s on a loaded 2-core host under -race; past the timeout the
+	// source is unavailable until the next retry (30 s), so the daemon
+	// stays unarmed far longer than this wait.
+	DefaultPopulateTimeout = 15 * time.Second
 	populatePollInterval   = 10 * time.Millisecond
 )
 

@@ -84,11 +84,10 @@ func TestExecFailures(t *testing.T) {
 // started, and Notify returns instead of waiting on their pipes.
 func TestExecHangingHookIsKilled(t *testing.T) {
 	dir := t.TempDir()
-	hook := script(t, `sleep 300 & echo $! > "$1/child"; wait`)
+	hook := script(t, `sleep 300 & echo $! > "$1/child.new"; mv "$1/child.new" "$1/child"; wait`)
 	n, err := New(alert.ExecConfig{Command: []string{hook, dir}})
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
+	ctx := expireOnFile(t, filepath.Join(dir, "child"))
 	retry, err := n.Notify(ctx, sample())
 	require.True(t, retry)
 	require.ErrorContains(t, err, "killed: context deadline exceeded")
@@ -106,6 +105,42 @@ func TestExecHangingHookIsKilled(t *testing.T) {
 		st, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pidText)), "stat"))
 		return err != nil || strings.Contains(string(st), ") Z ")
 	}, 10*time.Second, 10*time.Millisecond, "the hook's child was not killed")
+}
+
+// fileDeadline is a context whose deadline passes once a file exists. A
+// fixed 500 ms timeout killed the hook before a loaded machine had run it
+// far enough to start its child (2 of 60 runs at a load average of 44).
+type fileDeadline struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c fileDeadline) Done() <-chan struct{} { return c.done }
+
+func (c fileDeadline) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func expireOnFile(t *testing.T, path string) context.Context {
+	t.Helper()
+	ctx := fileDeadline{Context: context.Background(), done: make(chan struct{})}
+	go func() {
+		defer close(ctx.done)
+		// The bound only keeps a hook that never gets there from hanging
+		// the test; the assertions then fail.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			if _, err := os.Stat(path); err == nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return ctx
 }
 
 // A hook that cannot be found or started is named once, with the cause

@@ -176,9 +176,12 @@ func (d *demo) waitArmed(limit time.Duration) (*daemon.Status, error) {
 }
 
 // settle waits until the daemon has read everything and acted on it: the
-// received count stops moving and no action is pending, for a while.
+// received and counted totals stop moving, no EDAC counter delta is held
+// (a delta waits a few seconds for mc_events before it counts, so a quiet
+// spell alone would return before an EDAC-only error reaches the engines)
+// and no action is pending, for a while.
 func (d *demo) settle(quiet time.Duration) (*daemon.Status, error) {
-	var last uint64
+	var last [2]uint64
 	stableSince := time.Now()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -187,8 +190,8 @@ func (d *demo) settle(quiet time.Duration) (*daemon.Status, error) {
 			return nil, err
 		}
 		s := resp.Status
-		if s.Events.Received != last || s.Pending > 0 {
-			last = s.Events.Received
+		if now := [2]uint64{s.Events.Received, s.Events.Counted}; now != last || s.Events.HeldDeltas > 0 || s.Pending > 0 {
+			last = now
 			stableSince = time.Now()
 		} else if time.Since(stableSince) >= quiet {
 			return s, nil

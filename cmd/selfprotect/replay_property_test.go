@@ -73,7 +73,9 @@ func replayVersusDaemon(t *testing.T, seed uint64) {
 		}
 		return *resp.Status
 	}
-	waitFor(t, 20*time.Second, "daemon armed", func() bool { return status().Armed })
+	// A hang guard only: arming waits for the simulator to populate the
+	// trace instance, seconds on a loaded host under -race.
+	waitFor(t, 60*time.Second, "daemon armed", func() bool { return status().Armed })
 
 	rng := rand.New(rand.NewPCG(seed, 42))
 	pages := make([]uint64, 6)
@@ -87,16 +89,24 @@ func replayVersusDaemon(t *testing.T, seed uint64) {
 	}
 	// Two bursts on two different cores (CPU c and c+4 share one): the
 	// simulator refuses errors on a CPU the daemon already took offline.
+	// Each CPU's ring buffer has its own reader, so two bursts injected
+	// back to back on different CPUs reach the daemon's engines in either
+	// order, while replay orders them by time; whichever core trips first
+	// takes the one-per-hour CPU budget. The daemon must have received the
+	// first burst before the second is injected, so that both see the
+	// same order.
 	cores := prof.CPUs / prof.ThreadsPerCore
 	core1 := rng.IntN(cores)
 	core2 := (core1 + 1 + rng.IntN(cores-1)) % cores
 	for _, core := range []int{core1, core2} {
 		require.NoError(t, m.InjectCacheCE(core+cores*rng.IntN(prof.ThreadsPerCore), 5))
 		records += 5
+		waitFor(t, 30*time.Second, fmt.Sprintf("daemon received %d records", records), func() bool {
+			return status().Events.Received >= uint64(records)
+		})
 	}
 	waitFor(t, 30*time.Second, fmt.Sprintf("daemon stored %d records", records), func() bool {
-		ev := status().Events
-		return ev.Received >= uint64(records) && ev.Stored >= uint64(records)
+		return status().Events.Stored >= uint64(records)
 	})
 
 	// What replay of the daemon's own history says it isolates.
