@@ -203,7 +203,7 @@ not-built:
 	@echo "================================================================"
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
-	@echo "  - alerts through the daemon: v3 SNMP and implicit-TLS mail not run end to end; CPU budgets alert budget-exhausted only on a refusal; no resolving alert when a source problem clears"
+	@echo "  - alerts through the daemon: v3 SNMP and implicit-TLS mail not run end to end; source-degraded (tracefs overruns) clears only with a new trace instance"
 	@echo "  - issue 9: latency within 2x of CEC, storm CPU ratio <= 0.1 and idle at zero not met; late eBPF hand-over tested with fakes only"
 	@echo "  - hardened unit: not run under a booted systemd (Type=notify, watchdog, PrivateDevices, other Protect*/Restrict*, MemoryMax); the kernel suite reproduces its capabilities, file-system and system-call sandbox"
 	@echo "================================================================"

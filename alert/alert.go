@@ -39,6 +39,15 @@ const (
 	Replaced        Transition = "replaced"
 	OutboxOverflow  Transition = "outbox-overflow" // alerts were dropped because the outbox was full
 	Test            Transition = "test"            // `selfprotect alert test`
+
+	// The health problems' ends, raised with the problem's subject so a
+	// receiver pairs them (Alertmanager resolves, SNMP managers clear).
+	SourceBlindCleared    Transition = "source-blind-cleared"
+	SourceDegradedCleared Transition = "source-degraded-cleared"
+	UnarmedCleared        Transition = "unarmed-cleared"
+	// WouldIsolate is dry-run's isolated: budgets and safety rules let
+	// the isolation through, and only the mode kept it from the kernel.
+	WouldIsolate Transition = "would-isolate"
 )
 
 // Transitions lists every transition, in the order of the MIB's
@@ -47,6 +56,30 @@ var Transitions = []Transition{
 	Diagnosed, Isolated, IsolationFailed, Refused, BudgetExhausted,
 	StormStarted, StormEnded, SourceBlind, SourceDegraded, Unarmed,
 	Repaired, Acquitted, Replaced, OutboxOverflow, Test,
+	SourceBlindCleared, SourceDegradedCleared, UnarmedCleared, WouldIsolate,
+}
+
+// cleared pairs each health problem with the transition that ends it.
+var cleared = map[Transition]Transition{
+	SourceBlind: SourceBlindCleared, SourceDegraded: SourceDegradedCleared, Unarmed: UnarmedCleared,
+}
+
+// ClearedBy is the transition that ends problem t; ok is false when t is
+// not a problem that clears (a case's transitions end with repaired and
+// its kin instead).
+func (t Transition) ClearedBy() (Transition, bool) {
+	c, ok := cleared[t]
+	return c, ok
+}
+
+// Clears is the problem transition t ends; ok is false when t ends none.
+func (t Transition) Clears() (Transition, bool) {
+	for p, c := range cleared {
+		if c == t {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // Valid reports whether t is one of Transitions.
@@ -60,7 +93,8 @@ func (t Transition) Resolves() bool {
 	case Repaired, Acquitted, Replaced, StormEnded:
 		return true
 	}
-	return false
+	_, ok := t.Clears()
+	return ok
 }
 
 // Severity orders alerts for routing.
@@ -86,7 +120,7 @@ func DefaultSeverity(t Transition) Severity {
 	switch t {
 	case IsolationFailed, BudgetExhausted, SourceBlind, Unarmed, OutboxOverflow:
 		return SeverityCritical
-	case Diagnosed, Isolated, Refused, StormStarted, SourceDegraded:
+	case Diagnosed, Isolated, Refused, StormStarted, SourceDegraded, WouldIsolate:
 		return SeverityWarning
 	}
 	return SeverityInfo

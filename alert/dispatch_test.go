@@ -346,6 +346,8 @@ func TestRouteMatch(t *testing.T) {
 	crit := Alert{Transition: IsolationFailed, Severity: SeverityCritical}
 	info := Alert{Transition: Repaired, Severity: SeverityInfo}
 	test := Alert{Transition: Test, Severity: SeverityInfo}
+	blindCleared := Alert{Transition: SourceBlindCleared, Severity: SeverityInfo}
+	degradedCleared := Alert{Transition: SourceDegradedCleared, Severity: SeverityInfo}
 	for _, tc := range []struct {
 		route Route
 		a     Alert
@@ -358,6 +360,13 @@ func TestRouteMatch(t *testing.T) {
 		{Route{Transitions: []Transition{Isolated, IsolationFailed}}, crit, true},
 		{Route{MinSeverity: SeverityCritical, Transitions: []Transition{Repaired}}, info, false},
 		{Route{MinSeverity: SeverityCritical, Transitions: []Transition{Isolated}}, test, true},
+		// A problem's end follows the problem: past a severity floor the
+		// problem passes, and into a list naming only the problem.
+		{Route{MinSeverity: SeverityCritical}, blindCleared, true},
+		{Route{MinSeverity: SeverityCritical}, degradedCleared, false},
+		{Route{Transitions: []Transition{SourceBlind}}, blindCleared, true},
+		{Route{Transitions: []Transition{SourceBlind}}, degradedCleared, false},
+		{Route{Transitions: []Transition{SourceDegradedCleared}}, degradedCleared, true},
 	} {
 		require.Equal(t, tc.want, tc.route.Match(tc.a), "%+v %s/%s", tc.route, tc.a.Transition, tc.a.Severity)
 	}

@@ -2,6 +2,8 @@ package alert
 
 import (
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -106,7 +108,40 @@ func (o *Outbox) kick() {
 
 // Prune deletes delivered and given-up rows older than keep (KeepSent), so
 // the outbox stays bounded; within keep a repeated transition is still
-// recognised as sent. The daemon calls it with its other hourly pruning.
-func (o *Outbox) Prune(now time.Time, keep time.Duration) (int64, error) {
-	return o.Store.PruneOutbox(now.Add(-keep))
+// recognised as sent. The rows of the subjects in open (problems not yet
+// cleared, see OpenProblems) stay whatever their age: they are the record
+// that the problem was announced. The daemon calls it with its other
+// hourly pruning.
+func (o *Outbox) Prune(now time.Time, keep time.Duration, open ...string) (int64, error) {
+	return o.Store.PruneOutbox(now.Add(-keep), open...)
+}
+
+// OpenProblems are the health problems (source-blind, source-degraded,
+// unarmed) queued for some notifier and never followed by their -cleared
+// transition, as first queued: after a restart the daemon neither raises
+// them again nor forgets to clear them.
+func OpenProblems(p Persistence) ([]Alert, error) {
+	var out []Alert
+	for _, problem := range Transitions {
+		end, ok := problem.ClearedBy()
+		if !ok {
+			continue
+		}
+		var bad error
+		err := p.EachUnanswered(string(problem), string(end), func(subject string, payload []byte) {
+			var a Alert
+			if err := json.Unmarshal(payload, &a); err != nil {
+				bad = errors.Join(bad, fmt.Errorf("open %s alert %s: %w", problem, subject, err))
+				return
+			}
+			out = append(out, a)
+		})
+		if err != nil {
+			return out, fmt.Errorf("reading open %s alerts: %w", problem, err)
+		}
+		if bad != nil {
+			return out, bad
+		}
+	}
+	return out, nil
 }

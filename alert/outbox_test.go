@@ -152,3 +152,48 @@ func TestOutboxPrune(t *testing.T) {
 	require.Equal(t, int64(1), n, "only the sent row goes; the pending one stays")
 	require.Equal(t, map[string]int{"a": 1}, pendingCounts(t, s))
 }
+
+// Problems announced and not cleared are found again from the store, as
+// first queued, whichever notifier holds them and whether sent or not;
+// their rows outlive keep_sent while they stay open.
+func TestOutboxOpenProblems(t *testing.T) {
+	s := openStore(t)
+	o := &Outbox{Store: s, Notifiers: []NamedNotifier{{Name: "a"}, {Name: "b", Route: Route{Transitions: []Transition{Unarmed}}}},
+		MaxPending: 10, Host: "h"}
+	problem := func(subject string, tr Transition) Alert {
+		return Alert{ID: StableID("h", subject, tr), Case: subject, Transition: tr, Severity: DefaultSeverity(tr),
+			Summary: subject + " " + string(tr), Host: "h", Time: t0}
+	}
+	_, err := o.Raise(t0, problem("health:tracefs:source-blind:1", SourceBlind), problem("health:tracefs:source-degraded:1", SourceDegraded),
+		problem("health:daemon:unarmed:1", Unarmed), problem("health:ebpf:source-blind:1", SourceBlind))
+	require.NoError(t, err)
+	_, err = o.Raise(t0, problem("health:tracefs:source-blind:1", SourceBlindCleared))
+	require.NoError(t, err)
+	q := StoreQueue{s}
+	due, err := q.Due(t0, "a", 10)
+	require.NoError(t, err)
+	for _, d := range due {
+		require.NoError(t, q.Ack(d.ID, t0))
+	}
+	open, err := OpenProblems(s)
+	require.NoError(t, err)
+	var got []string
+	for _, a := range open {
+		got = append(got, string(a.Transition)+" "+a.Case)
+		require.Equal(t, problem(a.Case, a.Transition), a)
+	}
+	require.ElementsMatch(t, []string{"source-blind health:ebpf:source-blind:1", "source-degraded health:tracefs:source-degraded:1",
+		"unarmed health:daemon:unarmed:1"}, got)
+
+	// A day later only the open problems' rows are left.
+	_, err = o.Prune(t0.Add(24*time.Hour), time.Hour, "health:ebpf:source-blind:1", "health:tracefs:source-degraded:1", "health:daemon:unarmed:1")
+	require.NoError(t, err)
+	open, err = OpenProblems(s)
+	require.NoError(t, err)
+	require.Len(t, open, 3)
+	ds, err := s.Deliveries(store.DeliverySent)
+	require.NoError(t, err)
+	for _, d := range ds {
+		require.NotContains(t, d.Subject, "tracefs:source-blind", "the cleared problem's rows were pruned")
+	}
+}

@@ -29,8 +29,11 @@ import (
 //   - AckDelivery marks a pending row sent; FailDelivery counts a failed
 //     attempt and reschedules it at next, or gives it up (dead) for good.
 //     Both fail on a row that is not pending.
-//   - PruneOutbox deletes sent and dead rows finished before the cut-off;
-//     pending rows are never deleted.
+//   - PruneOutbox deletes sent and dead rows finished before the cut-off,
+//     but none of the subjects in keep; pending rows are never deleted.
+//   - EachUnanswered visits each subject that has a row of transition
+//     opening and none of closing (any notifier, any state), with the
+//     payload of its first opening row.
 //   - EachQueue visits every notifier with rows or drops.
 type Persistence interface {
 	Write(what string, fn func(tx *sql.Tx) error) error
@@ -40,7 +43,8 @@ type Persistence interface {
 	NextAttempt(notifiers ...string) (next time.Time, ok bool, err error)
 	AckDelivery(id int64, now time.Time) error
 	FailDelivery(id int64, now, next time.Time, errText string, dead bool) error
-	PruneOutbox(before time.Time) (int64, error)
+	PruneOutbox(before time.Time, keep ...string) (int64, error)
+	EachUnanswered(opening, closing string, fn func(subject string, payload []byte)) error
 	EachQueue(fn func(notifier string, pending, dead int, dropped int64, lastSent time.Time, lastError string)) error
 }
 

@@ -11,10 +11,16 @@ type Route struct {
 }
 
 // Match reports whether the route passes a. Test alerts pass every route:
-// `alert test` is there to prove the notifier works.
+// `alert test` is there to prove the notifier works. The end of a health
+// problem passes wherever the problem did, whatever its own severity
+// (info): a receiver told of a blind source must hear that it sees again,
+// or Alertmanager would re-post it forever.
 func (r Route) Match(a Alert) bool {
 	if a.Transition == Test {
 		return true
+	}
+	if p, ok := a.Transition.Clears(); ok && !slices.Contains(r.Transitions, a.Transition) {
+		a.Transition, a.Severity = p, DefaultSeverity(p)
 	}
 	if r.MinSeverity != "" && a.Severity.Rank() < r.MinSeverity.Rank() {
 		return false

@@ -392,6 +392,7 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 		d.record(a, c)
 	}
 	if state == fault.CaseOpen {
+		d.alerts.raise(d.alerts.wouldIsolate(j, actions)...)
 		return
 	}
 	d.setCaseState(c.ID, state, d.now(), "", d.settledAlerts(j, actions, state)...)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/alert/notifiers"
+	"github.com/selfprotect/selfprotect/cpuoffline"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/store"
 )
@@ -41,10 +41,10 @@ type alerter struct {
 	done   sync.WaitGroup
 	ctx    context.Context // the daemon's, parent of every set's run
 
-	// since maps a health problem (digits blanked, so "cpu1: 3 events
-	// overrun" and "cpu1: 9 events overrun" are one problem) to when it
-	// began: one alert per episode. Main loop only.
-	since map[string]time.Time
+	healthMu sync.Mutex // guards open (written by the main loop, read by prune)
+	// open holds each health problem announced and not yet cleared, as
+	// raised (restored from the outbox at start): one alert per episode.
+	open map[problemKey]alert.Alert
 }
 
 // loadAlerts reads and builds the `alerts:` section of the policy file; no
@@ -65,7 +65,7 @@ func loadAlerts(path string) (*alert.Config, []alert.NamedNotifier, error) {
 }
 
 func newAlerter(log *logrus.Logger, now func() time.Time, cfg *alert.Config, ns []alert.NamedNotifier) *alerter {
-	return &alerter{log: log, now: now, cfg: cfg, ns: ns, since: map[string]time.Time{}}
+	return &alerter{log: log, now: now, cfg: cfg, ns: ns, open: map[problemKey]alert.Alert{}}
 }
 
 // start runs the dispatcher over st until ctx ends or close. Cases still
@@ -75,6 +75,7 @@ func (a *alerter) start(ctx context.Context, st *store.Store) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.ctx, a.store = ctx, st
+	a.restoreHealth()
 	a.startLocked()
 }
 
@@ -151,6 +152,14 @@ func (a *alerter) trackOpen(host string) {
 			tr.Track(al)
 		}
 	}
+	// Health problems not cleared fire until they are, like open cases.
+	a.healthMu.Lock()
+	for _, al := range a.open {
+		for _, tr := range ts {
+			tr.Track(al)
+		}
+	}
+	a.healthMu.Unlock()
 }
 
 // openTransition is the alert that describes a case still open: the one
@@ -323,6 +332,27 @@ func (a *alerter) settled(j job, actions []fault.Action, state fault.CaseState) 
 	return nil
 }
 
+// wouldIsolate is dry-run's isolated: every budget and safety rule let the
+// isolation through and only the mode kept it from the kernel, so a
+// dry-run fleet sees what enforcing would do. The case stays open; a
+// replayed decision announced it before.
+func (a *alerter) wouldIsolate(j job, actions []fault.Action) []alert.Alert {
+	if j.replay {
+		return nil
+	}
+	var would []string
+	for _, ac := range actions {
+		if ac.Outcome == fault.OutcomeDryRun {
+			would = append(would, ac.Kind+" "+string(ac.Resource))
+		}
+	}
+	if len(would) == 0 {
+		return nil
+	}
+	return []alert.Alert{alert.FromCase(j.c, alert.WouldIsolate, a.host(), a.now(), "",
+		fmt.Sprintf("dry-run: would %s (budgets allow it); %s", strings.Join(would, ", "), j.c.Summary))}
+}
+
 // exhausted is the budget-exhausted alert of budget b, once per budget and
 // day whichever case finds it used up.
 func (a *alerter) exhausted(c fault.Case, b, why string) alert.Alert {
@@ -340,7 +370,13 @@ func (a *alerter) exhausted(c fault.Case, b, why string) alert.Alert {
 // would be refused, so the operator hears it before a case goes unisolated.
 func (d *Daemon) settledAlerts(j job, actions []fault.Action, state fault.CaseState) []alert.Alert {
 	out := d.alerts.settled(j, actions, state)
-	if state != fault.CaseIsolated || j.replay || j.c.Suspect.Kind() != fault.KindPage {
+	if state != fault.CaseIsolated || j.replay {
+		return out
+	}
+	if j.c.Suspect.Kind() == fault.KindCPU {
+		return append(out, d.cpuExhausted(j.c, actions)...)
+	}
+	if j.c.Suspect.Kind() != fault.KindPage {
 		return out
 	}
 	pfn, err := j.c.Suspect.PFN()
@@ -354,6 +390,47 @@ func (d *Daemon) settledAlerts(j job, actions []fault.Action, state fault.CaseSt
 	for _, v := range viol {
 		if v.Budget == "max_ram_retired_percent" || v.Budget == "max_pages_per_dimm" {
 			out = append(out, d.alerts.exhausted(j.c, v.Budget, v.Detail+" after case "+j.c.ID))
+		}
+	}
+	return out
+}
+
+// cpuExhausted is budget-exhausted as soon as a CPU offline leaves too few
+// CPUs online for any further one: min_online_cpus or
+// min_online_cpu_fraction would refuse the next. One more online CPU
+// stands for every candidate, since those budgets only count how many
+// stay; cpu_offline_interval is left out, as every offline uses it up for
+// its interval. The CPUs this case just offlined count as offline even if
+// the kernel's online list does not show it yet (it is updated apart from
+// the cpuN/online file we verified).
+func (d *Daemon) cpuExhausted(c fault.Case, actions []fault.Action) []alert.Alert {
+	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+	if err != nil {
+		return nil
+	}
+	m := d.cpuBudget(topo)
+	m.LastCPUOffline = time.Time{}
+	for _, a := range actions {
+		if n, err := a.Resource.CPUNumber(); err == nil && a.Outcome == fault.OutcomeIsolated {
+			m.Online[n] = false
+		}
+	}
+	next := -1
+	for n, on := range m.Online {
+		if on && n > next {
+			next = n
+		}
+	}
+	if next < 0 {
+		return nil
+	}
+	d.policyMu.Lock()
+	viol := d.cfg.CheckCPU(m, []int{next}, d.now())
+	d.policyMu.Unlock()
+	var out []alert.Alert
+	for _, v := range viol {
+		if v.Budget == "min_online_cpus" || v.Budget == "min_online_cpu_fraction" {
+			out = append(out, d.alerts.exhausted(c, v.Budget, v.Detail+" after case "+c.ID))
 		}
 	}
 	return out
@@ -377,46 +454,8 @@ func (a *alerter) stormEnded(caseID, note string) alert.Alert {
 		alert.StormEnded, a.host(), a.now(), "", "")
 }
 
-var digits = regexp.MustCompile(`[0-9]+`)
-
-// problems raises one alert per health problem episode: source-blind when
-// a source stops delivering, source-degraded when it loses events, unarmed
-// when nothing watches. An episode is keyed on when it began, so the same
-// problem coming back later alerts again.
-func (a *alerter) problems(current []string) {
-	now := a.now()
-	seen := map[string]bool{}
-	var out []alert.Alert
-	host := a.host()
-	for _, p := range current {
-		key := digits.ReplaceAllString(p, "N")
-		seen[key] = true
-		if _, ok := a.since[key]; ok {
-			continue
-		}
-		a.since[key] = now
-		t := alert.SourceBlind
-		switch {
-		case strings.Contains(p, "no event source is armed"):
-			t = alert.Unarmed
-		case strings.Contains(p, "overrun") || strings.Contains(p, "dropped") || strings.Contains(p, "lost"):
-			t = alert.SourceDegraded
-		}
-		subject := alert.Subject("health", key, now.UTC().Format(time.RFC3339Nano))
-		out = append(out, alert.Alert{
-			ID: alert.StableID(host, subject, t), Case: subject, Transition: t, Severity: alert.DefaultSeverity(t),
-			Summary: p, Host: host, Time: now,
-		})
-	}
-	for key := range a.since {
-		if !seen[key] {
-			delete(a.since, key)
-		}
-	}
-	a.raise(out...)
-}
-
-// prune drops delivered rows older than keep_sent.
+// prune drops delivered rows older than keep_sent, except those of health
+// problems still open: they are the record that the problem was announced.
 func (a *alerter) prune() {
 	o, _, _ := a.current()
 	if o == nil {
@@ -425,7 +464,7 @@ func (a *alerter) prune() {
 	a.mu.Lock()
 	keep := a.cfg.Outbox.KeepSent
 	a.mu.Unlock()
-	if n, err := o.Prune(a.now(), keep); err != nil {
+	if n, err := o.Prune(a.now(), keep, a.openSubjects()...); err != nil {
 		a.log.WithError(err).Error("pruning the alert outbox")
 	} else if n > 0 {
 		a.log.WithField("deliveries", n).Info("pruned delivered alerts older than keep_sent")

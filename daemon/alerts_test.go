@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,30 +64,115 @@ func transitions(t *testing.T, s *store.Store) []string {
 	return out
 }
 
-// Health problems alert once per episode: a count changing inside the
-// text is the same problem, a problem gone and back is a new one.
+// Health problems alert once per episode, keyed on their source and
+// kind (a count changing inside the text is the same problem), and each
+// episode ends with its -cleared counterpart under the same subject.
 func TestAlertProblemsOncePerEpisode(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	d := alertingDaemon(t, &now)
+	overrun := func(n int) problem {
+		return problem{source: "tracefs", kind: alert.SourceDegraded, text: fmt.Sprintf("cpu1: %d events overrun", n)}
+	}
+	off := problem{source: "tracefs", kind: alert.SourceBlind, text: "tracing_on is 0 in instance selfprotect"}
+	unarmed := problem{kind: alert.Unarmed, text: "no event source is armed"}
 	steps := []struct {
-		problems []string
+		problems []problem
 		want     []string // transitions queued so far
 	}{
-		{[]string{"cpu1: 3 events overrun", "tracing_on is 0 in instance selfprotect"},
-			[]string{"source-blind", "source-degraded"}},
-		{[]string{"cpu1: 9 events overrun", "tracing_on is 0 in instance selfprotect"},
-			[]string{"source-blind", "source-degraded"}},
-		{nil, []string{"source-blind", "source-degraded"}},
-		{[]string{"cpu1: 1 events overrun"},
-			[]string{"source-blind", "source-degraded", "source-degraded"}},
-		{[]string{"cpu1: 1 events overrun", "no event source is armed: hardware errors are not watched"},
-			[]string{"source-blind", "source-degraded", "source-degraded", "unarmed"}},
+		{[]problem{overrun(3), off}, []string{"source-blind", "source-degraded"}},
+		{[]problem{overrun(9), off}, []string{"source-blind", "source-degraded"}},
+		{nil, []string{"source-blind", "source-blind-cleared", "source-degraded", "source-degraded-cleared"}},
+		{[]problem{overrun(1)}, []string{"source-blind", "source-blind-cleared", "source-degraded", "source-degraded", "source-degraded-cleared"}},
+		{[]problem{overrun(1), unarmed}, []string{"source-blind", "source-blind-cleared", "source-degraded", "source-degraded",
+			"source-degraded-cleared", "unarmed"}},
+		{[]problem{unarmed}, []string{"source-blind", "source-blind-cleared", "source-degraded", "source-degraded",
+			"source-degraded-cleared", "source-degraded-cleared", "unarmed"}},
 	}
 	for i, s := range steps {
 		now = now.Add(time.Second)
-		d.alerts.problems(s.problems)
+		d.alerts.health(s.problems)
 		require.Equal(t, s.want, transitions(t, d.store), "step %d", i)
 	}
+	// Each clear has its problem's subject.
+	ds, err := d.store.Deliveries(store.DeliveryPending)
+	require.NoError(t, err)
+	bySubject := map[string][]string{}
+	for _, dl := range ds {
+		bySubject[dl.Subject] = append(bySubject[dl.Subject], dl.Transition)
+	}
+	require.Len(t, bySubject, 4)
+	for subject, ts := range bySubject {
+		require.Contains(t, [][]string{{"source-blind", "source-blind-cleared"}, {"source-degraded", "source-degraded-cleared"}, {"unarmed"}}, ts, subject)
+	}
+}
+
+// A restart in the middle of a problem does not announce it again; the
+// problem ending after the restart is cleared under the subject announced
+// before it, and one that ended while the daemon was down is cleared at
+// the first check. The open problems' rows outlive keep_sent.
+func TestAlertProblemsSurviveRestart(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	d := alertingDaemon(t, &now)
+	off := problem{source: "tracefs", kind: alert.SourceBlind, text: "tracing_on is 0 in instance selfprotect"}
+	broken := problem{source: "ebpf", kind: alert.SourceBlind, text: "source ebpf broken: ring buffer closed"}
+	d.alerts.health([]problem{off, broken})
+	require.Equal(t, []string{"source-blind", "source-blind"}, transitions(t, d.store))
+	subjects := d.alerts.openSubjects()
+	require.Len(t, subjects, 2)
+
+	restart := func() {
+		d.alerts.close()
+		d.alerts = newAlerter(d.log, d.now, d.alerts.cfg, d.alerts.ns)
+		d.alerts.start(context.Background(), d.store)
+		t.Cleanup(d.alerts.close)
+	}
+	now = now.Add(time.Hour)
+	restart()
+	require.Equal(t, subjects, d.alerts.openSubjects(), "restored from the outbox")
+	// The tracefs problem lasts; the eBPF source works after the restart.
+	d.alerts.health([]problem{off})
+	require.Equal(t, []string{"source-blind", "source-blind", "source-blind-cleared"}, transitions(t, d.store))
+	require.Equal(t, []string{"source-blind source-blind-cleared"}, clearsOf(t, d.store, "health:ebpf:"))
+
+	// Delivered, and a week later (past keep_sent) pruned: the rows of
+	// the open problem stay, so another restart still knows it.
+	ds, err := d.store.Deliveries(store.DeliveryPending)
+	require.NoError(t, err)
+	for _, dl := range ds {
+		require.NoError(t, d.store.AckDelivery(dl.ID, now))
+	}
+	now = now.Add(8 * 24 * time.Hour)
+	d.alerts.prune()
+	sent, err := d.store.Deliveries(store.DeliverySent)
+	require.NoError(t, err)
+	require.Len(t, sent, 1, "the ebpf pair is pruned, the open problem is kept")
+	require.Equal(t, subjects[1], sent[0].Subject)
+	restart()
+	d.alerts.health([]problem{off})
+	require.Empty(t, transitions(t, d.store), "not announced again")
+	d.alerts.health(nil)
+	require.Equal(t, []string{"source-blind-cleared"}, transitions(t, d.store))
+	require.Empty(t, d.alerts.openSubjects())
+}
+
+// clearsOf lists the transitions of the subjects starting with prefix, as
+// "first second" per subject.
+func clearsOf(t *testing.T, s *store.Store, prefix string) []string {
+	t.Helper()
+	ds, err := s.Deliveries(store.DeliveryPending)
+	require.NoError(t, err)
+	by := map[string][]string{}
+	for _, d := range ds {
+		if strings.HasPrefix(d.Subject, prefix) {
+			by[d.Subject] = append(by[d.Subject], d.Transition)
+		}
+	}
+	var out []string
+	for _, ts := range by {
+		out = append(out, strings.Join(ts, " "))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // A case is saved with its alert or not at all; the storm's case is the
@@ -231,4 +317,24 @@ func TestAlertTrackOpenCasesAtStart(t *testing.T) {
 		"isolated 33333333-0000-4000-8000-000000000001",
 		"isolation-failed 33333333-0000-4000-8000-000000000002",
 	}, tr.tracked)
+}
+
+// Dry-run announces what enforcing would have done; a replayed decision
+// and a case with nothing left to do in dry-run do not.
+func TestAlertWouldIsolate(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	c := fault.Case{ID: "44444444-0000-4000-8000-000000000001", Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+		Suspect: fault.Page(0x2d94), FRU: "DIMM_A1", State: fault.CaseOpen, Summary: "2 CEs on page 0x2d94"}
+	dry := fault.Action{Resource: c.Suspect, Kind: "soft-offline", Outcome: fault.OutcomeDryRun}
+	d := alertingDaemon(t, &now)
+	got := d.alerts.wouldIsolate(job{c: c}, []fault.Action{dry})
+	require.Len(t, got, 1)
+	require.NoError(t, got[0].Validate())
+	require.Equal(t, alert.WouldIsolate, got[0].Transition)
+	require.Equal(t, c.ID, got[0].Case)
+	require.Equal(t, "DIMM_A1", got[0].FRU)
+	require.Equal(t, alert.SeverityWarning, got[0].Severity)
+	require.Equal(t, "dry-run: would soft-offline page:0x2d94 (budgets allow it); 2 CEs on page 0x2d94", got[0].Summary)
+	require.Empty(t, d.alerts.wouldIsolate(job{c: c, replay: true}, []fault.Action{dry}))
+	require.Empty(t, d.alerts.wouldIsolate(job{c: c}, []fault.Action{{Resource: c.Suspect, Outcome: fault.OutcomeAlreadyIsolated}}))
 }

@@ -55,15 +55,16 @@ func readString(fsys interface{ ReadFile(string) ([]byte, error) }, p string) st
 // shown by `status`: a dead source, the trace instance removed or its events
 // disabled behind our back, tracing switched off, ring-buffer overruns.
 func (d *Daemon) checkHealth() {
-	var problems []string
+	var typed []problem
 	if d.sources != nil {
 		d.sources.refresh()
 		d.updateArmed()
-		problems = append(problems, d.sources.problems()...)
-		if d.sources.names() == "" {
-			problems = append(problems, "no event source is armed: hardware errors are not watched")
-		}
+		typed = d.sources.problems()
 	}
+	// Every check, not only on a change: the first one after a start
+	// clears what the last run announced and is over now.
+	d.alerts.health(typed)
+	problems := problemTexts(typed)
 	budget := d.budgetStatus()
 	d.mu.Lock()
 	// CPUs or pages another actor took offline are not a fault of ours, but
@@ -81,7 +82,6 @@ func (d *Daemon) checkHealth() {
 	d.mu.Unlock()
 	d.fleet.healthChecked(d.now(), len(problems) == 0)
 	if changed {
-		d.alerts.problems(problems)
 		if len(problems) == 0 {
 			d.log.Info("healthy again")
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/ebpfsource"
 	"github.com/selfprotect/selfprotect/edac"
@@ -41,8 +42,8 @@ const (
 var sourceStates = []SourceState{SourceArmed, SourceStandby, SourceUnavailable, SourceBroken}
 
 // SourceChange is one transition of one source, handed to the daemon's
-// source-change hook (logged; alerts can hang off it). Blind is true when
-// after it no source of the group reads events.
+// source-change hook (logged). Blind is true when after it no source of
+// the group reads events.
 type SourceChange struct {
 	Name     string
 	Group    string
@@ -71,8 +72,9 @@ type (
 	// drainer stops after delivering what it already holds: the hand-over
 	// to a preferred source of its group loses nothing.
 	drainer interface{ StopAfterDrain() }
-	// problemReporter says what could leave it blind while it runs.
-	problemReporter interface{ problems() []string }
+	// problemReporter says what could leave it blind while it runs
+	// (problem.source is filled in by the set).
+	problemReporter interface{ problems() []problem }
 	// counterReporter adds its counters to status.
 	counterReporter interface{ addCounters(*EventCounters) }
 	closer          interface{ Close() error }
@@ -156,8 +158,11 @@ func (d *Daemon) startSources(ctx context.Context, out chan<- fault.Event) *sour
 	return set
 }
 
-// sourceChanged is the one place a source's transition surfaces: logged
-// here; alerts (a source going blind) hook in here too.
+// sourceChanged is the one place a source's transition surfaces in the
+// log. Alerts do not hang off it: it runs on the source goroutines too and
+// sees neither what a running source reports about itself nor the whole
+// table; the health check that follows each change (sourceSet.changed)
+// reads the table's typed states instead (sourceSet.problems).
 func (d *Daemon) sourceChanged(c SourceChange) {
 	l := d.log.WithFields(logrus.Fields{"source": c.Name, "from": c.From, "to": c.To})
 	if c.Detail != "" {
@@ -380,24 +385,49 @@ func (s *sourceSet) status() []SourceStatus {
 	return out
 }
 
-// problems lists what leaves us blind or half-blind: a broken source, and
-// what a running source reports about itself (the trace instance removed
-// or its events disabled, ring-buffer overruns).
-func (s *sourceSet) problems() []string {
+// problems lists what leaves us blind or half-blind, typed from the
+// table's states: a broken source (blind), what a running source reports
+// about itself (the trace instance removed or its events disabled: blind;
+// ring-buffer overruns: degraded), no source reading the RAS tracepoints
+// while another source runs (blind), and no source at all (unarmed).
+func (s *sourceSet) problems() []problem {
 	s.mu.Lock()
-	var out []string
-	var running []problemReporter
+	var out []problem
+	type running struct {
+		name string
+		r    problemReporter
+	}
+	var rs []running
+	armed := map[string]bool{}
+	var tracepoints []string // why each tracepoint source is not reading
 	for _, e := range s.entries {
-		if e.state == SourceBroken {
-			out = append(out, fmt.Sprintf("source %s broken: %s", e.def.name, e.detail))
+		switch e.state {
+		case SourceBroken:
+			out = append(out, problem{source: e.def.name, kind: alert.SourceBlind,
+				text: fmt.Sprintf("source %s broken: %s", e.def.name, e.detail)})
+		case SourceArmed:
+			armed[e.def.group] = true
+			if r, ok := e.src.(problemReporter); ok {
+				rs = append(rs, running{e.def.name, r})
+			}
 		}
-		if r, ok := e.src.(problemReporter); ok && e.state == SourceArmed {
-			running = append(running, r)
+		if e.def.group == groupTracepoints && e.state != SourceArmed {
+			tracepoints = append(tracepoints, fmt.Sprintf("%s %s: %s", e.def.name, e.state, e.detail))
 		}
 	}
 	s.mu.Unlock()
-	for _, r := range running {
-		out = append(out, r.problems()...)
+	for _, r := range rs {
+		for _, p := range r.r.problems() {
+			p.source = r.name
+			out = append(out, p)
+		}
+	}
+	switch {
+	case len(armed) == 0:
+		out = append(out, problem{kind: alert.Unarmed, text: "no event source is armed: hardware errors are not watched"})
+	case !armed[groupTracepoints] && len(tracepoints) > 0:
+		out = append(out, problem{source: groupTracepoints, kind: alert.SourceBlind,
+			text: "no source reads the RAS tracepoints (" + strings.Join(tracepoints, "; ") + "): MCE and RAS records are not watched"})
 	}
 	return out
 }
@@ -455,7 +485,17 @@ type traceSource struct {
 	inst *tracefs.Instance
 }
 
-func (t traceSource) problems() []string { return t.inst.Health().Problems }
+func (t traceSource) problems() []problem {
+	h := t.inst.Health()
+	out := make([]problem, 0, len(h.Problems))
+	for _, p := range h.Blind {
+		out = append(out, problem{kind: alert.SourceBlind, text: p})
+	}
+	for _, p := range h.Lossy {
+		out = append(out, problem{kind: alert.SourceDegraded, text: p})
+	}
+	return out
+}
 
 func (t traceSource) Close() error { return t.inst.Close() }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/fault"
 )
 
@@ -160,7 +161,8 @@ func TestSourceTableFallsBackAndSaysWhy(t *testing.T) {
 	require.Equal(t, "tracefs", r.set.names())
 	st := r.set.status()
 	require.Equal(t, "no BPF here", st[0].Detail, "unavailable says why, once")
-	require.Equal(t, []string{"source edac-poll broken: sysfs says EIO"}, r.set.problems(), "broken is a problem, unavailable is not")
+	require.Equal(t, []problem{{source: "edac-poll", kind: alert.SourceBlind, text: "source edac-poll broken: sysfs says EIO"}},
+		r.set.problems(), "broken is a problem, unavailable is not")
 
 	// Broken is not retried; unavailable is, after sourceRetry.
 	edac.set(newFake("edac-poll"), nil)
@@ -281,3 +283,45 @@ func TestSourceTableStandbyTakesOver(t *testing.T) {
 	require.Equal(t, SourceChange{Name: "ebpf", Group: groupTracepoints, From: SourceArmed, To: SourceBroken,
 		Detail: "ring buffer read failed", Blind: true}, *broke)
 }
+
+// The health problems come typed from the table's states, not from their
+// text: nothing armed is unarmed; the RAS tracepoints unread while another
+// source runs is blind; what a running source reports keeps its kind and
+// is attributed to that source.
+func TestSourceTableProblemsAreTyped(t *testing.T) {
+	ebpf, trace, edac := &opener{}, &opener{}, &opener{}
+	ebpf.set(nil, fmt.Errorf("%w: no BPF here", fault.ErrUnavailable))
+	trace.set(nil, fmt.Errorf("%w: tracefs not mounted", fault.ErrUnavailable))
+	edac.set(nil, fmt.Errorf("%w: no EDAC", fault.ErrUnavailable))
+	r := newRig(t, []sourceDef{
+		{name: "ebpf", group: groupTracepoints, open: ebpf.open},
+		{name: "tracefs", group: groupTracepoints, open: trace.open},
+		{name: "edac-poll", group: "edac-counters", open: edac.open},
+	})
+	r.set.refresh()
+	require.Equal(t, []problem{{kind: alert.Unarmed, text: "no event source is armed: hardware errors are not watched"}}, r.set.problems())
+
+	edac.set(newFake("edac-poll"), nil)
+	r.clock.t = r.clock.t.Add(sourceRetry)
+	r.set.refresh()
+	require.Equal(t, []problem{{source: groupTracepoints, kind: alert.SourceBlind,
+		text: "no source reads the RAS tracepoints (ebpf unavailable: no BPF here; tracefs unavailable: tracefs not mounted): MCE and RAS records are not watched"}},
+		r.set.problems())
+
+	trace.set(reporting{newFake("tracefs"), []problem{{kind: alert.SourceBlind, text: "tracing_on is 0"}, {kind: alert.SourceDegraded, text: "cpu1: 3 events overrun"}}}, nil)
+	r.clock.t = r.clock.t.Add(sourceRetry)
+	r.set.refresh()
+	require.Equal(t, []problem{
+		{source: "tracefs", kind: alert.SourceBlind, text: "tracing_on is 0"},
+		{source: "tracefs", kind: alert.SourceDegraded, text: "cpu1: 3 events overrun"},
+	}, r.set.problems())
+}
+
+// reporting is a source that reports problems of its own, as the tracefs
+// reader does.
+type reporting struct {
+	fault.EventSource
+	ps []problem
+}
+
+func (r reporting) problems() []problem { return r.ps }

@@ -288,11 +288,20 @@ func (s *Store) finishDelivery(id int64, what string, exec func(tx *sql.Tx) (sql
 	})
 }
 
-// PruneOutbox deletes sent and dead rows finished before the cut-off.
-func (s *Store) PruneOutbox(before time.Time) (int64, error) {
+// PruneOutbox deletes sent and dead rows finished before the cut-off,
+// except the rows of the subjects in keep (a condition still open, whose
+// rows are the record that it was announced).
+func (s *Store) PruneOutbox(before time.Time, keep ...string) (int64, error) {
+	query, args := `DELETE FROM outbox WHERE state != ? AND done < ?`, []any{string(DeliveryPending), unixNano(before)}
+	if len(keep) > 0 {
+		query += ` AND subject NOT IN (` + placeholders(len(keep)) + `)`
+		for _, k := range keep {
+			args = append(args, k)
+		}
+	}
 	var n int64
 	err := s.write("pruning outbox", func(tx *sql.Tx) error {
-		r, err := tx.Exec(`DELETE FROM outbox WHERE state != ? AND done < ?`, string(DeliveryPending), unixNano(before))
+		r, err := tx.Exec(query, args...)
 		if err != nil {
 			return err
 		}
@@ -390,4 +399,16 @@ func (s *Store) OutboxQueues() ([]OutboxQueue, error) {
 
 func sortQueues(qs []OutboxQueue) {
 	slices.SortFunc(qs, func(a, b OutboxQueue) int { return strings.Compare(a.Notifier, b.Notifier) })
+}
+
+// Unanswered lists the subjects with a row of transition opening and none
+// of closing, whatever their notifier or state, with the payload of the
+// subject's first opening row: conditions announced and not yet ended
+// (a blind source whose clear was never queued), which a restart must
+// neither announce again nor forget to end.
+func (s *Store) Unanswered(opening, closing string) ([]Delivery, error) {
+	return s.deliveries(`WHERE transition = ? AND NOT EXISTS (SELECT 1 FROM outbox AS c
+		WHERE c.subject = outbox.subject AND c.transition = ?)
+		AND id = (SELECT MIN(id) FROM outbox AS f WHERE f.subject = outbox.subject AND f.transition = outbox.transition)
+		ORDER BY id`, opening, closing)
 }

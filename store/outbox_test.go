@@ -236,3 +236,46 @@ func TestDueDeliveriesInOrderPerSubject(t *testing.T) {
 	require.NoError(t, s.AckDelivery(first[0].ID, at(time.Minute)))
 	require.Equal(t, []string{"c1 isolated mail", "c2 diagnosed mail"}, subjects(at(time.Minute), "mail"))
 }
+
+// A condition announced and not ended is found whatever the state of its
+// rows, once per subject; its rows survive pruning while it is kept open.
+func TestUnansweredAndPruneKeep(t *testing.T) {
+	s, _ := openTemp(t)
+	_, err := s.Enqueue(at(0), 100, []OutboxEntry{
+		entry("h:a", "source-blind", "mail"), entry("h:a", "source-blind", "nms"),
+		entry("h:b", "source-blind", "mail"), entry("h:b", "source-blind-cleared", "mail"),
+		entry("h:c", "unarmed", "mail"),
+		entry("h:d", "source-blind", "nms"),
+	})
+	require.NoError(t, err)
+	subjects := func() []string {
+		ds, err := s.Unanswered("source-blind", "source-blind-cleared")
+		require.NoError(t, err)
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.Subject+" "+d.Notifier)
+		}
+		return out
+	}
+	require.Equal(t, []string{"h:a mail", "h:d nms"}, subjects())
+
+	due, err := s.DueDeliveries(at(0), "", 10)
+	require.NoError(t, err)
+	for _, d := range due {
+		require.NoError(t, s.AckDelivery(d.ID, at(time.Second)))
+	}
+	due, err = s.DueDeliveries(at(0), "", 10) // the clear of h:b, after its problem
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	require.NoError(t, s.AckDelivery(due[0].ID, at(time.Second)))
+	require.Equal(t, []string{"h:a mail", "h:d nms"}, subjects(), "sent rows still say it was announced")
+
+	n, err := s.PruneOutbox(at(time.Hour), "h:a", "h:d")
+	require.NoError(t, err)
+	require.Equal(t, int64(3), n, "h:b's two rows and h:c's go; the kept subjects stay")
+	require.Equal(t, []string{"h:a mail", "h:d nms"}, subjects())
+	n, err = s.PruneOutbox(at(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, int64(3), n)
+	require.Empty(t, subjects())
+}

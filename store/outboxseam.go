@@ -45,3 +45,16 @@ func (s *Store) EachQueue(fn func(notifier string, pending, dead int, dropped in
 	}
 	return nil
 }
+
+// EachUnanswered calls fn with every subject announced by transition
+// opening and not yet ended by closing (Unanswered).
+func (s *Store) EachUnanswered(opening, closing string, fn func(subject string, payload []byte)) error {
+	ds, err := s.Unanswered(opening, closing)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		fn(d.Subject, d.Payload)
+	}
+	return nil
+}

@@ -437,7 +437,8 @@ func TestDemoShowsAlerts(t *testing.T) {
 }
 
 // Tracing switched off behind our back is a source-blind alert, once per
-// episode: the same problem coming back after it cleared alerts again.
+// episode, and its end a source-blind-cleared under the same subject: the
+// same problem coming back after it cleared alerts again.
 func TestAlertsSourceBlindPerEpisode(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, intel612)
@@ -445,16 +446,23 @@ func TestAlertsSourceBlindPerEpisode(t *testing.T) {
 	d := startDaemon(t, m, daemonOpts{policy: alertsPolicy(webhookYAML("hook", hook.srv.URL, ""))})
 	const on = "sys/kernel/tracing/instances/selfprotect/tracing_on"
 	blind := func() []alert.Alert { return byTransition(hook.alerts(), "")[alert.SourceBlind] }
+	cleared := func() []alert.Alert { return byTransition(hook.alerts(), "")[alert.SourceBlindCleared] }
 	for episode := 1; episode <= 2; episode++ {
 		m.write(t, on, "0")
 		require.Eventually(t, func() bool { return len(blind()) == episode }, 10*time.Second, 20*time.Millisecond, "episode %d", episode)
 		m.write(t, on, "1")
 		require.Eventually(t, func() bool { _, code := d.cli("status"); return code == 0 }, 10*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return len(cleared()) == episode }, 10*time.Second, 20*time.Millisecond, "episode %d cleared", episode)
 	}
-	bs := blind()
+	bs, cs := blind(), cleared()
 	require.Contains(t, bs[0].Summary, "tracing_on is 0")
 	require.Equal(t, alert.SeverityCritical, bs[0].Severity)
 	require.NotEqual(t, bs[0].ID, bs[1].ID)
+	for i := range bs {
+		require.Equal(t, bs[i].Case, cs[i].Case, "a clear names the episode it ends")
+		require.Equal(t, alert.SeverityInfo, cs[i].Severity)
+		require.Contains(t, cs[i].Summary, "tracing_on is 0")
+	}
 }
 
 // A full outbox drops, counts the drop in /metrics and queues one

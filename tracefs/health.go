@@ -26,8 +26,13 @@ type Health struct {
 	// before we read them), Dropped counts "dropped events" (refused
 	// because the buffer was full).
 	Overrun, Dropped uint64
-	// Problems has one sentence per problem, for logs and status.
+	// Problems has one sentence per problem, for logs and status: Blind's
+	// then Lossy's.
 	Problems []string
+	// Blind are the problems that stop records from arriving at all (the
+	// instance gone, tracing or an event off, a control file unreadable);
+	// Lossy those that lose some (overruns, drops, unreadable stats).
+	Blind, Lossy []string
 }
 
 // OK is true when nothing can make the daemon miss events.
@@ -110,19 +115,19 @@ func sinceBaseline(now, base uint64) uint64 {
 }
 
 // Health checks the instance now.
-func (in *Instance) Health() Health {
-	var h Health
+func (in *Instance) Health() (h Health) {
+	defer func() { h.Problems = append(append(h.Problems, h.Blind...), h.Lossy...) }()
 	if _, err := os.Stat(in.dir); err != nil {
-		h.Problems = append(h.Problems, fmt.Sprintf("tracefs instance %s is gone (%v)", in.name, err))
+		h.Blind = append(h.Blind, fmt.Sprintf("tracefs instance %s is gone (%v)", in.name, err))
 		return h
 	}
 	h.InstancePresent = true
 	on, err := in.readFlag("tracing_on")
 	switch {
 	case err != nil:
-		h.Problems = append(h.Problems, fmt.Sprintf("cannot read tracing_on of instance %s: %v", in.name, err))
+		h.Blind = append(h.Blind, fmt.Sprintf("cannot read tracing_on of instance %s: %v", in.name, err))
 	case !on:
-		h.Problems = append(h.Problems, fmt.Sprintf("tracing_on is 0 in instance %s", in.name))
+		h.Blind = append(h.Blind, fmt.Sprintf("tracing_on is 0 in instance %s", in.name))
 	default:
 		h.TracingOn = true
 	}
@@ -131,15 +136,15 @@ func (in *Instance) Health() Health {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			h.DisabledEvents = append(h.DisabledEvents, ev)
-			h.Problems = append(h.Problems, fmt.Sprintf("event %s is gone from instance %s", ev, in.name))
+			h.Blind = append(h.Blind, fmt.Sprintf("event %s is gone from instance %s", ev, in.name))
 		case err != nil:
-			h.Problems = append(h.Problems, fmt.Sprintf("cannot read whether event %s is enabled: %v", ev, err))
+			h.Blind = append(h.Blind, fmt.Sprintf("cannot read whether event %s is enabled: %v", ev, err))
 		case !on:
 			h.DisabledEvents = append(h.DisabledEvents, ev)
-			h.Problems = append(h.Problems, fmt.Sprintf("event %s disabled behind our back", ev))
+			h.Blind = append(h.Blind, fmt.Sprintf("event %s disabled behind our back", ev))
 		}
 	}
-	stats := in.readAllStats(&h.Problems)
+	stats := in.readAllStats(&h.Lossy)
 	for _, cpu := range in.cpus {
 		st, ok := stats[cpu]
 		if !ok {
@@ -151,10 +156,10 @@ func (in *Instance) Health() Health {
 		h.Overrun += overrun
 		h.Dropped += dropped
 		if overrun > 0 {
-			h.Problems = append(h.Problems, fmt.Sprintf("cpu%d: %d events overrun", cpu, overrun))
+			h.Lossy = append(h.Lossy, fmt.Sprintf("cpu%d: %d events overrun", cpu, overrun))
 		}
 		if dropped > 0 {
-			h.Problems = append(h.Problems, fmt.Sprintf("cpu%d: %d events dropped", cpu, dropped))
+			h.Lossy = append(h.Lossy, fmt.Sprintf("cpu%d: %d events dropped", cpu, dropped))
 		}
 	}
 	return h

@@ -145,6 +145,15 @@ func TestHealth(t *testing.T) {
 			for i, want := range tc.wantProblems {
 				require.True(t, strings.HasPrefix(h.Problems[i], strings.ReplaceAll(want, "PATH", stats0)), "got %q, want %q", h.Problems[i], want)
 			}
+			// Per-CPU ring-buffer problems lose some records; the others
+			// lose every record.
+			require.Equal(t, h.Problems, append(append([]string(nil), h.Blind...), h.Lossy...))
+			for _, p := range h.Lossy {
+				require.True(t, strings.HasPrefix(p, "cpu"), "lossy: %q", p)
+			}
+			for _, p := range h.Blind {
+				require.False(t, strings.HasPrefix(p, "cpu"), "blind: %q", p)
+			}
 		})
 	}
 }

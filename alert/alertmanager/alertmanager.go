@@ -6,7 +6,9 @@
 // case. While the case stays open Run re-posts it every repost interval
 // with endsAt three intervals ahead, so Alertmanager never resolves an
 // open case on its own; the repair, acquit or replace transition posts
-// endsAt=now for every severity, which resolves it.
+// endsAt=now for every severity, which resolves it. Health problems
+// (source-blind, source-degraded, unarmed) fire the same way until their
+// -cleared transition resolves them.
 package alertmanager
 
 import (
@@ -66,13 +68,21 @@ type Postable struct {
 
 // AlertName is the alertname label: one name for every case, so
 // Alertmanager routes can match it, and one per kind of case-less alert.
+// The end of a health problem carries the problem's name: that is what
+// it resolves.
 func AlertName(a alert.Alert) string {
-	if keepsOpen(a.Transition) || a.Transition.Resolves() {
+	t := a.Transition
+	if p, ok := t.Clears(); ok {
+		t = p
+	}
+	switch t {
+	case alert.Diagnosed, alert.Isolated, alert.IsolationFailed, alert.Refused, alert.StormStarted, alert.WouldIsolate,
+		alert.Repaired, alert.Acquitted, alert.Replaced, alert.StormEnded:
 		return "SelfprotectCase"
 	}
 	var b strings.Builder
 	b.WriteString("Selfprotect")
-	for _, part := range strings.Split(string(a.Transition), "-") {
+	for _, part := range strings.Split(string(t), "-") {
 		if part != "" {
 			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
 		}
@@ -80,14 +90,16 @@ func AlertName(a alert.Alert) string {
 	return b.String()
 }
 
-// keepsOpen lists the transitions after which a case is still open and
-// must stay firing.
+// keepsOpen lists the transitions after which their subject is still open
+// and must stay firing: a case not yet resolved, a health problem not yet
+// cleared.
 func keepsOpen(t alert.Transition) bool {
 	switch t {
-	case alert.Diagnosed, alert.Isolated, alert.IsolationFailed, alert.Refused, alert.StormStarted:
+	case alert.Diagnosed, alert.Isolated, alert.IsolationFailed, alert.Refused, alert.StormStarted, alert.WouldIsolate:
 		return true
 	}
-	return false
+	_, problem := t.ClearedBy()
+	return problem
 }
 
 // Labels are the alert's identity in Alertmanager.

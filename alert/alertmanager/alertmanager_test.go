@@ -131,8 +131,47 @@ func TestAlertName(t *testing.T) {
 	for tr, want := range map[alert.Transition]string{
 		alert.Isolated: "SelfprotectCase", alert.Repaired: "SelfprotectCase", alert.StormEnded: "SelfprotectCase",
 		alert.SourceBlind: "SelfprotectSourceBlind", alert.BudgetExhausted: "SelfprotectBudgetExhausted",
-		alert.OutboxOverflow: "SelfprotectOutboxOverflow",
+		alert.OutboxOverflow: "SelfprotectOutboxOverflow", alert.WouldIsolate: "SelfprotectCase",
+		alert.SourceBlindCleared: "SelfprotectSourceBlind", alert.SourceDegradedCleared: "SelfprotectSourceDegraded",
+		alert.Unarmed: "SelfprotectUnarmed", alert.UnarmedCleared: "SelfprotectUnarmed",
 	} {
 		require.Equal(t, want, AlertName(alert.Alert{Transition: tr}), string(tr))
 	}
+}
+
+// A health problem fires in a real Alertmanager, is re-posted while it
+// lasts (Alertmanager would resolve it on its own otherwise), and its
+// -cleared transition resolves it.
+func TestAlertmanagerHealthProblemFiresUntilCleared(t *testing.T) {
+	base := startAlertmanager(t)
+	n, err := New(alert.AlertmanagerConfig{URL: base, RepostInterval: time.Minute}, nil)
+	require.NoError(t, err)
+	ctx := context.Background()
+	subject := alert.Subject("health", "tracefs", string(alert.SourceBlind), "1764583200000000000")
+	problem := alert.Alert{
+		ID: alert.StableID("db-7", subject, alert.SourceBlind), Case: subject, Transition: alert.SourceBlind,
+		Severity: alert.SeverityCritical, Summary: "tracing_on is 0 in instance selfprotect", Host: "db-7", Time: opened,
+	}
+	_, err = n.Notify(ctx, problem)
+	require.NoError(t, err)
+	var got []gettable
+	require.Eventually(t, func() bool { got = activeAlerts(t, base, subject); return len(got) == 1 },
+		10*time.Second, 50*time.Millisecond, "Alertmanager does not show the problem")
+	require.Equal(t, "SelfprotectSourceBlind", got[0].Labels["alertname"])
+	require.Equal(t, "critical", got[0].Labels["severity"])
+
+	posted, err := n.Repost(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, posted, "an open problem is re-posted like an open case")
+
+	end := problem
+	end.Transition, end.Severity, end.ID = alert.SourceBlindCleared, alert.SeverityInfo, alert.StableID("db-7", subject, alert.SourceBlindCleared)
+	end.Summary = "tracing is on again"
+	_, err = n.Notify(ctx, end)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(activeAlerts(t, base, subject)) == 0 }, 10*time.Second, 50*time.Millisecond,
+		"the problem still fires after it cleared")
+	posted, err = n.Repost(ctx)
+	require.NoError(t, err)
+	require.Zero(t, posted)
 }

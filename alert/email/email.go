@@ -23,6 +23,10 @@ const (
 	HeaderTransition = "X-Selfprotect-Transition"
 	HeaderSeverity   = "X-Selfprotect-Severity"
 	HeaderAlertID    = "X-Selfprotect-Alert-Id"
+	// HeaderResolves, on the end of a health problem, is the ID of the
+	// problem's alert; the mail also replies to the problem's mail so a
+	// mail client threads the two.
+	HeaderResolves = "X-Selfprotect-Resolves"
 )
 
 // Notifier mails one list of recipients.
@@ -92,6 +96,13 @@ func (n *Notifier) Message(a alert.Alert) (*mail.Msg, error) {
 	m.SetGenHeader(HeaderTransition, string(a.Transition))
 	m.SetGenHeader(HeaderSeverity, string(a.Severity))
 	m.SetGenHeader(HeaderAlertID, a.ID)
+	if p, ok := a.Transition.Clears(); ok {
+		problem := a
+		problem.ID = alert.StableID(a.Host, a.Case, p)
+		m.SetGenHeader(HeaderResolves, problem.ID)
+		m.SetGenHeader(mail.HeaderInReplyTo, "<"+MessageID(problem)+">")
+		m.SetGenHeader(mail.HeaderReferences, "<"+MessageID(problem)+">")
+	}
 	m.SetBodyString(mail.TypeTextPlain, Body(a))
 	return m, nil
 }

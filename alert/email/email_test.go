@@ -121,6 +121,44 @@ func TestEmailDelivered(t *testing.T) {
 	}
 }
 
+// The end of a health problem reaches the real SMTP server as a reply to
+// the problem's mail, naming the alert it resolves.
+func TestEmailClearedRepliesToProblem(t *testing.T) {
+	p := newPKI(t, t.TempDir())
+	peer := startSMTP(t, p, false, "", "")
+	n, err := New(config(p, peer.port, alert.TLSStartTLS))
+	require.NoError(t, err)
+	subject := alert.Subject("health", "tracefs", "source-blind", "1764583200000000000")
+	problemID := alert.StableID("db-7", subject, alert.SourceBlind)
+	for _, tr := range []alert.Transition{alert.SourceBlind, alert.SourceBlindCleared} {
+		a := alert.Alert{ID: alert.StableID("db-7", subject, tr), Case: subject, Transition: tr,
+			Severity: alert.DefaultSeverity(tr), Summary: "tracing_on is 0 in instance selfprotect", Host: "db-7",
+			Time: time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC)}
+		_, err := n.Notify(context.Background(), a)
+		require.NoError(t, err)
+	}
+	files := peer.received(t)
+	require.Len(t, files, 2)
+	byTransition := map[string]*mail.Message{}
+	for _, f := range files {
+		raw, err := os.Open(f)
+		require.NoError(t, err)
+		defer raw.Close()
+		msg, err := mail.ReadMessage(raw)
+		require.NoError(t, err)
+		byTransition[msg.Header.Get(HeaderTransition)] = msg
+	}
+	problem, end := byTransition["source-blind"], byTransition["source-blind-cleared"]
+	require.NotNil(t, problem)
+	require.NotNil(t, end)
+	require.Equal(t, "<"+problemID+"@selfprotect.db-7>", problem.Header.Get("Message-Id"))
+	require.Empty(t, problem.Header.Get(HeaderResolves))
+	require.Equal(t, problemID, end.Header.Get(HeaderResolves))
+	require.Equal(t, problem.Header.Get("Message-Id"), end.Header.Get("In-Reply-To"))
+	require.Equal(t, problem.Header.Get("Message-Id"), end.Header.Get("References"))
+	require.Equal(t, "selfprotect [info] db-7 source-blind-cleared", end.Header.Get("Subject"))
+}
+
 func TestEmailRefusesUntrustedCertificate(t *testing.T) {
 	dir := t.TempDir()
 	served := newPKI(t, filepath.Join(dir))

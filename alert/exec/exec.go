@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	osexec "os/exec"
 	"strconv"
@@ -32,10 +33,10 @@ type Notifier struct {
 // so a typo fails at start instead of at the first alert.
 func New(cfg alert.ExecConfig) (*Notifier, error) {
 	if len(cfg.Command) == 0 {
-		return nil, fmt.Errorf("exec: empty command")
+		return nil, errors.New("empty command")
 	}
 	if _, err := osexec.LookPath(cfg.Command[0]); err != nil {
-		return nil, fmt.Errorf("exec: %w", err)
+		return nil, hookError("hook", cfg.Command[0], err)
 	}
 	return &Notifier{argv: append([]string(nil), cfg.Command...)}, nil
 }
@@ -97,5 +98,21 @@ func (n *Notifier) Notify(ctx context.Context, a alert.Alert) (bool, error) {
 		}
 		return true, fmt.Errorf("hook %s: %w", n.argv[0], err)
 	}
-	return true, fmt.Errorf("running hook %s: %w", n.argv[0], err)
+	return true, hookError("starting hook", n.argv[0], err)
+}
+
+// hookError words a failure to find or start the program with one
+// context: os/exec's *Error ("exec: NAME: ...") and the *fs.PathError
+// under it ("stat NAME: ...", "fork/exec NAME: ...") would each name the
+// program again. The causes stay in the chain for errors.Is.
+func hookError(what, name string, err error) error {
+	var ee *osexec.Error
+	if errors.As(err, &ee) {
+		err = ee.Err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == name {
+		err = pe.Err
+	}
+	return fmt.Errorf("%s %s: %w", what, name, err)
 }

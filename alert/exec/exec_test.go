@@ -3,7 +3,9 @@ package exec
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -141,7 +143,37 @@ func expireOnFile(t *testing.T, path string) context.Context {
 	return ctx
 }
 
-func TestExecMissingProgram(t *testing.T) {
-	_, err := New(alert.ExecConfig{Command: []string{"/nonexistent/hook"}})
-	require.ErrorContains(t, err, "/nonexistent/hook")
+// A hook that cannot be found or started is named once, with the cause
+// (each layer adds one context: no "exec: exec: ..." nor the path twice),
+// and the cause stays matchable.
+func TestExecHookErrorsNameTheHookOnce(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "not-executable")
+	require.NoError(t, os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644))
+	for _, tc := range []struct {
+		name, cmd, want string
+		is              error
+	}{
+		{"absolute path missing", "/nonexistent/hook", "hook /nonexistent/hook: no such file or directory", fs.ErrNotExist},
+		{"not on PATH", "selfprotect-no-such-hook", "hook selfprotect-no-such-hook: executable file not found in $PATH", osexec.ErrNotFound},
+		{"not executable", notExec, "hook " + notExec + ": permission denied", fs.ErrPermission},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(alert.ExecConfig{Command: []string{tc.cmd}})
+			require.EqualError(t, err, tc.want)
+			require.ErrorIs(t, err, tc.is)
+		})
+	}
+	_, err := New(alert.ExecConfig{})
+	require.EqualError(t, err, "empty command")
+
+	// Removed after start: the send fails, is retried, and says so once.
+	hook := script(t, "exit 0")
+	n, err := New(alert.ExecConfig{Command: []string{hook}})
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(hook))
+	retry, err := n.Notify(context.Background(), sample())
+	require.True(t, retry)
+	require.EqualError(t, err, "starting hook "+hook+": no such file or directory")
+	require.ErrorIs(t, err, fs.ErrNotExist)
 }

@@ -50,3 +50,14 @@ func TestBuildNamesTheBrokenEntry(t *testing.T) {
 	_, err = Build(cfg)
 	require.ErrorContains(t, err, "conf.good.yml:10: alerts.notifiers[0] (ops-mail): email: reading CA file")
 }
+
+// The hook that is not there is named once, behind where it is
+// configured: no "exec: exec: ...".
+func TestBuildMissingHookReadsOnce(t *testing.T) {
+	cfg, err := alert.Load("../testdata/conf.good.yml")
+	require.NoError(t, err)
+	cfg.Notifiers[4].Exec.Command = []string{"/nonexistent/on-alert"}
+	_, err = Build(cfg)
+	require.Error(t, err)
+	require.Regexp(t, `^\S+conf\.good\.yml:\d+: alerts\.notifiers\[4\] \(\S+\): hook /nonexistent/on-alert: no such file or directory$`, err.Error())
+}

@@ -48,6 +48,8 @@ var Notifications = map[alert.Transition]string{
 	alert.SourceDegraded: "spSourceDegraded", alert.Unarmed: "spDaemonUnarmed",
 	alert.Repaired: "spCaseRepaired", alert.Acquitted: "spCaseAcquitted",
 	alert.Replaced: "spCaseReplaced", alert.OutboxOverflow: "spOutboxOverflow", alert.Test: "spTest",
+	alert.SourceBlindCleared: "spSourceBlindCleared", alert.SourceDegradedCleared: "spSourceDegradedCleared",
+	alert.UnarmedCleared: "spDaemonUnarmedCleared", alert.WouldIsolate: "spCaseWouldIsolate",
 }
 
 // Objects names the MIB's objects by sub-identifier.

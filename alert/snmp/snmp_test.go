@@ -217,3 +217,29 @@ func TestVarbinds(t *testing.T) {
 	_, err = n.Varbinds(alert.Alert{Transition: "exploded"})
 	require.Error(t, err)
 }
+
+// Every transition, the health problems' -cleared ends and dry-run's
+// would-isolate included, reaches snmptrapd as the MIB's notification
+// name, so a manager can pair a problem with its clear by spCaseUUID.
+func TestEveryTransitionDecodesByName(t *testing.T) {
+	d := startTrapd(t)
+	n, err := New(config(d, alert.SNMPv2c, alert.SNMPInform), hostName)
+	require.NoError(t, err)
+	for _, tr := range alert.Transitions {
+		a := sample("every-" + string(tr))
+		a.Transition, a.Severity = tr, alert.DefaultSeverity(tr)
+		_, err := n.Notify(context.Background(), a)
+		require.NoError(t, err, tr)
+	}
+	for _, tr := range alert.Transitions {
+		want := "SNMPv2-MIB::snmpTrapOID.0 = OID: SELFPROTECT-MIB::" + Notifications[tr] + "\t"
+		require.Eventually(t, func() bool {
+			for _, r := range strings.Split(d.contents(), "\n") {
+				if strings.Contains(r, "spAlertId.0 = STRING: every-"+string(tr)+"\t") {
+					return strings.Contains(r, want) && strings.Contains(r, "spTransition.0 = STRING: "+string(tr)+"\t")
+				}
+			}
+			return false
+		}, 10*time.Second, 20*time.Millisecond, "snmptrapd did not log %s as %s", tr, Notifications[tr])
+	}
+}
