@@ -85,13 +85,13 @@ func TestSlowFailingActionsKeepIntakeAndWatchdog(t *testing.T) {
 		require.NoError(t, m.InjectMemoryCE(uint64(0x100000+i*0x1000), 2, 1))
 	}
 	start := time.Now()
-	require.Eventually(t, func() bool { return d.status().Pending > 0 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return d.status().Pending > 0 }, 30*time.Second, 5*time.Millisecond)
 	// While the worker is busy, more errors arrive and are counted.
 	before := d.status().Events.Received
 	for i := range 20 {
 		require.NoError(t, m.InjectMemoryCE(uint64(0x200000+i*0x1000), 1, 1))
 	}
-	require.Eventually(t, func() bool { return d.status().Events.Received >= before+20 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return d.status().Events.Received >= before+20 }, 30*time.Second, 5*time.Millisecond)
 	require.Positive(t, d.status().Pending, "errors were counted while actions were still pending")
 	require.Eventually(t, func() bool { return d.status().Pending == 0 }, 60*time.Second, 20*time.Millisecond)
 	end := time.Now()

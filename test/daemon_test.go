@@ -205,13 +205,13 @@ func TestReloadPolicy(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(policy, []byte("mode: dry-run\nrules: {page: {thresold: 3}}\n"), 0o644))
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "policy reload failed") }, 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "policy reload failed") }, 30*time.Second, 20*time.Millisecond)
 	require.Contains(t, d.log.String(), "thresold")
 	require.Equal(t, "enforce", d.status().Mode)
 
 	require.NoError(t, os.WriteFile(policy, []byte("mode: dry-run\n"), 0o644))
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	require.Eventually(t, func() bool { return d.status().Mode == "dry-run" }, 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return d.status().Mode == "dry-run" }, 30*time.Second, 20*time.Millisecond)
 }
 
 func TestCheckConfigErrorsNameFileAndLine(t *testing.T) {

@@ -41,7 +41,7 @@ func TestEngineCountsSurviveRestartAndReload(t *testing.T) {
 	d.settle(200 * time.Millisecond)
 	require.NoError(t, os.WriteFile(policy, []byte("mode: enforce\nbudgets: {max_pages_per_dimm: 63}\n"), 0o644))
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "rules unchanged") }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "rules unchanged") }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, m.InjectMemoryCE(0xb000, 1, 1))
 	require.Eventually(t, func() bool { return len(m.Offlined()) == 2 }, 10*time.Second, 10*time.Millisecond,
 		"the error before the reload counts")
@@ -51,7 +51,7 @@ func TestEngineCountsSurviveRestartAndReload(t *testing.T) {
 	d.settle(200 * time.Millisecond)
 	require.NoError(t, os.WriteFile(policy, []byte("rules: {page: {threshold: 3}}\n"), 0o644))
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "rebuilt under the new rules") }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "rebuilt under the new rules") }, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, m.InjectMemoryCE(0xc000, 1, 1))
 	d.settle(300 * time.Millisecond)
 	require.Len(t, m.Offlined(), 2, "2 errors are below the new threshold")
