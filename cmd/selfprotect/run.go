@@ -21,6 +21,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var retention time.Duration
 	var metricsListen string
 	var noEBPF bool
+	var health time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -41,7 +42,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
 				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
-				NoEBPF: noEBPF,
+				NoEBPF: noEBPF, HealthInterval: health,
 			})
 			if err != nil {
 				return err
@@ -68,5 +69,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	cmd.Flags().DurationVar(&retention, "event-retention", 30*24*time.Hour, "how long the error history is kept (cases and actions are kept)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "log and record what would be done, write nothing to the kernel")
 	cmd.Flags().BoolVar(&noEBPF, "no-ebpf", false, "read the tracepoints through tracefs only, never through eBPF probes")
+	cmd.Flags().DurationVar(&health, "health-interval", daemon.DefaultHealthInterval,
+		"how often sources, the trace instance and the budgets are checked and the systemd watchdog pinged (at least twice per WatchdogSec)")
 	return cmd
 }
