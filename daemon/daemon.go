@@ -280,6 +280,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	defer prune.Stop()
 	d.jobs.push(job{fn: d.pruneHistory})
 	d.checkHealth()
+	d.releaseStartupMemory()
 	for {
 		busy.set(d.timeDriven())
 		select {

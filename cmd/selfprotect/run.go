@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -14,6 +15,11 @@ import (
 )
 
 const defaultPolicyPath = "/etc/selfprotect/selfprotect.yaml"
+
+// softMemoryLimit is the Go runtime's soft memory limit for the daemon:
+// three quarters of the unit's MemoryMax, leaving room for what the
+// runtime does not count (SQLite's C-side caches, code).
+const softMemoryLimit = 192 << 20
 
 func newRunCommand(g *globals) *cobra.Command {
 	var policyPath string
@@ -38,6 +44,13 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 					log.WithField("file", policyPath).Info("no policy file; using the built-in policy (see check-config)")
 					policyPath = ""
 				}
+			}
+			// The unit caps the service at MemoryMax=256M; without a
+			// limit of its own the GC would let the heap reach twice
+			// the live data and meet that cap as an OOM kill. GOMEMLIMIT
+			// in the environment wins.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(softMemoryLimit)
 			}
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
