@@ -113,6 +113,7 @@ soak: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tracefs/ ./mce/ ./edac/ ./policy/ ./store/ ./sim/ ./sim/fleetgen/ ./replay/ ./countonce/ ./daemon/ | tee out/bench.txt
 	SELFPROTECT_BIN=$(CURDIR)/$(BIN) SELFPROTECT_STORM=1 $(GO) test -count=1 -run 'TestStormBenchmark' -v ./test/ | grep -E 'storm|PASS|FAIL'
+	SELFPROTECT_BIN=$(CURDIR)/$(BIN) SELFPROTECT_IDLE=1 $(GO) test -count=1 -run 'TestIdleBenchmark' -v ./test/ | grep -E 'idle|PASS|FAIL'
 
 # The real-kernel suite: Debian 6.1 and 6.12 under QEMU (software emulation),
 # AMD and Intel guest CPU models. Needs root to install qemu-system-x86,
