@@ -47,14 +47,17 @@ const actTimeout = 30 * time.Second
 // budget could both pass the check and together break it. Held store
 // writes are retried from here too.
 func (d *Daemon) actLoop(ctx context.Context) {
-	retry := time.NewTicker(d.opts.HealthInterval)
-	defer retry.Stop()
+	// Writes are held only by the worker's own jobs or before it starts
+	// (recovery), so the retry ticker runs only while some are held.
+	retry := newOnDemand(writeRetry)
+	defer retry.stop()
 	for {
+		retry.set(d.writes.heldN.Load() > 0)
 		select {
 		case <-ctx.Done():
 			d.drainJobs()
 			return
-		case <-retry.C:
+		case <-retry.C():
 			d.retryWrites()
 			d.retryDeferred()
 		case <-d.jobs.ready:
@@ -66,8 +69,21 @@ func (d *Daemon) actLoop(ctx context.Context) {
 				d.acting.Store(1)
 				d.run(ctx, j)
 				d.acting.Store(0)
+				if j.fn == nil {
+					d.askHealth()
+				}
 			}
 		}
+	}
+}
+
+// askHealth has the main loop check health soon: an isolation changed
+// what the budgets count, and status should say so before the next
+// periodic check.
+func (d *Daemon) askHealth() {
+	select {
+	case d.recheck <- struct{}{}:
+	default:
 	}
 }
 

@@ -36,7 +36,9 @@ type Options struct {
 	DryRun  bool
 	Version string
 	Log     *logrus.Logger
-	// HealthInterval is how often sources and the kernel are checked.
+	// HealthInterval is how often sources and the kernel are checked and
+	// the watchdog pinged; 0 = DefaultHealthInterval, shortened to half
+	// the systemd watchdog timeout when that is shorter.
 	HealthInterval time.Duration
 	// TraceBufferKB is the per-CPU size of the daemon's trace instance.
 	TraceBufferKB int
@@ -91,6 +93,10 @@ type Daemon struct {
 	writes    writes
 	cases     *caseBook
 
+	// recheck asks the main loop for a health check out of turn (an
+	// action changed the budgets); it holds at most one request.
+	recheck chan struct{}
+
 	mu         sync.Mutex // guards the fields below
 	problems   []string
 	kernel     KernelStatus
@@ -130,7 +136,7 @@ func New(opts Options) (*Daemon, error) {
 		opts.Now = time.Now
 	}
 	if opts.HealthInterval <= 0 {
-		opts.HealthInterval = time.Second
+		opts.HealthInterval = DefaultHealthInterval
 	}
 	if opts.EventRetention <= 0 {
 		opts.EventRetention = 30 * 24 * time.Hour
@@ -160,6 +166,7 @@ func New(opts Options) (*Daemon, error) {
 		byOther:   map[fault.Resource]bool{},
 		jobs:      newJobQueue(),
 		syncQ:     make(chan chan struct{}),
+		recheck:   make(chan struct{}, 1),
 		storeDone: make(chan struct{}),
 		cases:     newCaseBook(),
 		fleet:     newFleet(),
@@ -271,13 +278,19 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	}
 	d.updateArmed()
 
-	health := time.NewTicker(d.opts.HealthInterval)
+	every := healthEvery(d.opts.HealthInterval, watchdogTimeout(d.log))
+	d.log.WithField("every", every).Debug("health check and watchdog period")
+	health := time.NewTicker(every)
 	defer health.Stop()
+	busy := newOnDemand(min(busyTick, every))
+	defer busy.stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
 	d.jobs.push(job{fn: d.pruneHistory})
 	d.checkHealth()
+	d.releaseStartupMemory()
 	for {
+		busy.set(d.timeDriven())
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping")
@@ -310,6 +323,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.reload()
 		case <-prune.C:
 			d.jobs.push(job{fn: d.pruneHistory})
+		case <-d.recheck:
+			d.checkHealth() // an action changed what the budgets count
+		case <-busy.C():
+			d.tick()
+			if d.sources.handingOver() {
+				d.checkHealth()
+			}
 		case <-health.C:
 			d.tick()
 			d.checkHealth()

@@ -74,11 +74,13 @@ func (n *notifyListener) between(a, b time.Time) (count int, maxGap time.Duratio
 // Actions that fail slowly (each verify waits seconds for a HWPOISON that
 // never comes) must not stop intake nor the watchdog: errors keep being
 // counted and WATCHDOG=1 keeps coming while the action worker is busy.
+// The daemon runs with its default health interval (15 s) and a 2 s
+// watchdog set the way systemd sets it: it must ping every second.
 func TestSlowFailingActionsKeepIntakeAndWatchdog(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, intel612)
 	sock, n := listenNotify(t)
-	d := startDaemon(t, m, daemonOpts{env: []string{"NOTIFY_SOCKET=" + sock}})
+	d := startDaemon(t, m, daemonOpts{health: "default", env: []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=2000000"}})
 	const slow = 3
 	require.NoError(t, m.FailNextOffline(slow))
 	for i := range slow {
@@ -96,7 +98,7 @@ func TestSlowFailingActionsKeepIntakeAndWatchdog(t *testing.T) {
 	require.Eventually(t, func() bool { return d.status().Pending == 0 }, 60*time.Second, 20*time.Millisecond)
 	end := time.Now()
 	count, gap := n.between(start, end)
-	t.Logf("slow-failing actions: %d failing offlines took %v; %d watchdog pings meanwhile, largest gap %v (health interval 1 s)",
+	t.Logf("slow-failing actions: %d failing offlines took %v; %d watchdog pings meanwhile, largest gap %v (watchdog 2 s)",
 		slow, end.Sub(start).Round(time.Millisecond), count, gap.Round(time.Millisecond))
 	require.GreaterOrEqual(t, count, int(end.Sub(start)/time.Second)/2, "the watchdog is pinged while actions run")
 }

@@ -140,6 +140,10 @@ type daemonOpts struct {
 	state  string // reuse a state dir (restart); "" = new
 	args   []string
 	env    []string // added to the daemon's environment
+	// health is --health-interval: "" = 1s (tests wait seconds, not the
+	// production interval, for a problem to show), "default" = the
+	// daemon's own.
+	health string
 }
 
 func pathFlags(m *machine) []string {
@@ -200,6 +204,13 @@ func launchDaemon(t *testing.T, m *machine, o daemonOpts) *daemonProc {
 		p := filepath.Join(t.TempDir(), "policy.yaml")
 		require.NoError(t, os.WriteFile(p, []byte(o.policy), 0o644))
 		args = append(args, "--config", p)
+	}
+	switch o.health {
+	case "":
+		args = append(args, "--health-interval", "1s")
+	case "default":
+	default:
+		args = append(args, "--health-interval", o.health)
 	}
 	args = append(args, o.args...)
 	d.cmd = exec.Command(binary, args...)

@@ -39,11 +39,11 @@ type cpuPipe struct {
 	draining *atomic.Bool
 }
 
-// DefaultSweep is how long a reader waits for a wake-up before it reads
-// its buffer anyway. The kernel's poll wake-up for trace_pipe_raw has been
-// seen to go missing (records waited ~10 s, until an unrelated record
+// DefaultSweep is how often the buffers are checked for records whose
+// wake-up went missing. The kernel's poll wake-up for trace_pipe_raw has
+// been seen to go missing (records waited ~10 s, until an unrelated record
 // came): the sweep bounds how late a record can be, at the cost of one
-// non-blocking read per CPU per sweep when idle.
+// poll(2) over every CPU's pipe per sweep when idle.
 const DefaultSweep = 400 * time.Millisecond
 
 // nowReader is a pipe that can read without waiting (osPipe).
@@ -123,16 +123,15 @@ func openPipe(cpu int, path string) (*cpuPipe, error) {
 // storm). Such reads are retried after a short, growing pause so an
 // instance in that state costs no busy loop.
 //
-// Each read waits at most sweep for data (a read deadline; a file that
-// takes none, like a regular file, just blocks): when it runs out the
-// loop reads again, and that read finds any record whose wake-up was lost.
-// Once draining is set, reads never wait and the first one that finds
-// nothing at a page boundary ends the loop (nil).
-func (p *cpuPipe) readPages(ctx context.Context, size int, sweep time.Duration, handle func(page []byte) bool) error {
+// A read waits for data until something sets a deadline: the sweeper
+// (sweepPipes) when the pipe has data the read was not woken for, or
+// StopAfterDrain. The loop then reads again. Once draining is set, reads
+// never wait and the first one that finds nothing at a page boundary ends
+// the loop (nil).
+func (p *cpuPipe) readPages(ctx context.Context, size int, handle func(page []byte) bool) error {
 	page := make([]byte, size)
 	off := 0
 	pause := time.Duration(0)
-	deadlines := true
 	for {
 		var n int
 		var err error
@@ -142,9 +141,6 @@ func (p *cpuPipe) readPages(ctx context.Context, size int, sweep time.Duration, 
 				return nil
 			}
 		} else {
-			if deadlines && p.f.SetReadDeadline(time.Now().Add(sweep)) != nil {
-				deadlines = false
-			}
 			n, err = p.f.Read(page[off:])
 		}
 		off += n
@@ -162,7 +158,10 @@ func (p *cpuPipe) readPages(ctx context.Context, size int, sweep time.Duration, 
 		case n > 0:
 			pause = 0
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// The sweep, or StopAfterDrain waking us: read again.
+			// The sweep, or StopAfterDrain waking us: read again. The
+			// deadline goes before the draining check at the top, so a
+			// drain that sets it again after this is still seen.
+			_ = p.f.SetReadDeadline(time.Time{})
 		case err == nil || errors.Is(err, io.EOF):
 			pause = min(max(2*pause, 500*time.Microsecond), 50*time.Millisecond)
 			select {
@@ -173,5 +172,83 @@ func (p *cpuPipe) readPages(ctx context.Context, size int, sweep time.Duration, 
 		default:
 			return fmt.Errorf("reading %s: %w", p.path, err)
 		}
+	}
+}
+
+// pollFD is the descriptor of a pipe the sweeper can poll(2).
+type pollFD interface {
+	pollFD() (int, bool)
+}
+
+// pollFD returns the descriptor without making it blocking (os.File.Fd
+// would); it stays valid until Close, which Run does only after the
+// sweeper has stopped.
+func (p osPipe) pollFD() (int, bool) {
+	rc, err := p.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
+		return 0, false
+	}
+	return fd, true
+}
+
+// sweepPipes runs until ctx ends. Every period it asks the kernel, in one
+// poll(2) over every CPU's pipe, which buffers hold data, and wakes those
+// pipes' readers (a read deadline in the past): a reader whose poll
+// wake-up was lost then reads again and finds its records. One timer for
+// all CPUs, where a deadline per read cost a wake-up per CPU per period.
+func sweepPipes(ctx context.Context, pipes []*cpuPipe, every time.Duration) {
+	sw := newSweeper(pipes)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sw.once()
+		}
+	}
+}
+
+// sweeper is one Run's pipes, sorted by whether they can be polled. A
+// pipe without a descriptor to poll (a test's fake) is woken every sweep.
+type sweeper struct {
+	polled, blind []*cpuPipe
+	fds           []unix.PollFd
+}
+
+func newSweeper(pipes []*cpuPipe) *sweeper {
+	sw := &sweeper{}
+	for _, p := range pipes {
+		if f, ok := p.f.(pollFD); ok {
+			if fd, ok := f.pollFD(); ok {
+				sw.polled = append(sw.polled, p)
+				sw.fds = append(sw.fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+				continue
+			}
+		}
+		sw.blind = append(sw.blind, p)
+	}
+	return sw
+}
+
+// once wakes the readers of the pipes that hold data now.
+func (sw *sweeper) once() {
+	for i := range sw.fds {
+		sw.fds[i].Revents = 0
+	}
+	_, err := unix.Poll(sw.fds, 0)
+	for i, p := range sw.polled {
+		// An error of poll itself: wake them all rather than guess.
+		if err != nil || sw.fds[i].Revents&^unix.POLLNVAL != 0 {
+			_ = p.f.SetReadDeadline(time.Now())
+		}
+	}
+	for _, p := range sw.blind {
+		_ = p.f.SetReadDeadline(time.Now())
 	}
 }

@@ -83,8 +83,8 @@ func NewSource(inst *Instance, decoders map[string]Decoder, log logrus.FieldLogg
 // Name implements fault.EventSource.
 func (s *Source) Name() string { return "tracefs" }
 
-// SetSweep changes how long a reader waits for a wake-up before it reads
-// anyway (DefaultSweep); call it before Run.
+// SetSweep changes how often the buffers are checked for records whose
+// wake-up was lost (DefaultSweep); call it before Run.
 func (s *Source) SetSweep(d time.Duration) {
 	if d > 0 {
 		s.sweep = d
@@ -141,10 +141,17 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		s.pipes = nil
 		s.mu.Unlock()
 	}()
-	// Closing the files is what wakes the blocked reads.
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepPipes(ctx, pipes, s.sweep)
+	}()
+	// Closing the files is what wakes the blocked reads; the sweeper polls
+	// their descriptors, so it stops first.
 	closed := make(chan struct{})
 	go func() {
 		<-ctx.Done()
+		<-swept
 		for _, p := range pipes {
 			p.f.Close()
 		}
@@ -157,7 +164,7 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		go func() {
 			defer wg.Done()
 			var res PageResult
-			err := p.readPages(ctx, s.inst.SubBufferSize(), s.sweep, func(page []byte) bool {
+			err := p.readPages(ctx, s.inst.SubBufferSize(), func(page []byte) bool {
 				return s.handlePage(ctx, p.cpu, page, &res, out)
 			})
 			if err != nil {

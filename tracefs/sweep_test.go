@@ -109,10 +109,15 @@ func TestReaderSweepFindsRecordsWithoutWakeup(t *testing.T) {
 	got := make(chan []byte, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- p.readPages(ctx, len(page), 20*time.Millisecond, func(b []byte) bool {
+		done <- p.readPages(ctx, len(page), func(b []byte) bool {
 			got <- append([]byte(nil), b...)
 			return true
 		})
+	}()
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepPipes(ctx, []*cpuPipe{p}, 20*time.Millisecond)
 	}()
 	// Let the reader park first, so the page lands during its wait.
 	require.Eventually(t, func() bool { return pipe.reads.Load() >= 1 }, 5*time.Second, time.Millisecond)
@@ -124,8 +129,68 @@ func TestReaderSweepFindsRecordsWithoutWakeup(t *testing.T) {
 		t.Fatal("a page written without a wake-up was never read")
 	}
 	cancel()
+	<-swept
 	_ = pipe.Close()
 	require.NoError(t, <-done)
+}
+
+// polledDeafPipe is a deaf pipe the sweeper can poll through a real pipe's
+// descriptor: data in the real pipe stands for data in the trace buffer.
+type polledDeafPipe struct {
+	*deafPipe
+	fd int
+}
+
+func (p polledDeafPipe) pollFD() (int, bool) { return p.fd, true }
+
+// The sweeper wakes a reader only when the kernel says its buffer holds
+// data: an idle machine's readers stay parked.
+func TestSweeperWakesOnlyPipesWithData(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	rc, err := r.SyscallConn()
+	require.NoError(t, err)
+	fd := -1
+	require.NoError(t, rc.Control(func(f uintptr) { fd = int(f) }))
+	empty, full := newDeafPipe(), newDeafPipe()
+	emptyR, emptyW, err := os.Pipe()
+	require.NoError(t, err)
+	defer emptyR.Close()
+	defer emptyW.Close()
+	erc, err := emptyR.SyscallConn()
+	require.NoError(t, err)
+	efd := -1
+	require.NoError(t, erc.Control(func(f uintptr) { efd = int(f) }))
+	sw := newSweeper([]*cpuPipe{
+		{cpu: 0, f: polledDeafPipe{empty, efd}, draining: &atomic.Bool{}},
+		{cpu: 1, f: polledDeafPipe{full, fd}, draining: &atomic.Bool{}},
+	})
+	require.Len(t, sw.polled, 2)
+	require.Empty(t, sw.blind)
+
+	sw.once()
+	require.True(t, empty.deadline.IsZero(), "nothing to read: no wake-up")
+	require.True(t, full.deadline.IsZero(), "nothing to read: no wake-up")
+
+	_, err = w.Write([]byte{1})
+	require.NoError(t, err)
+	sw.once()
+	require.True(t, empty.deadline.IsZero(), "nothing to read: no wake-up")
+	require.False(t, full.deadline.IsZero(), "data waiting: the reader is woken")
+}
+
+// A real open pipe file offers its descriptor to the sweeper.
+func TestOSPipeIsPolled(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer w.Close()
+	p := &cpuPipe{f: osPipe{r}, draining: &atomic.Bool{}}
+	sw := newSweeper([]*cpuPipe{p})
+	require.Len(t, sw.polled, 1)
+	require.NoError(t, r.Close())
+	sw.once() // a closed descriptor (POLLNVAL) wakes nobody and fails nothing
 }
 
 // StopAfterDrain: every page already in the buffers is delivered, then Run

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -15,12 +16,18 @@ import (
 
 const defaultPolicyPath = "/etc/selfprotect/selfprotect.yaml"
 
+// softMemoryLimit is the Go runtime's soft memory limit for the daemon:
+// three quarters of the unit's MemoryMax, leaving room for what the
+// runtime does not count (SQLite's C-side caches, code).
+const softMemoryLimit = 192 << 20
+
 func newRunCommand(g *globals) *cobra.Command {
 	var policyPath string
 	var dryRun bool
 	var retention time.Duration
 	var metricsListen string
 	var noEBPF bool
+	var health time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -38,10 +45,17 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 					policyPath = ""
 				}
 			}
+			// The unit caps the service at MemoryMax=256M; without a
+			// limit of its own the GC would let the heap reach twice
+			// the live data and meet that cap as an OOM kill. GOMEMLIMIT
+			// in the environment wins.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(softMemoryLimit)
+			}
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
 				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
-				NoEBPF: noEBPF,
+				NoEBPF: noEBPF, HealthInterval: health,
 			})
 			if err != nil {
 				return err
@@ -68,5 +82,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	cmd.Flags().DurationVar(&retention, "event-retention", 30*24*time.Hour, "how long the error history is kept (cases and actions are kept)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "log and record what would be done, write nothing to the kernel")
 	cmd.Flags().BoolVar(&noEBPF, "no-ebpf", false, "read the tracepoints through tracefs only, never through eBPF probes")
+	cmd.Flags().DurationVar(&health, "health-interval", daemon.DefaultHealthInterval,
+		"how often sources, the trace instance and the budgets are checked and the systemd watchdog pinged (at least twice per WatchdogSec)")
 	return cmd
 }
