@@ -48,11 +48,13 @@ const actTimeout = 30 * time.Second
 // writes are retried from here too.
 func (d *Daemon) actLoop(ctx context.Context) {
 	// Writes are held only by the worker's own jobs or before it starts
-	// (recovery), so the retry ticker runs only while some are held.
+	// (recovery), and restores are held back only by the worker or by
+	// recovery before it starts, so the retry ticker runs only while
+	// either is held.
 	retry := newOnDemand(writeRetry)
 	defer retry.stop()
 	for {
-		retry.set(d.writes.heldN.Load() > 0)
+		retry.set(d.writes.heldN.Load() > 0 || d.holdsRestores())
 		select {
 		case <-ctx.Done():
 			d.drainJobs()
@@ -351,6 +353,13 @@ func (d *Daemon) deferReplay(j job, due time.Time) {
 	d.mu.Lock()
 	d.deferred = append(d.deferred, deferredJob{j: j, due: due})
 	d.mu.Unlock()
+}
+
+// holdsRestores says whether a restore waits for the CPU interval.
+func (d *Daemon) holdsRestores() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.deferred) > 0
 }
 
 // retryDeferred queues the held restores that are due (action worker).

@@ -294,6 +294,34 @@ func TestReplayAppliesCPUInterval(t *testing.T) {
 	require.Equal(t, 0, len(d2.deferred))
 }
 
+// The action worker itself takes a held restore up once it is due, with
+// no store write held to keep its retry ticker running.
+func TestWorkerRetriesHeldRestore(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	m := newMachineTree(t, 8, 2, 5)
+	db := filepath.Join(t.TempDir(), "state.db")
+	clock := &stepClock{t: t0}
+	d := startedDaemon(t, m, db, clock)
+	isolateBefore(t, d, 2, t0.Add(-3*time.Hour))
+	isolateBefore(t, d, 5, t0.Add(-10*time.Minute))
+
+	m.setOffline()
+	clock.advance(-5 * time.Minute)
+	d2 := startedDaemon(t, m, db, clock)
+	d2.recoverState()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d2.actLoop(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, func() bool { return !m.online(2) && d2.holdsRestores() }, 30*time.Second, 10*time.Millisecond,
+		"the first restore runs, the second is held")
+	require.Zero(t, d2.writes.heldN.Load(), "no store write is held")
+	require.True(t, m.online(5))
+	clock.advance(61 * time.Minute)
+	require.Eventually(t, func() bool { return !m.online(5) }, 30*time.Second, 10*time.Millisecond,
+		"the worker restores CPU 5 once the interval passed")
+}
+
 func contains(s []int, v int) bool {
 	for _, x := range s {
 		if x == v {
