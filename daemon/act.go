@@ -64,11 +64,14 @@ func (d *Daemon) actLoop(ctx context.Context) {
 			d.retryDeferred()
 		case <-d.jobs.ready:
 			for ctx.Err() == nil {
+				// Acting before the pop: Pending (queue + acting) never
+				// reads 0 while a job moves from the queue to the worker.
+				d.acting.Store(1)
 				j, ok := d.jobs.pop()
 				if !ok {
+					d.acting.Store(0)
 					break
 				}
-				d.acting.Store(1)
 				d.run(ctx, j)
 				d.acting.Store(0)
 				if j.fn == nil {
