@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/kpath"
 )
 
 // Violation names for safety refusals, shared with the policy's wording.
@@ -48,7 +50,7 @@ func (o *Offliner) Isolate(ctx context.Context, r fault.Resource, dryRun bool) f
 		return done(fault.OutcomeNotPresent, "cpu %d is not present (%s missing)", cpu, dir)
 	}
 	path := onlinePath(o.paths, cpu)
-	state, err := o.readOnline(path)
+	state, err := o.readOnline(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		a.Violations = []string{ViolationNoOnlineFile}
 		return done(fault.OutcomeRefused, "refused: cpu %d has no online file, the kernel does not let it go offline (violates %s)", cpu, ViolationNoOnlineFile)
@@ -68,7 +70,7 @@ func (o *Offliner) Isolate(ctx context.Context, r fault.Resource, dryRun bool) f
 	if err != nil {
 		return done(fault.OutcomeFailed, "cpu %d offline failed after %d attempt(s): %v", cpu, attempts, err)
 	}
-	state, err = o.readOnline(path)
+	state, err = o.readOnline(ctx, path)
 	if err != nil {
 		return done(fault.OutcomeFailed, "cpu %d: write accepted but verify failed: %v", cpu, err)
 	}
@@ -79,9 +81,19 @@ func (o *Offliner) Isolate(ctx context.Context, r fault.Resource, dryRun bool) f
 	return done(fault.OutcomeIsolated, "cpu %d offline (wrote 0 to %s in %d attempt(s), verified)", cpu, path, attempts)
 }
 
-// readOnline returns true for "1", false for "0".
-func (o *Offliner) readOnline(path string) (bool, error) {
+// readOnline returns true for "1", false for "0". sysfs never reads
+// empty, but a plain-file fake of it (the simulator) does between a
+// writer's truncate and its write, or after a writer was killed in
+// between until the fake restores it: an empty read is retried briefly.
+func (o *Offliner) readOnline(ctx context.Context, path string) (bool, error) {
 	data, err := o.fsys.ReadFile(path)
+	for delay, tries := 10*time.Millisecond, 0; err == nil && len(data) == 0 && tries < 8; tries++ {
+		if err := o.opts.Sleep(ctx, delay); err != nil {
+			return false, fmt.Errorf("reading %s: empty, then %w", path, err)
+		}
+		delay = kpath.NextDelay(delay)
+		data, err = o.fsys.ReadFile(path)
+	}
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", path, err)
 	}

@@ -101,6 +101,12 @@ func TestIsolate(t *testing.T) {
 			want:  fault.OutcomeFailed, detail: "unexpected content",
 		},
 		{
+			name: "online empty is re-read, then garbage", resource: "cpu:2",
+			setup: func(f *fakeFS) { f.Set(onlinePath(testPaths, 2), "") },
+			want:  fault.OutcomeFailed, detail: "unexpected content",
+			waits: []time.Duration{10 * ms, 20 * ms, 40 * ms, 80 * ms, 160 * ms, 320 * ms, 640 * ms, 1280 * ms},
+		},
+		{
 			name: "online unreadable", resource: "cpu:2",
 			setup: func(f *fakeFS) { f.ReadErrs[onlinePath(testPaths, 2)] = syscall.EACCES },
 			want:  fault.OutcomeFailed, detail: "permission denied",

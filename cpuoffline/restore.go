@@ -22,7 +22,7 @@ func (o *Offliner) Restore(ctx context.Context, cpu int) error {
 		return fmt.Errorf("restoring cpu %d: %w", cpu, ErrNotPresent)
 	}
 	path := onlinePath(o.paths, cpu)
-	online, err := o.readOnline(path)
+	online, err := o.readOnline(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("restoring cpu %d: %w", cpu, ErrNoOnlineFile)
 	}
@@ -35,7 +35,7 @@ func (o *Offliner) Restore(ctx context.Context, cpu int) error {
 	if _, err := o.writeWithRetry(ctx, path, []byte("1\n")); err != nil {
 		return fmt.Errorf("restoring cpu %d: %w", cpu, err)
 	}
-	online, err = o.readOnline(path)
+	online, err = o.readOnline(ctx, path)
 	if err != nil {
 		return fmt.Errorf("restoring cpu %d: verifying: %w", cpu, err)
 	}

@@ -12,10 +12,27 @@ import (
 func (m *Machine) syncCPUs() {
 	changed := false
 	for c := 1; c < m.prof.CPUs; c++ {
-		b, err := os.ReadFile(m.paths.SysPath("devices/system/cpu", fmt.Sprintf("cpu%d", c), "online"))
+		path := m.paths.SysPath("devices/system/cpu", fmt.Sprintf("cpu%d", c), "online")
+		b, err := os.ReadFile(path)
 		if err != nil {
 			continue
 		}
+		if len(b) == 0 {
+			// Our sysfs is a plain file: a writer killed between its
+			// O_TRUNC and its write leaves it empty, which a kernel never
+			// shows (the write did not happen). Seen on two passes in a
+			// row, it is no write in progress: show the kernel's state.
+			if m.tornOnline[c]++; m.tornOnline[c] >= 2 {
+				delete(m.tornOnline, c)
+				state := "0\n"
+				if m.online[c] {
+					state = "1\n"
+				}
+				_ = writeAtomic(path, []byte(state))
+			}
+			continue
+		}
+		delete(m.tornOnline, c)
 		on := !strings.HasPrefix(strings.TrimSpace(string(b)), "0")
 		if on != m.online[c] {
 			m.online[c] = on

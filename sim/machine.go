@@ -41,8 +41,11 @@ type Machine struct {
 	refused   map[uint64]bool
 	corrupted uint64 // kB, as HardwareCorrupted
 	online    []bool
-	cec       map[uint64]uint64 // PFN -> corrected errors the CEC holds
-	stats     Stats
+	// tornOnline counts consecutive syncs that found a cpuN/online file
+	// empty (a writer killed between truncating and writing it).
+	tornOnline map[int]int
+	cec        map[uint64]uint64 // PFN -> corrected errors the CEC holds
+	stats      Stats
 }
 
 // Stats counts what the simulator did, for assertions and for `inject`.
@@ -85,7 +88,7 @@ func Open(dir string) (*Machine, error) {
 		dir: dir, paths: kpath.Under(dir), prof: prof, boot: time.Unix(0, st.BootUnixNano),
 		events: map[string]eventFormat{}, now: time.Now,
 		instances: map[string]*instance{}, refused: map[uint64]bool{}, cec: map[uint64]uint64{},
-		online: make([]bool, prof.CPUs),
+		online: make([]bool, prof.CPUs), tornOnline: map[int]int{},
 	}
 	for _, ev := range evs {
 		m.events[ev.system+"/"+ev.name] = ev

@@ -301,6 +301,22 @@ func TestCPUOfflineUpdatesLists(t *testing.T) {
 	require.Equal(t, "\n", read("offline"))
 }
 
+// A cpuN/online left empty by a writer killed mid-write reads as the
+// kernel's state again after two passes; one pass may be a live write.
+func TestTornOnlineFileRestored(t *testing.T) {
+	m := testMachine(t, Profile{})
+	path := filepath.Join(m.Paths().SysPath("devices/system/cpu"), "cpu3/online")
+	require.NoError(t, os.WriteFile(path, nil, 0o644))
+	require.NoError(t, m.Sync())
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Empty(t, b, "one pass leaves a possible write in progress alone")
+	require.NoError(t, m.Sync())
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "1\n", string(b))
+}
+
 // With EDAC, one memory CE is reported three ways: mce_record, mc_event
 // and the DIMM counters.
 func TestMemoryCEWithEDAC(t *testing.T) {
