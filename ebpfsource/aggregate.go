@@ -18,6 +18,7 @@ import (
 // CPUs and banks), not with the number of errors.
 func (s *Source) sweep(ctx context.Context, out chan<- fault.Event) bool {
 	s.counts.sweeps.Add(1)
+	defer s.refreshKernelCounters()
 	grew := false
 	for _, p := range s.attached {
 		m := s.aggMaps[p.kind]
@@ -90,6 +91,41 @@ type Stats struct {
 	Malformed       uint64
 	Notices         uint64 // storm notices from the probes
 	Sweeps          uint64
+}
+
+// Totals are the kernel-side counters summed over probes, as of the last
+// sweep (at most Backstop old while idle, Sweep during a storm). Cheap:
+// no syscall, safe from any goroutine.
+type Totals struct {
+	Sent, Aggregated, RingbufFull, Lost uint64
+}
+
+// Totals returns the counters the last sweep read.
+func (s *Source) Totals() Totals {
+	c := &s.counts
+	return Totals{Sent: c.kernelSent.Load(), Aggregated: c.kernelAggregated.Load(),
+		RingbufFull: c.kernelRingbufFull.Load(), Lost: c.kernelLost.Load()}
+}
+
+// refreshKernelCounters reads the probes' counters for Totals.
+func (s *Source) refreshKernelCounters() {
+	st, err := s.Stats()
+	if err != nil {
+		s.log.WithError(err).Warn("reading the probe counters")
+		return
+	}
+	var t Totals
+	for _, ps := range st.Probes {
+		t.Sent += ps.Sent
+		t.Aggregated += ps.Aggregated
+		t.RingbufFull += ps.RingbufFull
+		t.Lost += ps.Lost
+	}
+	c := &s.counts
+	c.kernelSent.Store(t.Sent)
+	c.kernelAggregated.Store(t.Aggregated)
+	c.kernelRingbufFull.Store(t.RingbufFull)
+	c.kernelLost.Store(t.Lost)
 }
 
 // Stats reads the kernel counters and the userspace ones.

@@ -94,6 +94,9 @@ type Source struct {
 
 type counters struct {
 	records, decoded, events, undecodable, noDecoder, malformed, notices, sweeps, aggregateEvents atomic.Uint64
+	// The kernel side summed over probes, as of the last sweep: read by
+	// status without a syscall.
+	kernelSent, kernelAggregated, kernelRingbufFull, kernelLost atomic.Uint64
 }
 
 // withDefaults fills zero fields.

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -21,6 +23,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var retention time.Duration
 	var metricsListen string
 	var noEBPF bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -46,6 +49,13 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			hup := make(chan os.Signal, 1)
@@ -68,5 +78,26 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	cmd.Flags().DurationVar(&retention, "event-retention", 30*24*time.Hour, "how long the error history is kept (cases and actions are kept)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "log and record what would be done, write nothing to the kernel")
 	cmd.Flags().BoolVar(&noEBPF, "no-ebpf", false, "read the tracepoints through tracefs only, never through eBPF probes")
+	// The storm and latency benches profile the daemon where it runs (a
+	// QEMU guest); not an operator's knob.
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the run to FILE")
+	_ = cmd.Flags().MarkHidden("cpu-profile")
 	return cmd
+}
+
+// startCPUProfile profiles until the returned function is called; the
+// profile is complete only after a clean stop (SIGTERM).
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

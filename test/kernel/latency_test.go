@@ -43,7 +43,37 @@ func TestLatency(t *testing.T) {
 		t.Logf("%-8s (%d pages): median %6.2f ms, p90 %6.2f ms, ratio to CEC %.1f (p90 %.1f), all %s", path, len(ms),
 			Median(ms), P90(ms), Median(ms)/Median(cecMs), P90(ms)/P90(cecMs), fmtMs(ms))
 		breakdown(t, withDaemon.run.Console, rs, deciding)
+		decisionStages(t, withDaemon.run.Console, rs, deciding)
 	}
+}
+
+// decisionStages reports the daemon's own stamps of each decision ("decision
+// timing", debug): from reading the record to the verified kernel write,
+// split at every hand-off, median per stage over the section's pages.
+func decisionStages(t *testing.T, console string, rs Results, deciding []Result) {
+	t.Helper()
+	from, _ := deciding[0].Number("mono_us")
+	last, _ := rs.Step("probe")[len(deciding)-1].Number("mono_us")
+	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "events_stored_ms", "intent_stored_ms", "isolate_ms", "total_ms"}
+	per := map[string][]float64{}
+	n := 0
+	for _, l := range DaemonLog(console) {
+		if l.MonoUS < int64(from)-1_000_000 || l.MonoUS > int64(last)+5_000_000 || !strings.Contains(l.Text, "decision timing") {
+			continue
+		}
+		n++
+		for _, f := range strings.Fields(l.Text) {
+			k, v, ok := strings.Cut(f, "=")
+			if x, err := strconv.ParseFloat(v, 64); ok && err == nil {
+				per[k] = append(per[k], x)
+			}
+		}
+	}
+	var row []string
+	for _, s := range stages {
+		row = append(row, fmt.Sprintf("%s %.2f", strings.TrimSuffix(s, "_ms"), Median(per[s])))
+	}
+	t.Logf("daemon's own stamps (%d decisions), median ms: %s", n, strings.Join(row, ", "))
 }
 
 // P90 is the 90th percentile (nearest rank).

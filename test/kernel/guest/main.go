@@ -25,6 +25,7 @@
 //	exec CMD ARGS...         run CMD, carry its exit code and output (JSON when it is)
 //	wait-exec TIMEOUT CMD... re-run CMD until it exits 0
 //	ebpf-check [N [UE_ADDR]] eBPF source beside tracefs: identical events, an N-error storm counted
+//	file-base64 PATH         a file's bytes, base64 (a daemon's CPU profile)
 //
 // It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
 package main
@@ -84,6 +85,7 @@ func commands() map[string]command {
 		"exec":          {1, cmdExec},
 		"wait-exec":     {2, cmdWaitExec},
 		"ebpf-check":    {0, cmdEBPFCheck},
+		"file-base64":   {1, cmdFileBase64},
 	}
 }
 

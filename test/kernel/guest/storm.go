@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -126,7 +127,7 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", p, err)
 	}
-	data := map[string]any{"pid": pid}
+	data := map[string]any{"pid": pid, "mono_us": monoMicros()}
 	for _, line := range strings.Split(string(raw), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || !strings.HasPrefix(k, "Vm") && k != "Threads" {
@@ -162,5 +163,24 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 		return data, fmt.Errorf("%s stime %q: %w", sp, f[12], err)
 	}
 	data["cpu_ticks"] = ut + st
+	// schedstat's first field is the time on CPU in ns, summed over the
+	// threads at each switch rather than sampled at ticks: under emulation
+	// a 10 ms tick lands on whoever runs, so ticks alone are coarse.
+	if raw, err := os.ReadFile(e.paths.ProcPath(fmt.Sprint(pid), "schedstat")); err == nil {
+		var ns uint64
+		if _, err := fmt.Sscan(string(raw), &ns); err == nil {
+			data["cpu_ns"] = ns
+		}
+	}
 	return data, nil
+}
+
+// cmdFileBase64 carries a file the guest wrote (a daemon's CPU profile)
+// out through the console.
+func cmdFileBase64(e env, args []string) (map[string]any, error) {
+	raw, err := os.ReadFile(args[0])
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", args[0], err)
+	}
+	return map[string]any{"path": args[0], "bytes": len(raw), "base64": base64.StdEncoding.EncodeToString(raw)}, nil
 }
