@@ -163,16 +163,35 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 		return data, fmt.Errorf("%s stime %q: %w", sp, f[12], err)
 	}
 	data["cpu_ticks"] = ut + st
-	// schedstat's first field is the time on CPU in ns, summed over the
-	// threads at each switch rather than sampled at ticks: under emulation
-	// a 10 ms tick lands on whoever runs, so ticks alone are coarse.
-	if raw, err := os.ReadFile(e.paths.ProcPath(fmt.Sprint(pid), "schedstat")); err == nil {
-		var ns uint64
-		if _, err := fmt.Sscan(string(raw), &ns); err == nil {
-			data["cpu_ns"] = ns
-		}
+	// schedstat's first field is a thread's time on CPU in ns, added up at
+	// each switch rather than sampled at ticks: under a loaded emulator a
+	// 10 ms tick lands on whoever runs. Summed over the live threads (the
+	// process's own file covers its main thread only).
+	if ns, err := taskRuntime(e, pid); err == nil {
+		data["cpu_ns"] = ns
 	}
 	return data, nil
+}
+
+func taskRuntime(e env, pid int) (uint64, error) {
+	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	var sum uint64
+	for _, t := range tasks {
+		raw, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			return 0, fmt.Errorf("reading a thread's schedstat: %w", err)
+		}
+		var ns uint64
+		if _, err := fmt.Sscan(string(raw), &ns); err != nil {
+			return 0, fmt.Errorf("parsing %q: %w", raw, err)
+		}
+		sum += ns
+	}
+	return sum, nil
 }
 
 // cmdFileBase64 carries a file the guest wrote (a daemon's CPU profile)
