@@ -34,11 +34,19 @@ import (
 // attach) and is worth reporting as such.
 var ErrNotSupported = errors.New("eBPF probes not supported")
 
-// Defaults for Config's zero values.
+// Defaults for Config's zero values. Past DefaultKeyLimit records a
+// second, a key's records are counted in the kernel: the first counted one
+// still wakes the reader (a notice, answered by a sweep at once), so a
+// policy threshold up to DefaultKeyLimit+1 within a second (the built-in
+// ones are 2 per page and 5 per CPU and bank) decides as soon as through
+// records sent one by one; what is counted later in a storm reaches the
+// engines every DefaultSweep. Userspace then handles about six events a
+// second per storming key (the limit, the notice, two sweeps), however
+// many errors the key has.
 const (
-	DefaultKeyLimit  = 16
+	DefaultKeyLimit  = 4
 	DefaultKeyWindow = time.Second
-	DefaultSweep     = 200 * time.Millisecond
+	DefaultSweep     = time.Second
 	DefaultBackstop  = 10 * time.Second
 	DefaultRingBytes = 256 << 10
 )
@@ -329,11 +337,10 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		err := s.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if s.handle(ctx, rec.RawSample, out) && !storming {
-				storming = true
-				if soon := time.Now().Add(s.cfg.Sweep); soon.Before(next) {
-					next = soon
-				}
+			if s.handle(ctx, rec.RawSample, out) {
+				// A key started counting in the kernel: its first counted
+				// record may be one a rule is waiting for.
+				next = time.Now()
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Nothing left to read; the sweep below is due.
