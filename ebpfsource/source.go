@@ -325,22 +325,15 @@ func (s *Source) Close() error {
 func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.reader.Flush() })
 	defer stop()
-	storming := false
-	// next is when the counters are due to be read. It is a point in time,
-	// not a timeout per read, so a steady flow of records cannot postpone
-	// a sweep forever. The deadline is wall time because the reader's
-	// poller wants one.
-	next := time.Now().Add(s.cfg.Backstop)
+	clock := newSweepClock(s.cfg.Sweep, s.cfg.Backstop, time.Now())
 	var rec ringbuf.Record
 	for {
-		s.reader.SetDeadline(next)
+		s.reader.SetDeadline(clock.next)
 		err := s.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
 			if s.handle(ctx, rec.RawSample, out) {
-				// A key started counting in the kernel: its first counted
-				// record may be one a rule is waiting for.
-				next = time.Now()
+				clock.notice(time.Now())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Nothing left to read; the sweep below is due.
@@ -356,14 +349,37 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if now := time.Now(); !now.Before(next) {
-			// Keep sweeping fast while the counters move.
-			storming = s.sweep(ctx, out)
-			next = now.Add(s.cfg.Backstop)
-			if storming {
-				next = now.Add(s.cfg.Sweep)
-			}
+		if now := time.Now(); clock.due(now) {
+			clock.swept(now, s.sweep(ctx, out))
 		}
+	}
+}
+
+// sweepClock says when the aggregation maps are read next. next is a
+// point in time, not a timeout per read, so a steady flow of records
+// cannot postpone a sweep forever; it is wall time because the ring
+// buffer's deadline is.
+type sweepClock struct {
+	sweep, backstop time.Duration
+	next            time.Time
+}
+
+func newSweepClock(sweep, backstop time.Duration, now time.Time) *sweepClock {
+	return &sweepClock{sweep: sweep, backstop: backstop, next: now.Add(backstop)}
+}
+
+// notice: a key started counting in the kernel, and its first counted
+// record may be the one a rule waits for: sweep now.
+func (c *sweepClock) notice(now time.Time) { c.next = now }
+
+func (c *sweepClock) due(now time.Time) bool { return !now.Before(c.next) }
+
+// swept: while the counters move, sweep every sweep; once they stop, only
+// at the backstop.
+func (c *sweepClock) swept(now time.Time, grew bool) {
+	c.next = now.Add(c.backstop)
+	if grew {
+		c.next = now.Add(c.sweep)
 	}
 }
 
