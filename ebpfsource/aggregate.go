@@ -11,16 +11,36 @@ import (
 	"github.com/selfprotect/selfprotect/fault"
 )
 
-// sweep reads every aggregation map and sends, for each key whose error
+// sweep reads the aggregation maps and sends, for each key whose error
 // total grew since the last sweep, one event built from the key's last
 // record with Count set to the growth. It returns whether any key grew.
 // Userspace work per sweep grows with the number of keys (distinct pages,
 // CPUs and banks), not with the number of errors.
-func (s *Source) sweep(ctx context.Context, out chan<- fault.Event) bool {
+//
+// It reads the probes' counters first: a map whose probe counted nothing
+// new since the last sweep is not walked (an idle sweep is five lookups,
+// a storm's walks the maps that storm). The probe bumps its aggregated
+// counter after the key's, so a map is never skipped with a count in it
+// that was not reported. full walks every map (the last sweep, or the
+// counters unreadable).
+func (s *Source) sweep(ctx context.Context, out chan<- fault.Event, full bool) bool {
 	s.counts.sweeps.Add(1)
-	defer s.refreshKernelCounters()
+	st, err := s.Stats()
+	if err != nil {
+		s.log.WithError(err).Warn("reading the probe counters; reading every aggregation map")
+		full = true
+	} else {
+		s.setTotals(st)
+	}
 	grew := false
 	for _, p := range s.attached {
+		if !full {
+			agg := st.Probes[p.Key()].Aggregated
+			if agg == s.aggregated[p.kind] {
+				continue
+			}
+			s.aggregated[p.kind] = agg
+		}
 		m := s.aggMaps[p.kind]
 		var key probesSpKey
 		val := make([]byte, m.ValueSize())
@@ -107,13 +127,8 @@ func (s *Source) Totals() Totals {
 		RingbufFull: c.kernelRingbufFull.Load(), Lost: c.kernelLost.Load()}
 }
 
-// refreshKernelCounters reads the probes' counters for Totals.
-func (s *Source) refreshKernelCounters() {
-	st, err := s.Stats()
-	if err != nil {
-		s.log.WithError(err).Warn("reading the probe counters")
-		return
-	}
+// setTotals keeps the kernel counters for Totals.
+func (s *Source) setTotals(st Stats) {
 	var t Totals
 	for _, ps := range st.Probes {
 		t.Sent += ps.Sent

@@ -92,9 +92,11 @@ type Source struct {
 	log      logrus.FieldLogger
 	counts   counters
 
-	// reported is what Run has emitted per aggregation key; only the Run
-	// goroutine touches it.
-	reported map[probesSpKey]uint64
+	// reported is what Run has emitted per aggregation key, aggregated
+	// each probe's counted records at the last sweep; only the Run
+	// goroutine touches them.
+	reported   map[probesSpKey]uint64
+	aggregated map[uint32]uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -231,7 +233,7 @@ func newSource(cfg Config, coll *ebpf.Collection, formats map[uint32]*tracefs.Fo
 	return &Source{
 		cfg: cfg, coll: coll, formats: formats, log: cfg.Log.WithField("source", "ebpf"),
 		decoders: map[uint32]tracefs.Decoder{}, aggMaps: map[uint32]*ebpf.Map{},
-		stats: coll.Maps[probesMapStats], reported: map[probesSpKey]uint64{},
+		stats: coll.Maps[probesMapStats], reported: map[probesSpKey]uint64{}, aggregated: map[uint32]uint64{},
 	}
 }
 
@@ -339,7 +341,7 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 			// Nothing left to read; the sweep below is due.
 		case errors.Is(err, ringbuf.ErrFlushed):
 			// ctx ended: report what was counted and stop.
-			s.sweep(context.WithoutCancel(ctx), out)
+			s.sweep(context.WithoutCancel(ctx), out, true)
 			return nil
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
@@ -350,7 +352,7 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 			return nil
 		}
 		if now := time.Now(); clock.due(now) {
-			clock.swept(now, s.sweep(ctx, out))
+			clock.swept(now, s.sweep(ctx, out, false))
 		}
 	}
 }
