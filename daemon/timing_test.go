@@ -17,7 +17,7 @@ func TestDecisionTimingFields(t *testing.T) {
 		want  logrus.Fields
 	}{
 		{
-			name: "every step",
+			name:  "every step",
 			marks: map[decisionStep]int{stepPicked: 1500, stepSynced: 4000, stepIntended: 9000, stepIsolated: 20000},
 			want: logrus.Fields{"to_loop_ms": 0.1, "diagnose_ms": 0.25, "to_worker_ms": 1.15, "events_stored_ms": 2.5,
 				"intent_stored_ms": 5.0, "isolate_ms": 11.0, "total_ms": 20.0},
