@@ -52,7 +52,7 @@ guest -tag status exec $SP status --json
 func StormBenchScenario(profile bool) Scenario {
 	return Scenario{
 		Name:   "storm-bench",
-		Append: "ras=cec_disable",
+		Append: "ras=cec_disable " + benchAppend,
 		Files: map[string][]byte{
 			"storm.yaml":         []byte(stormPolicy),
 			"errors-at-least.sh": []byte(errorsAtLeast),
