@@ -1,6 +1,9 @@
 package kernel
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // benchAppend is on the benches' kernel command lines: on a host loaded
 // enough (load 40 on 2 cores, several guests) the guest's early IO-APIC
@@ -32,6 +35,22 @@ func LatencyScenario(withDaemon bool) Scenario {
 		Append: "ras=cec_disable " + benchAppend,
 		Script: "PIN='taskset -c 2'\n" + latencySection("latency-ebpf", "", true) + latencySection("latency-tracefs", "--no-ebpf", true),
 	}
+}
+
+// WithBaseline adds a first section, latency-ebpf-base, running another
+// daemon binary (an earlier build) through eBPF in the same boot: a
+// before/after under the same load, which separate runs on a shared host
+// cannot give.
+func (sc Scenario) WithBaseline(bin []byte) Scenario {
+	files := map[string][]byte{"selfprotect-base": bin}
+	for k, v := range sc.Files {
+		files[k] = v
+	}
+	sc.Files = files
+	base := strings.ReplaceAll(latencySection("latency-ebpf-base", "", true), `SP="selfprotect `, `SP="/tmp/selfprotect-base `)
+	sc.Script = "cp /scenario/selfprotect-base /tmp/ && chmod +x /tmp/selfprotect-base\n" +
+		strings.Replace(sc.Script, "\n", "\n"+base, 1)
+	return sc
 }
 
 func latencySection(name, runflags string, withDaemon bool) string {
