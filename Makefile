@@ -134,7 +134,7 @@ kernel-test: build
 # CEC, 6.12 Intel model): prints medians, their ratio and the daemon's breakdown.
 bench-kernel: build
 	SELFPROTECT_KERNEL=1 SELFPROTECT_LATENCY=1 SELFPROTECT_BIN=$(CURDIR)/$(BIN) \
-	  $(GO) test -count=1 -v -timeout 10m -run '^TestLatency$$' ./test/kernel/ 2>&1 | tee out/bench-kernel.log | grep -E '^\s*(--- |PASS|FAIL|ok)|latency_test' ; exit $${PIPESTATUS[0]}
+	  $(GO) test -count=1 -v -timeout 30m -run '^TestLatency$$' ./test/kernel/ 2>&1 | tee out/bench-kernel.log | grep -E '^\s*(--- |PASS|FAIL|ok)|latency_test' ; exit $${PIPESTATUS[0]}
 
 # The storm cost (daemon CPU per delivered record, peak RSS) through eBPF and
 # through tracefs in one boot, 6.12 Intel model.

@@ -36,6 +36,8 @@ type job struct {
 	// fn, when set, is store work the main loop hands over so that it
 	// never waits on the disk itself.
 	fn func()
+	// timing stamps a live decision's way to the kernel (nil otherwise).
+	timing *decisionTiming
 }
 
 // actTimeout bounds one job once begun: a stop (SIGTERM) lets the job in
@@ -101,6 +103,7 @@ func (d *Daemon) run(ctx context.Context, j job) {
 		d.kernelIsolated(*j.kernel)
 		return
 	}
+	j.timing.mark(stepPicked, d.now())
 	d.writeAhead(j)
 	j.saved = true
 	if d.paused.Load() && !j.replay {
@@ -125,6 +128,7 @@ func (d *Daemon) writeAhead(j job) {
 	}
 	if !j.replay {
 		d.syncEvents()
+		j.timing.mark(stepSynced, d.now())
 	}
 	intents := make([]fault.Action, 0, len(j.targets))
 	for _, r := range j.targets {
@@ -132,6 +136,7 @@ func (d *Daemon) writeAhead(j job) {
 			Outcome: fault.OutcomeIntended, Detail: "decided; the kernel write follows"})
 	}
 	d.storeIntent(j.c, intents)
+	j.timing.mark(stepIntended, d.now())
 }
 
 func actionKind(diag fault.Diagnosis) string {
@@ -262,6 +267,7 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 		}
 		actions = append(actions, a)
 	}
+	j.timing.mark(stepIsolated, d.now())
 	d.settle(j, actions)
 }
 
@@ -308,6 +314,7 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 		}
 		actions = append(actions, a)
 	}
+	j.timing.mark(stepIsolated, d.now())
 	d.settle(j, actions)
 }
 
@@ -419,6 +426,7 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 	for _, a := range actions {
 		d.record(a, c)
 	}
+	j.timing.log(d.log, c.ID)
 	if state == fault.CaseOpen {
 		d.alerts.raise(d.alerts.wouldIsolate(j, actions)...)
 		return

@@ -358,7 +358,7 @@ func (d *Daemon) tick() {
 	d.policyMu.Unlock()
 	// Counter deltas held for their mc_events count even when no record
 	// arrives to move the stage along.
-	d.feed(d.stage.Flush(d.now()))
+	d.feed(d.stage.Flush(d.now()), d.now())
 	d.storming.Store(storming)
 	if end == nil {
 		return

@@ -17,6 +17,7 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	if d.sources.duplicate(&ev) {
 		return // delivered by both sources of a hand-over: counted once
 	}
+	observed := d.now()
 	d.counters.received.Add(1)
 	// The history keeps every record as it came, merged or not. It must
 	// never stall the pipeline: under a storm the store may fall behind,
@@ -33,15 +34,18 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 		return
 	}
 	d.verdicts = d.stage.AppendObserve(d.verdicts[:0], ev)
-	d.feed(d.verdicts)
+	d.feed(d.verdicts, observed)
 }
 
-// feed gives the engine what the count-once stage let through.
-func (d *Daemon) feed(verdicts []countonce.Verdict) {
+// feed gives the engine what the count-once stage let through; observed
+// is when the main loop took the records.
+func (d *Daemon) feed(verdicts []countonce.Verdict, observed time.Time) {
 	if len(verdicts) == 0 {
 		return
 	}
 	var decisions []policy.Decision
+	// received[i] is when the record behind decisions[i] was read.
+	var received []time.Time
 	d.policyMu.Lock()
 	for i := range verdicts {
 		v := &verdicts[i]
@@ -54,6 +58,9 @@ func (d *Daemon) feed(verdicts []countonce.Verdict) {
 			d.fleet.dimm(&v.Event)
 		}
 		decisions = append(decisions, d.engine.ObserveParts(&v.Event, parts(v.New))...)
+		for len(received) < len(decisions) {
+			received = append(received, v.Event.Received)
+		}
 	}
 	storming := d.engine.Storming()
 	d.policyMu.Unlock()
@@ -70,8 +77,8 @@ func (d *Daemon) feed(verdicts []countonce.Verdict) {
 			d.log.WithField("event", verdicts[i].Event.String()).WithField("new", verdicts[i].New.String()).Debug("hardware error")
 		}
 	}
-	for _, dec := range decisions {
-		d.openCase(dec)
+	for i, dec := range decisions {
+		d.openCase(dec, newDecisionTiming(received[i], observed, d.now()))
 	}
 }
 
@@ -87,7 +94,7 @@ func parts(f countonce.Facet) policy.Parts {
 // openCase logs a new case and hands it to the action worker, which
 // stores it (with its intended actions, before any kernel write): the main
 // loop itself never waits on the store.
-func (d *Daemon) openCase(dec policy.Decision) {
+func (d *Daemon) openCase(dec policy.Decision, timing *decisionTiming) {
 	c := dec.Case
 	c.State = fault.CaseOpen
 	d.log.WithFields(logrus.Fields{
@@ -97,7 +104,7 @@ func (d *Daemon) openCase(dec policy.Decision) {
 		d.jobs.push(job{fn: func() { d.storeCase(c) }})
 		return
 	}
-	d.jobs.push(job{c: c, targets: dec.Targets})
+	d.jobs.push(job{c: c, targets: dec.Targets, timing: timing})
 }
 
 // syncEvents returns once every event handed to the history writer before

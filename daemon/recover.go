@@ -238,7 +238,7 @@ func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
 		lost++
 		d.log.WithFields(logrus.Fields{"case": c.ID, "diagnosis": c.Diagnosis, "suspect": c.Suspect}).
 			Warn("a decision the stored errors call for has no case (the last run stopped first): taking it now")
-		d.openCase(dec)
+		d.openCase(dec, nil)
 	}
 	d.policyMu.Lock()
 	d.engine = eng

@@ -467,7 +467,7 @@ func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return src, "probes on " + strings.Join(src.Attached(), ","), nil
+	return ebpfSource{src}, "probes on " + strings.Join(src.Attached(), ","), nil
 }
 
 func traceDecoders() map[string]tracefs.Decoder {

@@ -75,6 +75,13 @@ type EventCounters struct {
 	CorruptPages uint64            `json:"corrupt_pages"` // ring-buffer pages that did not parse
 	TracePages   uint64            `json:"trace_pages"`
 	TraceMissed  uint64            `json:"trace_missed"`
+	// The eBPF probes' records: sent one by one, counted in the kernel
+	// (a storm past the per-key rate, or a full ring buffer, of which
+	// RingbufFull), or lost (ring buffer and aggregation map both full).
+	EBPFSent        uint64 `json:"ebpf_sent"`
+	EBPFAggregated  uint64 `json:"ebpf_aggregated"`
+	EBPFRingbufFull uint64 `json:"ebpf_ringbuf_full"`
+	EBPFLost        uint64 `json:"ebpf_lost"`
 	// EDACCredited are errors in EDAC counter deltas not counted because
 	// an mc_event had delivered them.
 	EDACCredited uint64 `json:"edac_credited"`

@@ -11,15 +11,36 @@ import (
 	"github.com/selfprotect/selfprotect/fault"
 )
 
-// sweep reads every aggregation map and sends, for each key whose error
+// sweep reads the aggregation maps and sends, for each key whose error
 // total grew since the last sweep, one event built from the key's last
 // record with Count set to the growth. It returns whether any key grew.
 // Userspace work per sweep grows with the number of keys (distinct pages,
 // CPUs and banks), not with the number of errors.
-func (s *Source) sweep(ctx context.Context, out chan<- fault.Event) bool {
+//
+// It reads the probes' counters first: a map whose probe counted nothing
+// new since the last sweep is not walked (an idle sweep is five lookups,
+// a storm's walks the maps that storm). The probe bumps its aggregated
+// counter after the key's, so a map is never skipped with a count in it
+// that was not reported. full walks every map (the last sweep, or the
+// counters unreadable).
+func (s *Source) sweep(ctx context.Context, out chan<- fault.Event, full bool) bool {
 	s.counts.sweeps.Add(1)
+	st, err := s.Stats()
+	if err != nil {
+		s.log.WithError(err).Warn("reading the probe counters; reading every aggregation map")
+		full = true
+	} else {
+		s.setTotals(st)
+	}
 	grew := false
 	for _, p := range s.attached {
+		if !full {
+			agg := st.Probes[p.Key()].Aggregated
+			if agg == s.aggregated[p.kind] {
+				continue
+			}
+			s.aggregated[p.kind] = agg
+		}
 		m := s.aggMaps[p.kind]
 		var key probesSpKey
 		val := make([]byte, m.ValueSize())
@@ -90,6 +111,36 @@ type Stats struct {
 	Malformed       uint64
 	Notices         uint64 // storm notices from the probes
 	Sweeps          uint64
+}
+
+// Totals are the kernel-side counters summed over probes, as of the last
+// sweep (at most Backstop old while idle, Sweep during a storm). Cheap:
+// no syscall, safe from any goroutine.
+type Totals struct {
+	Sent, Aggregated, RingbufFull, Lost uint64
+}
+
+// Totals returns the counters the last sweep read.
+func (s *Source) Totals() Totals {
+	c := &s.counts
+	return Totals{Sent: c.kernelSent.Load(), Aggregated: c.kernelAggregated.Load(),
+		RingbufFull: c.kernelRingbufFull.Load(), Lost: c.kernelLost.Load()}
+}
+
+// setTotals keeps the kernel counters for Totals.
+func (s *Source) setTotals(st Stats) {
+	var t Totals
+	for _, ps := range st.Probes {
+		t.Sent += ps.Sent
+		t.Aggregated += ps.Aggregated
+		t.RingbufFull += ps.RingbufFull
+		t.Lost += ps.Lost
+	}
+	c := &s.counts
+	c.kernelSent.Store(t.Sent)
+	c.kernelAggregated.Store(t.Aggregated)
+	c.kernelRingbufFull.Store(t.RingbufFull)
+	c.kernelLost.Store(t.Lost)
 }
 
 // Stats reads the kernel counters and the userspace ones.

@@ -109,7 +109,7 @@ func TestSweepReportsCountedRecords(t *testing.T) {
 	}
 	for i, st := range steps {
 		require.NoError(t, m.Put(key, aggValue(t, m, st.records, st.errors, last)))
-		grew := s.sweep(t.Context(), out)
+		grew := s.sweep(t.Context(), out, true)
 		require.Equal(t, st.want != nil, grew, "step %d", i)
 		var counts []uint32
 		for len(out) > 0 {
@@ -162,6 +162,7 @@ func TestRunSweepsAtTheBackstopAndStopsWithItsContext(t *testing.T) {
 	last := toWire(t, s.formats[kindMCERecord], kindMCERecord, 1, firstRecord(t))
 	m := s.aggMaps[kindMCERecord]
 	require.NoError(t, m.Put(probesSpKey{Page: 1, Kind: kindMCERecord}, aggValue(t, m, 7, 7, last)))
+	putAggregated(t, s, kindMCERecord, 7)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	out := make(chan fault.Event, 4)
@@ -181,6 +182,49 @@ func TestRunSweepsAtTheBackstopAndStopsWithItsContext(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("Run did not return after its context ended")
 	}
+}
+
+// putAggregated sets a probe's aggregated counter as the probe would after
+// counting n records (all on CPU 0).
+func putAggregated(t *testing.T, s *Source, kind uint32, n uint64) {
+	t.Helper()
+	cpus, err := ebpf.PossibleCPU()
+	require.NoError(t, err)
+	perCPU := make([]probesSpStats, cpus)
+	perCPU[0] = probesSpStats{Seen: n, Aggregated: n}
+	require.NoError(t, s.stats.Put(kind, perCPU))
+}
+
+// A periodic sweep walks only the maps whose probe counted something since
+// the last sweep; the last one (full) walks them all.
+func TestSweepWalksOnlyWhatTheProbesCounted(t *testing.T) {
+	s := mapsOnly(t)
+	last := toWire(t, s.formats[kindMCERecord], kindMCERecord, 1, firstRecord(t))
+	m := s.aggMaps[kindMCERecord]
+	key := probesSpKey{Page: 2, Kind: kindMCERecord}
+	out := make(chan fault.Event, 8)
+	counts := func() []uint32 {
+		var c []uint32
+		for len(out) > 0 {
+			c = append(c, (<-out).Count)
+		}
+		return c
+	}
+
+	putAggregated(t, s, kindMCERecord, 5)
+	require.NoError(t, m.Put(key, aggValue(t, m, 5, 5, last)))
+	require.True(t, s.sweep(t.Context(), out, false))
+	require.Equal(t, []uint32{5}, counts(), "the counter grew: the map is walked")
+	require.EqualValues(t, 5, s.Totals().Aggregated, "the sweep keeps the counters for status")
+
+	// The map grew but its probe's counter did not (only a test can do
+	// that: the probe bumps both): a periodic sweep does not look.
+	require.NoError(t, m.Put(key, aggValue(t, m, 8, 8, last)))
+	require.False(t, s.sweep(t.Context(), out, false))
+	require.Empty(t, counts())
+
+	require.True(t, s.sweep(t.Context(), out, true))
+	require.Equal(t, []uint32{3}, counts(), "a full sweep walks every map")
 }
 
 // Close interrupts a Run blocked on the ring buffer.

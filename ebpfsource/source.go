@@ -34,11 +34,19 @@ import (
 // attach) and is worth reporting as such.
 var ErrNotSupported = errors.New("eBPF probes not supported")
 
-// Defaults for Config's zero values.
+// Defaults for Config's zero values. Past DefaultKeyLimit records a
+// second, a key's records are counted in the kernel: the first counted one
+// still wakes the reader (a notice, answered by a sweep at once), so a
+// policy threshold up to DefaultKeyLimit+1 within a second (the built-in
+// ones are 2 per page and 5 per CPU and bank) decides as soon as through
+// records sent one by one; what is counted later in a storm reaches the
+// engines every DefaultSweep. Userspace then handles about six events a
+// second per storming key (the limit, the notice, two sweeps), however
+// many errors the key has.
 const (
-	DefaultKeyLimit  = 16
+	DefaultKeyLimit  = 4
 	DefaultKeyWindow = time.Second
-	DefaultSweep     = 200 * time.Millisecond
+	DefaultSweep     = time.Second
 	DefaultBackstop  = 10 * time.Second
 	DefaultRingBytes = 256 << 10
 )
@@ -84,9 +92,11 @@ type Source struct {
 	log      logrus.FieldLogger
 	counts   counters
 
-	// reported is what Run has emitted per aggregation key; only the Run
-	// goroutine touches it.
-	reported map[probesSpKey]uint64
+	// reported is what Run has emitted per aggregation key, aggregated
+	// each probe's counted records at the last sweep; only the Run
+	// goroutine touches them.
+	reported   map[probesSpKey]uint64
+	aggregated map[uint32]uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -94,6 +104,9 @@ type Source struct {
 
 type counters struct {
 	records, decoded, events, undecodable, noDecoder, malformed, notices, sweeps, aggregateEvents atomic.Uint64
+	// The kernel side summed over probes, as of the last sweep: read by
+	// status without a syscall.
+	kernelSent, kernelAggregated, kernelRingbufFull, kernelLost atomic.Uint64
 }
 
 // withDefaults fills zero fields.
@@ -220,7 +233,7 @@ func newSource(cfg Config, coll *ebpf.Collection, formats map[uint32]*tracefs.Fo
 	return &Source{
 		cfg: cfg, coll: coll, formats: formats, log: cfg.Log.WithField("source", "ebpf"),
 		decoders: map[uint32]tracefs.Decoder{}, aggMaps: map[uint32]*ebpf.Map{},
-		stats: coll.Maps[probesMapStats], reported: map[probesSpKey]uint64{},
+		stats: coll.Maps[probesMapStats], reported: map[probesSpKey]uint64{}, aggregated: map[uint32]uint64{},
 	}
 }
 
@@ -314,29 +327,21 @@ func (s *Source) Close() error {
 func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.reader.Flush() })
 	defer stop()
-	storming := false
-	// next is when the counters are due to be read. It is a point in time,
-	// not a timeout per read, so a steady flow of records cannot postpone
-	// a sweep forever. The deadline is wall time because the reader's
-	// poller wants one.
-	next := time.Now().Add(s.cfg.Backstop)
+	clock := newSweepClock(s.cfg.Sweep, s.cfg.Backstop, time.Now())
 	var rec ringbuf.Record
 	for {
-		s.reader.SetDeadline(next)
+		s.reader.SetDeadline(clock.next)
 		err := s.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if s.handle(ctx, rec.RawSample, out) && !storming {
-				storming = true
-				if soon := time.Now().Add(s.cfg.Sweep); soon.Before(next) {
-					next = soon
-				}
+			if s.handle(ctx, rec.RawSample, out) {
+				clock.notice(time.Now())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Nothing left to read; the sweep below is due.
 		case errors.Is(err, ringbuf.ErrFlushed):
 			// ctx ended: report what was counted and stop.
-			s.sweep(context.WithoutCancel(ctx), out)
+			s.sweep(context.WithoutCancel(ctx), out, true)
 			return nil
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
@@ -346,14 +351,37 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if now := time.Now(); !now.Before(next) {
-			// Keep sweeping fast while the counters move.
-			storming = s.sweep(ctx, out)
-			next = now.Add(s.cfg.Backstop)
-			if storming {
-				next = now.Add(s.cfg.Sweep)
-			}
+		if now := time.Now(); clock.due(now) {
+			clock.swept(now, s.sweep(ctx, out, false))
 		}
+	}
+}
+
+// sweepClock says when the aggregation maps are read next. next is a
+// point in time, not a timeout per read, so a steady flow of records
+// cannot postpone a sweep forever; it is wall time because the ring
+// buffer's deadline is.
+type sweepClock struct {
+	sweep, backstop time.Duration
+	next            time.Time
+}
+
+func newSweepClock(sweep, backstop time.Duration, now time.Time) *sweepClock {
+	return &sweepClock{sweep: sweep, backstop: backstop, next: now.Add(backstop)}
+}
+
+// notice: a key started counting in the kernel, and its first counted
+// record may be the one a rule waits for: sweep now.
+func (c *sweepClock) notice(now time.Time) { c.next = now }
+
+func (c *sweepClock) due(now time.Time) bool { return !now.Before(c.next) }
+
+// swept: while the counters move, sweep every sweep; once they stop, only
+// at the backstop.
+func (c *sweepClock) swept(now time.Time, grew bool) {
+	c.next = now.Add(c.backstop)
+	if grew {
+		c.next = now.Add(c.sweep)
 	}
 }
 

@@ -44,25 +44,26 @@ func (s *Store) AddEvents(evs []fault.Event) error {
 		return nil
 	}
 	return s.write(fmt.Sprintf("storing %d events", len(evs)), func(tx *sql.Tx) error {
-		full, err := tx.Prepare(insertEventsMax)
-		if err != nil {
-			return err
-		}
+		// Statements prepared on the writer's one connection: tx.Stmt
+		// reuses them there rather than parsing again.
+		full, one := tx.Stmt(s.insertMax), tx.Stmt(s.insertOne)
 		defer full.Close()
-		args := make([]any, 0, rowsPerInsert*eventFields)
-		for start := 0; start < len(evs); start += rowsPerInsert {
-			chunk := evs[start:min(start+rowsPerInsert, len(evs))]
+		defer one.Close()
+		args := make([]any, 0, min(len(evs), rowsPerInsert)*eventFields)
+		start := 0
+		for ; start+rowsPerInsert <= len(evs); start += rowsPerInsert {
 			args = args[:0]
-			for i := range chunk {
-				args = appendEventArgs(args, &chunk[i])
+			for i := start; i < start+rowsPerInsert; i++ {
+				args = appendEventArgs(args, &evs[i])
 			}
-			if len(chunk) == rowsPerInsert {
-				_, err = full.Exec(args...)
-			} else {
-				_, err = tx.Exec(insertRows(len(chunk)), args...)
+			if _, err := full.Exec(args...); err != nil {
+				return fmt.Errorf("events %d to %d (first: %s): %w", start, start+rowsPerInsert-1, evs[start].String(), err)
 			}
-			if err != nil {
-				return fmt.Errorf("events %d to %d (first: %s): %w", start, start+len(chunk)-1, chunk[0].String(), err)
+		}
+		for ; start < len(evs); start++ {
+			args = appendEventArgs(args[:0], &evs[start])
+			if _, err := one.Exec(args...); err != nil {
+				return fmt.Errorf("event %d (%s): %w", start, evs[start].String(), err)
 			}
 		}
 		return nil

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -144,9 +145,16 @@ func TestAddEventsStorm(t *testing.T) {
 	require.Equal(t, len(evs), n)
 }
 
+// BenchmarkAddEvents: a storm's batches (1000) and the daemon's usual ones
+// (a few events per flush, and the one it syncs before a decision).
 func BenchmarkAddEvents(b *testing.B) {
+	for _, batch := range []int{1, 5, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchmarkAddEvents(b, batch) })
+	}
+}
+
+func benchmarkAddEvents(b *testing.B, batch int) {
 	s, _ := openTemp(b)
-	const batch = 1000
 	evs := make([]fault.Event, batch)
 	for i := range evs {
 		evs[i] = memoryEvent(t0, uint64(i)*fault.PageSize)

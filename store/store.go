@@ -40,6 +40,11 @@ type Store struct {
 	w *sql.DB
 	// r serves queries, so a long read never waits for the writer.
 	r *sql.DB
+	// insertMax and insertOne are the history's inserts, prepared once on
+	// the writer: parsing the 64-row statement cost more than storing the
+	// few events of a usual batch (and the daemon stores one batch before
+	// each decision).
+	insertMax, insertOne *sql.Stmt
 }
 
 // Open opens the store at path for reading and writing, creating the file
@@ -59,12 +64,29 @@ func Open(path string) (*Store, error) {
 		w.Close()
 		return nil, describe(path, err)
 	}
-	r, err := openReader(path)
+	st := &Store{path: path, w: w}
+	if st.insertMax, err = w.Prepare(insertEventsMax); err == nil {
+		st.insertOne, err = w.Prepare(insertEvent)
+	}
 	if err != nil {
+		st.closeStatements()
+		w.Close()
+		return nil, describe(path, fmt.Errorf("preparing the event inserts: %w", err))
+	}
+	if st.r, err = openReader(path); err != nil {
+		st.closeStatements()
 		w.Close()
 		return nil, err
 	}
-	return &Store{path: path, w: w, r: r}, nil
+	return st, nil
+}
+
+func (s *Store) closeStatements() {
+	for _, st := range []*sql.Stmt{s.insertMax, s.insertOne} {
+		if st != nil {
+			st.Close()
+		}
+	}
 }
 
 // OpenReadOnly opens an existing store for queries only. It works while the
@@ -105,6 +127,7 @@ func (s *Store) Close() error {
 	errR := s.r.Close()
 	var errW error
 	if s.w != nil {
+		s.closeStatements()
 		errW = s.w.Close()
 	}
 	if err := errors.Join(errR, errW); err != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -28,6 +30,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var metricsListen string
 	var noEBPF bool
 	var health time.Duration
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -60,6 +63,13 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			hup := make(chan os.Signal, 1)
@@ -84,5 +94,26 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	cmd.Flags().BoolVar(&noEBPF, "no-ebpf", false, "read the tracepoints through tracefs only, never through eBPF probes")
 	cmd.Flags().DurationVar(&health, "health-interval", daemon.DefaultHealthInterval,
 		"how often sources, the trace instance and the budgets are checked and the systemd watchdog pinged (at least twice per WatchdogSec)")
+	// The storm and latency benches profile the daemon where it runs (a
+	// QEMU guest); not an operator's knob.
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the run to FILE")
+	_ = cmd.Flags().MarkHidden("cpu-profile")
 	return cmd
+}
+
+// startCPUProfile profiles until the returned function is called; the
+// profile is complete only after a clean stop (SIGTERM).
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

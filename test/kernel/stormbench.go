@@ -18,9 +18,15 @@ const (
 // CPU ticks and RSS are read at the start and end of the idle time, when
 // the injection ended (the tracepoint count stable) and once it has
 // counted every delivered record.
-func stormBenchSection(name, runflags string) string {
+func stormBenchSection(name, runflags string, profile bool) string {
+	args, dump := "--config /scenario/storm.yaml", ""
+	if profile {
+		prof := "/tmp/" + name + ".pprof"
+		args += " --cpu-profile " + prof
+		dump = "guest -tag profile file-base64 " + prof + "\n"
+	}
 	return section(name) + "RUNFLAGS=" + runflags + "\n" + holdStart("/tmp/hold-"+name, StormBenchPages) +
-		daemonStart(name, "--config /scenario/storm.yaml", "info") + fmt.Sprintf(`
+		daemonStart(name, args, "info") + fmt.Sprintf(`
 DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
 guest trace-start %[1]s kb=8192
 guest -tag idle-start proc-status $DPID
@@ -37,19 +43,20 @@ N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/%[1]s/trace)
 guest -tag caught-up wait-exec 180s sh /scenario/errors-at-least.sh $N $SP
 guest -tag after proc-status $DPID
 guest -tag status exec $SP status --json
-`, name, StormBenchPages, StormBenchErrors, IdleSeconds) + daemonStop + holdRelease
+`, name, StormBenchPages, StormBenchErrors, IdleSeconds) + daemonStop + dump + holdRelease
 }
 
 // StormBenchScenario is the storm through eBPF, then through tracefs, in
-// one boot (ras=cec_disable).
-func StormBenchScenario() Scenario {
+// one boot (ras=cec_disable). With profile the daemon writes a CPU profile
+// of each run, printed base64 as the step "profile".
+func StormBenchScenario(profile bool) Scenario {
 	return Scenario{
 		Name:   "storm-bench",
-		Append: "ras=cec_disable",
+		Append: "ras=cec_disable " + benchAppend,
 		Files: map[string][]byte{
 			"storm.yaml":         []byte(stormPolicy),
 			"errors-at-least.sh": []byte(errorsAtLeast),
 		},
-		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "") + stormBenchSection("storm-tracefs", "--no-ebpf"),
+		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", profile) + stormBenchSection("storm-tracefs", "--no-ebpf", profile),
 	}
 }

@@ -30,6 +30,7 @@
 //	                         sandbox (ro=, rw=, tmpfs=, mkdir=)
 //	seccomp [--allow N,..] [--errno N] [--families N,..] [--mdwe] -- CMD
 //	                         exec CMD under a unit's system-call filter
+//	file-base64 PATH         a file's bytes, base64 (a daemon's CPU profile)
 //
 // It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
 package main
@@ -92,6 +93,7 @@ func commands() map[string]command {
 		"ebpf-check":    {0, cmdEBPFCheck},
 		"sandbox":       {2, cmdSandbox},
 		"seccomp":       {1, cmdSeccomp},
+		"file-base64":   {1, cmdFileBase64},
 	}
 }
 

@@ -1,0 +1,32 @@
+package daemon
+
+import (
+	"fmt"
+
+	"github.com/selfprotect/selfprotect/ebpfsource"
+)
+
+// ebpfSource is the eBPF reader with what it reports to status: the
+// kernel side's counters, read from memory (the reader refreshes them at
+// each sweep), so status costs no syscall.
+type ebpfSource struct {
+	*ebpfsource.Source
+}
+
+func (e ebpfSource) addCounters(c *EventCounters) {
+	t := e.Totals()
+	c.EBPFSent += t.Sent
+	c.EBPFAggregated += t.Aggregated
+	c.EBPFRingbufFull += t.RingbufFull
+	c.EBPFLost += t.Lost
+}
+
+// problems: a record counted in the kernel is not lost (its count reaches
+// the engines); one that found both the ring buffer and its aggregation
+// map full is, and leaves us partly blind.
+func (e ebpfSource) problems() []string {
+	if n := e.Totals().Lost; n > 0 {
+		return []string{fmt.Sprintf("eBPF probes lost %d records (ring buffer and aggregation map both full)", n)}
+	}
+	return nil
+}

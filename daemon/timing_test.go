@@ -1,0 +1,51 @@
+package daemon
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDecisionTimingFields(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
+	at := func(us int) time.Time { return t0.Add(time.Duration(us) * time.Microsecond) }
+	tests := []struct {
+		name  string
+		marks map[decisionStep]int // µs after receipt
+		want  logrus.Fields
+	}{
+		{
+			name:  "every step",
+			marks: map[decisionStep]int{stepPicked: 1500, stepSynced: 4000, stepIntended: 9000, stepIsolated: 20000},
+			want: logrus.Fields{"to_loop_ms": 0.1, "diagnose_ms": 0.25, "to_worker_ms": 1.15, "events_stored_ms": 2.5,
+				"intent_stored_ms": 5.0, "isolate_ms": 11.0, "total_ms": 20.0},
+		},
+		{
+			// A replayed job is not synced: the stage after a missing step
+			// runs from the last stamped one.
+			name:  "no event sync",
+			marks: map[decisionStep]int{stepPicked: 1000, stepIntended: 3000, stepIsolated: 5000},
+			want: logrus.Fields{"to_loop_ms": 0.1, "diagnose_ms": 0.25, "to_worker_ms": 0.65,
+				"intent_stored_ms": 2.0, "isolate_ms": 2.0, "total_ms": 5.0},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tm := newDecisionTiming(at(0), at(100), at(350))
+			for s, us := range tt.marks {
+				tm.mark(s, at(us))
+			}
+			require.Equal(t, tt.want, tm.fields())
+		})
+	}
+}
+
+func TestDecisionTimingNilIsInert(t *testing.T) {
+	var tm *decisionTiming
+	require.NotPanics(t, func() {
+		tm.mark(stepPicked, time.Now())
+		tm.log(logrus.New(), "case")
+	})
+}
