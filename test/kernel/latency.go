@@ -47,8 +47,9 @@ func (sc Scenario) WithBaseline(bin []byte) Scenario {
 		files[k] = v
 	}
 	sc.Files = files
-	base := strings.ReplaceAll(latencySection("latency-ebpf-base", "", true), `SP="selfprotect `, `SP="/tmp/selfprotect-base `)
-	sc.Script = "cp /scenario/selfprotect-base /tmp/ && chmod +x /tmp/selfprotect-base\n" +
+	// In /bin, not /tmp: the hardened launch gives the daemon a private /tmp.
+	base := strings.ReplaceAll(latencySection("latency-ebpf-base", "", true), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
+	sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
 		strings.Replace(sc.Script, "\n", "\n"+base, 1)
 	return sc
 }

@@ -17,7 +17,7 @@ func TestLatencyBaselineSection(t *testing.T) {
 	ebpf := strings.Index(sc.Script, `"name":"latency-ebpf"}`)
 	require.Positive(t, base)
 	require.Greater(t, ebpf, base, "the baseline runs first")
-	require.Contains(t, sc.Script[base:ebpf], `SP="/tmp/selfprotect-base --state /var/lib/selfprotect/latency-ebpf-base`)
+	require.Contains(t, sc.Script[base:ebpf], `SP="/bin/selfprotect-base --state /var/lib/selfprotect/latency-ebpf-base`)
 	require.NotContains(t, sc.Script[ebpf:], "selfprotect-base")
 	require.True(t, strings.HasSuffix(sc.Script, plain.Script[strings.Index(plain.Script, "\n")+1:]))
 	require.Empty(t, plain.Files["selfprotect-base"], "the plain scenario is not changed")
