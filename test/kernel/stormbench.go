@@ -21,7 +21,9 @@ const (
 func stormBenchSection(name, runflags string, profile bool) string {
 	args, dump := "--config /scenario/storm.yaml", ""
 	if profile {
-		prof := "/tmp/" + name + ".pprof"
+		// The state dir, not /tmp: the hardened launch gives the daemon a
+		// private /tmp the scenario cannot read.
+		prof := "/var/lib/selfprotect/" + name + ".pprof"
 		args += " --cpu-profile " + prof
 		dump = "guest -tag profile file-base64 " + prof + "\n"
 	}
