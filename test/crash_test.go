@@ -247,7 +247,7 @@ func checkEngineLevels(t *testing.T, d *daemonProc, stored map[uint64]int, pages
 	t.Helper()
 	for _, addr := range pages {
 		pfn := addr >> 12
-		resp, err := daemon.Call(d.socket, daemon.Request{Command: "levels", Resource: string(fault.Page(pfn))}, 5*time.Second)
+		resp, err := daemon.Call(d.socket, daemon.Request{Command: "levels", Resource: string(fault.Page(pfn))}, 30*time.Second)
 		require.NoError(t, err)
 		var page *policy.Level
 		for i := range resp.Levels {

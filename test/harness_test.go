@@ -268,7 +268,7 @@ func (d *daemonProc) waitArmed() *daemon.Status {
 
 func (d *daemonProc) status() *daemon.Status {
 	d.t.Helper()
-	resp, err := daemon.Call(d.socket, daemon.Request{Command: "status"}, 2*time.Second)
+	resp, err := daemon.Call(d.socket, daemon.Request{Command: "status"}, 30*time.Second)
 	require.NoError(d.t, err)
 	return resp.Status
 }
