@@ -241,7 +241,10 @@ func TestRecoverForgetsOthersIsolationsAfterReboot(t *testing.T) {
 // offline before the reboot, but restores pace each other (the second is
 // refused, recorded, and restored once the interval has passed), and a
 // new decision is paced by the last offline before the reboot.
-func TestReplayAppliesCPUInterval(t *testing.T) {
+// rebootWithTwoRestores isolates CPUs 2 and 5 (5 ten minutes ago), then
+// reboots (both back online) 5 minutes after CPU 5 was offlined and
+// recovers: two restores the CPU interval paces.
+func rebootWithTwoRestores(t *testing.T) (*machineTree, *stepClock, *Daemon, time.Time) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	// 8 CPUs at 0.75: two may go offline, so only the interval can refuse.
 	m := newMachineTree(t, 8, 2, 5)
@@ -251,11 +254,15 @@ func TestReplayAppliesCPUInterval(t *testing.T) {
 	isolateBefore(t, d, 2, t0.Add(-3*time.Hour))
 	isolateBefore(t, d, 5, t0.Add(-10*time.Minute))
 
-	// Reboot: both back online, 5 minutes after CPU 5 was offlined.
 	m.setOffline()
 	clock.advance(-5 * time.Minute)
 	d2 := startedDaemon(t, m, db, clock)
 	d2.recoverState()
+	return m, clock, d2, t0
+}
+
+func TestReplayAppliesCPUInterval(t *testing.T) {
+	m, clock, d2, t0 := rebootWithTwoRestores(t)
 	require.Equal(t, 2, d2.jobs.len(), "both restores queued")
 	require.Equal(t, t0.Add(-10*time.Minute), d2.lastCPUOff, "the last offline before the reboot is remembered")
 	runJobs(d2)
@@ -297,18 +304,7 @@ func TestReplayAppliesCPUInterval(t *testing.T) {
 // The action worker itself takes a held restore up once it is due, with
 // no store write held to keep its retry ticker running.
 func TestWorkerRetriesHeldRestore(t *testing.T) {
-	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	m := newMachineTree(t, 8, 2, 5)
-	db := filepath.Join(t.TempDir(), "state.db")
-	clock := &stepClock{t: t0}
-	d := startedDaemon(t, m, db, clock)
-	isolateBefore(t, d, 2, t0.Add(-3*time.Hour))
-	isolateBefore(t, d, 5, t0.Add(-10*time.Minute))
-
-	m.setOffline()
-	clock.advance(-5 * time.Minute)
-	d2 := startedDaemon(t, m, db, clock)
-	d2.recoverState()
+	m, clock, d2, _ := rebootWithTwoRestores(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); d2.actLoop(ctx) }()
