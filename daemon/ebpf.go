@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/ebpfsource"
 )
 
@@ -12,6 +13,15 @@ import (
 type ebpfSource struct {
 	*ebpfsource.Source
 }
+
+// The source table finds these by type assertion: a changed signature
+// would silently drop them (it once did in a merge), so the compiler checks.
+var (
+	_ problemReporter = ebpfSource{}
+	_ counterReporter = ebpfSource{}
+	_ problemReporter = traceSource{}
+	_ counterReporter = traceSource{}
+)
 
 func (e ebpfSource) addCounters(c *EventCounters) {
 	t := e.Totals()
@@ -23,10 +33,11 @@ func (e ebpfSource) addCounters(c *EventCounters) {
 
 // problems: a record counted in the kernel is not lost (its count reaches
 // the engines); one that found both the ring buffer and its aggregation
-// map full is, and leaves us partly blind.
-func (e ebpfSource) problems() []string {
+// map full is, and leaves us partly blind (degraded, as tracefs overruns).
+func (e ebpfSource) problems() []problem {
 	if n := e.Totals().Lost; n > 0 {
-		return []string{fmt.Sprintf("eBPF probes lost %d records (ring buffer and aggregation map both full)", n)}
+		return []problem{{kind: alert.SourceDegraded,
+			text: fmt.Sprintf("eBPF probes lost %d records (ring buffer and aggregation map both full)", n)}}
 	}
 	return nil
 }
