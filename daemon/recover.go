@@ -272,26 +272,33 @@ func (d *Daemon) recordPoisonedByOthers() {
 		d.log.WithError(err).Error("scanning kpageflags for pages poisoned by others")
 	}
 	for _, pfn := range pfns {
-		r := fault.Page(pfn)
-		d.mu.Lock()
-		seen := d.isolated[r]
-		d.mu.Unlock()
-		if seen {
-			continue
-		}
-		d.markIsolated(r, true)
-		now := d.now()
-		c := fault.Case{
-			ID: uuid.NewString(), Opened: now, Rule: ruleKernel, Diagnosis: diagKernelIsolated,
-			Suspect: r, FRU: fmt.Sprintf("memory at PFN %#x", pfn), State: fault.CaseOpen,
-			Summary: fmt.Sprintf("page %#x found poisoned at start with no record of ours: isolated by another actor "+
+		d.recordFoundIsolated(fault.Page(pfn), diagKernelIsolated, fmt.Sprintf("memory at PFN %#x", pfn),
+			fmt.Sprintf("page %#x found poisoned at start with no record of ours: isolated by another actor "+
 				"(the kernel, rasdaemon, an admin) or in a run whose history was lost; counted against the page budget", pfn),
-		}
-		d.storeCase(c)
-		d.record(fault.Action{CaseID: c.ID, Time: now, Resource: r, Kind: "none", Outcome: fault.OutcomeIsolatedByOther,
-			Detail: "HWPOISON found in kpageflags at start"}, c)
-		d.setCaseState(c.ID, fault.CaseIsolated, now, "")
+			"HWPOISON found in kpageflags at start")
 	}
+}
+
+// recordFoundIsolated gives a resource found isolated at start, which no
+// record of ours explains, an isolated-by-other case (once: the next start
+// knows it).
+func (d *Daemon) recordFoundIsolated(r fault.Resource, diagnosis fault.Diagnosis, fru, summary, detail string) {
+	d.mu.Lock()
+	seen := d.isolated[r]
+	d.mu.Unlock()
+	if seen {
+		return
+	}
+	d.markIsolated(r, true)
+	now := d.now()
+	c := fault.Case{
+		ID: uuid.NewString(), Opened: now, Rule: ruleKernel, Diagnosis: diagnosis,
+		Suspect: r, FRU: fru, State: fault.CaseOpen, Summary: summary,
+	}
+	d.storeCase(c)
+	d.record(fault.Action{CaseID: c.ID, Time: now, Resource: r, Kind: "none", Outcome: fault.OutcomeIsolatedByOther,
+		Detail: detail}, c)
+	d.setCaseState(c.ID, fault.CaseIsolated, now, "")
 }
 
 // recordOfflineByOthers gives every CPU found offline at start that the
@@ -311,25 +318,13 @@ func (d *Daemon) recordOfflineByOthers() {
 		online[n] = true
 	}
 	for _, n := range topo.Present {
-		r := fault.CPU(n)
-		d.mu.Lock()
-		seen := d.isolated[r]
-		d.mu.Unlock()
-		if online[n] || topo.NoOnlineFile[n] || seen {
+		if online[n] || topo.NoOnlineFile[n] {
 			continue
 		}
-		d.markIsolated(r, true)
-		now := d.now()
-		c := fault.Case{
-			ID: uuid.NewString(), Opened: now, Rule: ruleKernel, Diagnosis: diagOfflineByOther,
-			Suspect: r, FRU: fmt.Sprintf("cpu %d", n), State: fault.CaseOpen,
-			Summary: fmt.Sprintf("CPU %d found offline at start with no record of ours: offlined by another actor "+
+		d.recordFoundIsolated(fault.CPU(n), diagOfflineByOther, fmt.Sprintf("cpu %d", n),
+			fmt.Sprintf("CPU %d found offline at start with no record of ours: offlined by another actor "+
 				"(an admin, another tool) or in a run whose history was lost; counted against the CPU budgets", n),
-		}
-		d.storeCase(c)
-		d.record(fault.Action{CaseID: c.ID, Time: now, Resource: r, Kind: "none", Outcome: fault.OutcomeIsolatedByOther,
-			Detail: "offline at start"}, c)
-		d.setCaseState(c.ID, fault.CaseIsolated, now, "")
+			"offline at start")
 	}
 }
 
