@@ -11,6 +11,7 @@ package jsonout
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/store"
+	"github.com/selfprotect/selfprotect/strictyaml"
 )
 
 // Severity, Class and ActionKind are fault's enums as their names.
@@ -199,10 +201,52 @@ func Status(s daemon.Status) daemon.Status {
 	return s
 }
 
+// CheckConfig is `check-config --json`: whether a policy file is valid,
+// what makes it invalid, and the settings it gives. The effective policy
+// and alerts section stay YAML, their own format: a tool that reads them
+// reads the policy file's format anyway, and one schema of the policy
+// here would be a second to keep in step with policy.Config.
+type CheckConfig struct {
+	File     string          `json:"file" desc:"the file checked; empty for the built-in policy"`
+	Valid    bool            `json:"valid"`
+	Errors   []ConfigProblem `json:"errors" desc:"every problem found that makes the file invalid; empty when valid"`
+	Warnings []string        `json:"warnings" desc:"valid but inert settings, worth a look before a reload"`
+	Policy   string          `json:"policy" desc:"the effective policy as YAML; empty when invalid"`
+	Alerts   string          `json:"alerts" desc:"the effective alerts: section as YAML, secrets as <secret>; empty when invalid or no notifier is configured"`
+}
+
+// ConfigProblem is one reason a configuration file is refused.
+type ConfigProblem struct {
+	File    string `json:"file" desc:"empty when the problem is not in a file"`
+	Line    int    `json:"line" desc:"0 when unknown (a missing file, a problem of the whole file)"`
+	Field   string `json:"field" desc:"dotted key path, empty when the problem is not one key"`
+	Message string `json:"message" desc:"the problem alone, without file, line and field"`
+}
+
+// ConfigProblems splits a configuration error into its problems (a
+// file's validation reports them all, joined), each into where and what;
+// an error that names no place (an unreadable file) is charged to file.
+func ConfigProblems(file string, err error) []ConfigProblem {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []ConfigProblem
+		for _, e := range j.Unwrap() {
+			out = append(out, ConfigProblems(file, e)...)
+		}
+		return out
+	}
+	var e *strictyaml.Error
+	if errors.As(err, &e) {
+		return []ConfigProblem{{File: e.File, Line: e.Line, Field: e.Field, Message: e.Msg}}
+	}
+	return []ConfigProblem{{File: file, Message: err.Error()}}
+}
+
 // Write prints v as indented JSON with a final newline.
 func Write(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// Not for a web page: "<secret>" and "must be >= 1" print as written.
+	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("writing JSON: %w", err)
 	}

@@ -25,6 +25,7 @@ var Outputs = []struct {
 	{"events", reflect.TypeFor[[]Event]()},
 	{"version", reflect.TypeFor[Version]()},
 	{"alert-test", reflect.TypeFor[AlertTest]()},
+	{"check-config", reflect.TypeFor[CheckConfig]()},
 }
 
 // enums lists the values of every enumerated string type, from the code's

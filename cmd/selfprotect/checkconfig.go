@@ -1,53 +1,104 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/alert/notifiers"
+	"github.com/selfprotect/selfprotect/jsonout"
 	"github.com/selfprotect/selfprotect/policy"
 )
 
+// errConfigInvalid ends a `check-config --json` whose file was refused:
+// the JSON says why, the exit status says that it was.
+var errConfigInvalid = errors.New("configuration invalid")
+
 func newCheckConfigCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "check-config [FILE]",
 		Short: "Validate a policy file (its alerts: section too) and print the effective settings (built-in defaults without FILE)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := policy.Defaults()
-			// Without a file there are no notifiers; saying so keeps the
-			// output of a file holding the built-in policy identical.
-			alerts := alert.DefaultConfig()
+			file := ""
 			if len(args) == 1 {
-				var err error
-				if cfg, err = policy.Load(args[0]); err != nil {
-					return err
-				}
-				if alerts, err = loadAlerts(args[0]); err != nil {
-					return err
-				}
+				file = args[0]
 			}
-			out, err := cfg.YAML()
+			res, err := checkConfig(file)
+			if asJSON {
+				if werr := jsonout.Write(g.out, res); werr != nil {
+					return werr
+				}
+				if err != nil {
+					return fmt.Errorf("%w: %v", errConfigInvalid, err)
+				}
+				return nil
+			}
 			if err != nil {
 				return err
 			}
-			if len(args) == 1 {
-				// Valid but inert settings are worth a look before a reload.
-				for _, w := range cfg.Warnings() {
+			if file != "" {
+				for _, w := range res.Warnings {
 					fmt.Fprintf(g.out, "# warning: %s\n", w)
 				}
-				fmt.Fprintf(g.out, "# %s is valid; effective policy:\n", args[0])
+				fmt.Fprintf(g.out, "# %s is valid; effective policy:\n", file)
 			} else {
 				fmt.Fprintln(g.out, "# built-in policy:")
 			}
-			if _, err := g.out.Write(out); err != nil {
-				return err
+			fmt.Fprint(g.out, res.Policy)
+			if res.Alerts == "" {
+				fmt.Fprintln(g.out, "# no alerts: notifiers configured")
+				return nil
 			}
-			return printAlertsConfig(g, alerts)
+			fmt.Fprintln(g.out, "# effective alerts: section (secrets shown as <secret>):")
+			_, err = fmt.Fprint(g.out, res.Alerts)
+			return err
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: doc/json.md); the exit status is 1 when the file is invalid")
+	return cmd
+}
+
+// checkConfig validates file (the built-in policy when "") the way the
+// daemon loads it and gives the effective settings; the error's problems
+// are also in the result's Errors.
+func checkConfig(file string) (jsonout.CheckConfig, error) {
+	res := jsonout.CheckConfig{File: file, Errors: []jsonout.ConfigProblem{}, Warnings: []string{}}
+	fail := func(err error) (jsonout.CheckConfig, error) {
+		res.Errors = append(res.Errors, jsonout.ConfigProblems(file, err)...)
+		return res, err
+	}
+	cfg := policy.Defaults()
+	// Without a file there are no notifiers; saying so keeps the output
+	// of a file holding the built-in policy identical.
+	alerts := alert.DefaultConfig()
+	if file != "" {
+		var err error
+		if cfg, err = policy.Load(file); err != nil {
+			return fail(err)
+		}
+		if alerts, err = loadAlerts(file); err != nil {
+			return fail(err)
+		}
+		// Valid but inert settings are worth a look before a reload.
+		res.Warnings = append(res.Warnings, cfg.Warnings()...)
+	}
+	pol, err := cfg.YAML()
+	if err != nil {
+		return fail(err)
+	}
+	if len(alerts.Notifiers) > 0 {
+		out, err := alerts.YAML()
+		if err != nil {
+			return fail(err)
+		}
+		res.Alerts = string(out)
+	}
+	res.Valid, res.Policy = true, string(pol)
+	return res, nil
 }
 
 // loadAlerts validates the file's alerts: section the way the daemon
@@ -61,19 +112,4 @@ func loadAlerts(path string) (*alert.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-// printAlertsConfig prints the effective section, secrets as <secret>.
-func printAlertsConfig(g *globals, cfg *alert.Config) error {
-	if len(cfg.Notifiers) == 0 {
-		fmt.Fprintln(g.out, "# no alerts: notifiers configured")
-		return nil
-	}
-	out, err := cfg.YAML()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(g.out, "# effective alerts: section (secrets shown as <secret>):")
-	_, err = g.out.Write(out)
-	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/jsonout"
+	"github.com/selfprotect/selfprotect/policy"
 	"github.com/selfprotect/selfprotect/store"
 )
 
@@ -121,6 +122,46 @@ func TestJSONOutputs(t *testing.T) {
 		require.Equal(t, []any{"bad", false}, []any{got.Notifiers[1].Name, got.Notifiers[1].OK})
 		require.NotEmpty(t, got.Notifiers[1].Error)
 	})
+	// check-config: a valid file (a warning, a notifier whose secret must
+	// not print), a file with three problems (all listed, exit status 1),
+	// a missing file and the built-in policy.
+	for _, tt := range []struct {
+		name, file string
+		valid      bool
+	}{
+		{"check-config-valid", "testdata/check-config/valid.yaml", true},
+		{"check-config-invalid", "testdata/check-config/invalid.yaml", false},
+		{"check-config-missing", "testdata/check-config/no-such-file.yaml", false},
+		{"check-config-builtin", "", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"check-config", "--json"}
+			if tt.file != "" {
+				args = append(args, tt.file)
+			}
+			out, stderr, err := runCLI(t, args...)
+			if tt.valid {
+				require.NoError(t, err, stderr)
+			} else {
+				require.ErrorIs(t, err, errConfigInvalid, "the exit status says the file was refused")
+			}
+			require.NoError(t, jsonout.Validate(schema, "check-config", []byte(out)), out)
+			require.NotContains(t, out, "s3cr3t", "a secret never prints")
+			var got jsonout.CheckConfig
+			require.NoError(t, json.Unmarshal([]byte(out), &got))
+			require.Equal(t, tt.valid, got.Valid)
+			require.Equal(t, tt.valid, len(got.Errors) == 0, "errors listed exactly when invalid")
+			require.Equal(t, tt.valid, got.Policy != "", "the effective policy exactly when valid")
+			if tt.file == "" {
+				// The built-in policy is pinned by policy's own tests.
+				want, err := policy.Defaults().YAML()
+				require.NoError(t, err)
+				require.Equal(t, string(want), got.Policy)
+				return
+			}
+			requireJSONGolden(t, tt.name, out)
+		})
+	}
 	t.Run("status", func(t *testing.T) {
 		var b strings.Builder
 		st := fixedStatus()
