@@ -26,6 +26,7 @@ var Outputs = []struct {
 	{"version", reflect.TypeFor[Version]()},
 	{"alert-test", reflect.TypeFor[AlertTest]()},
 	{"check-config", reflect.TypeFor[CheckConfig]()},
+	{"replay", reflect.TypeFor[Replay]()},
 }
 
 // enums lists the values of every enumerated string type, from the code's

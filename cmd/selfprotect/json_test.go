@@ -5,6 +5,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +164,37 @@ func TestJSONOutputs(t *testing.T) {
 			requireJSONGolden(t, tt.name, out)
 		})
 	}
+	t.Run("replay", func(t *testing.T) {
+		args := []string{"replay", "--trace", "../../replay/testdata/anchors.jsonl", "--compare", "builtin:anchors"}
+		out, stderr, err := runCLI(t, append(args, "--json")...)
+		require.NoError(t, err, stderr)
+		require.NoError(t, jsonout.Validate(schema, "replay", []byte(out)), out)
+		requireJSONGolden(t, "replay", out)
+
+		// The same figures as the text report, policy by policy.
+		var got jsonout.Replay
+		require.NoError(t, json.Unmarshal([]byte(out), &got))
+		text, _, err := runCLI(t, args...)
+		require.NoError(t, err)
+		row := func(label string) []string {
+			for _, l := range strings.Split(text, "\n") {
+				f := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(l), -1)
+				if f[0] == label {
+					return f[1:]
+				}
+			}
+			t.Fatalf("no row %q in the text report:\n%s", label, text)
+			return nil
+		}
+		names, retired, ue := row("policy"), row("pages retired"), row("UE pages")
+		require.Len(t, got.Policies, len(names))
+		for i, p := range got.Policies {
+			require.Equal(t, names[i], p.Name)
+			require.Equal(t, retired[i], strconv.FormatUint(p.PagesRetired, 10), p.Name)
+			require.Equal(t, ue[i], strconv.Itoa(p.UEPages), p.Name)
+		}
+		require.EqualValues(t, 8, got.Events)
+	})
 	t.Run("status", func(t *testing.T) {
 		var b strings.Builder
 		st := fixedStatus()

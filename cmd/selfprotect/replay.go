@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/selfprotect/selfprotect/jsonout"
 	"github.com/selfprotect/selfprotect/replay"
 	"github.com/selfprotect/selfprotect/sim/fleetgen"
 )
@@ -27,6 +28,7 @@ func newReplayCommand(g *globals) *cobra.Command {
 		progress   bool
 		grouped    bool
 		htmlOut    string
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay (--trace FILE | --store DIR... | --rasdaemon DB... | --mcelog LOG...) [--policy FILE|builtin:NAME] [--compare POLICY...]",
@@ -110,6 +112,9 @@ or builtin:anchors for all five anchors.`,
 					return err
 				}
 			}
+			if asJSON {
+				return jsonout.Write(g.out, jsonout.NewReplay(rep))
+			}
 			return rep.WriteText(g.out)
 		},
 	}
@@ -126,6 +131,7 @@ or builtin:anchors for all five anchors.`,
 	f.IntVar(&host.ThreadsPerCore, "threads-per-core", 2, "SMT threads per core of hosts the trace does not describe")
 	f.BoolVar(&progress, "progress", false, "show progress on stderr")
 	f.StringVar(&htmlOut, "html", "", "also write the report as a self-contained HTML page with plots to this file")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON (schema: doc/json.md) instead of the text table")
 	f.BoolVar(&grouped, "grouped", false, "the trace holds each host's records in one block (as 'replay gen' writes it): free a host's engines when the next starts, so memory stays bounded on fleet-sized traces")
 	cmd.AddCommand(newReplayGenCommand(g))
 	return cmd
