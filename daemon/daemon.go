@@ -199,11 +199,11 @@ func (d *Daemon) dryRun() bool {
 	return d.opts.DryRun || d.cfg.Mode == policy.ModeDryRun
 }
 
-func (d *Daemon) mode() string {
+func (d *Daemon) mode() policy.Mode {
 	if d.dryRun() {
-		return "dry-run"
+		return policy.ModeDryRun
 	}
-	return "enforce"
+	return policy.ModeEnforce
 }
 
 // Run is the daemon: it returns when ctx ends (SIGTERM) or a fatal error

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/policy"
 )
 
 // metrics are what a fleet's Prometheus scrapes. Only the per-event counter
@@ -110,7 +111,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDegraded, b2f(s.Degraded))
 	gauge(descPaused, b2f(s.Paused))
 	gauge(descStorm, b2f(s.Storming))
-	gauge(descDryRun, b2f(s.Mode == "dry-run"))
+	gauge(descDryRun, b2f(s.Mode == policy.ModeDryRun))
 	for _, src := range s.Sources {
 		gauge(descSource, b2f(src.State == SourceArmed), src.Name)
 		for _, st := range sourceStates {

@@ -6,6 +6,7 @@ import (
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/policy"
 )
 
 // Status is what `selfprotect status` prints. It is also the JSON the control
@@ -16,11 +17,11 @@ type Status struct {
 	Started time.Time `json:"started"`
 	// Armed is true once every chosen source reads events: the moment the
 	// daemon tells systemd READY=1.
-	Armed    bool     `json:"armed"`
-	Degraded bool     `json:"degraded"`
-	Problems []string `json:"problems,omitempty"`
-	Mode     string   `json:"mode"`
-	Paused   bool     `json:"paused"`
+	Armed    bool        `json:"armed"`
+	Degraded bool        `json:"degraded"`
+	Problems []string    `json:"problems,omitempty"`
+	Mode     policy.Mode `json:"mode"`
+	Paused   bool        `json:"paused"`
 	// Metrics is the Prometheus endpoint's URL, or why there is none.
 	Metrics  string `json:"metrics,omitempty"`
 	Storming bool   `json:"storming"`

@@ -12,6 +12,7 @@ import (
 	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/pageoffline"
+	"github.com/selfprotect/selfprotect/policy"
 )
 
 // Outputs are the top-level JSON values, by the command that prints them.
@@ -53,9 +54,10 @@ func enums() map[reflect.Type][]string {
 		reflect.TypeFor[fault.Source](): strs([]fault.Source{fault.SourceTraceMCE, fault.SourceTraceMC, fault.SourceTraceExtlog,
 			fault.SourceTraceMemoryFailure, fault.SourceEBPF, fault.SourceEBPFMC, fault.SourceEBPFExtlog,
 			fault.SourceEBPFMemoryFailure, fault.SourceEDACPoll, fault.SourceMcelog, fault.SourceSimulation}),
-		reflect.TypeFor[Severity]():   names(int(fault.SeverityFatal)+1, func(i int) string { return fault.Severity(i).String() }),
-		reflect.TypeFor[Class]():      names(int(fault.ClassPCIe)+1, func(i int) string { return fault.Class(i).String() }),
-		reflect.TypeFor[ActionKind](): {cpuoffline.Kind, pageoffline.KindSoft, pageoffline.KindHard, "none"},
+		reflect.TypeFor[Severity]():    names(int(fault.SeverityFatal)+1, func(i int) string { return fault.Severity(i).String() }),
+		reflect.TypeFor[Class]():       names(int(fault.ClassPCIe)+1, func(i int) string { return fault.Class(i).String() }),
+		reflect.TypeFor[ActionKind]():  {cpuoffline.Kind, pageoffline.KindSoft, pageoffline.KindHard, "none"},
+		reflect.TypeFor[policy.Mode](): strs([]policy.Mode{policy.ModeEnforce, policy.ModeDryRun}),
 		reflect.TypeFor[daemon.SourceState](): strs([]daemon.SourceState{daemon.SourceArmed, daemon.SourceStandby,
 			daemon.SourceUnavailable, daemon.SourceBroken}),
 	}

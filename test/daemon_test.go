@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/policy"
 	"github.com/selfprotect/selfprotect/sim"
 )
 
@@ -198,20 +199,20 @@ func TestSoftOfflineFailureReported(t *testing.T) {
 func TestReloadPolicy(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t, intel612)
-	policy := filepath.Join(t.TempDir(), "policy.yaml")
-	require.NoError(t, os.WriteFile(policy, []byte("mode: enforce\n"), 0o644))
-	d := startDaemon(t, m, daemonOpts{args: []string{"--config", policy}})
-	require.Equal(t, "enforce", d.status().Mode)
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	require.NoError(t, os.WriteFile(policyFile, []byte("mode: enforce\n"), 0o644))
+	d := startDaemon(t, m, daemonOpts{args: []string{"--config", policyFile}})
+	require.Equal(t, policy.ModeEnforce, d.status().Mode)
 
-	require.NoError(t, os.WriteFile(policy, []byte("mode: dry-run\nrules: {page: {thresold: 3}}\n"), 0o644))
+	require.NoError(t, os.WriteFile(policyFile, []byte("mode: dry-run\nrules: {page: {thresold: 3}}\n"), 0o644))
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool { return strings.Contains(d.log.String(), "policy reload failed") }, 30*time.Second, 20*time.Millisecond)
 	require.Contains(t, d.log.String(), "thresold")
-	require.Equal(t, "enforce", d.status().Mode)
+	require.Equal(t, policy.ModeEnforce, d.status().Mode)
 
-	require.NoError(t, os.WriteFile(policy, []byte("mode: dry-run\n"), 0o644))
+	require.NoError(t, os.WriteFile(policyFile, []byte("mode: dry-run\n"), 0o644))
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	require.Eventually(t, func() bool { return d.status().Mode == "dry-run" }, 30*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return d.status().Mode == policy.ModeDryRun }, 30*time.Second, 20*time.Millisecond)
 }
 
 func TestCheckConfigErrorsNameFileAndLine(t *testing.T) {
