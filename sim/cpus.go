@@ -4,7 +4,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
+
+// tornOnlineGrace is how long a cpuN/online file stays empty before the
+// simulator takes its writer for killed. A live writer finishes in far
+// less, however loaded the host; a killed one's successor (the daemon
+// restarted) re-reads an empty file for ~2.5 s (cpuoffline.readOnline).
+const tornOnlineGrace = time.Second
 
 // syncCPUs follows writes to cpuN/online and rewrites the online and
 // offline lists as the kernel keeps them. cpu0 has no online file and is
@@ -20,9 +27,17 @@ func (m *Machine) syncCPUs() {
 		if len(b) == 0 {
 			// Our sysfs is a plain file: a writer killed between its
 			// O_TRUNC and its write leaves it empty, which a kernel never
-			// shows (the write did not happen). Seen on two passes in a
-			// row, it is no write in progress: show the kernel's state.
-			if m.tornOnline[c]++; m.tornOnline[c] >= 2 {
+			// shows (the write did not happen). Empty for tornGrace of
+			// wall time, it is no write in progress: show the kernel's
+			// state. Counting passes was not enough: on a loaded host a
+			// live writer was descheduled between the two system calls
+			// for two 5 ms passes, and the restore undid its write.
+			first, seen := m.tornOnline[c]
+			if !seen {
+				m.tornOnline[c] = time.Now()
+				continue
+			}
+			if time.Since(first) >= m.tornGrace {
 				delete(m.tornOnline, c)
 				state := "0\n"
 				if m.online[c] {

@@ -41,9 +41,11 @@ type Machine struct {
 	refused   map[uint64]bool
 	corrupted uint64 // kB, as HardwareCorrupted
 	online    []bool
-	// tornOnline counts consecutive syncs that found a cpuN/online file
-	// empty (a writer killed between truncating and writing it).
-	tornOnline map[int]int
+	// tornOnline is when a sync first found a cpuN/online file empty (a
+	// writer between truncating and writing it, or killed there), and
+	// tornGrace how long it must stay empty before it counts as killed.
+	tornOnline map[int]time.Time
+	tornGrace  time.Duration
 	cec        map[uint64]uint64 // PFN -> corrected errors the CEC holds
 	stats      Stats
 }
@@ -88,7 +90,7 @@ func Open(dir string) (*Machine, error) {
 		dir: dir, paths: kpath.Under(dir), prof: prof, boot: time.Unix(0, st.BootUnixNano),
 		events: map[string]eventFormat{}, now: time.Now,
 		instances: map[string]*instance{}, refused: map[uint64]bool{}, cec: map[uint64]uint64{},
-		online: make([]bool, prof.CPUs), tornOnline: map[int]int{},
+		online: make([]bool, prof.CPUs), tornOnline: map[int]time.Time{}, tornGrace: tornOnlineGrace,
 	}
 	for _, ev := range evs {
 		m.events[ev.system+"/"+ev.name] = ev

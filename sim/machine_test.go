@@ -302,19 +302,32 @@ func TestCPUOfflineUpdatesLists(t *testing.T) {
 }
 
 // A cpuN/online left empty by a writer killed mid-write reads as the
-// kernel's state again after two passes; one pass may be a live write.
+// kernel's state again once it stayed empty for the grace time; before
+// that it may be a live write, however many passes saw it.
 func TestTornOnlineFileRestored(t *testing.T) {
 	m := testMachine(t, Profile{})
 	path := filepath.Join(m.Paths().SysPath("devices/system/cpu"), "cpu3/online")
+	read := func() string {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(b)
+	}
+	require.NoError(t, os.WriteFile(path, nil, 0o644))
+	for range 5 {
+		require.NoError(t, m.Sync())
+		require.Empty(t, read(), "within the grace time a write may be in progress")
+	}
+	// The writer finishes late: its write stands.
+	require.NoError(t, os.WriteFile(path, []byte("0\n"), 0o644))
+	require.NoError(t, m.Sync())
+	require.Equal(t, "0\n", read())
+
+	m.tornGrace = 0
 	require.NoError(t, os.WriteFile(path, nil, 0o644))
 	require.NoError(t, m.Sync())
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Empty(t, b, "one pass leaves a possible write in progress alone")
+	require.Empty(t, read(), "the first pass only notes the empty file")
 	require.NoError(t, m.Sync())
-	b, err = os.ReadFile(path)
-	require.NoError(t, err)
-	require.Equal(t, "1\n", string(b))
+	require.Equal(t, "0\n", read(), "then the kernel's state (offline, from the late write) shows")
 }
 
 // With EDAC, one memory CE is reported three ways: mce_record, mc_event
