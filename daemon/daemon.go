@@ -69,6 +69,10 @@ type Daemon struct {
 	// verdicts is the stage's output buffer, reused per record.
 	verdicts []countonce.Verdict
 
+	// intake is the sources' channel to the main loop (status reads its
+	// length).
+	intake chan fault.Event
+
 	cpus  *cpuoffline.Offliner
 	pages *pageoffline.Offliner
 
@@ -257,6 +261,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	events := make(chan fault.Event, 4096)
 	sources := d.startSources(ctx, events) // takes d.mu itself
 	d.mu.Lock()
+	d.intake = events
 	d.sources = sources
 	d.mu.Unlock()
 	defer d.sources.close()
@@ -473,7 +478,7 @@ func (d *Daemon) status() Status {
 	}
 	cs := d.stage.Stats()
 	s.Events = EventCounters{
-		Received: d.counters.received.Load(), Counted: d.counters.counted.Load(),
+		Received: d.counters.received.Load(), Queued: len(d.intake), Counted: d.counters.counted.Load(),
 		Errors: d.counters.errors.Load(),
 		Merged: cs.Merged["mce_record"] + cs.Merged["mc_event"] + cs.Merged["extlog_mem_event"],
 		Stored: d.counters.stored.Load(), NotStored: d.counters.notStored.Load(),

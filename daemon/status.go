@@ -63,7 +63,10 @@ type SourceStatus struct {
 // EventCounters are cumulative since start.
 type EventCounters struct {
 	Received uint64 `json:"received"` // events from all sources
-	Counted  uint64 `json:"counted"`  // fed to the policy engine
+	// Queued are events the sources delivered that the main loop has not
+	// taken yet: with trace_pages, how a test knows nothing is in flight.
+	Queued  int    `json:"queued"`
+	Counted uint64 `json:"counted"` // fed to the policy engine
 	// Merged are memory errors a second path reported again (mc_event
 	// after mce_record, ...): counted once, their DIMM label or page added.
 	Merged uint64 `json:"merged"`

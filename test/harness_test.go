@@ -286,7 +286,7 @@ func (d *daemonProc) settle(quiet time.Duration) *daemon.Status {
 	for time.Now().Before(deadline) {
 		s := d.status()
 		unread := s.Events.TracePages < d.m.Stats().Pages-d.simPages
-		if unread || s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 || s.Events.HeldDeltas > 0 {
+		if unread || s.Events.Queued > 0 || s.Events.Received != last || s.Events.TracePages != lastPages || s.Pending > 0 || s.Events.HeldDeltas > 0 {
 			last, lastPages = s.Events.Received, s.Events.TracePages
 			stable = time.Now()
 		} else if time.Since(stable) >= quiet {

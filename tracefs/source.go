@@ -185,7 +185,10 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 func (s *Source) handlePage(ctx context.Context, cpu int, page []byte, res *PageResult, out chan<- fault.Event) bool {
 	received := s.now()
 	c := &s.counts
-	c.pages.Add(1)
+	// A page counts as read once its events are handed on: a page count
+	// that matches what the kernel wrote then means nothing is still in
+	// the reader.
+	defer c.pages.Add(1)
 	err := parsePageInto(page, cpu, s.inst.Formats(), res)
 	if err != nil {
 		c.corrupt.Add(1)
