@@ -352,9 +352,9 @@ func (e env) fullRing(data map[string]any, vendor string) error {
 }
 
 // ebpfLongStorm is how many errors phase 4 injects on one page: at the
-// 250-1 000 records a second an emulated guest's tracepoint passes, several
+// 500-1 000 records a second an emulated guest's tracepoint passes, several
 // of the daemon's 1 s key windows.
-const ebpfLongStorm = 1500
+const ebpfLongStorm = 5000
 
 // longStorm runs the daemon's key limit and window on a storm that outlasts
 // one window: the first window sends KeyLimit records and counts the rest;
