@@ -63,6 +63,8 @@ func TestStormBench(t *testing.T) {
 		t.Logf("%-7s storm: %.0f records delivered on %d pages, %.0f events, daemon CPU %.0f ms over %.1f s (%.0f ms while injecting; %.0f ticks; %.0f wake-ups) = %.3f ms per delivered record; above the idle rate %.0f ms = %.3f ms per record; peak RSS %.1f MiB",
 			path, delivered, StormBenchPages, received, storm, wallMs("before", "after")/1e3, cpuMs("before", "injected"),
 			ticks("after")-ticks("before"), slices("before", "after"), perRecord[path], excess, aboveIdle[path], hwm/1024)
+		t.Logf("%-7s switch-ins per thread (tid:n) before the storm: %s; after it: %s",
+			path, only(t, rs, "before").String("thread_slices"), only(t, rs, "after").String("thread_slices"))
 		if path == "ebpf" {
 			n := func(k string) any { return jsonField(st, "events", k) }
 			t.Logf("%-7s probes: %v records sent to userspace, %v counted in the kernel (%v of them on a full ring buffer), %v lost",

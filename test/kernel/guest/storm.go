@@ -178,6 +178,9 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 		data["cpu_ns"] = ns
 		data["cpu_slices"] = slices
 	}
+	if per, err := threadSlices(e, pid); err == nil {
+		data["thread_slices"] = per
+	}
 	mp := e.paths.ProcPath(fmt.Sprint(pid), "mountinfo")
 	mi, err := os.ReadFile(mp)
 	if err != nil {
@@ -246,6 +249,30 @@ func taskRuntime(e env, pid int) (ns, slices uint64, err error) {
 		slices += n
 	}
 	return ns, slices, nil
+}
+
+// threadSlices lists each live thread's switch-ins as "tid:n ...", in
+// thread id order: a Go process's first threads are the main one and
+// sysmon, so this tells the runtime's wake-ups from the work's.
+func threadSlices(e env, pid int) (string, error) {
+	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("listing %s: %w", dir, err)
+	}
+	var out []string
+	for _, t := range tasks {
+		raw, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			return "", fmt.Errorf("reading a thread's schedstat: %w", err)
+		}
+		var run, wait, n uint64
+		if _, err := fmt.Sscan(string(raw), &run, &wait, &n); err != nil {
+			return "", fmt.Errorf("parsing %q: %w", raw, err)
+		}
+		out = append(out, fmt.Sprintf("%s:%d", t.Name(), n))
+	}
+	return strings.Join(out, " "), nil
 }
 
 // cmdFileBase64 carries a file the guest wrote (a daemon's CPU profile)
