@@ -159,7 +159,7 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 	var due <-chan time.Time
 	for {
 		if due == nil && len(batch) > 0 {
-			due = time.After(100 * time.Millisecond)
+			due = time.After(d.historyFlush())
 		}
 		select {
 		case ev, ok := <-q:

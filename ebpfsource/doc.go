@@ -5,7 +5,8 @@
 // so one compiled object loads on 6.1 and 6.12 alike, and send each record
 // to userspace through a BPF ring buffer with an immediate wake-up. Past a
 // per-key rate (one page, or one CPU and bank) they count records in maps
-// instead of sending them, so a storm costs userspace work per distinct key,
+// instead of sending them, and while the key keeps that rate they send
+// nothing, so a storm costs userspace work (and wake-ups) per distinct key,
 // not per error; every record is either sent or counted, and the few that
 // can be neither are counted as lost.
 //

@@ -31,7 +31,7 @@ type probesSpAggHead struct {
 	Records     uint64
 	Errors      uint64
 	InWindow    uint32
-	SpPad       uint32
+	Storming    uint32
 }
 
 type probesSpExtlogMemEvent struct {

@@ -40,9 +40,12 @@ var ErrNotSupported = errors.New("eBPF probes not supported")
 // policy threshold up to DefaultKeyLimit+1 within a second (the built-in
 // ones are 2 per page and 5 per CPU and bank) decides as soon as through
 // records sent one by one; what is counted later in a storm reaches the
-// engines every DefaultSweep. Userspace then handles about six events a
-// second per storming key (the limit, the notice, two sweeps), however
-// many errors the key has.
+// engines every DefaultSweep. A key that keeps past the limit from one
+// window to the next sends nothing more and wakes nobody: its records are
+// all counted, and reach the engines as one event per key per sweep (what
+// they could decide at once, the first window's records already did; see
+// bpf/probes.c). Userspace then handles about one event and one wake-up a
+// second per storming key, however many errors the key has.
 const (
 	DefaultKeyLimit  = 4
 	DefaultKeyWindow = time.Second

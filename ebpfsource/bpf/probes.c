@@ -10,8 +10,9 @@
  * Storms are counted here instead of sent: each record has an aggregation
  * key (a page, or a CPU and bank). Past key_limit records of one key within
  * key_window_ns, a record only adds to its key's counters and overwrites the
- * key's last-record snapshot; userspace reads the counters and reports
- * exact totals. A record that finds the ring buffer full is counted the same
+ * key's last-record snapshot, and while the key keeps that rate from one
+ * window to the next, all its records do; userspace reads the counters and
+ * reports exact totals. A record that finds the ring buffer full is counted the same
  * way, so every record is either sent or counted. Only a record that finds
  * both the ring buffer and its aggregation map full is lost, and that is
  * counted too.
@@ -150,7 +151,7 @@ struct sp_agg_head {
 	__u64 records;
 	__u64 errors;
 	__u32 in_window;
-	__u32 sp_pad;
+	__u32 storming; /* the window before this one went past key_limit */
 };
 
 struct sp_mce_agg {
@@ -275,15 +276,27 @@ static __always_inline void sp_deliver(void *agg, struct sp_key *key, void *rec,
 		return;
 	}
 
-	/* The window and in_window race between CPUs: they only pace sending.
-	 * The counters below are exact. */
+	/* The window, in_window and storming race between CPUs: they only pace
+	 * sending. The counters below are exact.
+	 *
+	 * A key whose last window went past key_limit, and whose records go on
+	 * within a window of its end, is storming: all its records are counted
+	 * from the new window's first, with no record and no notice to wake
+	 * the reader. What they could decide at once, the last window already
+	 * did: it sent key_limit records and its first counted one woke a
+	 * sweep, so every rule up to key_limit + 1 records within key_window
+	 * has seen this key cross it; a rule that needs more records is
+	 * decided by a sweep (every Sweep while the counts grow), as it is
+	 * within a window. A storm pays one sweep per Sweep, not key_limit + 1
+	 * wake-ups per window. */
 	if (now - v->window_start > key_window_ns) {
+		v->storming = v->in_window > key_limit && now - v->window_start <= 2 * key_window_ns;
 		v->window_start = now;
 		v->in_window = 0;
 	}
 	n = v->in_window;
 	v->in_window = n + 1;
-	if (n < key_limit) {
+	if (n < key_limit && !v->storming) {
 		if (bpf_ringbuf_output(&events, rec, size, BPF_RB_FORCE_WAKEUP) == 0) {
 			st->sent++;
 			return;
@@ -297,7 +310,7 @@ static __always_inline void sp_deliver(void *agg, struct sp_key *key, void *rec,
 	__sync_fetch_and_add(&v->records, 1);
 	__sync_fetch_and_add(&v->errors, errors);
 	st->aggregated++;
-	if (n == key_limit)
+	if (n == key_limit && !v->storming)
 		sp_notice(cpu);
 }
 

@@ -74,6 +74,20 @@ func TestEBPF(t *testing.T) {
 			}
 			t.Logf("%s: one-page ring, %d injected: seen %v, sent %v, counted on a full ring %v, %v events",
 				cell, int(num("full_injected")), fullSeen, r.Data["full_sent"], r.Data["full_ringbuf_full"], r.Data["full_ebpf_events"])
+			// A storm over several 1 s key windows (the daemon's defaults).
+			longSeen, limit := num("long_seen"), num("long_key_limit")
+			require.Positive(t, longSeen)
+			require.Zero(t, num("long_lost"), "long storm: nothing lost")
+			require.Equal(t, longSeen, num("long_sent")+num("long_aggregated"), "long storm: every record sent or counted")
+			require.Equal(t, longSeen, num("long_ebpf_count"), "long storm: the events' counts add up to every record seen")
+			// Sending the limit in every window would be that many times
+			// the windows the storm spans; a storm that goes on sends only
+			// in its first (a stall of over a window between records starts
+			// it again: allow two).
+			require.LessOrEqual(t, num("long_sent"), 3*limit, "long storm: past its first window a storm sends nothing")
+			t.Logf("%s: long storm, %d injected in %v ms: seen %v, sent %v, counted %v, %v notices, %v events",
+				cell, int(num("long_injected")), r.Data["long_inject_ms"], longSeen, r.Data["long_sent"], r.Data["long_aggregated"],
+				r.Data["long_notices"], r.Data["long_ebpf_events"])
 			t.Logf("%s: open %v ms, RSS %v -> %v kB, memory error injected in %v ms, via eBPF %v ms after, storm of %d: seen %v, sent %v, counted %v, ringbuf full %v, %v events; tracefs %v (missed %v); Close returned in %v ms",
 				cell, r.Data["open_ms"], r.Data["rss_kb_before_open"], r.Data["rss_kb_after_open"], r.Data["memory_inject_ms"], r.Data["memory_ebpf_ms"], ebpfStorm,
 				seen, r.Data["storm_sent"], r.Data["storm_aggregated"], r.Data["storm_ringbuf_full"], r.Data["storm_ebpf_events"],

@@ -24,6 +24,8 @@ const (
 	ebpfStormPage  = 0x3a5b000
 	// ebpfFullRingPage is the page of the full-ring phase.
 	ebpfFullRingPage = 0x4c7d000
+	// ebpfLongStormPage is the page of the long-storm phase.
+	ebpfLongStormPage = 0x5e9f000
 )
 
 // ebpfWait bounds every wait for events; a record that takes longer is a
@@ -275,6 +277,11 @@ func cmdEBPFCheck(e env, args []string) (map[string]any, error) {
 	if err := e.fullRing(data, vendor); err != nil {
 		return data, err
 	}
+	// 4. A storm over several key windows: past its first window it is
+	// counted whole, with no record sent.
+	if err := e.longStorm(data, vendor); err != nil {
+		return data, err
+	}
 
 	// tracefs gets a moment to flush what it holds, then reports its total.
 	time.Sleep(time.Second)
@@ -341,6 +348,65 @@ func (e env) fullRing(data map[string]any, vendor string) error {
 	data["full_lost"] = ps.Lost
 	data["full_ebpf_count"] = sum
 	data["full_ebpf_events"] = events
+	return nil
+}
+
+// ebpfLongStorm is how many errors phase 4 injects on one page: at the
+// 500-1 000 records a second an emulated guest's tracepoint passes, several
+// of the daemon's 1 s key windows.
+const ebpfLongStorm = 5000
+
+// longStorm runs the daemon's key limit and window on a storm that outlasts
+// one window: the first window sends KeyLimit records and counts the rest;
+// while the storm goes on nothing more is sent.
+func (e env) longStorm(data map[string]any, vendor string) error {
+	src, err := ebpfsource.Open(ebpfsource.Config{Paths: e.paths, Decoders: ebpfDecoders})
+	if err != nil {
+		return fmt.Errorf("opening the eBPF source with the default key limit: %w", err)
+	}
+	defer src.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := collect(ctx, src)
+	rec, err := memRecord(vendor, ebpfLongStormPage, false)
+	if err != nil {
+		return err
+	}
+	inj, err := e.openInjector()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	for i := 0; i < ebpfLongStorm; i++ {
+		if err := inj.inject(1, rec); err != nil {
+			inj.close()
+			return err
+		}
+	}
+	inj.close()
+	data["long_inject_ms"] = time.Since(start).Milliseconds()
+	onPage := func(ev fault.Event) bool { return ev.AddrValid && ev.PFN() == ebpfLongStormPage/fault.PageSize }
+	var sum, events uint64
+	ps, err := settle(src, 0, func() uint64 {
+		drain(c.got, onPage, &sum, &events)
+		return sum
+	})
+	if err != nil {
+		return err
+	}
+	st, err := src.Stats()
+	if err != nil {
+		return err
+	}
+	data["long_injected"] = ebpfLongStorm
+	data["long_key_limit"] = ebpfsource.DefaultKeyLimit
+	data["long_seen"] = ps.Seen
+	data["long_sent"] = ps.Sent
+	data["long_aggregated"] = ps.Aggregated
+	data["long_lost"] = ps.Lost
+	data["long_notices"] = st.Notices
+	data["long_ebpf_count"] = sum
+	data["long_ebpf_events"] = events
 	return nil
 }
 

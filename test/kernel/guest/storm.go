@@ -174,8 +174,12 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	// each switch rather than sampled at ticks: under a loaded emulator a
 	// 10 ms tick lands on whoever runs. Summed over the live threads (the
 	// process's own file covers its main thread only).
-	if ns, err := taskRuntime(e, pid); err == nil {
+	if ns, slices, err := taskRuntime(e, pid); err == nil {
 		data["cpu_ns"] = ns
+		data["cpu_slices"] = slices
+	}
+	if per, err := threadSlices(e, pid); err == nil {
+		data["thread_slices"] = per
 	}
 	mp := e.paths.ProcPath(fmt.Sprint(pid), "mountinfo")
 	mi, err := os.ReadFile(mp)
@@ -223,25 +227,52 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-func taskRuntime(e env, pid int) (uint64, error) {
+// taskRuntime sums schedstat over pid's live threads.
+func taskRuntime(e env, pid int) (ns, slices uint64, err error) {
 	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, fmt.Errorf("listing %s: %w", dir, err)
+		return 0, 0, fmt.Errorf("listing %s: %w", dir, err)
 	}
-	var sum uint64
 	for _, t := range tasks {
 		raw, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
 		if err != nil {
-			return 0, fmt.Errorf("reading a thread's schedstat: %w", err)
+			return 0, 0, fmt.Errorf("reading a thread's schedstat: %w", err)
 		}
-		var ns uint64
-		if _, err := fmt.Sscan(string(raw), &ns); err != nil {
-			return 0, fmt.Errorf("parsing %q: %w", raw, err)
+		// Time on CPU, time waiting to run, and how many times the thread
+		// was switched in: its wake-ups, give or take preemptions.
+		var run, wait, n uint64
+		if _, err := fmt.Sscan(string(raw), &run, &wait, &n); err != nil {
+			return 0, 0, fmt.Errorf("parsing %q: %w", raw, err)
 		}
-		sum += ns
+		ns += run
+		slices += n
 	}
-	return sum, nil
+	return ns, slices, nil
+}
+
+// threadSlices lists each live thread's switch-ins as "tid:n ...", in
+// thread id order: a Go process's first threads are the main one and
+// sysmon, so this tells the runtime's wake-ups from the work's.
+func threadSlices(e env, pid int) (string, error) {
+	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("listing %s: %w", dir, err)
+	}
+	var out []string
+	for _, t := range tasks {
+		raw, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			return "", fmt.Errorf("reading a thread's schedstat: %w", err)
+		}
+		var run, wait, n uint64
+		if _, err := fmt.Sscan(string(raw), &run, &wait, &n); err != nil {
+			return "", fmt.Errorf("parsing %q: %w", raw, err)
+		}
+		out = append(out, fmt.Sprintf("%s:%d", t.Name(), n))
+	}
+	return strings.Join(out, " "), nil
 }
 
 // cmdFileBase64 carries a file the guest wrote (a daemon's CPU profile)

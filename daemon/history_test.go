@@ -1,0 +1,47 @@
+package daemon
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/store"
+)
+
+// While storming the history waits longer for a batch, still bounded.
+func TestHistoryFlushWait(t *testing.T) {
+	d := quietDaemon(t)
+	require.Equal(t, historyFlushCalm, d.historyFlush())
+	d.storming.Store(true)
+	require.Equal(t, historyFlushStorm, d.historyFlush())
+	require.Greater(t, historyFlushStorm, historyFlushCalm)
+	require.LessOrEqual(t, historyFlushStorm, busyTick, "a storm's history is at most a busy tick stale")
+}
+
+// The longer wait never holds back what a decision rests on: syncEvents
+// returns only once every event handed over before it is stored, storm or
+// not.
+func TestHistorySyncedBeforeDecision(t *testing.T) {
+	for _, storming := range []bool{false, true} {
+		t.Run(map[bool]string{false: "calm", true: "storming"}[storming], func(t *testing.T) {
+			d := quietDaemon(t)
+			d.storming.Store(storming)
+			q := make(chan fault.Event, 16)
+			go d.storeEvents(q)
+			t.Cleanup(func() { close(q); <-d.storeDone })
+
+			at := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+			for i := range 3 {
+				ev := fault.NewEvent(fault.SourceTraceMCE, at.Add(time.Duration(i)*time.Millisecond))
+				ev.Class, ev.Severity, ev.CPU = fault.ClassMemory, fault.SeverityCorrected, i
+				q <- ev
+			}
+			d.syncEvents()
+			got, err := d.store.Events(store.EventQuery{})
+			require.NoError(t, err)
+			require.Len(t, got, 3, "stored before syncEvents returned")
+		})
+	}
+}
