@@ -88,8 +88,9 @@ func (d *Daemon) sourceTable() []sourceDef {
 	return []sourceDef{
 		// Trying costs parsing the object and the kernel's BTF (MBs), and
 		// what makes eBPF unavailable (no BTF, no privilege) rarely
-		// changes while we run: tracefs covers meanwhile.
-		{name: "ebpf", group: groupTracepoints, open: d.openEBPF, retry: 10 * time.Minute},
+		// changes while we run: tracefs covers meanwhile. A test that holds
+		// eBPF back (EBPFArmAfter) has it retried when it is due.
+		{name: "ebpf", group: groupTracepoints, open: d.openEBPF, retry: cmp.Or(d.opts.EBPFArmAfter, 10*time.Minute)},
 		{name: "tracefs", group: groupTracepoints, open: d.openTracefs},
 		{name: "edac-poll", group: "edac-counters", open: d.openEDAC},
 	}
@@ -457,6 +458,10 @@ func (s *sourceSet) close() {}
 func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
 	if d.opts.NoEBPF {
 		return nil, "", fmt.Errorf("%w: disabled by --no-ebpf", fault.ErrUnavailable)
+	}
+	if wait := d.opts.EBPFArmAfter - d.now().Sub(d.started); wait > 0 {
+		return nil, "", fmt.Errorf("%w: held back until %s after start by --test-ebpf-arm-after (a test of the hand-over from tracefs)",
+			fault.ErrUnavailable, d.opts.EBPFArmAfter)
 	}
 	src, err := ebpfsource.Open(ebpfsource.Config{
 		Paths: d.opts.Paths, FS: d.opts.FS, Decoders: traceDecoders(), Log: d.log, Now: d.now,
