@@ -408,7 +408,9 @@ func (s *sourceSet) problems() []problem {
 				text: fmt.Sprintf("source %s broken: %s", e.def.name, e.detail)})
 		case SourceArmed:
 			armed[e.def.group] = true
-			if r, ok := e.src.(problemReporter); ok {
+			// A source standing down for a preferred one tears its
+			// instance down as it stops: the preferred source reads.
+			if r, ok := e.src.(problemReporter); ok && !e.stopping {
 				rs = append(rs, running{e.def.name, r})
 			}
 		}

@@ -8,11 +8,12 @@ import "fmt"
 // tracefs alone on a slow host, short enough to keep the boot cheap.
 const HandoverArmAfter = "15s"
 
-// HandoverPeriod is the pace of the scenario's steady injections: ~50
-// errors a second over four CPUs, one page each, so the few hundred ms
-// when both sources read the tracepoint hold records on every run, and no
-// page or eBPF per-page limit is reached.
-const HandoverPeriod = "20ms"
+// HandoverPeriod is the pause between the scenario's steady injections
+// (under emulation each injection costs more: 20 ms gave ~21 errors a
+// second), over four CPUs, one page each: the few hundred ms in which
+// both sources read the tracepoint should hold records, and no page rule
+// or eBPF per-page limit is reached.
+const HandoverPeriod = "5ms"
 
 // handoverPolicy: three errors on one page soft-offline it, so the held
 // page's case is decided by errors from both sources (two through
