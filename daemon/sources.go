@@ -474,7 +474,7 @@ func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return ebpfSource{src}, "probes on " + strings.Join(src.Attached(), ","), nil
+	return ebpfSource{Source: src, loss: &recentLoss{}, now: d.now}, "probes on " + strings.Join(src.Attached(), ","), nil
 }
 
 func traceDecoders() map[string]tracefs.Decoder {
@@ -490,18 +490,13 @@ func traceDecoders() map[string]tracefs.Decoder {
 type traceSource struct {
 	*tracefs.Source
 	inst *tracefs.Instance
+	loss *recentLoss
+	now  func() time.Time
 }
 
 func (t traceSource) problems() []problem {
 	h := t.inst.Health()
-	out := make([]problem, 0, len(h.Problems))
-	for _, p := range h.Blind {
-		out = append(out, problem{kind: alert.SourceBlind, text: p})
-	}
-	for _, p := range h.Lossy {
-		out = append(out, problem{kind: alert.SourceDegraded, text: p})
-	}
-	return out
+	return traceProblems(h, t.loss.recent(h.Overrun+h.Dropped, t.now()))
 }
 
 func (t traceSource) Close() error { return t.inst.Close() }
@@ -526,7 +521,7 @@ func (d *Daemon) openTracefs(context.Context) (fault.EventSource, string, error)
 		return nil, "", fmt.Errorf("%w: %w", fault.ErrUnavailable, err)
 	}
 	src := tracefs.NewSource(inst, traceDecoders(), d.log, d.now)
-	return traceSource{Source: src, inst: inst}, "instance " + inst.Dir(), nil
+	return traceSource{Source: src, inst: inst, loss: &recentLoss{}, now: d.now}, "instance " + inst.Dir(), nil
 }
 
 // openEDAC polls the EDAC counters beside the tracepoints.
