@@ -48,9 +48,11 @@ b=$("$@" status --json | sed -n 's/^ *"errors": *\([0-9]*\).*/\1/p' | head -1)
 // mce_record the kernel delivers. Two errors on the held page go through
 // tracefs alone; steady injections over four CPUs start (each on a page of
 // its own) and run while eBPF arms and tracefs drains and stands down, and
-// for a while after; the held page's third error, through eBPF, decides
-// its soft offline. Then the delivered count is compared with what the
-// daemon counted.
+// for a while after; once they stopped, the held page's third error,
+// through eBPF, decides its soft offline (never two injectors at once:
+// mce-inject has one record buffer, and a bank write from one injector
+// fires the other's half-written record). Then the delivered count is
+// compared with what the daemon counted.
 func handoverSection() string {
 	return section("handover") + "RUNFLAGS=\"--health-interval 1s --test-ebpf-arm-after " + HandoverArmAfter + "\"\n" +
 		holdStart("/tmp/hold-handover", 1) + `
@@ -66,11 +68,10 @@ guest -tag steady-seen wait-exec 30s sh /scenario/received-at-least.sh 12 $SP
 guest -tag during exec $SP status --json
 guest -tag handed-over wait-exec 90s sh /scenario/handed-over.sh $SP
 usleep 2000000
-guest -tag inject-p inject-mem 1 $P
-guest -tag poisoned wait-poisoned $PFN0 30s
-usleep 1000000
 touch /tmp/steady-stop
 wait $STEADY
+guest -tag inject-p inject-mem 1 $P
+guest -tag poisoned wait-poisoned $PFN0 30s
 guest -tag delivered trace-count ho stable 60s
 N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/ho/trace)
 guest -tag settled wait-exec 60s sh /scenario/errors-settled.sh $N $SP
