@@ -128,7 +128,7 @@ KERNEL_TIMEOUT       ?= 15m
 KERNEL_SUITE_TIMEOUT ?= 120m
 kernel-test: build
 	SELFPROTECT_KERNEL=1 SELFPROTECT_KERNEL_TIMEOUT=$(KERNEL_TIMEOUT) KERNEL=$(KERNEL) CPU=$(CPU) SELFPROTECT_BIN=$(CURDIR)/$(BIN) \
-	  $(GO) test -count=1 -v -timeout $(KERNEL_SUITE_TIMEOUT) -run '$(KERNEL_TESTS)' ./test/kernel/ 2>&1 | tee out/kernel.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|kernel_test|daemon_test|ebpf_test' ; exit $${PIPESTATUS[0]}
+	  $(GO) test -count=1 -v -timeout $(KERNEL_SUITE_TIMEOUT) -run '$(KERNEL_TESTS)' ./test/kernel/ 2>&1 | tee out/kernel.log | grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|kernel_test|daemon_test|ebpf_test|handover_test' ; exit $${PIPESTATUS[0]}
 
 # The latency metric (deciding injection -> HWPOISON, daemon vs the kernel's
 # CEC, 6.12 Intel model): prints medians, their ratio and the daemon's breakdown.

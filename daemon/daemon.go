@@ -50,7 +50,12 @@ type Options struct {
 	// NoEBPF keeps the eBPF source off: the tracepoints are read through
 	// tracefs.
 	NoEBPF bool
-	Now    func() time.Time
+	// EBPFArmAfter is for tests only (the kernel suite's hand-over
+	// scenario): the eBPF source reports unavailable until this long after
+	// start and is retried then, so tracefs covers the start and hands
+	// over to it, as when eBPF arms late on a real host. 0 = off.
+	EBPFArmAfter time.Duration
+	Now          func() time.Time
 }
 
 // Daemon is one running selfprotect.

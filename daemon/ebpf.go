@@ -1,9 +1,8 @@
 package daemon
 
 import (
-	"fmt"
+	"time"
 
-	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/ebpfsource"
 )
 
@@ -12,6 +11,8 @@ import (
 // each sweep), so status costs no syscall.
 type ebpfSource struct {
 	*ebpfsource.Source
+	loss *recentLoss
+	now  func() time.Time
 }
 
 // The source table finds these by type assertion: a changed signature
@@ -31,13 +32,7 @@ func (e ebpfSource) addCounters(c *EventCounters) {
 	c.EBPFLost += t.Lost
 }
 
-// problems: a record counted in the kernel is not lost (its count reaches
-// the engines); one that found both the ring buffer and its aggregation
-// map full is, and leaves us partly blind (degraded, as tracefs overruns).
 func (e ebpfSource) problems() []problem {
-	if n := e.Totals().Lost; n > 0 {
-		return []problem{{kind: alert.SourceDegraded,
-			text: fmt.Sprintf("eBPF probes lost %d records (ring buffer and aggregation map both full)", n)}}
-	}
-	return nil
+	lost := e.Totals().Lost
+	return ebpfProblems(lost, e.loss.recent(lost, e.now()))
 }

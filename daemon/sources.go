@@ -88,8 +88,9 @@ func (d *Daemon) sourceTable() []sourceDef {
 	return []sourceDef{
 		// Trying costs parsing the object and the kernel's BTF (MBs), and
 		// what makes eBPF unavailable (no BTF, no privilege) rarely
-		// changes while we run: tracefs covers meanwhile.
-		{name: "ebpf", group: groupTracepoints, open: d.openEBPF, retry: 10 * time.Minute},
+		// changes while we run: tracefs covers meanwhile. A test that holds
+		// eBPF back (EBPFArmAfter) has it retried when it is due.
+		{name: "ebpf", group: groupTracepoints, open: d.openEBPF, retry: cmp.Or(d.opts.EBPFArmAfter, 10*time.Minute)},
 		{name: "tracefs", group: groupTracepoints, open: d.openTracefs},
 		{name: "edac-poll", group: "edac-counters", open: d.openEDAC},
 	}
@@ -407,7 +408,9 @@ func (s *sourceSet) problems() []problem {
 				text: fmt.Sprintf("source %s broken: %s", e.def.name, e.detail)})
 		case SourceArmed:
 			armed[e.def.group] = true
-			if r, ok := e.src.(problemReporter); ok {
+			// A source standing down for a preferred one tears its
+			// instance down as it stops: the preferred source reads.
+			if r, ok := e.src.(problemReporter); ok && !e.stopping {
 				rs = append(rs, running{e.def.name, r})
 			}
 		}
@@ -458,6 +461,10 @@ func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
 	if d.opts.NoEBPF {
 		return nil, "", fmt.Errorf("%w: disabled by --no-ebpf", fault.ErrUnavailable)
 	}
+	if wait := d.opts.EBPFArmAfter - d.now().Sub(d.started); wait > 0 {
+		return nil, "", fmt.Errorf("%w: held back until %s after start by --test-ebpf-arm-after (a test of the hand-over from tracefs)",
+			fault.ErrUnavailable, d.opts.EBPFArmAfter)
+	}
 	src, err := ebpfsource.Open(ebpfsource.Config{
 		Paths: d.opts.Paths, FS: d.opts.FS, Decoders: traceDecoders(), Log: d.log, Now: d.now,
 	})
@@ -467,7 +474,7 @@ func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return ebpfSource{src}, "probes on " + strings.Join(src.Attached(), ","), nil
+	return ebpfSource{Source: src, loss: &recentLoss{}, now: d.now}, "probes on " + strings.Join(src.Attached(), ","), nil
 }
 
 func traceDecoders() map[string]tracefs.Decoder {
@@ -483,18 +490,13 @@ func traceDecoders() map[string]tracefs.Decoder {
 type traceSource struct {
 	*tracefs.Source
 	inst *tracefs.Instance
+	loss *recentLoss
+	now  func() time.Time
 }
 
 func (t traceSource) problems() []problem {
 	h := t.inst.Health()
-	out := make([]problem, 0, len(h.Problems))
-	for _, p := range h.Blind {
-		out = append(out, problem{kind: alert.SourceBlind, text: p})
-	}
-	for _, p := range h.Lossy {
-		out = append(out, problem{kind: alert.SourceDegraded, text: p})
-	}
-	return out
+	return traceProblems(h, t.loss.recent(h.Overrun+h.Dropped, t.now()))
 }
 
 func (t traceSource) Close() error { return t.inst.Close() }
@@ -519,7 +521,7 @@ func (d *Daemon) openTracefs(context.Context) (fault.EventSource, string, error)
 		return nil, "", fmt.Errorf("%w: %w", fault.ErrUnavailable, err)
 	}
 	src := tracefs.NewSource(inst, traceDecoders(), d.log, d.now)
-	return traceSource{Source: src, inst: inst}, "instance " + inst.Dir(), nil
+	return traceSource{Source: src, inst: inst, loss: &recentLoss{}, now: d.now}, "instance " + inst.Dir(), nil
 }
 
 // openEDAC polls the EDAC counters beside the tracepoints.

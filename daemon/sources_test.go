@@ -39,7 +39,11 @@ func (f *fakeSource) Run(ctx context.Context, out chan<- fault.Event) error {
 			out <- ev
 		case <-f.stop:
 			for _, ev := range f.drain {
-				out <- ev
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return nil
+				}
 			}
 			return nil
 		case err := <-f.fail:
@@ -325,3 +329,52 @@ type reporting struct {
 }
 
 func (r reporting) problems() []problem { return r.ps }
+
+// reportingDrainer is a fallback that drains at a hand-over and reports
+// problems of its own, as the tracefs reader does.
+type reportingDrainer struct {
+	*fakeSource
+	ps []problem
+}
+
+func (r reportingDrainer) problems() []problem { return r.ps }
+
+// A fallback standing down for the preferred source tears its instance
+// down when it stops (events disabled, instance removed): what it reports
+// about itself meanwhile is not a problem, since the preferred source
+// reads the records. On a real kernel a health check in that window
+// raised "event mce/mce_record disabled behind our back" at every
+// hand-over.
+func TestSourceTableStandingDownSourceReportsNoProblem(t *testing.T) {
+	bp := newFake("ebpf")
+	tr := reportingDrainer{newFake("tracefs"), []problem{{kind: alert.SourceBlind, text: "event mce/mce_record disabled behind our back"}}}
+	ebpf, trace := &opener{}, &opener{}
+	ebpf.set(nil, fmt.Errorf("%w: not yet", fault.ErrUnavailable))
+	trace.set(tr, nil)
+	r := newRig(t, []sourceDef{
+		{name: "ebpf", group: groupTracepoints, open: ebpf.open},
+		{name: "tracefs", group: groupTracepoints, open: trace.open},
+	})
+	r.set.refresh()
+	require.Equal(t, []problem{{source: "tracefs", kind: alert.SourceBlind, text: "event mce/mce_record disabled behind our back"}},
+		r.set.problems(), "the armed reader's own problems count")
+
+	// More drain records than the rig's channel holds: tracefs stays
+	// draining (armed, stopping) until the test reads them.
+	for i := range cap(r.out) + 1 {
+		tr.drain = append(tr.drain, mceEvent("tracefs", uint64(i)))
+	}
+	ebpf.set(bp, nil)
+	r.clock.t = r.clock.t.Add(sourceRetry)
+	r.set.refresh()
+	require.Equal(t, map[string]SourceState{"ebpf": SourceArmed, "tracefs": SourceArmed}, r.states(), "tracefs still draining")
+	require.Empty(t, r.set.problems(), "eBPF reads the records; the draining fallback's state is not a problem")
+
+	for range tr.drain {
+		<-r.out
+	}
+	r.waitChanged(t)
+	r.set.refresh()
+	require.Equal(t, map[string]SourceState{"ebpf": SourceArmed, "tracefs": SourceStandby}, r.states())
+	require.Empty(t, r.set.problems())
+}

@@ -33,6 +33,10 @@ type Health struct {
 	// instance gone, tracing or an event off, a control file unreadable);
 	// Lossy those that lose some (overruns, drops, unreadable stats).
 	Blind, Lossy []string
+	// Lost are Lossy's sentences about overruns and drops: counts that
+	// only grow while the instance lives, so a caller can tell old loss
+	// from new.
+	Lost []string
 }
 
 // OK is true when nothing can make the daemon miss events.
@@ -156,12 +160,13 @@ func (in *Instance) Health() (h Health) {
 		h.Overrun += overrun
 		h.Dropped += dropped
 		if overrun > 0 {
-			h.Lossy = append(h.Lossy, fmt.Sprintf("cpu%d: %d events overrun", cpu, overrun))
+			h.Lost = append(h.Lost, fmt.Sprintf("cpu%d: %d events overrun", cpu, overrun))
 		}
 		if dropped > 0 {
-			h.Lossy = append(h.Lossy, fmt.Sprintf("cpu%d: %d events dropped", cpu, dropped))
+			h.Lost = append(h.Lost, fmt.Sprintf("cpu%d: %d events dropped", cpu, dropped))
 		}
 	}
+	h.Lossy = append(h.Lossy, h.Lost...)
 	return h
 }
 

@@ -151,6 +151,14 @@ func TestHealth(t *testing.T) {
 			for _, p := range h.Lossy {
 				require.True(t, strings.HasPrefix(p, "cpu"), "lossy: %q", p)
 			}
+			// Overruns and drops, told apart from unreadable stats.
+			var lost []string
+			for _, p := range h.Lossy {
+				if strings.HasSuffix(p, " overrun") || strings.HasSuffix(p, " dropped") {
+					lost = append(lost, p)
+				}
+			}
+			require.Equal(t, lost, h.Lost)
 			for _, p := range h.Blind {
 				require.False(t, strings.HasPrefix(p, "cpu"), "blind: %q", p)
 			}

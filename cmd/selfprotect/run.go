@@ -31,6 +31,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var noEBPF bool
 	var health time.Duration
 	var cpuProfile string
+	var ebpfArmAfter time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -58,7 +59,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
 				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
-				NoEBPF: noEBPF, HealthInterval: health,
+				NoEBPF: noEBPF, HealthInterval: health, EBPFArmAfter: ebpfArmAfter,
 			})
 			if err != nil {
 				return err
@@ -98,6 +99,11 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	// QEMU guest); not an operator's knob.
 	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the run to FILE")
 	_ = cmd.Flags().MarkHidden("cpu-profile")
+	// The kernel suite's hand-over scenario: eBPF arms late on purpose, so
+	// tracefs covers the start and hands over. Test only: a host gains
+	// nothing by reading through tracefs first.
+	cmd.Flags().DurationVar(&ebpfArmAfter, "test-ebpf-arm-after", 0, "test only: keep the eBPF source unavailable until this long after start, then arm it")
+	_ = cmd.Flags().MarkHidden("test-ebpf-arm-after")
 	return cmd
 }
 

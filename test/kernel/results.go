@@ -41,12 +41,10 @@ func ParseResults(console string) ([]Result, error) {
 		}
 		body := line[at+len(resultMarker):]
 		r, err := decodeResult(body)
-		if err != nil && i+1 < len(lines) {
-			if cut := printkInside.FindStringIndex(body); cut != nil {
-				if joined, jerr := decodeResult(body[:cut[0]] + lines[i+1]); jerr == nil {
-					r, err = joined, nil
-					i++
-				}
+		if err != nil {
+			if joined, used, ok := rejoin(body, lines[i+1:]); ok {
+				r, err = joined, nil
+				i += used
 			}
 		}
 		if err != nil {
@@ -63,6 +61,36 @@ func ParseResults(console string) ([]Result, error) {
 
 // printkInside finds a kernel log line's "[   12.345678] " prefix.
 var printkInside = regexp.MustCompile(`\[\s*[0-9]+\.[0-9]+\] `)
+
+// printkLine is a whole kernel log line.
+var printkLine = regexp.MustCompile(`^\[\s*[0-9]+\.[0-9]+\] `)
+
+// maxRejoin bounds how many console lines a cut result may span.
+const maxRejoin = 64
+
+// rejoin puts a result cut by kernel output back together: body ends in a
+// printk; whole kernel lines may follow (an injection storm prints several
+// per error) before the line that carries the rest of the JSON, which may
+// be cut again. It returns the result and how many of rest it used.
+func rejoin(body string, rest []string) (Result, int, bool) {
+	for n, l := range rest {
+		if n == maxRejoin {
+			break
+		}
+		cut := printkInside.FindStringIndex(body)
+		if cut == nil {
+			break
+		}
+		if printkLine.MatchString(l) {
+			continue
+		}
+		body = body[:cut[0]] + l
+		if r, err := decodeResult(body); err == nil {
+			return r, n + 1, true
+		}
+	}
+	return Result{}, 0, false
+}
 
 // decodeResult reads the first JSON value of body; what follows it on the
 // line is kernel output.

@@ -20,6 +20,8 @@ func TestParseResults(t *testing.T) {
 		{name: "garbled json", console: "@@RESULT {\"step\":\"a\",\"ok\":tr[ 4.1] oops\n", wantErr: "1 unparsable"},
 		{name: "printk after the json", console: "@@RESULT {\"step\":\"a\",\"ok\":true}[    5.3] mce: [Hardware Error]: CPU 1\n", want: []string{"a:true"}},
 		{name: "printk inside the json", console: "@@RESULT {\"step\":\"a\",\"o[    5.3] mce: [Hardware Error]: CPU 1\nk\":true}\n@@RESULT {\"step\":\"b\",\"ok\":true}\n", want: []string{"a:true", "b:true"}},
+		{name: "kernel lines between the two halves", console: "@@RESULT {\"step\":\"a\",\"o[    5.3] mce: [Hardware Error]: CPU 1\n[    5.4] mce: [Hardware Error]: TSC 1\n[    5.5] mce: PROCESSOR 2\nk\":true}\n@@RESULT {\"step\":\"b\",\"ok\":true}\n", want: []string{"a:true", "b:true"}},
+		{name: "cut twice", console: "@@RESULT {\"step\":\"a\",\"o[    5.3] mce: CPU 1\n[    5.4] mce: TSC 1\nk\":tr[    5.6] mce: CPU 2\n[    5.7] mce: TSC 2\nue}\n", want: []string{"a:true"}},
 		{name: "garbled across lines", console: "@@RESULT {\"step\":\"a\",\"o[    5.3] x\nnot json\n", wantErr: "1 unparsable"},
 		{name: "missing step", console: "@@RESULT {\"ok\":true}\n", wantErr: "no step"},
 	}

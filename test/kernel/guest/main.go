@@ -17,6 +17,8 @@
 //	                         elapsed µs and CLOCK_MONOTONIC µs
 //	cpu-online N [0|1]       read (or set) cpuN/online
 //	inject-storm CPU ADDR N  N corrected memory errors as fast as mce-inject takes them
+//	inject-steady CPUS ADDR PERIOD STOPFILE MAX  corrected memory errors from CPUS in turn,
+//	                         one page each (ADDR + k pages), every PERIOD until STOPFILE exists
 //	trace-start NAME [clock=C] [kb=N] [event=SYS/EV]  tracefs instance NAME
 //	                         recording mce:mce_record (and more)
 //	trace-count NAME [WANT|stable [TIMEOUT]]  count mce_record lines in instance
@@ -86,6 +88,7 @@ func commands() map[string]command {
 		"trace-start":   {1, cmdTraceStart},
 		"trace-count":   {1, cmdTraceCount},
 		"inject-storm":  {3, cmdInjectStorm},
+		"inject-steady": {5, cmdInjectSteady},
 		"proc-status":   {1, cmdProcStatus},
 		"stamp-run":     {2, cmdStampRun},
 		"exec":          {1, cmdExec},
