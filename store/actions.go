@@ -21,13 +21,13 @@ func (s *Store) AddAction(a fault.Action) error {
 		// Checked here, not left to the foreign key, so the caller gets a
 		// sentinel instead of a bare constraint failure.
 		var n int
-		if err := tx.QueryRow(`SELECT count(*) FROM cases WHERE id = ?`, a.CaseID).Scan(&n); err != nil {
+		if err := s.in(tx).queryRow(qCaseExists, a.CaseID).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
 			return fmt.Errorf("case %q: %w", a.CaseID, ErrNotFound)
 		}
-		_, err := tx.Exec(`INSERT INTO actions(`+actionColumns+`) VALUES (?,?,?,?,?,?,?,?,?)`,
+		_, err := s.in(tx).exec(qInsertAction,
 			a.CaseID, unixNano(a.Time), string(a.Resource), a.Kind, string(a.Outcome),
 			violations, a.Attempts, a.Detail, a.Undo)
 		return err
