@@ -120,22 +120,23 @@ func (d *Daemon) run(ctx context.Context, j job) {
 }
 
 // writeAhead makes the decision durable before the kernel is touched: the
-// events that fed it first (so a restart rebuilds the same engine counts),
-// then the case with one intended action per target in one transaction.
+// case with one intended action per target and, for a live decision, the
+// events that fed it (so a restart rebuilds the same engine counts), in
+// one transaction.
 func (d *Daemon) writeAhead(j job) {
 	if j.saved {
 		return
-	}
-	if !j.replay {
-		d.syncEvents()
-		j.timing.mark(stepSynced, d.now())
 	}
 	intents := make([]fault.Action, 0, len(j.targets))
 	for _, r := range j.targets {
 		intents = append(intents, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: actionKind(j.c.Diagnosis),
 			Outcome: fault.OutcomeIntended, Detail: "decided; the kernel write follows"})
 	}
-	d.storeIntent(j.c, intents)
+	if j.replay {
+		d.storeIntent(j.c, intents)
+	} else {
+		d.storeDecision(j.c, intents)
+	}
 	j.timing.mark(stepIntended, d.now())
 }
 

@@ -261,11 +261,16 @@ func (a *alerter) saveCase(c fault.Case) error {
 	return a.write("saving case "+c.ID, func(tx *sql.Tx) error { return st.SaveCaseTx(tx, c) }, a.diagnosed(c))
 }
 
-// saveIntent stores a decision with its intended actions and its
-// diagnosed alert in one fsync'd transaction, before any kernel write.
-func (a *alerter) saveIntent(st *store.Store, c fault.Case, intents []fault.Action) error {
-	return a.writeWith(st.WriteSynced, "saving intent for case "+c.ID,
-		func(tx *sql.Tx) error { return st.SaveIntentTx(tx, c, intents) }, a.diagnosed(c))
+// saveIntent stores a decision with its intended actions, its diagnosed
+// alert and the events that fed it in one fsync'd transaction, before any
+// kernel write.
+func (a *alerter) saveIntent(st *store.Store, c fault.Case, intents []fault.Action, evidence ...fault.Event) error {
+	return a.writeWith(st.WriteSynced, "saving intent for case "+c.ID, func(tx *sql.Tx) error {
+		if err := st.AddEventsTx(tx, evidence); err != nil {
+			return err
+		}
+		return st.SaveIntentTx(tx, c, intents)
+	}, a.diagnosed(c))
 }
 
 // diagnosed is the alert of a new case: storm-started for the storm's
