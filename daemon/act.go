@@ -290,7 +290,7 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 				Outcome: fault.OutcomeFailed, Detail: err.Error()})
 			continue
 		}
-		m := d.memoryBudget()
+		m, mi := d.memoryBudgetRead()
 		d.policyMu.Lock()
 		viol := d.cfg.CheckPage(m, pfn, dimm)
 		d.policyMu.Unlock()
@@ -300,9 +300,9 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 		}
 		var a fault.Action
 		if kind == "hard-offline" {
-			a = d.pages.HardOffline(ctx, r, d.dryRun())
+			a = d.pages.HardOfflineAfter(ctx, r, d.dryRun(), mi)
 		} else {
-			a = d.pages.Isolate(ctx, r, d.dryRun())
+			a = d.pages.IsolateAfter(ctx, r, d.dryRun(), mi)
 		}
 		a.CaseID = j.c.ID
 		if a.Time.IsZero() {
@@ -487,8 +487,18 @@ func (d *Daemon) cpuBudget(topo cpuoffline.Topology) policy.Machine {
 // RAM size is unknown and the policy refuses: better no offline than one
 // past the budget.
 func (d *Daemon) memoryBudget() policy.Machine {
+	m, _ := d.memoryBudgetRead()
+	return m
+}
+
+// memoryBudgetRead is memoryBudget with the meminfo reading behind it,
+// which the page offline reuses as its "before" rather than read again on
+// the way to the kernel write. It stays a read, not a figure kept in
+// memory: other actors (CEC, an admin) poison pages without telling us.
+func (d *Daemon) memoryBudgetRead() (policy.Machine, pageoffline.MemInfoRead) {
 	m := policy.Machine{RetiredPerDIMM: map[string]int{}}
-	if mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS); err == nil {
+	mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS)
+	if err == nil {
 		m.TotalPages = mi.TotalKB / 4
 		m.RetiredPages = mi.HardwareCorruptedKB / 4
 	} else {
@@ -508,7 +518,7 @@ func (d *Daemon) memoryBudget() policy.Machine {
 		m.RetiredPerDIMM[k] = v
 	}
 	d.mu.Unlock()
-	return m
+	return m, pageoffline.MemInfoRead{MemInfo: mi, Err: err}
 }
 
 // dimmOf names the DIMM a page case's FRU points at, "" when unknown.
