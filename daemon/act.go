@@ -424,15 +424,16 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 			state = fault.CaseFailed
 		}
 	}
-	for _, a := range actions {
-		d.record(a, c)
-	}
-	j.timing.log(d.log, c.ID)
 	if state == fault.CaseOpen {
+		for _, a := range actions {
+			d.record(a, c)
+		}
+		j.timing.log(d.log, c.ID)
 		d.alerts.raise(d.alerts.wouldIsolate(j, actions)...)
 		return
 	}
-	d.setCaseState(c.ID, state, d.now(), "", d.settledAlerts(j, actions, state)...)
+	d.storeOutcome(c.ID, actions, state, d.now(), d.settledAlerts(j, actions, state)...)
+	j.timing.log(d.log, c.ID)
 }
 
 // record stores one action's outcome: the other transition point, next
@@ -440,6 +441,11 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 func (d *Daemon) record(a fault.Action, c fault.Case) {
 	d.persist(fmt.Sprintf("storing the %s action on %s of case %s", a.Outcome, a.Resource, a.CaseID),
 		func() error { return d.store.AddAction(a) })
+	d.noteAction(a)
+}
+
+// noteAction counts and logs an action stored (or held) by the caller.
+func (d *Daemon) noteAction(a fault.Action) {
 	d.mu.Lock()
 	d.outcomes[string(a.Outcome)]++
 	d.mu.Unlock()

@@ -1,7 +1,13 @@
 package daemon
 
 import (
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/store"
 )
 
 // syncReq asks the history writer to run write with every event it holds
@@ -52,4 +58,37 @@ func (d *Daemon) withHistory(write func(held []fault.Event) bool) bool {
 	// Once taken, the request is answered before the writer stops.
 	<-req.done
 	return true
+}
+
+// storeOutcome records what the kernel write did (one action per target)
+// and moves the case to st with its alerts, in one transaction: one commit
+// after the write, not one per action and one for the state, so the action
+// worker is free sooner for the next decision.
+func (d *Daemon) storeOutcome(id string, actions []fault.Action, st fault.CaseState, at time.Time, alerts ...alert.Alert) {
+	d.cases.move(id, st)
+	d.persist(fmt.Sprintf("storing the outcome of case %s (%d actions, %s)", id, len(actions), st),
+		func() error { return d.alerts.saveOutcome(d.store, id, actions, st, at, alerts...) })
+	for _, a := range actions {
+		d.noteAction(a)
+	}
+}
+
+// saveOutcome is storeOutcome's one transaction.
+func (a *alerter) saveOutcome(s *store.Store, id string, actions []fault.Action, st fault.CaseState, at time.Time, alerts ...alert.Alert) error {
+	return a.write("storing the outcome of case "+id, func(tx *sql.Tx) error {
+		// The state first: a case the store does not have fails here
+		// with ErrNotFound, before any action names it.
+		if err := s.UpdateCaseStateTx(tx, id, st, at, ""); err != nil {
+			return err
+		}
+		for _, ac := range actions {
+			if ac.CaseID != id {
+				return fmt.Errorf("action on %s names case %q, not %s", ac.Resource, ac.CaseID, id)
+			}
+			if err := s.AddActionTx(tx, ac); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, alerts...)
 }

@@ -86,3 +86,41 @@ func TestDecisionStoresEventsOnce(t *testing.T) {
 		})
 	}
 }
+
+// A settled decision stores its actions and the case's new state in one
+// transaction: both land, or (an action that cannot be stored) neither.
+func TestOutcomeIsOneTransaction(t *testing.T) {
+	tests := []struct {
+		name      string
+		otherCase bool // the second action names another case: the write fails
+		wantState fault.CaseState
+		wantActs  int // intent + outcomes
+	}{
+		{name: "stored together", wantState: fault.CaseIsolated, wantActs: 3},
+		{name: "nothing when one action fails", otherCase: true, wantState: fault.CaseOpen, wantActs: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := quietDaemon(t)
+			close(d.storeDone) // no history writer: the decision goes alone
+			t0 := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+			c := fault.Case{ID: "case-1", Opened: t0, Rule: "page-ce", Diagnosis: fault.DiagSoftOfflinePage,
+				Suspect: fault.Page(0x5000), State: fault.CaseOpen, Summary: "test"}
+			d.writeAhead(job{c: c, targets: []fault.Resource{c.Suspect}})
+			acts := []fault.Action{
+				{CaseID: c.ID, Time: t0, Resource: c.Suspect, Kind: "soft-offline", Outcome: fault.OutcomeIsolated},
+				{CaseID: c.ID, Time: t0, Resource: fault.Page(0x5001), Kind: "soft-offline", Outcome: fault.OutcomeIsolated},
+			}
+			if tt.otherCase {
+				acts[1].CaseID = "case-2"
+			}
+			d.storeOutcome(c.ID, acts, fault.CaseIsolated, t0.Add(time.Second))
+			got, err := d.store.Case(c.ID)
+			require.NoError(t, err)
+			require.Equal(t, tt.wantState, got.State)
+			stored, err := d.store.Actions(c.ID)
+			require.NoError(t, err)
+			require.Len(t, stored, tt.wantActs)
+		})
+	}
+}

@@ -34,6 +34,15 @@ func (s *Store) AddAction(a fault.Action) error {
 	})
 }
 
+// AddActionTx stores a inside the caller's transaction, one of s's writes,
+// whose case the caller knows is stored (AddAction checks it).
+func (s *Store) AddActionTx(tx *sql.Tx, a fault.Action) error {
+	if err := insertAction(s.in(tx), a); err != nil {
+		return fmt.Errorf("storing %s action on %s for case %s: %w", a.Outcome, a.Resource, a.CaseID, err)
+	}
+	return nil
+}
+
 // Actions returns the actions of the case with exactly this ID, oldest first.
 func (s *Store) Actions(caseID string) ([]fault.Action, error) {
 	return s.actions(`SELECT `+actionColumns+` FROM actions WHERE case_id = ? ORDER BY at, id`, caseID)
