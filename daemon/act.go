@@ -120,22 +120,23 @@ func (d *Daemon) run(ctx context.Context, j job) {
 }
 
 // writeAhead makes the decision durable before the kernel is touched: the
-// events that fed it first (so a restart rebuilds the same engine counts),
-// then the case with one intended action per target in one transaction.
+// case with one intended action per target and, for a live decision, the
+// events that fed it (so a restart rebuilds the same engine counts), in
+// one transaction.
 func (d *Daemon) writeAhead(j job) {
 	if j.saved {
 		return
-	}
-	if !j.replay {
-		d.syncEvents()
-		j.timing.mark(stepSynced, d.now())
 	}
 	intents := make([]fault.Action, 0, len(j.targets))
 	for _, r := range j.targets {
 		intents = append(intents, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: actionKind(j.c.Diagnosis),
 			Outcome: fault.OutcomeIntended, Detail: "decided; the kernel write follows"})
 	}
-	d.storeIntent(j.c, intents)
+	if j.replay {
+		d.storeIntent(j.c, intents)
+	} else {
+		d.storeDecision(j.c, intents)
+	}
 	j.timing.mark(stepIntended, d.now())
 }
 
@@ -289,7 +290,7 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 				Outcome: fault.OutcomeFailed, Detail: err.Error()})
 			continue
 		}
-		m := d.memoryBudget()
+		m, mi := d.memoryBudgetRead()
 		d.policyMu.Lock()
 		viol := d.cfg.CheckPage(m, pfn, dimm)
 		d.policyMu.Unlock()
@@ -299,9 +300,9 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 		}
 		var a fault.Action
 		if kind == "hard-offline" {
-			a = d.pages.HardOffline(ctx, r, d.dryRun())
+			a = d.pages.HardOfflineAfter(ctx, r, d.dryRun(), mi)
 		} else {
-			a = d.pages.Isolate(ctx, r, d.dryRun())
+			a = d.pages.IsolateAfter(ctx, r, d.dryRun(), mi)
 		}
 		a.CaseID = j.c.ID
 		if a.Time.IsZero() {
@@ -423,15 +424,16 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 			state = fault.CaseFailed
 		}
 	}
-	for _, a := range actions {
-		d.record(a, c)
-	}
-	j.timing.log(d.log, c.ID)
 	if state == fault.CaseOpen {
+		for _, a := range actions {
+			d.record(a, c)
+		}
+		j.timing.log(d.log, c.ID)
 		d.alerts.raise(d.alerts.wouldIsolate(j, actions)...)
 		return
 	}
-	d.setCaseState(c.ID, state, d.now(), "", d.settledAlerts(j, actions, state)...)
+	d.storeOutcome(c.ID, actions, state, d.now(), d.settledAlerts(j, actions, state)...)
+	j.timing.log(d.log, c.ID)
 }
 
 // record stores one action's outcome: the other transition point, next
@@ -439,6 +441,11 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 func (d *Daemon) record(a fault.Action, c fault.Case) {
 	d.persist(fmt.Sprintf("storing the %s action on %s of case %s", a.Outcome, a.Resource, a.CaseID),
 		func() error { return d.store.AddAction(a) })
+	d.noteAction(a)
+}
+
+// noteAction counts and logs an action stored (or held) by the caller.
+func (d *Daemon) noteAction(a fault.Action) {
 	d.mu.Lock()
 	d.outcomes[string(a.Outcome)]++
 	d.mu.Unlock()
@@ -486,8 +493,18 @@ func (d *Daemon) cpuBudget(topo cpuoffline.Topology) policy.Machine {
 // RAM size is unknown and the policy refuses: better no offline than one
 // past the budget.
 func (d *Daemon) memoryBudget() policy.Machine {
+	m, _ := d.memoryBudgetRead()
+	return m
+}
+
+// memoryBudgetRead is memoryBudget with the meminfo reading behind it,
+// which the page offline reuses as its "before" rather than read again on
+// the way to the kernel write. It stays a read, not a figure kept in
+// memory: other actors (CEC, an admin) poison pages without telling us.
+func (d *Daemon) memoryBudgetRead() (policy.Machine, pageoffline.MemInfoRead) {
 	m := policy.Machine{RetiredPerDIMM: map[string]int{}}
-	if mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS); err == nil {
+	mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS)
+	if err == nil {
 		m.TotalPages = mi.TotalKB / 4
 		m.RetiredPages = mi.HardwareCorruptedKB / 4
 	} else {
@@ -507,7 +524,7 @@ func (d *Daemon) memoryBudget() policy.Machine {
 		m.RetiredPerDIMM[k] = v
 	}
 	d.mu.Unlock()
-	return m
+	return m, pageoffline.MemInfoRead{MemInfo: mi, Err: err}
 }
 
 // dimmOf names the DIMM a page case's FRU points at, "" when unknown.

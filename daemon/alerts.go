@@ -215,6 +215,15 @@ func (a *alerter) current() (*alert.Outbox, *alert.Dispatcher, []alert.NamedNoti
 	return a.outbox, a.disp, a.ns
 }
 
+// currentStore is the store the outbox writes to, whose prepared
+// statements the state changes use in the same transaction (nil before
+// start: the statements are then parsed per call).
+func (a *alerter) currentStore() *store.Store {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.store
+}
+
 func (a *alerter) host() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -248,14 +257,20 @@ func (a *alerter) writeWith(run func(what string, fn func(tx *sql.Tx) error) err
 
 // saveCase stores a newly diagnosed case with its alert.
 func (a *alerter) saveCase(c fault.Case) error {
-	return a.write("saving case "+c.ID, func(tx *sql.Tx) error { return store.SaveCaseTx(tx, c) }, a.diagnosed(c))
+	st := a.currentStore()
+	return a.write("saving case "+c.ID, func(tx *sql.Tx) error { return st.SaveCaseTx(tx, c) }, a.diagnosed(c))
 }
 
-// saveIntent stores a decision with its intended actions and its
-// diagnosed alert in one fsync'd transaction, before any kernel write.
-func (a *alerter) saveIntent(st *store.Store, c fault.Case, intents []fault.Action) error {
-	return a.writeWith(st.WriteSynced, "saving intent for case "+c.ID,
-		func(tx *sql.Tx) error { return store.SaveIntentTx(tx, c, intents) }, a.diagnosed(c))
+// saveIntent stores a decision with its intended actions, its diagnosed
+// alert and the events that fed it in one fsync'd transaction, before any
+// kernel write.
+func (a *alerter) saveIntent(st *store.Store, c fault.Case, intents []fault.Action, evidence ...fault.Event) error {
+	return a.writeWith(st.WriteSynced, "saving intent for case "+c.ID, func(tx *sql.Tx) error {
+		if err := st.AddEventsTx(tx, evidence); err != nil {
+			return err
+		}
+		return st.SaveIntentTx(tx, c, intents)
+	}, a.diagnosed(c))
 }
 
 // diagnosed is the alert of a new case: storm-started for the storm's
@@ -270,7 +285,8 @@ func (a *alerter) diagnosed(c fault.Case) alert.Alert {
 
 // updateCaseState moves a case to st with its alerts.
 func (a *alerter) updateCaseState(id string, st fault.CaseState, at time.Time, note string, alerts ...alert.Alert) error {
-	return a.write("updating case "+id, func(tx *sql.Tx) error { return store.UpdateCaseStateTx(tx, id, st, at, note) }, alerts...)
+	s := a.currentStore()
+	return a.write("updating case "+id, func(tx *sql.Tx) error { return s.UpdateCaseStateTx(tx, id, st, at, note) }, alerts...)
 }
 
 // raise queues alerts that change no other state.

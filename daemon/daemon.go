@@ -95,9 +95,9 @@ type Daemon struct {
 	alerts   *alerter
 	sources  *sourceSet
 	jobs     *jobQueue
-	// syncQ asks the history writer to store what it holds; storeDone
-	// closes when it has stopped.
-	syncQ     chan chan struct{}
+	// syncQ asks the history writer to store what it holds with a
+	// decision (syncReq); storeDone closes when it has stopped.
+	syncQ     chan syncReq
 	storeDone chan struct{}
 	writes    writes
 	cases     *caseBook
@@ -174,7 +174,7 @@ func New(opts Options) (*Daemon, error) {
 		isolated:  map[fault.Resource]bool{},
 		byOther:   map[fault.Resource]bool{},
 		jobs:      newJobQueue(),
-		syncQ:     make(chan chan struct{}),
+		syncQ:     make(chan syncReq),
 		recheck:   make(chan struct{}, 1),
 		storeDone: make(chan struct{}),
 		cases:     newCaseBook(),

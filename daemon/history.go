@@ -7,8 +7,8 @@ import "time"
 // the eBPF source hands over about one event per storming key per sweep:
 // waiting historyFlushStorm gathers a second of them into one transaction
 // (and one wake-up) instead of one per sweep's events. Both are bounds on
-// how stale the history can be, not on a decision: syncEvents flushes
-// everything a decision rests on before the decision is stored.
+// how stale the history can be, not on a decision: a decision's
+// transaction takes every event the writer holds (decide.go).
 const (
 	historyFlushCalm  = 100 * time.Millisecond
 	historyFlushStorm = time.Second

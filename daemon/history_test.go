@@ -20,9 +20,9 @@ func TestHistoryFlushWait(t *testing.T) {
 	require.LessOrEqual(t, historyFlushStorm, busyTick, "a storm's history is at most a busy tick stale")
 }
 
-// The longer wait never holds back what a decision rests on: syncEvents
-// returns only once every event handed over before it is stored, storm or
-// not.
+// The longer wait never holds back what a decision rests on: a decision's
+// transaction (withHistory) gets every event handed over before it that
+// is not stored yet, storm or not.
 func TestHistorySyncedBeforeDecision(t *testing.T) {
 	for _, storming := range []bool{false, true} {
 		t.Run(map[bool]string{false: "calm", true: "storming"}[storming], func(t *testing.T) {
@@ -38,10 +38,12 @@ func TestHistorySyncedBeforeDecision(t *testing.T) {
 				ev.Class, ev.Severity, ev.CPU = fault.ClassMemory, fault.SeverityCorrected, i
 				q <- ev
 			}
-			d.syncEvents()
+			require.True(t, d.withHistory(func(held []fault.Event) bool {
+				return d.store.AddEvents(held) == nil
+			}))
 			got, err := d.store.Events(store.EventQuery{})
 			require.NoError(t, err)
-			require.Len(t, got, 3, "stored before syncEvents returned")
+			require.Len(t, got, 3, "stored when the decision's transaction ran")
 		})
 	}
 }

@@ -107,22 +107,6 @@ func (d *Daemon) openCase(dec policy.Decision, timing *decisionTiming) {
 	d.jobs.push(job{c: c, targets: dec.Targets, timing: timing})
 }
 
-// syncEvents returns once every event handed to the history writer before
-// the call is stored (or known not stored): a decision is made durable
-// only after the events that fed it.
-func (d *Daemon) syncEvents() {
-	done := make(chan struct{})
-	select {
-	case d.syncQ <- done:
-	case <-d.storeDone:
-		return
-	}
-	select {
-	case <-done:
-	case <-d.storeDone:
-	}
-}
-
 // storeEvents batches the history: one transaction per batch keeps a storm
 // from costing one fsync per error.
 func (d *Daemon) storeEvents(q <-chan fault.Event) {
@@ -130,6 +114,12 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 	const maxBatch = 2000
 	const maxHeldEvents = 100_000
 	batch := make([]fault.Event, 0, maxBatch)
+	stored := func(n int) {
+		if d.writes.eventsFailing.Swap(false) {
+			d.log.WithField("events", n).Warn("the store takes events again")
+		}
+		d.counters.stored.Add(uint64(n))
+	}
 	flush := func() {
 		if len(batch) == 0 {
 			return
@@ -148,10 +138,7 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 			}
 			return
 		}
-		if d.writes.eventsFailing.Swap(false) {
-			d.log.WithField("events", len(batch)).Warn("the store takes events again")
-		}
-		d.counters.stored.Add(uint64(len(batch)))
+		stored(len(batch))
 		batch = batch[:0]
 	}
 	// The flush timer runs only while a batch waits (new, or kept after a
@@ -174,7 +161,7 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		case <-due:
 			due = nil
 			flush()
-		case done := <-d.syncQ:
+		case req := <-d.syncQ:
 			// What the caller sent before asking is in q's buffer.
 			for drained := false; !drained; {
 				select {
@@ -191,8 +178,11 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 					drained = true
 				}
 			}
-			flush()
-			close(done)
+			if req.write(batch) {
+				stored(len(batch))
+				batch = batch[:0]
+			}
+			close(req.done)
 		}
 	}
 }

@@ -15,8 +15,7 @@ const (
 	stepObserved                      // the main loop took it
 	stepDiagnosed                     // the engine tripped: case opened
 	stepPicked                        // the action worker took the job
-	stepSynced                        // the events that fed it are stored
-	stepIntended                      // the case and its intents are stored
+	stepIntended                      // the case, its intents and the events that fed it are stored
 	stepIsolated                      // the actuator wrote and verified
 	decisionSteps
 )
@@ -26,7 +25,6 @@ var timingFields = [decisionSteps]string{
 	stepObserved:  "to_loop_ms",
 	stepDiagnosed: "diagnose_ms",
 	stepPicked:    "to_worker_ms",
-	stepSynced:    "events_stored_ms",
 	stepIntended:  "intent_stored_ms",
 	stepIsolated:  "isolate_ms",
 }
@@ -52,7 +50,7 @@ func (t *decisionTiming) mark(s decisionStep, now time.Time) {
 }
 
 // fields are the stages in ms, and the total from the record's receipt; a
-// step never stamped (a refusal needs no intent sync) leaves its stage out.
+// step never stamped leaves its stage out.
 func (t *decisionTiming) fields() logrus.Fields {
 	f := logrus.Fields{}
 	prev := t.at[stepReceived]

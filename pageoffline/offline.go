@@ -25,14 +25,34 @@ func hardMode() mode { return mode{kind: KindHard, file: "hard_offline_page"} }
 // migrates its contents to a new frame and poisons the old one. A page
 // found already poisoned gives OutcomeIsolatedByOther without a write.
 func (o *Offliner) Isolate(ctx context.Context, r fault.Resource, dryRun bool) fault.Action {
-	return o.offline(ctx, r, dryRun, softMode())
+	return o.offline(ctx, r, dryRun, softMode(), nil)
+}
+
+// MemInfoRead is a /proc/meminfo reading and its error.
+type MemInfoRead struct {
+	MemInfo MemInfo
+	Err     error
+}
+
+// IsolateAfter is Isolate for a caller that read /proc/meminfo just
+// before (the daemon's page budget does): the HardwareCorrupted note
+// starts from that reading, so nothing but the checks that decide whether
+// to write stands between the decision and the kernel write.
+func (o *Offliner) IsolateAfter(ctx context.Context, r fault.Resource, dryRun bool, before MemInfoRead) fault.Action {
+	return o.offline(ctx, r, dryRun, softMode(), &before)
 }
 
 // HardOffline poisons the page at once (for uncorrected errors): processes
 // mapping it are killed. Same checks and verification as Isolate; EHWPOISON
 // from the kernel means someone poisoned it first.
 func (o *Offliner) HardOffline(ctx context.Context, r fault.Resource, dryRun bool) fault.Action {
-	return o.offline(ctx, r, dryRun, hardMode())
+	return o.offline(ctx, r, dryRun, hardMode(), nil)
+}
+
+// HardOfflineAfter is HardOffline with the caller's meminfo reading, as
+// IsolateAfter.
+func (o *Offliner) HardOfflineAfter(ctx context.Context, r fault.Resource, dryRun bool, before MemInfoRead) fault.Action {
+	return o.offline(ctx, r, dryRun, hardMode(), &before)
 }
 
 // report accumulates an Action and its Detail parts.
@@ -54,7 +74,7 @@ func (o *Offliner) finish(rep *report, out fault.Outcome, format string, args ..
 	return rep.a
 }
 
-func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m mode) fault.Action {
+func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m mode, before *MemInfoRead) fault.Action {
 	rep := &report{a: fault.Action{Time: o.opts.Now(), Resource: r, Kind: m.kind}}
 	pfn, err := r.PFN()
 	if err != nil {
@@ -87,7 +107,10 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 		return o.finish(rep, fault.OutcomeDryRun, "dry-run: would write %s to %s (pfn %#x)", strings.TrimSpace(addr), path, pfn)
 	}
 
-	before, beforeErr := ReadMemInfo(o.paths, o.fsys)
+	if before == nil {
+		mi, err := ReadMemInfo(o.paths, o.fsys)
+		before = &MemInfoRead{MemInfo: mi, Err: err}
+	}
 	attempts, err := o.writeWithRetry(ctx, path, []byte(addr))
 	rep.a.Attempts = attempts
 	if err != nil {
@@ -99,7 +122,7 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 	}
 
 	after, reads, err := o.verifyPoisoned(ctx, pfn)
-	o.noteMemInfo(rep, before, beforeErr)
+	o.noteMemInfo(rep, before.MemInfo, before.Err)
 	if err != nil {
 		return o.finish(rep, fault.OutcomeFailed, "%s of pfn %#x: write accepted but verify failed after %d read(s): %v", m.kind, pfn, reads, err)
 	}

@@ -202,3 +202,32 @@ func TestOfflineStopsWhenContextEnds(t *testing.T) {
 	require.Equal(t, 1, a.Attempts)
 	require.Contains(t, a.Detail, "context canceled")
 }
+
+// IsolateAfter takes the caller's meminfo reading (the daemon's page
+// budget) as the "before" of its HardwareCorrupted note instead of reading
+// meminfo again on the way to the kernel write.
+func TestIsolateAfterUsesCallersMemInfo(t *testing.T) {
+	tests := []struct {
+		name   string
+		before MemInfoRead
+		want   string
+	}{
+		{name: "reading", before: MemInfoRead{MemInfo: MemInfo{HasHardwareCorrupted: true, HardwareCorruptedKB: 100}},
+			want: "HardwareCorrupted 100 kB → 4 kB"},
+		{name: "failed reading", before: MemInfoRead{Err: syscall.EACCES}, want: "HardwareCorrupted unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newFakeKernel(t)
+			o := New(testPaths, k.fs, Options{Sleep: (&recordingSleep{}).sleep})
+			a := o.IsolateAfter(context.Background(), fault.Page(testPFN), false, tt.before)
+			require.Equal(t, fault.OutcomeIsolated, a.Outcome, a.Detail)
+			require.Contains(t, a.Detail, tt.want)
+			k = newFakeKernel(t)
+			o = New(testPaths, k.fs, Options{Sleep: (&recordingSleep{}).sleep})
+			a = o.HardOfflineAfter(context.Background(), fault.Page(testPFN), false, tt.before)
+			require.Equal(t, fault.OutcomeIsolated, a.Outcome, a.Detail)
+			require.Contains(t, a.Detail, tt.want)
+		})
+	}
+}

@@ -21,17 +21,26 @@ func (s *Store) AddAction(a fault.Action) error {
 		// Checked here, not left to the foreign key, so the caller gets a
 		// sentinel instead of a bare constraint failure.
 		var n int
-		if err := tx.QueryRow(`SELECT count(*) FROM cases WHERE id = ?`, a.CaseID).Scan(&n); err != nil {
+		if err := s.in(tx).queryRow(qCaseExists, a.CaseID).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
 			return fmt.Errorf("case %q: %w", a.CaseID, ErrNotFound)
 		}
-		_, err := tx.Exec(`INSERT INTO actions(`+actionColumns+`) VALUES (?,?,?,?,?,?,?,?,?)`,
+		_, err := s.in(tx).exec(qInsertAction,
 			a.CaseID, unixNano(a.Time), string(a.Resource), a.Kind, string(a.Outcome),
 			violations, a.Attempts, a.Detail, a.Undo)
 		return err
 	})
+}
+
+// AddActionTx stores a inside the caller's transaction, one of s's writes,
+// whose case the caller knows is stored (AddAction checks it).
+func (s *Store) AddActionTx(tx *sql.Tx, a fault.Action) error {
+	if err := insertAction(s.in(tx), a); err != nil {
+		return fmt.Errorf("storing %s action on %s for case %s: %w", a.Outcome, a.Resource, a.CaseID, err)
+	}
+	return nil
 }
 
 // Actions returns the actions of the case with exactly this ID, oldest first.

@@ -48,12 +48,18 @@ func (s *Store) SaveCase(c fault.Case) error {
 	if c.ID == "" {
 		return fmt.Errorf("saving case: empty ID")
 	}
-	return s.write("saving case "+c.ID, func(tx *sql.Tx) error { return SaveCaseTx(tx, c) })
+	return s.write("saving case "+c.ID, func(tx *sql.Tx) error { return s.SaveCaseTx(tx, c) })
 }
 
 // SaveCaseTx is SaveCase inside the caller's transaction, for a case saved
-// together with what it causes (its alert in the outbox).
-func SaveCaseTx(tx *sql.Tx, c fault.Case) error {
+// together with what it causes (its alert in the outbox), with the store's
+// prepared statements; tx must be one of s's writes.
+func (s *Store) SaveCaseTx(tx *sql.Tx, c fault.Case) error { return saveCase(s.in(tx), c) }
+
+// SaveCaseTx is Store.SaveCaseTx for a transaction of any writer.
+func SaveCaseTx(tx *sql.Tx, c fault.Case) error { return saveCase(txq{tx: tx}, c) }
+
+func saveCase(tx txq, c fault.Case) error {
 	if c.ID == "" {
 		return fmt.Errorf("saving case: empty ID")
 	}
@@ -69,13 +75,10 @@ func SaveCaseTx(tx *sql.Tx, c fault.Case) error {
 		return fmt.Errorf("saving case %s: %w", c.ID, err)
 	}
 	var exists int
-	if err := tx.QueryRow(`SELECT count(*) FROM cases WHERE id = ?`, c.ID).Scan(&exists); err != nil {
+	if err := tx.queryRow(qCaseExists, c.ID).Scan(&exists); err != nil {
 		return err
 	}
-	_, err = tx.Exec(`INSERT INTO cases(`+caseColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(id) DO UPDATE SET opened=excluded.opened, rule=excluded.rule,
-		diagnosis=excluded.diagnosis, suspect=excluded.suspect, also=excluded.also,
-		fru=excluded.fru, summary=excluded.summary, evidence=excluded.evidence`,
+	_, err = tx.exec(qSaveCase,
 		c.ID, unixNano(c.Opened), c.Rule, string(c.Diagnosis), string(c.Suspect), also,
 		c.FRU, string(c.State), c.Summary, evidence)
 	if err != nil || exists > 0 {
@@ -84,8 +87,8 @@ func SaveCaseTx(tx *sql.Tx, c fault.Case) error {
 	return addState(tx, c.ID, c.State, c.Opened, "")
 }
 
-func addState(tx *sql.Tx, id string, st fault.CaseState, at time.Time, note string) error {
-	_, err := tx.Exec(`INSERT INTO case_states(case_id, at, state, note) VALUES (?,?,?,?)`,
+func addState(tx txq, id string, st fault.CaseState, at time.Time, note string) error {
+	_, err := tx.exec(qAddState,
 		id, unixNano(at), string(st), note)
 	return err
 }
@@ -96,18 +99,7 @@ func (s *Store) UpdateCaseState(id string, st fault.CaseState, at time.Time, not
 	if err := validState(st); err != nil {
 		return fmt.Errorf("updating case %s: %w", id, err)
 	}
-	return s.write("updating case "+id, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`UPDATE cases SET state = ? WHERE id = ?`, string(st), id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return fmt.Errorf("case %s: %w", id, ErrNotFound)
-		}
-		return addState(tx, id, st, at, note)
-	})
+	return s.write("updating case "+id, func(tx *sql.Tx) error { return updateCaseState(s.in(tx), id, st, at, note) })
 }
 
 // Case returns the case whose ID is id or, failing that, the one case whose

@@ -43,31 +43,39 @@ func (s *Store) AddEvents(evs []fault.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	return s.write(fmt.Sprintf("storing %d events", len(evs)), func(tx *sql.Tx) error {
-		// Statements prepared on the writer's one connection: tx.Stmt
-		// reuses them there rather than parsing again.
-		full, one := tx.Stmt(s.insertMax), tx.Stmt(s.insertOne)
-		defer full.Close()
-		defer one.Close()
-		args := make([]any, 0, min(len(evs), rowsPerInsert)*eventFields)
-		start := 0
-		for ; start+rowsPerInsert <= len(evs); start += rowsPerInsert {
-			args = args[:0]
-			for i := start; i < start+rowsPerInsert; i++ {
-				args = appendEventArgs(args, &evs[i])
-			}
-			if _, err := full.Exec(args...); err != nil {
-				return fmt.Errorf("events %d to %d (first: %s): %w", start, start+rowsPerInsert-1, evs[start].String(), err)
-			}
-		}
-		for ; start < len(evs); start++ {
-			args = appendEventArgs(args[:0], &evs[start])
-			if _, err := one.Exec(args...); err != nil {
-				return fmt.Errorf("event %d (%s): %w", start, evs[start].String(), err)
-			}
-		}
+	return s.write(fmt.Sprintf("storing %d events", len(evs)), func(tx *sql.Tx) error { return s.AddEventsTx(tx, evs) })
+}
+
+// AddEventsTx is AddEvents inside the caller's transaction, one of s's
+// writes (the daemon stores the events that fed a decision in the
+// decision's own transaction).
+func (s *Store) AddEventsTx(tx *sql.Tx, evs []fault.Event) error {
+	if len(evs) == 0 {
 		return nil
-	})
+	}
+	// Statements prepared on the writer's one connection: tx.Stmt
+	// reuses them there rather than parsing again.
+	full, one := tx.Stmt(s.insertMax), tx.Stmt(s.insertOne)
+	defer full.Close()
+	defer one.Close()
+	args := make([]any, 0, min(len(evs), rowsPerInsert)*eventFields)
+	start := 0
+	for ; start+rowsPerInsert <= len(evs); start += rowsPerInsert {
+		args = args[:0]
+		for i := start; i < start+rowsPerInsert; i++ {
+			args = appendEventArgs(args, &evs[i])
+		}
+		if _, err := full.Exec(args...); err != nil {
+			return fmt.Errorf("events %d to %d (first: %s): %w", start, start+rowsPerInsert-1, evs[start].String(), err)
+		}
+	}
+	for ; start < len(evs); start++ {
+		args = appendEventArgs(args[:0], &evs[start])
+		if _, err := one.Exec(args...); err != nil {
+			return fmt.Errorf("event %d (%s): %w", start, evs[start].String(), err)
+		}
+	}
+	return nil
 }
 
 // appendEventArgs lists e's values in eventColumns order.

@@ -14,12 +14,22 @@ import (
 // left unsettled is carried out again at the next start.) After a crash either both are there or
 // neither is, and Unsettled finds the intents whose outcome never followed.
 func (s *Store) SaveIntent(c fault.Case, intents []fault.Action) error {
-	return s.WriteSynced("saving intent for case "+c.ID, func(tx *sql.Tx) error { return SaveIntentTx(tx, c, intents) })
+	return s.WriteSynced("saving intent for case "+c.ID, func(tx *sql.Tx) error { return s.SaveIntentTx(tx, c, intents) })
 }
 
 // SaveIntentTx is SaveIntent inside the caller's transaction (the daemon
-// queues the case's alert in the same one).
+// queues the case's alert in the same one), with the store's prepared
+// statements; tx must be one of s's writes.
+func (s *Store) SaveIntentTx(tx *sql.Tx, c fault.Case, intents []fault.Action) error {
+	return saveIntent(s.in(tx), c, intents)
+}
+
+// SaveIntentTx is Store.SaveIntentTx for a transaction of any writer.
 func SaveIntentTx(tx *sql.Tx, c fault.Case, intents []fault.Action) error {
+	return saveIntent(txq{tx: tx}, c, intents)
+}
+
+func saveIntent(tx txq, c fault.Case, intents []fault.Action) error {
 	if c.ID == "" {
 		return fmt.Errorf("saving intent: empty case ID")
 	}
@@ -34,7 +44,7 @@ func SaveIntentTx(tx *sql.Tx, c fault.Case, intents []fault.Action) error {
 	if err != nil {
 		return fmt.Errorf("saving intent for case %s: %w", c.ID, err)
 	}
-	res, err := tx.Exec(`INSERT INTO cases(`+caseColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`,
+	res, err := tx.exec(qInsertIntent,
 		c.ID, unixNano(c.Opened), c.Rule, string(c.Diagnosis), string(c.Suspect), also,
 		c.FRU, string(c.State), c.Summary, evidence)
 	if err != nil {
@@ -58,12 +68,12 @@ func SaveIntentTx(tx *sql.Tx, c fault.Case, intents []fault.Action) error {
 	return nil
 }
 
-func insertAction(tx *sql.Tx, a fault.Action) error {
+func insertAction(tx txq, a fault.Action) error {
 	violations, err := marshalStrings(a.Violations)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(`INSERT INTO actions(`+actionColumns+`) VALUES (?,?,?,?,?,?,?,?,?)`,
+	_, err = tx.exec(qInsertAction,
 		a.CaseID, unixNano(a.Time), string(a.Resource), a.Kind, string(a.Outcome),
 		violations, a.Attempts, a.Detail, a.Undo)
 	return err

@@ -1,6 +1,9 @@
 package store
 
 import (
+	"database/sql"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +87,58 @@ func TestSaveIntentRestoresSynchronous(t *testing.T) {
 	var mode int
 	require.NoError(t, s.w.QueryRow(`PRAGMA synchronous`).Scan(&mode))
 	require.Equal(t, 1, mode, "NORMAL")
+}
+
+// A synced write commits with synchronous=FULL even while other synced
+// and plain writes run at the same time: the pragma and the transaction
+// run on the writer's one connection, in one piece.
+func TestWriteSyncedIsFullUnderConcurrency(t *testing.T) {
+	s, _ := openTemp(t)
+	const writers, rounds = 3, 30
+	errs := make(chan error, writers+1)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				id := fmt.Sprintf("c%d-%d", w, i)
+				err := s.WriteSynced("test", func(tx *sql.Tx) error {
+					var mode int
+					if err := tx.QueryRow(`PRAGMA synchronous`).Scan(&mode); err != nil {
+						return err
+					}
+					if mode != 2 {
+						return fmt.Errorf("%s committed with synchronous=%d, want 2 (FULL)", id, mode)
+					}
+					return s.SaveIntentTx(tx, newCase(id, t0, fault.Page(uint64(w*rounds+i))), nil)
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range rounds {
+			if err := s.AddEvents([]fault.Event{memoryEvent(at(time.Duration(i)*time.Second), 0x1000)}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	var mode int
+	require.NoError(t, s.w.QueryRow(`PRAGMA synchronous`).Scan(&mode))
+	require.Equal(t, 1, mode, "NORMAL")
+	cases, err := s.Cases(CaseFilter{})
+	require.NoError(t, err)
+	require.Len(t, cases, writers*rounds)
 }

@@ -82,7 +82,7 @@ func (s *Store) Enqueue(now time.Time, maxPending int, entries []OutboxEntry) (E
 	var res EnqueueResult
 	err := s.write("queueing alerts", func(tx *sql.Tx) error {
 		var err error
-		res, err = EnqueueTx(tx, now, maxPending, entries)
+		res, err = enqueueTx(s.in(tx), now, maxPending, entries)
 		return err
 	})
 	return res, err
@@ -97,22 +97,33 @@ func (s *Store) UpdateCaseStateAndEnqueue(id string, st fault.CaseState, at time
 	}
 	var res EnqueueResult
 	err := s.write("updating case "+id, func(tx *sql.Tx) error {
-		if err := UpdateCaseStateTx(tx, id, st, at, note); err != nil {
+		if err := updateCaseState(s.in(tx), id, st, at, note); err != nil {
 			return err
 		}
 		var err error
-		res, err = EnqueueTx(tx, at, maxPending, entries)
+		res, err = enqueueTx(s.in(tx), at, maxPending, entries)
 		return err
 	})
 	return res, err
 }
 
-// UpdateCaseStateTx is UpdateCaseState inside the caller's transaction.
+// UpdateCaseStateTx is UpdateCaseState inside the caller's transaction,
+// with the store's prepared statements; tx must be one of s's writes.
+func (s *Store) UpdateCaseStateTx(tx *sql.Tx, id string, st fault.CaseState, at time.Time, note string) error {
+	return updateCaseState(s.in(tx), id, st, at, note)
+}
+
+// UpdateCaseStateTx is Store.UpdateCaseStateTx for a transaction of any
+// writer.
 func UpdateCaseStateTx(tx *sql.Tx, id string, st fault.CaseState, at time.Time, note string) error {
+	return updateCaseState(txq{tx: tx}, id, st, at, note)
+}
+
+func updateCaseState(tx txq, id string, st fault.CaseState, at time.Time, note string) error {
 	if err := validState(st); err != nil {
 		return fmt.Errorf("updating case %s: %w", id, err)
 	}
-	r, err := tx.Exec(`UPDATE cases SET state = ? WHERE id = ?`, string(st), id)
+	r, err := tx.exec(qUpdateCaseState, string(st), id)
 	if err != nil {
 		return err
 	}
@@ -128,6 +139,10 @@ func UpdateCaseStateTx(tx *sql.Tx, id string, st fault.CaseState, at time.Time, 
 // maxPending rows pending takes no more (except overflow alerts): the
 // entry is dropped and counted, never blocking the caller's transaction.
 func EnqueueTx(tx *sql.Tx, now time.Time, maxPending int, entries []OutboxEntry) (EnqueueResult, error) {
+	return enqueueTx(txq{tx: tx}, now, maxPending, entries)
+}
+
+func enqueueTx(tx txq, now time.Time, maxPending int, entries []OutboxEntry) (EnqueueResult, error) {
 	var res EnqueueResult
 	for _, e := range entries {
 		if e.AlertID == "" || e.Subject == "" || e.Transition == "" || e.Notifier == "" {
@@ -135,13 +150,12 @@ func EnqueueTx(tx *sql.Tx, now time.Time, maxPending int, entries []OutboxEntry)
 		}
 		if e.Transition != OverflowTransition {
 			var pending int
-			if err := tx.QueryRow(`SELECT count(*) FROM outbox WHERE notifier = ? AND state = ?`,
+			if err := tx.queryRow(qOutboxPending,
 				e.Notifier, string(DeliveryPending)).Scan(&pending); err != nil {
 				return res, fmt.Errorf("counting outbox of %s: %w", e.Notifier, err)
 			}
 			if pending >= maxPending {
-				if _, err := tx.Exec(`INSERT INTO outbox_overflow(notifier, dropped, last) VALUES (?, 1, ?)
-					ON CONFLICT(notifier) DO UPDATE SET dropped = dropped + 1, last = excluded.last`,
+				if _, err := tx.exec(qOutboxOverflow,
 					e.Notifier, unixNano(now)); err != nil {
 					return res, fmt.Errorf("counting overflow of %s: %w", e.Notifier, err)
 				}
@@ -152,9 +166,7 @@ func EnqueueTx(tx *sql.Tx, now time.Time, maxPending int, entries []OutboxEntry)
 				continue
 			}
 		}
-		r, err := tx.Exec(`INSERT INTO outbox(alert_id, subject, transition, notifier, payload, created,
-			next_attempt, attempts, last_error, state, done) VALUES (?,?,?,?,?,?,?,0,'',?,0)
-			ON CONFLICT(subject, transition, notifier) DO NOTHING`,
+		r, err := tx.exec(qOutboxInsert,
 			e.AlertID, e.Subject, e.Transition, e.Notifier, string(e.Payload), unixNano(now), unixNano(now),
 			string(DeliveryPending))
 		if err != nil {

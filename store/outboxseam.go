@@ -15,7 +15,7 @@ import (
 // dropped because the notifier's queue holds maxPending rows.
 func (s *Store) EnqueueOne(tx *sql.Tx, now time.Time, maxPending int,
 	alertID, subject, transition, notifier string, payload []byte) (added, dropped bool, err error) {
-	res, err := EnqueueTx(tx, now, maxPending, []OutboxEntry{{AlertID: alertID, Subject: subject,
+	res, err := enqueueTx(s.in(tx), now, maxPending, []OutboxEntry{{AlertID: alertID, Subject: subject,
 		Transition: transition, Notifier: notifier, Payload: payload}})
 	return res.Added == 1, res.Dropped == 1, err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -45,6 +46,13 @@ type Store struct {
 	// few events of a usual batch (and the daemon stores one batch before
 	// each decision).
 	insertMax, insertOne *sql.Stmt
+	// prepared are the deciding path's statements (prepared.go), on the
+	// writer too.
+	prepared map[string]*sql.Stmt
+	// syncMu keeps WriteSynced's three steps (synchronous=FULL, the
+	// transaction, back to NORMAL) together: two synced writes interleaved
+	// could commit one of them with NORMAL.
+	syncMu sync.Mutex
 }
 
 // Open opens the store at path for reading and writing, creating the file
@@ -68,6 +76,9 @@ func Open(path string) (*Store, error) {
 	if st.insertMax, err = w.Prepare(insertEventsMax); err == nil {
 		st.insertOne, err = w.Prepare(insertEvent)
 	}
+	if err == nil {
+		err = st.prepare()
+	}
 	if err != nil {
 		st.closeStatements()
 		w.Close()
@@ -86,6 +97,9 @@ func (s *Store) closeStatements() {
 		if st != nil {
 			st.Close()
 		}
+	}
+	for _, st := range s.prepared {
+		st.Close()
 	}
 }
 
@@ -206,18 +220,16 @@ func (s *Store) WriteSynced(what string, fn func(tx *sql.Tx) error) error {
 	if s.w == nil {
 		return fmt.Errorf("%s: %w", what, ErrReadOnly)
 	}
-	ctx := context.Background()
-	conn, err := s.w.Conn(ctx)
-	if err != nil {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	// The pool holds one connection, so the pragma and the transaction
+	// run on the same one; another writer slipping in between only gets
+	// an fsync it did not need.
+	if _, err := s.w.Exec(`PRAGMA synchronous=FULL`); err != nil {
 		return fmt.Errorf("%s: %s: %w", what, s.path, err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=FULL`); err != nil {
-		return fmt.Errorf("%s: %s: %w", what, s.path, err)
-	}
-	// The one writer connection goes back to the pool as it came.
-	defer conn.ExecContext(ctx, `PRAGMA synchronous=NORMAL`) //nolint:errcheck
-	tx, err := conn.BeginTx(ctx, nil)
+	defer s.w.Exec(`PRAGMA synchronous=NORMAL`) //nolint:errcheck // FULL left on only costs fsyncs
+	tx, err := s.w.BeginTx(context.Background(), nil)
 	if err != nil {
 		return fmt.Errorf("%s: beginning transaction in %s: %w", what, s.path, err)
 	}
