@@ -202,8 +202,10 @@ func (p osPipe) pollFD() (int, bool) {
 // wake-up was lost then reads again and finds its records. One timer for
 // all CPUs, where a deadline per read cost a wake-up per CPU per period,
 // ticking from a timerfd, where a runtime timer cost ~8 (kernelTicker).
-func sweepPipes(ctx context.Context, pipes []*cpuPipe, every time.Duration) {
-	tickEvery(ctx, every, newSweeper(pipes).once)
+// fallback hears why the sweep ticks from a runtime timer instead (nil:
+// nobody asks).
+func sweepPipes(ctx context.Context, pipes []*cpuPipe, every time.Duration, fallback func(error)) {
+	tickEvery(ctx, every, newSweeper(pipes).once, fallback)
 }
 
 // sweeper is one Run's pipes, sorted by whether they can be polled. A

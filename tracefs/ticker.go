@@ -2,6 +2,7 @@ package tracefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -62,9 +63,11 @@ func (k *kernelTicker) wait() bool {
 func (k *kernelTicker) stop() { _ = k.f.Close() }
 
 // tickEvery calls fn every period until ctx ends, from a kernelTicker, or
-// from a time.Ticker where a timerfd cannot be had or fails.
-func tickEvery(ctx context.Context, every time.Duration, fn func()) {
-	if k, err := newKernelTicker(every); err == nil {
+// from a time.Ticker where a timerfd cannot be had or fails (said to
+// fallback, which may be nil).
+func tickEvery(ctx context.Context, every time.Duration, fn func(), fallback func(error)) {
+	k, err := newKernelTicker(every)
+	if err == nil {
 		defer k.stop()
 		stop := context.AfterFunc(ctx, k.stop)
 		defer stop()
@@ -77,6 +80,10 @@ func tickEvery(ctx context.Context, every time.Duration, fn func()) {
 		if ctx.Err() != nil {
 			return
 		}
+		err = errors.New("reading the sweep timer failed")
+	}
+	if fallback != nil {
+		fallback(err)
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -23,7 +23,7 @@ func TestTickEveryTicksUntilCancelled(t *testing.T) {
 			case ticks <- struct{}{}:
 			default:
 			}
-		})
+		}, func(err error) { t.Errorf("fell back to a runtime timer: %v", err) })
 	}()
 	for i := 0; i < 3; i++ {
 		select {
