@@ -1,8 +1,10 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,9 +17,12 @@ import (
 
 // procSample is what /proc says about the daemon at one instant.
 type procSample struct {
-	ticks  uint64 // utime + stime, in clock ticks (USER_HZ)
-	wakes  uint64 // context switches of every thread, voluntary or not
-	status map[string]uint64
+	ticks uint64 // utime + stime, in clock ticks (USER_HZ)
+	wakes uint64 // context switches of every thread, voluntary or not
+	// perThread is each thread's context switches, voluntary and not, by
+	// thread id: which of the runtime's threads an idle wake-up costs.
+	perThread map[string][2]uint64
+	status    map[string]uint64
 }
 
 func sampleProc(t *testing.T, pid int) procSample {
@@ -31,7 +36,7 @@ func sampleProc(t *testing.T, pid int) procSample {
 	require.NoError(t, err)
 	stime, err := strconv.ParseUint(f[12], 10, 64)
 	require.NoError(t, err)
-	s := procSample{ticks: utime + stime, status: map[string]uint64{}}
+	s := procSample{ticks: utime + stime, status: map[string]uint64{}, perThread: map[string][2]uint64{}}
 	tasks, err := os.ReadDir(filepath.Join(dir, "task"))
 	require.NoError(t, err)
 	for _, task := range tasks {
@@ -39,11 +44,10 @@ func sampleProc(t *testing.T, pid int) procSample {
 		if err != nil {
 			continue // the thread exited meanwhile
 		}
-		for k, v := range statusFields(b) {
-			if k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches" {
-				s.wakes += v
-			}
-		}
+		st := statusFields(b)
+		vol, nonvol := st["voluntary_ctxt_switches"], st["nonvoluntary_ctxt_switches"]
+		s.wakes += vol + nonvol
+		s.perThread[task.Name()] = [2]uint64{vol, nonvol}
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "status"))
 	require.NoError(t, err)
@@ -107,7 +111,30 @@ func TestIdleBenchmark(t *testing.T) {
 				tc.name, secs, perMin(b.ticks-a.ticks), perMin(b.wakes-a.wakes),
 				float64(b.status["VmRSS"])/1024, float64(b.status["RssAnon"])/1024, float64(b.status["RssFile"])/1024,
 				float64(b.status["VmHWM"])/1024, b.status["Threads"])
+			t.Logf("idle %s, wake-ups per thread over the span (voluntary+involuntary): %s", tc.name, threadWakes(a, b))
 			require.True(t, d.status().Armed)
 		})
 	}
+}
+
+// threadWakes lists each thread's context switches between two samples,
+// busiest first ("tid:voluntary+involuntary"), leaving out idle threads.
+func threadWakes(a, b procSample) string {
+	type tw struct {
+		tid        string
+		vol, invol uint64
+	}
+	var ts []tw
+	for tid, nb := range b.perThread {
+		na := a.perThread[tid] // zero for a thread started since
+		if d := (tw{tid, nb[0] - na[0], nb[1] - na[1]}); d.vol+d.invol > 0 {
+			ts = append(ts, d)
+		}
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].vol+ts[i].invol > ts[j].vol+ts[j].invol })
+	parts := make([]string, len(ts))
+	for i, x := range ts {
+		parts[i] = fmt.Sprintf("%s:%d+%d", x.tid, x.vol, x.invol)
+	}
+	return strings.Join(parts, " ")
 }

@@ -43,7 +43,8 @@ type cpuPipe struct {
 // wake-up went missing. The kernel's poll wake-up for trace_pipe_raw has
 // been seen to go missing (records waited ~10 s, until an unrelated record
 // came): the sweep bounds how late a record can be, at the cost of one
-// poll(2) over every CPU's pipe per sweep when idle.
+// poll(2) over every CPU's pipe and one thread wake-up per sweep when idle
+// (kernelTicker).
 const DefaultSweep = 400 * time.Millisecond
 
 // nowReader is a pipe that can read without waiting (osPipe).
@@ -199,19 +200,12 @@ func (p osPipe) pollFD() (int, bool) {
 // poll(2) over every CPU's pipe, which buffers hold data, and wakes those
 // pipes' readers (a read deadline in the past): a reader whose poll
 // wake-up was lost then reads again and finds its records. One timer for
-// all CPUs, where a deadline per read cost a wake-up per CPU per period.
-func sweepPipes(ctx context.Context, pipes []*cpuPipe, every time.Duration) {
-	sw := newSweeper(pipes)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			sw.once()
-		}
-	}
+// all CPUs, where a deadline per read cost a wake-up per CPU per period,
+// ticking from a timerfd, where a runtime timer cost ~8 (kernelTicker).
+// fallback hears why the sweep ticks from a runtime timer instead (nil:
+// nobody asks).
+func sweepPipes(ctx context.Context, pipes []*cpuPipe, every time.Duration, fallback func(error)) {
+	tickEvery(ctx, every, newSweeper(pipes).once, fallback)
 }
 
 // sweeper is one Run's pipes, sorted by whether they can be polled. A
@@ -241,7 +235,7 @@ func (sw *sweeper) once() {
 	for i := range sw.fds {
 		sw.fds[i].Revents = 0
 	}
-	_, err := unix.Poll(sw.fds, 0)
+	err := pollNow(sw.fds)
 	for i, p := range sw.polled {
 		// An error of poll itself: wake them all rather than guess.
 		if err != nil || sw.fds[i].Revents&^unix.POLLNVAL != 0 {

@@ -117,7 +117,7 @@ func TestReaderSweepFindsRecordsWithoutWakeup(t *testing.T) {
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		sweepPipes(ctx, []*cpuPipe{p}, 20*time.Millisecond)
+		sweepPipes(ctx, []*cpuPipe{p}, 20*time.Millisecond, nil)
 	}()
 	// Let the reader park first, so the page lands during its wait.
 	require.Eventually(t, func() bool { return pipe.reads.Load() >= 1 }, 5*time.Second, time.Millisecond)
