@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Paths are the mount points the daemon reads and writes through.
@@ -84,7 +86,6 @@ type FS interface {
 // OS is the real filesystem.
 type OS struct{}
 
-func (OS) ReadFile(name string) ([]byte, error)       { return os.ReadFile(name) }
 func (OS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(name) }
 func (OS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(name) }
 
@@ -101,6 +102,43 @@ func (OS) WriteFile(name string, data []byte) error {
 		return werr
 	}
 	return cerr
+}
+
+// ReadFile reads a whole file in plain open/read/close system calls. The
+// daemon's reads are sysfs and procfs attributes, a page at most: through
+// os.ReadFile each also cost two fstat(2)s and an epoll_ctl(2) the kernel
+// refuses (seven calls for one value, four here), and the health check
+// reads dozens per tick; under emulation every call counts. It reads
+// until end of file, as a seq_file may hand a long file out in pieces.
+func (OS) ReadFile(name string) ([]byte, error) {
+	fd, err := ignoringEINTR(func() (int, error) { return unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 4096)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := ignoringEINTR(func() (int, error) { return unix.Read(fd, b[len(b):cap(b)]) })
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
+}
+
+func ignoringEINTR(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 func (OS) ReadAt(name string, b []byte, off int64) (int, error) {
