@@ -13,7 +13,7 @@ import (
 )
 
 // TestLatency is the one latency metric: deciding injection →
-// HWPOISON seen by a tight kpageflags poll, for CEC's own offline and for
+// HWPOISON seen by a kpageflags poll every 20 µs, for CEC's own offline and for
 // the daemon pinned to one CPU through eBPF and through tracefs (the two
 // daemon paths in one boot, ras=cec_disable), 6.12 with the Intel model,
 // LatencyPages pages each. It prints the medians and p90s, the ratios to
@@ -74,7 +74,7 @@ func decisionStages(t *testing.T, console string, rs Results, deciding []Result)
 	if d, _ := deciding[len(deciding)-1].Number("mono_us"); d > 0 {
 		last = max(last, d)
 	}
-	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "events_stored_ms", "intent_stored_ms", "isolate_ms", "total_ms"}
+	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_stored_ms", "isolate_ms", "total_ms"}
 	per := map[string][]float64{}
 	n := 0
 	for _, l := range DaemonLog(console) {
