@@ -74,7 +74,9 @@ func (d *Daemon) actLoop(ctx context.Context) {
 					d.acting.Store(0)
 					break
 				}
+				d.actGen.Add(1)
 				d.run(ctx, j)
+				d.actGen.Add(1)
 				d.acting.Store(0)
 				if j.fn == nil {
 					d.askHealth()

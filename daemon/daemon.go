@@ -105,11 +105,18 @@ type Daemon struct {
 	// recheck asks the main loop for a health check out of turn (an
 	// action changed the budgets); it holds at most one request.
 	recheck chan struct{}
+	// actGen is odd while the action worker runs a job: a health check
+	// that saw it odd, or saw it move, may have read the kernel between a
+	// write of ours and its record.
+	actGen atomic.Uint64
 
 	mu         sync.Mutex // guards the fields below
 	problems   []string
 	kernel     KernelStatus
 	budget     BudgetStatus
+	// settledBudget is the last budget read with no action in flight: what
+	// the "retired by someone else" notices compare with.
+	settledBudget BudgetStatus
 	pending    []job
 	outcomes   map[string]int
 	edacBound  bool

@@ -65,16 +65,24 @@ func (d *Daemon) checkHealth() {
 	// clears what the last run announced and is over now.
 	d.alerts.health(typed)
 	problems := problemTexts(typed)
+	gen := d.actGen.Load()
 	budget := d.budgetStatus()
+	// An action in flight may have written the kernel and not yet
+	// recorded the resource as ours: the notices wait for a check with
+	// none (the action asks for one when it is done).
+	settled := gen%2 == 0 && d.actGen.Load() == gen
 	d.mu.Lock()
 	// CPUs or pages another actor took offline are not a fault of ours, but
 	// they use up the budgets: say so once when it changes.
-	if fmt.Sprint(budget.CPUsOfflineByOther) != fmt.Sprint(d.budget.CPUsOfflineByOther) && len(budget.CPUsOfflineByOther) > 0 {
-		d.log.WithField("cpus", budget.CPUsOfflineByOther).Warn("CPUs offlined by someone else (kernel, rasdaemon, an admin); they count against the CPU budgets")
-	}
-	if others := budget.PagesRetired - uint64(budget.PagesRetiredByUs); budget.PagesRetired > d.budget.PagesRetired &&
-		budget.PagesRetired >= uint64(budget.PagesRetiredByUs) && others > 0 {
-		d.log.WithField("pages", others).Info("pages retired by others (HardwareCorrupted); they count against the page budget")
+	if last := d.settledBudget; settled {
+		if fmt.Sprint(budget.CPUsOfflineByOther) != fmt.Sprint(last.CPUsOfflineByOther) && len(budget.CPUsOfflineByOther) > 0 {
+			d.log.WithField("cpus", budget.CPUsOfflineByOther).Warn("CPUs offlined by someone else (kernel, rasdaemon, an admin); they count against the CPU budgets")
+		}
+		if others := budget.PagesRetired - uint64(budget.PagesRetiredByUs); budget.PagesRetired > last.PagesRetired &&
+			budget.PagesRetired >= uint64(budget.PagesRetiredByUs) && others > 0 {
+			d.log.WithField("pages", others).Info("pages retired by others (HardwareCorrupted); they count against the page budget")
+		}
+		d.settledBudget = budget
 	}
 	changed := strings.Join(problems, "\n") != strings.Join(d.problems, "\n")
 	d.problems = problems
@@ -93,9 +101,12 @@ func (d *Daemon) checkHealth() {
 
 func (d *Daemon) budgetStatus() BudgetStatus {
 	var b BudgetStatus
+	// The kernel first, then our set: an isolation of ours the kernel
+	// shows is then either in the set or still in flight (checkHealth).
+	topo, topoErr := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+	mi, miErr := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS)
 	ours := d.isolatedByUs()
-	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
-	if err == nil {
+	if topoErr == nil {
 		b.CPUsPresent = len(topo.Present)
 		b.CPUsOnline = len(topo.Online)
 		online := map[int]bool{}
@@ -119,7 +130,7 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 			}
 		}
 	}
-	if mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS); err == nil {
+	if miErr == nil {
 		b.PagesRetired = mi.HardwareCorruptedKB / 4
 		d.policyMu.Lock()
 		pct := d.cfg.Budgets.MaxRAMRetiredPercent
