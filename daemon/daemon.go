@@ -110,18 +110,18 @@ type Daemon struct {
 	// write of ours and its record.
 	actGen atomic.Uint64
 
-	mu         sync.Mutex // guards the fields below
-	problems   []string
-	kernel     KernelStatus
-	budget     BudgetStatus
+	mu       sync.Mutex // guards the fields below
+	problems []string
+	kernel   KernelStatus
+	budget   BudgetStatus
 	// settledBudget is the last budget read with no action in flight: what
 	// the "retired by someone else" notices compare with.
 	settledBudget BudgetStatus
-	pending    []job
-	outcomes   map[string]int
-	edacBound  bool
-	cec        countonce.Machine
-	lastCPUOff time.Time
+	pending       []job
+	outcomes      map[string]int
+	edacBound     bool
+	cec           countonce.Machine
+	lastCPUOff    time.Time
 	// lastCPUOffRun is the last CPU offline of this run (restores after a
 	// reboot pace each other by it); deferred are restores it held back.
 	lastCPUOffRun time.Time
