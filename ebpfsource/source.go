@@ -111,6 +111,9 @@ type Source struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// closed is set before Close closes anything: Run, woken by it, ends
+	// with nil.
+	closed atomic.Bool
 }
 
 type counters struct {
@@ -320,6 +323,7 @@ func (s *Source) Attached() []string {
 // Close interrupts Run and detaches the probes. It is safe to call twice.
 func (s *Source) Close() error {
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		var errs []error
 		if s.ring != nil {
 			errs = append(errs, s.ring.Close()) // wakes Run's wait
@@ -364,7 +368,7 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 			// The ring is empty: wait in the netpoller for the next
 			// record, the sweep, or the end.
 			if err := s.waitRecords(ctx, clock.next); err != nil {
-				if errors.Is(err, os.ErrClosed) {
+				if s.closed.Load() || errors.Is(err, os.ErrClosed) {
 					return nil
 				}
 				return fmt.Errorf("waiting on the BPF ring buffer: %w", err)
