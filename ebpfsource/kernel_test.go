@@ -152,6 +152,9 @@ func runnable(t *testing.T, backstop time.Duration) *Source {
 	require.NoError(t, err)
 	s.reader = rd
 	t.Cleanup(func() { rd.Close() })
+	s.ring, s.ringConn, err = pollable(s.coll.Maps[probesMapEvents].FD())
+	require.NoError(t, err)
+	t.Cleanup(func() { s.ring.Close() })
 	return s
 }
 

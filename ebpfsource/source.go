@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -84,10 +84,17 @@ type Config struct {
 // Source runs the probes. Open loads and attaches them; Run reads until its
 // context ends or Close is called; Close detaches everything.
 type Source struct {
-	cfg      Config
-	coll     *ebpf.Collection
-	links    []link.Link
-	reader   *ringbuf.Reader
+	cfg    Config
+	coll   *ebpf.Collection
+	links  []link.Link
+	reader *ringbuf.Reader
+	// ring is a second descriptor of the ring buffer map, non-blocking
+	// in Go's netpoller: Run waits for records there, where cilium's
+	// reader would wait in epoll_wait(2) inside a system call holding its
+	// P (on a daemon pinned to one CPU, the main loop then took each
+	// event only when sysmon took the P back).
+	ring     *os.File
+	ringConn syscall.RawConn
 	formats  map[uint32]*tracefs.Format
 	decoders map[uint32]tracefs.Decoder
 	attached []probe
@@ -104,6 +111,9 @@ type Source struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// closed is set before Close closes anything: Run, woken by it, ends
+	// with nil.
+	closed atomic.Bool
 }
 
 type counters struct {
@@ -220,6 +230,10 @@ func Open(cfg Config) (*Source, error) {
 		s.Close()
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
+	if s.ring, s.ringConn, err = pollable(coll.Maps[probesMapEvents].FD()); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
 	return s, nil
 }
 
@@ -309,7 +323,11 @@ func (s *Source) Attached() []string {
 // Close interrupts Run and detaches the probes. It is safe to call twice.
 func (s *Source) Close() error {
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		var errs []error
+		if s.ring != nil {
+			errs = append(errs, s.ring.Close()) // wakes Run's wait
+		}
 		if s.reader != nil {
 			errs = append(errs, s.reader.Close())
 		}
@@ -329,25 +347,32 @@ func (s *Source) Close() error {
 // storm lasts, at every backstop timeout and when Run returns, and sent as
 // one event per key carrying the count.
 func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
-	stop := context.AfterFunc(ctx, func() { _ = s.reader.Flush() })
+	stop := context.AfterFunc(ctx, func() {
+		_ = s.reader.Flush()
+		_ = s.ring.SetReadDeadline(time.Now()) // wakes the wait below
+	})
 	defer stop()
 	clock := newSweepClock(s.cfg.Sweep, s.cfg.Backstop, time.Now())
 	var rec ringbuf.Record
 	for {
-		s.reader.SetDeadline(clock.next)
+		// cilium's reader never waits here (its deadline is past): it
+		// hands out what the ring holds, then says so.
+		s.reader.SetDeadline(time.Unix(1, 0))
 		err := s.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
 			if s.handle(ctx, rec.RawSample, out) {
 				clock.notice(time.Now())
 			}
-			// The next read blocks in epoll_wait(2) inside a system call,
-			// holding its P: on a daemon pinned to one CPU (GOMAXPROCS=1)
-			// the main loop would take the event only once sysmon took
-			// the P back (20 µs to 10 ms). Yielding first lets it run now.
-			runtime.Gosched()
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Nothing left to read; the sweep below is due.
+			// The ring is empty: wait in the netpoller for the next
+			// record, the sweep, or the end.
+			if err := s.waitRecords(ctx, clock.next); err != nil {
+				if s.closed.Load() || errors.Is(err, os.ErrClosed) {
+					return nil
+				}
+				return fmt.Errorf("waiting on the BPF ring buffer: %w", err)
+			}
 		case errors.Is(err, ringbuf.ErrFlushed):
 			// ctx ended: report what was counted and stop.
 			s.sweep(context.WithoutCancel(ctx), out, true)
@@ -358,12 +383,51 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 			return fmt.Errorf("reading the BPF ring buffer: %w", err)
 		}
 		if ctx.Err() != nil {
-			return nil
+			// Flush has run: the next read ends with ErrFlushed.
+			continue
 		}
 		if now := time.Now(); clock.due(now) {
 			clock.swept(now, s.sweep(ctx, out, false))
 		}
 	}
+}
+
+// waitRecords parks until the ring buffer holds a record, until (a
+// deadline: the sweep is due; not an error), or ctx ends. The ring is
+// checked after the netpoller is armed for it, so a record committed
+// since the last read is never waited past.
+func (s *Source) waitRecords(ctx context.Context, until time.Time) error {
+	if err := s.ring.SetReadDeadline(until); err != nil {
+		return err
+	}
+	err := s.ringConn.Read(func(uintptr) bool {
+		return ctx.Err() != nil || s.reader.AvailableBytes() > 0
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+// pollable opens a second, non-blocking descriptor of a ring buffer map
+// that Go's netpoller waits on (a BPF ring buffer polls readable while it
+// holds records).
+func pollable(fd int) (*os.File, syscall.RawConn, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("duplicating the map descriptor: %w", err)
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, nil, fmt.Errorf("making the map descriptor non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "bpf-ringbuf")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, rc, nil
 }
 
 // sweepClock says when the aggregation maps are read next. next is a
