@@ -114,6 +114,10 @@ type Source struct {
 	// closed is set before Close closes anything: Run, woken by it, ends
 	// with nil.
 	closed atomic.Bool
+	// readerMu keeps Close from closing the reader while Run's wait asks
+	// it how much the ring holds: cilium's AvailableBytes reads the
+	// reader's ring without its lock, and Close sets it to nil.
+	readerMu sync.RWMutex
 }
 
 type counters struct {
@@ -329,7 +333,9 @@ func (s *Source) Close() error {
 			errs = append(errs, s.ring.Close()) // wakes Run's wait
 		}
 		if s.reader != nil {
+			s.readerMu.Lock()
 			errs = append(errs, s.reader.Close())
+			s.readerMu.Unlock()
 		}
 		for _, l := range s.links {
 			errs = append(errs, l.Close())
@@ -401,7 +407,9 @@ func (s *Source) waitRecords(ctx context.Context, until time.Time) error {
 		return err
 	}
 	err := s.ringConn.Read(func(uintptr) bool {
-		return ctx.Err() != nil || s.reader.AvailableBytes() > 0
+		s.readerMu.RLock()
+		defer s.readerMu.RUnlock()
+		return s.closed.Load() || ctx.Err() != nil || s.reader.AvailableBytes() > 0
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
