@@ -229,13 +229,11 @@ func cmdEBPFCheck(e env, args []string) (map[string]any, error) {
 		inj.close()
 		return data, err
 	}
-	for i := 0; i < storm; i++ {
-		if err := inj.inject(1, storming); err != nil {
-			inj.close()
-			return data, err
-		}
-	}
+	err = inj.injectN(1, storm, storming)
 	inj.close()
+	if err != nil {
+		return data, err
+	}
 	onPage := func(ev fault.Event) bool { return ev.AddrValid && ev.PFN() == ebpfStormPage/fault.PageSize }
 	var bpfSum, bpfEvents, trSum uint64
 	after, err := settle(src, before.Probes["mce/mce_record"].Seen, func() uint64 {
@@ -315,13 +313,11 @@ func (e env) fullRing(data map[string]any, vendor string) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < ebpfFullRing; i++ {
-		if err := inj.inject(1, rec); err != nil {
-			inj.close()
-			return err
-		}
-	}
+	err = inj.injectN(1, ebpfFullRing, rec)
 	inj.close()
+	if err != nil {
+		return err
+	}
 	// The kernel logs injected records from a kworker after the writes
 	// return: let the probe see them all before anyone reads the ring.
 	if _, err := settle(src, 0, nil); err != nil {
@@ -377,13 +373,11 @@ func (e env) longStorm(data map[string]any, vendor string) error {
 		return err
 	}
 	start := time.Now()
-	for i := 0; i < ebpfLongStorm; i++ {
-		if err := inj.inject(1, rec); err != nil {
-			inj.close()
-			return err
-		}
-	}
+	err = inj.injectN(1, ebpfLongStorm, rec)
 	inj.close()
+	if err != nil {
+		return err
+	}
 	data["long_inject_ms"] = time.Since(start).Milliseconds()
 	onPage := func(ev fault.Event) bool { return ev.AddrValid && ev.PFN() == ebpfLongStormPage/fault.PageSize }
 	var sum, events uint64

@@ -60,6 +60,16 @@ func (in *injector) inject(cpu int, r mceRecord) error {
 	return nil
 }
 
+// injectN writes r n times from cpu; the first failed write ends it.
+func (in *injector) injectN(cpu, n int, r mceRecord) error {
+	for range n {
+		if err := in.inject(cpu, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cmdInjectStorm injects N corrected memory errors at ADDR from CPU as
 // fast as mce-inject takes them and reports how long that took. It stops
 // at the first failed write: a storm that silently injected less would
