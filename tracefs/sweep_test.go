@@ -143,26 +143,26 @@ type polledDeafPipe struct {
 
 func (p polledDeafPipe) pollFD() (int, bool) { return p.fd, true }
 
-// The sweeper wakes a reader only when the kernel says its buffer holds
-// data: an idle machine's readers stay parked.
-func TestSweeperWakesOnlyPipesWithData(t *testing.T) {
+// pollablePipe is a real pipe for poll(2): its write end and the
+// descriptor of its read end (both closed when the test ends).
+func pollablePipe(t *testing.T) (*os.File, int) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
-	defer r.Close()
-	defer w.Close()
+	t.Cleanup(func() { r.Close(); w.Close() })
 	rc, err := r.SyscallConn()
 	require.NoError(t, err)
 	fd := -1
 	require.NoError(t, rc.Control(func(f uintptr) { fd = int(f) }))
+	return w, fd
+}
+
+// The sweeper wakes a reader only when the kernel says its buffer holds
+// data: an idle machine's readers stay parked.
+func TestSweeperWakesOnlyPipesWithData(t *testing.T) {
+	w, fd := pollablePipe(t)
+	_, efd := pollablePipe(t)
 	empty, full := newDeafPipe(), newDeafPipe()
-	emptyR, emptyW, err := os.Pipe()
-	require.NoError(t, err)
-	defer emptyR.Close()
-	defer emptyW.Close()
-	erc, err := emptyR.SyscallConn()
-	require.NoError(t, err)
-	efd := -1
-	require.NoError(t, erc.Control(func(f uintptr) { efd = int(f) }))
 	sw := newSweeper([]*cpuPipe{
 		{cpu: 0, f: polledDeafPipe{empty, efd}, draining: &atomic.Bool{}},
 		{cpu: 1, f: polledDeafPipe{full, fd}, draining: &atomic.Bool{}},
@@ -174,7 +174,7 @@ func TestSweeperWakesOnlyPipesWithData(t *testing.T) {
 	require.True(t, empty.deadline.IsZero(), "nothing to read: no wake-up")
 	require.True(t, full.deadline.IsZero(), "nothing to read: no wake-up")
 
-	_, err = w.Write([]byte{1})
+	_, err := w.Write([]byte{1})
 	require.NoError(t, err)
 	sw.once()
 	require.True(t, empty.deadline.IsZero(), "nothing to read: no wake-up")

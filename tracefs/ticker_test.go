@@ -2,7 +2,6 @@ package tracefs
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -66,18 +65,11 @@ func TestKernelTicker(t *testing.T) {
 // pollNow reports what poll(2) does, without waiting.
 func TestPollNow(t *testing.T) {
 	require.NoError(t, pollNow(nil))
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	defer r.Close()
-	defer w.Close()
-	rc, err := r.SyscallConn()
-	require.NoError(t, err)
-	fd := -1
-	require.NoError(t, rc.Control(func(f uintptr) { fd = int(f) }))
+	w, fd := pollablePipe(t)
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	require.NoError(t, pollNow(fds))
 	require.Zero(t, fds[0].Revents&unix.POLLIN, "empty pipe")
-	_, err = w.Write([]byte{1})
+	_, err := w.Write([]byte{1})
 	require.NoError(t, err)
 	require.NoError(t, pollNow(fds))
 	require.NotZero(t, fds[0].Revents&unix.POLLIN, "a byte waiting")
