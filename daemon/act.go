@@ -28,8 +28,14 @@ type job struct {
 	// (not an intent a crash left unsettled): the offline that took the
 	// CPU out before the reboot does not count against restoring it.
 	reboot bool
-	// saved is set once the case and its intents are in the store.
-	saved bool
+	// saved is set once the case and its intents are durable: in the
+	// store, or in the journal with journaled holding the intents the
+	// store still has to take after the kernel write.
+	saved     bool
+	journaled []fault.Action
+	// announce: the case is new and not logged yet; the worker logs it
+	// after the kernel write (afterWrite).
+	announce bool
 	// kernel, when set, is a ras:memory_failure_event to record: the
 	// kernel isolated a page itself. It is never held while paused.
 	kernel *fault.Event
@@ -106,9 +112,9 @@ func (d *Daemon) run(ctx context.Context, j job) {
 		return
 	}
 	j.timing.mark(stepPicked, d.now())
-	d.writeAhead(j)
-	j.saved = true
+	d.writeAhead(&j)
 	if d.paused.Load() && !j.replay {
+		d.afterWrite(&j)
 		d.mu.Lock()
 		d.pending = append(d.pending, j)
 		d.mu.Unlock()
@@ -122,10 +128,12 @@ func (d *Daemon) run(ctx context.Context, j job) {
 }
 
 // writeAhead makes the decision durable before the kernel is touched: the
-// case with one intended action per target and, for a live decision, the
-// events that fed it (so a restart rebuilds the same engine counts), in
-// one transaction.
-func (d *Daemon) writeAhead(j job) {
+// case with one intended action per target. A live decision goes to the
+// journal, one fdatasync'd append, and into the store after the write
+// (afterWrite), with the events that fed it; when the journal cannot
+// take it, and for a replay (a case the store already has), it goes into
+// the store now.
+func (d *Daemon) writeAhead(j *job) {
 	if j.saved {
 		return
 	}
@@ -134,12 +142,33 @@ func (d *Daemon) writeAhead(j job) {
 		intents = append(intents, fault.Action{CaseID: j.c.ID, Time: d.now(), Resource: r, Kind: actionKind(j.c.Diagnosis),
 			Outcome: fault.OutcomeIntended, Detail: "decided; the kernel write follows"})
 	}
-	if j.replay {
+	switch {
+	case j.replay:
 		d.storeIntent(j.c, intents)
-	} else {
+	case d.journalDecision(j.c, intents):
+		j.journaled = intents
+	default:
 		d.storeDecision(j.c, intents)
 	}
+	j.saved = true
 	j.timing.mark(stepIntended, d.now())
+}
+
+// afterWrite does what the way to the kernel write leaves for after it,
+// before the outcome is recorded: logs the new case, and puts a journaled
+// decision into the store (its outcome names the case).
+func (d *Daemon) afterWrite(j *job) {
+	if j.announce {
+		d.logDiagnosed(j.c)
+		j.announce = false
+	}
+	if j.journaled == nil {
+		return
+	}
+	d.storeDecision(j.c, j.journaled)
+	j.journaled = nil
+	d.trimJournal()
+	j.timing.mark(stepStored, d.now())
 }
 
 func actionKind(diag fault.Diagnosis) string {
@@ -167,7 +196,8 @@ func (d *Daemon) drainJobs() {
 		case j.kernel != nil:
 			d.kernelIsolated(*j.kernel)
 		default:
-			d.writeAhead(j)
+			d.writeAhead(&j)
+			d.afterWrite(&j)
 			d.log.WithField("case", j.c.ID).Warn("stopping before acting on this case; the next start carries it out")
 		}
 	}
@@ -191,6 +221,7 @@ func (d *Daemon) execute(ctx context.Context, j job) {
 	case fault.DiagSoftOfflinePage, fault.DiagOfflineRow, fault.DiagHardOfflinePage:
 		d.executePages(ctx, j)
 	default:
+		d.afterWrite(&j)
 		d.log.WithField("diagnosis", j.c.Diagnosis).Error("no actuator for diagnosis")
 	}
 }
@@ -409,6 +440,7 @@ func refusal(caseID string, now time.Time, r fault.Resource, kind string, viol [
 // settle records the outcome of each intent and moves the case to
 // isolated or failed.
 func (d *Daemon) settle(j job, actions []fault.Action) {
+	d.afterWrite(&j)
 	c := j.c
 	state := fault.CaseIsolated
 	for _, a := range actions {
@@ -430,12 +462,12 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 		for _, a := range actions {
 			d.record(a, c)
 		}
-		j.timing.log(d.log, c.ID)
+		j.timing.log(d.log, c, d.now())
 		d.alerts.raise(d.alerts.wouldIsolate(j, actions)...)
 		return
 	}
 	d.storeOutcome(c.ID, actions, state, d.now(), d.settledAlerts(j, actions, state)...)
-	j.timing.log(d.log, c.ID)
+	j.timing.log(d.log, c, d.now())
 }
 
 // record stores one action's outcome: the other transition point, next

@@ -64,6 +64,11 @@ type Daemon struct {
 	log   *logrus.Logger
 	now   func() time.Time
 	store *store.Store
+	// journal is the decisions' write-ahead record (action worker; nil
+	// when it cannot be opened); journalAtStart is what it held at start,
+	// for recoverState to import.
+	journal        *store.Journal
+	journalAtStart []store.JournalDecision
 
 	policyMu sync.Mutex
 	cfg      *policy.Config
@@ -247,6 +252,10 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			Error("the store was an empty file: its history is lost; starting a fresh one (pages and CPUs already offline count against the budgets as isolated by others)")
 	}
 	d.store = st
+	d.openJournal()
+	if d.journal != nil {
+		defer d.journal.Close()
+	}
 	d.started = d.now()
 	if err := d.cases.load(st); err != nil {
 		d.log.WithError(err).Error("counting stored cases; status counts only this run's")

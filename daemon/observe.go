@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -72,13 +73,18 @@ func (d *Daemon) feed(verdicts []countonce.Verdict, observed time.Time) {
 			d.log.Info("corrected-error storm over")
 		}
 	}
+	for i, dec := range decisions {
+		d.openCase(dec, newDecisionTiming(received[i], observed, d.now()))
+	}
+	if len(decisions) > 0 {
+		// The action worker first: on a daemon with one CPU (pinned, or a
+		// busy host) it would otherwise wait for the logging below.
+		runtime.Gosched()
+	}
 	if !storming && d.log.IsLevelEnabled(logrus.DebugLevel) {
 		for i := range verdicts {
 			d.log.WithField("event", verdicts[i].Event.String()).WithField("new", verdicts[i].New.String()).Debug("hardware error")
 		}
-	}
-	for i, dec := range decisions {
-		d.openCase(dec, newDecisionTiming(received[i], observed, d.now()))
 	}
 }
 
@@ -91,20 +97,25 @@ func parts(f countonce.Facet) policy.Parts {
 	}
 }
 
-// openCase logs a new case and hands it to the action worker, which
-// stores it (with its intended actions, before any kernel write): the main
-// loop itself never waits on the store.
+// openCase hands a new case to the action worker, which makes it durable
+// (with its intended actions, before any kernel write): the main loop
+// itself never waits on the store. A case with something to isolate is
+// logged by the worker after the kernel write, not on the way to it.
 func (d *Daemon) openCase(dec policy.Decision, timing *decisionTiming) {
 	c := dec.Case
 	c.State = fault.CaseOpen
-	d.log.WithFields(logrus.Fields{
-		"case": c.ID, "diagnosis": c.Diagnosis, "suspect": c.Suspect, "fru": c.FRU, "rule": c.Rule,
-	}).Warn("diagnosed: " + c.Summary)
 	if len(dec.Targets) == 0 {
+		d.logDiagnosed(c)
 		d.jobs.push(job{fn: func() { d.storeCase(c) }})
 		return
 	}
-	d.jobs.push(job{c: c, targets: dec.Targets, timing: timing})
+	d.jobs.push(job{c: c, targets: dec.Targets, timing: timing, announce: true})
+}
+
+func (d *Daemon) logDiagnosed(c fault.Case) {
+	d.log.WithFields(logrus.Fields{
+		"case": c.ID, "diagnosis": c.Diagnosis, "suspect": c.Suspect, "fru": c.FRU, "rule": c.Rule,
+	}).Warn("diagnosed: " + c.Summary)
 }
 
 // storeEvents batches the history: one transaction per batch keeps a storm

@@ -22,6 +22,9 @@ import (
 // crash may have come at any instant) and rebuilds the rate engines, then
 // queues what must be done again under today's policy.
 func (d *Daemon) recoverState() {
+	// First: a journaled decision the store lacks is a case the rebuilt
+	// engines must find, or they would decide it again.
+	d.importJournal()
 	replay := d.loadHistory()
 	d.reconcileIntents()
 	d.rebuildEngine(d.stage)

@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/selfprotect/selfprotect/fault"
 )
 
 // decisionStep is a point on the deciding record's way from the source to
@@ -15,8 +18,9 @@ const (
 	stepObserved                      // the main loop took it
 	stepDiagnosed                     // the engine tripped: case opened
 	stepPicked                        // the action worker took the job
-	stepIntended                      // the case, its intents and the events that fed it are stored
+	stepIntended                      // the case and its intents are durable (journal, or the store when it cannot)
 	stepIsolated                      // the actuator wrote and verified
+	stepStored                        // the decision is in the store too (after the write: the journal covered it)
 	decisionSteps
 )
 
@@ -25,8 +29,9 @@ var timingFields = [decisionSteps]string{
 	stepObserved:  "to_loop_ms",
 	stepDiagnosed: "diagnose_ms",
 	stepPicked:    "to_worker_ms",
-	stepIntended:  "intent_stored_ms",
+	stepIntended:  "intent_durable_ms",
 	stepIsolated:  "isolate_ms",
+	stepStored:    "then_stored_ms",
 }
 
 // decisionTiming stamps one decision's steps so the latency from an error
@@ -49,29 +54,41 @@ func (t *decisionTiming) mark(s decisionStep, now time.Time) {
 	}
 }
 
-// fields are the stages in ms, and the total from the record's receipt; a
+// fields are the stages in ms, and the total from the record's receipt to
+// the kernel write (what the store does after it is not on the way); a
 // step never stamped leaves its stage out.
 func (t *decisionTiming) fields() logrus.Fields {
 	f := logrus.Fields{}
 	prev := t.at[stepReceived]
+	var total time.Duration
 	for s := stepObserved; s < decisionSteps; s++ {
 		if t.at[s].IsZero() {
 			continue
 		}
 		f[timingFields[s]] = ms(t.at[s].Sub(prev))
 		prev = t.at[s]
+		if s <= stepIsolated {
+			total = prev.Sub(t.at[stepReceived])
+		}
 	}
-	f["total_ms"] = ms(prev.Sub(t.at[stepReceived]))
+	f["total_ms"] = ms(total)
 	return f
 }
 
 // log reports the stages at debug level, after the kernel write: never on
-// the way to it.
-func (t *decisionTiming) log(l logrus.FieldLogger, caseID string) {
+// the way to it. received_mono_us dates the record's receipt on
+// CLOCK_MONOTONIC, the clock a benchmark's injector and probe stamp with
+// (make bench-kernel splits the time from the injection on it).
+func (t *decisionTiming) log(l logrus.FieldLogger, c fault.Case, now time.Time) {
 	if t == nil {
 		return
 	}
-	l.WithFields(t.fields()).WithField("case", caseID).Debug("decision timing")
+	f := t.fields()
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
+		f["received_mono_us"] = (ts.Nano() - now.Sub(t.at[stepReceived]).Nanoseconds()) / 1000
+	}
+	l.WithFields(f).WithField("case", c.ID).WithField("suspect", c.Suspect).Debug("decision timing")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

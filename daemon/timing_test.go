@@ -6,6 +6,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/fault"
 )
 
 func TestDecisionTimingFields(t *testing.T) {
@@ -18,9 +20,9 @@ func TestDecisionTimingFields(t *testing.T) {
 	}{
 		{
 			name:  "every step",
-			marks: map[decisionStep]int{stepPicked: 1500, stepIntended: 9000, stepIsolated: 20000},
+			marks: map[decisionStep]int{stepPicked: 1500, stepIntended: 9000, stepIsolated: 20000, stepStored: 26000},
 			want: logrus.Fields{"to_loop_ms": 0.1, "diagnose_ms": 0.25, "to_worker_ms": 1.15,
-				"intent_stored_ms": 7.5, "isolate_ms": 11.0, "total_ms": 20.0},
+				"intent_durable_ms": 7.5, "isolate_ms": 11.0, "then_stored_ms": 6.0, "total_ms": 20.0},
 		},
 		{
 			// The stage after a step never stamped runs from the last
@@ -28,7 +30,7 @@ func TestDecisionTimingFields(t *testing.T) {
 			name:  "a step missing",
 			marks: map[decisionStep]int{stepIntended: 3000, stepIsolated: 5000},
 			want: logrus.Fields{"to_loop_ms": 0.1, "diagnose_ms": 0.25,
-				"intent_stored_ms": 2.65, "isolate_ms": 2.0, "total_ms": 5.0},
+				"intent_durable_ms": 2.65, "isolate_ms": 2.0, "total_ms": 5.0},
 		},
 	}
 	for _, tt := range tests {
@@ -46,6 +48,6 @@ func TestDecisionTimingNilIsInert(t *testing.T) {
 	var tm *decisionTiming
 	require.NotPanics(t, func() {
 		tm.mark(stepPicked, time.Now())
-		tm.log(logrus.New(), "case")
+		tm.log(logrus.New(), fault.Case{ID: "case"}, time.Now())
 	})
 }

@@ -66,18 +66,22 @@ func hex(u uint64) string { return "0x" + strconv.FormatUint(u, 16) }
 func marshalEvidence(ev []fault.Evidence) (string, error) {
 	out := make([]evidenceJSON, len(ev))
 	for i, e := range ev {
-		out[i] = evidenceJSON{
-			Time: e.Time.UTC().Format(time.RFC3339Nano), Source: string(e.Source),
-			Severity: e.Severity.String(), Class: e.Class.String(), Count: e.Count,
-			CPU: e.CPU, Bank: e.Bank, Status: hex(e.Status), Addr: hex(e.Addr),
-			DIMM: e.DIMM, Summary: e.Summary,
-		}
+		out[i] = toEvidenceJSON(e)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return "", fmt.Errorf("encoding evidence: %w", err)
 	}
 	return string(b), nil
+}
+
+func toEvidenceJSON(e fault.Evidence) evidenceJSON {
+	return evidenceJSON{
+		Time: e.Time.UTC().Format(time.RFC3339Nano), Source: string(e.Source),
+		Severity: e.Severity.String(), Class: e.Class.String(), Count: e.Count,
+		CPU: e.CPU, Bank: e.Bank, Status: hex(e.Status), Addr: hex(e.Addr),
+		DIMM: e.DIMM, Summary: e.Summary,
+	}
 }
 
 func unmarshalEvidence(s string) ([]fault.Evidence, error) {

@@ -88,6 +88,7 @@ func crashCycles(t *testing.T, sig syscall.Signal, cycles int) {
 			"intent settled": "settling a decision the last run did not finish",
 			"found isolated": "found isolated at start",
 			"lost decision":  "taking it now",
+			"journal import": "journaled but did not store",
 		} {
 			if strings.Contains(d.log.String(), line) {
 				paths[what]++

@@ -13,6 +13,7 @@ import (
 
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/sim"
+	"github.com/selfprotect/selfprotect/store"
 )
 
 // Rate-engine counts survive a restart and a SIGHUP: the engines are
@@ -157,30 +158,49 @@ func TestReplayAfterRebootUnderTodaysPolicy(t *testing.T) {
 }
 
 // A store lost to corruption is rebuilt from the kernel: pages already
-// poisoned get a case (isolated by another actor, since our record of them
-// is gone), count against the budget and are never written again.
+// poisoned get a case, count against the budget and are never written
+// again. With the decision journal beside the store, the decisions come
+// back from it as ours (the write was made, the kernel shows it); with the
+// journal lost too, our record of them is gone and they are isolated by
+// another actor as far as anyone can tell.
 func TestLostStoreRebuiltFromKpageflags(t *testing.T) {
 	t.Parallel()
-	m := newMachine(t, intel612)
-	d := startDaemon(t, m, daemonOpts{})
-	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
-	require.NoError(t, m.InjectMemoryCE(0x3e85040, 2, 1))
-	d.settle(300 * time.Millisecond)
-	require.Len(t, m.Offlined(), 2)
-	d.stop()
-	db := filepath.Join(d.state, "selfprotect.db")
-	for _, f := range []string{db, db + "-wal", db + "-shm"} {
-		_ = os.Remove(f)
+	tests := []struct {
+		name        string
+		loseJournal bool
+		want        []string
+	}{
+		{name: "journal kept", want: []string{string(fault.OutcomeIntended), string(fault.OutcomeIsolated)}},
+		{name: "journal lost", loseJournal: true, want: []string{string(fault.OutcomeIsolatedByOther)}},
 	}
-	require.NoError(t, os.WriteFile(db, []byte("not a database, not at all; a disk error ate it"), 0o600))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := newMachine(t, intel612)
+			d := startDaemon(t, m, daemonOpts{})
+			require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+			require.NoError(t, m.InjectMemoryCE(0x3e85040, 2, 1))
+			d.settle(300 * time.Millisecond)
+			require.Len(t, m.Offlined(), 2)
+			d.stop()
+			db := filepath.Join(d.state, "selfprotect.db")
+			for _, f := range []string{db, db + "-wal", db + "-shm"} {
+				_ = os.Remove(f)
+			}
+			require.NoError(t, os.WriteFile(db, []byte("not a database, not at all; a disk error ate it"), 0o600))
+			if tt.loseJournal {
+				require.NoError(t, os.Remove(filepath.Join(d.state, store.JournalFile)))
+			}
 
-	d = startDaemon(t, m, daemonOpts{state: d.state})
-	d.settle(300 * time.Millisecond)
-	for _, p := range []uint64{0x2d94, 0x3e85} {
-		require.Equal(t, []string{string(fault.OutcomeIsolatedByOther)}, outcomesOf(d, fault.Page(p)))
+			d = startDaemon(t, m, daemonOpts{state: d.state})
+			d.settle(300 * time.Millisecond)
+			for _, p := range []uint64{0x2d94, 0x3e85} {
+				require.Equal(t, tt.want, outcomesOf(d, fault.Page(p)))
+			}
+			// More errors on those pages write nothing.
+			require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
+			d.settle(300 * time.Millisecond)
+			require.Len(t, m.Offlined(), 2)
+		})
 	}
-	// More errors on those pages write nothing.
-	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1))
-	d.settle(300 * time.Millisecond)
-	require.Len(t, m.Offlined(), 2)
 }

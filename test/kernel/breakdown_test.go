@@ -45,3 +45,18 @@ func FuzzDaemonLog(f *testing.F) {
 		_ = TraceRecordTimes([]string{s})
 	})
 }
+
+func TestDecisionTimingLineFields(t *testing.T) {
+	line := `time="t" level=debug msg="decision timing" case=c1 isolate_ms=12.5 received_mono_us=123456 suspect="page:0x3040" total_ms=40.25`
+	tests := []struct {
+		key  string
+		want float64
+	}{{"received_mono_us", 123456}, {"total_ms", 40.25}, {"isolate", -1}, {"missing_ms", -1}}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, logNumber(line, tt.key), tt.key)
+	}
+	require.True(t, suspectIs(line, 0x3040))
+	require.True(t, suspectIs(`suspect=page:0x3040 x=1`, 0x3040), "unquoted")
+	require.False(t, suspectIs(line, 0x304), "a prefix of the page is another page")
+	require.False(t, suspectIs(`resource="page:0x3040"`, 0x3040), "only the suspect field")
+}

@@ -74,7 +74,7 @@ func decisionStages(t *testing.T, console string, rs Results, deciding []Result)
 	if d, _ := deciding[len(deciding)-1].Number("mono_us"); d > 0 {
 		last = max(last, d)
 	}
-	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_stored_ms", "isolate_ms", "total_ms"}
+	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_durable_ms", "isolate_ms", "total_ms", "then_stored_ms"}
 	per := map[string][]float64{}
 	n := 0
 	for _, l := range DaemonLog(console) {
@@ -131,16 +131,16 @@ func pageLatencies(t *testing.T, rs Results) ([]float64, []Result) {
 // breakdown splits the daemon's deciding-injection → HWPOISON time into
 // stages, all on CLOCK_MONOTONIC: the injecting write returns; the
 // kworker puts mce_record in the ring buffer (trace timestamp); the daemon
-// logs the event ("hardware error", debug); it logs "diagnosed:"; the
-// probe sees HWPOISON; the daemon logs the action's outcome (after its own
-// verification). Log stamps are when stamp-run read the line, a little
-// after the daemon wrote it.
+// reads the record (received_mono_us of its "decision timing" line, which
+// it logs after the kernel write, as every log line of a decision); the
+// probe sees HWPOISON; the daemon has verified its write (received +
+// total_ms).
 func breakdown(t *testing.T, console string, rs Results, deciding []Result) {
 	t.Helper()
 	log := DaemonLog(console)
 	trace := TraceRecordTimes(stringsOf(only(t, rs, "trace").Data["lines"]))
 	probes := rs.Step("probe")
-	stages := []string{"inject→received (log)", "received→diagnosed", "diagnosed→hwpoison seen", "hwpoison seen→outcome logged"}
+	stages := []string{"inject→received (daemon)", "received→hwpoison seen", "hwpoison seen→verified (daemon)"}
 	var traceLag []float64
 	per := make([][]float64, len(stages))
 	for i, d := range deciding {
@@ -158,21 +158,22 @@ func breakdown(t *testing.T, console string, rs Results, deciding []Result) {
 			continue
 		}
 		traced := float64(rec[1])
-		// The daemon logs the page-aligned address (misc 0x8c: low 12 bits invalid).
-		// From 200 ms before: the page's first error came 300 ms earlier.
-		received := float64(FirstAfter(log, int64(injected)-200_000, "hardware error", fmt.Sprintf("addr=%#x ", addr&^0xfff)))
-		diagnosed := float64(FirstAfter(log, int64(received), "diagnosed:"))
-		pfn := fmt.Sprintf("page:%#x", addr>>12)
-		logged := float64(FirstAfter(log, int64(diagnosed), "outcome=", pfn))
-		if received < 0 || diagnosed < 0 || logged < 0 {
-			t.Logf("page %d: log lines missing (received %.0f diagnosed %.0f outcome %.0f)", i, received, diagnosed, logged)
+		received, total := -1.0, -1.0
+		for _, l := range log {
+			if l.MonoUS >= int64(injected) && strings.Contains(l.Text, "decision timing") && suspectIs(l.Text, addr>>12) {
+				received, total = logNumber(l.Text, "received_mono_us"), logNumber(l.Text, "total_ms")
+				break
+			}
+		}
+		if received < 0 || total < 0 {
+			t.Logf("page %d: no decision timing line for %s", i, addrHex)
 			continue
 		}
 		// The trace clock is reported apart: "mono" records came out 10-50 ms
 		// *before* the injector's CLOCK_MONOTONIC bank write under TCG, so
 		// it is not on the same clock as the userspace stamps.
 		traceLag = append(traceLag, (traced-injected)/1000)
-		points := []float64{injected, received, diagnosed, seen, logged}
+		points := []float64{injected, received, seen, received + total*1000}
 		var row []string
 		for s := range stages {
 			d := (points[s+1] - points[s]) / 1000
@@ -183,8 +184,34 @@ func breakdown(t *testing.T, console string, rs Results, deciding []Result) {
 	}
 	t.Logf("median inject→trace record (trace clock, see above) %.2f ms", Median(traceLag))
 	for s, name := range stages {
-		t.Logf("median %-30s %7.2f ms", name, Median(per[s]))
+		t.Logf("median %-32s %7.2f ms", name, Median(per[s]))
 	}
+}
+
+// suspectIs tells whether a logfmt line names page pfn as its suspect
+// (quoted or not: logrus quotes a value with a colon).
+func suspectIs(line string, pfn uint64) bool {
+	want := fmt.Sprintf("page:%#x", pfn)
+	for _, f := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == "suspect" && strings.Trim(v, `"`) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// logNumber is the value of key=NUMBER in a logfmt line, -1 if absent.
+func logNumber(line, key string) float64 {
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k != key {
+			continue
+		}
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			return x
+		}
+	}
+	return -1
 }
 
 func stringsOf(v any) []string {
