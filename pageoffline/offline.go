@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/selfprotect/selfprotect/fault"
 )
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // mode is what differs between soft and hard offline.
 type mode struct {
@@ -55,10 +58,13 @@ func (o *Offliner) HardOfflineAfter(ctx context.Context, r fault.Resource, dryRu
 	return o.offline(ctx, r, dryRun, hardMode(), &before)
 }
 
-// report accumulates an Action and its Detail parts.
+// report accumulates an Action and its Detail parts, and when the kernel
+// write began and returned (zero when there was none): the outcome's log
+// line splits the time around it, which the latency bench reads.
 type report struct {
-	a     fault.Action
-	notes []string
+	a              fault.Action
+	notes          []string
+	writing, wrote time.Time
 }
 
 func (rep *report) note(format string, args ...any) {
@@ -68,9 +74,15 @@ func (rep *report) note(format string, args ...any) {
 func (o *Offliner) finish(rep *report, out fault.Outcome, format string, args ...any) fault.Action {
 	rep.a.Outcome = out
 	rep.a.Detail = strings.Join(append([]string{fmt.Sprintf(format, args...)}, rep.notes...), "; ")
-	o.opts.Log.WithFields(map[string]any{
+	fields := map[string]any{
 		"resource": string(rep.a.Resource), "kind": rep.a.Kind, "outcome": string(out), "attempts": rep.a.Attempts,
-	}).Info(rep.a.Detail)
+	}
+	if !rep.writing.IsZero() && !rep.wrote.IsZero() {
+		fields["before_write_ms"] = millis(rep.writing.Sub(rep.a.Time))
+		fields["write_ms"] = millis(rep.wrote.Sub(rep.writing))
+		fields["after_write_ms"] = millis(o.opts.Now().Sub(rep.wrote))
+	}
+	o.opts.Log.WithFields(fields).Info(rep.a.Detail)
 	return rep.a
 }
 
@@ -111,7 +123,9 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 		mi, err := ReadMemInfo(o.paths, o.fsys)
 		before = &MemInfoRead{MemInfo: mi, Err: err}
 	}
+	rep.writing = o.opts.Now()
 	attempts, err := o.writeWithRetry(ctx, path, []byte(addr))
+	rep.wrote = o.opts.Now()
 	rep.a.Attempts = attempts
 	if err != nil {
 		v := classify(err)

@@ -61,7 +61,9 @@ func TestLatency(t *testing.T) {
 
 // decisionStages reports the daemon's own stamps of each decision ("decision
 // timing", debug): from reading the record to the verified kernel write,
-// split at every hand-off, median per stage over the section's pages.
+// split at every hand-off, median per stage over the section's pages; and
+// the page offliner's split of the isolate stage (its outcome line: the
+// checks before the write, the write, the verification after it).
 func decisionStages(t *testing.T, console string, rs Results, deciding []Result) {
 	t.Helper()
 	from, _ := deciding[0].Number("mono_us")
@@ -74,14 +76,20 @@ func decisionStages(t *testing.T, console string, rs Results, deciding []Result)
 	if d, _ := deciding[len(deciding)-1].Number("mono_us"); d > 0 {
 		last = max(last, d)
 	}
-	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_durable_ms", "isolate_ms", "total_ms", "then_stored_ms"}
+	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_durable_ms", "isolate_ms", "total_ms", "then_stored_ms",
+		"before_write_ms", "write_ms", "after_write_ms"}
 	per := map[string][]float64{}
 	n := 0
 	for _, l := range DaemonLog(console) {
-		if l.MonoUS < int64(from)-1_000_000 || l.MonoUS > int64(last)+5_000_000 || !strings.Contains(l.Text, "decision timing") {
+		if l.MonoUS < int64(from)-1_000_000 || l.MonoUS > int64(last)+5_000_000 {
 			continue
 		}
-		n++
+		switch {
+		case strings.Contains(l.Text, "decision timing"):
+			n++
+		case !strings.Contains(l.Text, "before_write_ms="):
+			continue
+		}
 		for _, f := range strings.Fields(l.Text) {
 			k, v, ok := strings.Cut(f, "=")
 			if x, err := strconv.ParseFloat(v, 64); ok && err == nil {
