@@ -288,6 +288,7 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 			todo = nil
 		}
 	}
+	j.timing.mark(stepChecked, d.now())
 	for _, n := range todo {
 		a := d.cpus.Isolate(ctx, fault.CPU(n), d.dryRun())
 		a.CaseID = j.c.ID
@@ -331,6 +332,7 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 			actions = append(actions, refusal(j.c.ID, d.now(), r, kind, viol))
 			continue
 		}
+		j.timing.mark(stepChecked, d.now())
 		var a fault.Action
 		if kind == "hard-offline" {
 			a = d.pages.HardOfflineAfter(ctx, r, d.dryRun(), mi)

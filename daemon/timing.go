@@ -19,6 +19,7 @@ const (
 	stepDiagnosed                     // the engine tripped: case opened
 	stepPicked                        // the action worker took the job
 	stepIntended                      // the case and its intents are durable (journal, or the store when it cannot)
+	stepChecked                       // the budgets are read and checked: the actuator is called
 	stepIsolated                      // the actuator wrote and verified
 	stepStored                        // the decision is in the store too (after the write: the journal covered it)
 	decisionSteps
@@ -30,6 +31,7 @@ var timingFields = [decisionSteps]string{
 	stepDiagnosed: "diagnose_ms",
 	stepPicked:    "to_worker_ms",
 	stepIntended:  "intent_durable_ms",
+	stepChecked:   "budget_ms",
 	stepIsolated:  "isolate_ms",
 	stepStored:    "then_stored_ms",
 }
@@ -75,8 +77,10 @@ func (t *decisionTiming) fields() logrus.Fields {
 	return f
 }
 
-// log reports the stages at debug level, after the kernel write: never on
-// the way to it. received_mono_us dates the record's receipt on
+// log reports the stages, once per decision and after the kernel write:
+// never on the way to it. At info level: how long an isolation took is
+// the operator's question as much as the benchmark's, and a decision is
+// rare enough for one line more. received_mono_us dates the record's receipt on
 // CLOCK_MONOTONIC, the clock a benchmark's injector and probe stamp with
 // (make bench-kernel splits the time from the injection on it).
 func (t *decisionTiming) log(l logrus.FieldLogger, c fault.Case, now time.Time) {
@@ -88,7 +92,7 @@ func (t *decisionTiming) log(l logrus.FieldLogger, c fault.Case, now time.Time) 
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
 		f["received_mono_us"] = (ts.Nano() - now.Sub(t.at[stepReceived]).Nanoseconds()) / 1000
 	}
-	l.WithFields(f).WithField("case", c.ID).WithField("suspect", c.Suspect).Debug("decision timing")
+	l.WithFields(f).WithField("case", c.ID).WithField("suspect", c.Suspect).Info("decision timing")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

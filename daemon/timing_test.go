@@ -20,9 +20,9 @@ func TestDecisionTimingFields(t *testing.T) {
 	}{
 		{
 			name:  "every step",
-			marks: map[decisionStep]int{stepPicked: 1500, stepIntended: 9000, stepIsolated: 20000, stepStored: 26000},
+			marks: map[decisionStep]int{stepPicked: 1500, stepIntended: 9000, stepChecked: 12000, stepIsolated: 20000, stepStored: 26000},
 			want: logrus.Fields{"to_loop_ms": 0.1, "diagnose_ms": 0.25, "to_worker_ms": 1.15,
-				"intent_durable_ms": 7.5, "isolate_ms": 11.0, "then_stored_ms": 6.0, "total_ms": 20.0},
+				"intent_durable_ms": 7.5, "budget_ms": 3.0, "isolate_ms": 8.0, "then_stored_ms": 6.0, "total_ms": 20.0},
 		},
 		{
 			// The stage after a step never stamped runs from the last

@@ -4,6 +4,7 @@
 package kpath
 
 import (
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -89,19 +90,26 @@ type OS struct{}
 func (OS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(name) }
 func (OS) ReadDir(name string) ([]fs.DirEntry, error) { return os.ReadDir(name) }
 
+// WriteFile writes in plain open/write/close system calls, as ReadFile
+// reads: an offline write is on the way from an error to its isolation.
 func (OS) WriteFile(name string, data []byte) error {
 	// O_TRUNC is ignored by sysfs and FIFOs but keeps plain fixture files
 	// from holding the tail of a longer earlier value.
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
+	fd, err := ignoringEINTR(func() (int, error) { return unix.Open(name, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		return err
+		return &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if werr != nil {
-		return werr
+	n, werr := ignoringEINTR(func() (int, error) { return unix.Write(fd, data) })
+	cerr := unix.Close(fd)
+	switch {
+	case werr != nil:
+		return &fs.PathError{Op: "write", Path: name, Err: werr}
+	case n < len(data):
+		return &fs.PathError{Op: "write", Path: name, Err: io.ErrShortWrite}
+	case cerr != nil:
+		return &fs.PathError{Op: "close", Path: name, Err: cerr}
 	}
-	return cerr
+	return nil
 }
 
 // ReadFile reads a whole file in plain open/read/close system calls. The
@@ -141,11 +149,24 @@ func ignoringEINTR(call func() (int, error)) (int, error) {
 	}
 }
 
+// ReadAt reads len(b) bytes at off in plain open/pread/close system
+// calls; fewer at the end of the file, with io.EOF, as os.File.ReadAt.
 func (OS) ReadAt(name string, b []byte, off int64) (int, error) {
-	f, err := os.Open(name)
+	fd, err := ignoringEINTR(func() (int, error) { return unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		return 0, err
+		return 0, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	defer f.Close()
-	return f.ReadAt(b, off)
+	defer unix.Close(fd)
+	done := 0
+	for done < len(b) {
+		n, err := ignoringEINTR(func() (int, error) { return unix.Pread(fd, b[done:], off+int64(done)) })
+		if err != nil {
+			return done, &fs.PathError{Op: "read", Path: name, Err: err}
+		}
+		if n == 0 {
+			return done, io.EOF
+		}
+		done += n
+	}
+	return done, nil
 }

@@ -47,3 +47,55 @@ func TestOSReadFile(t *testing.T) {
 		require.ErrorIs(t, err, unix.EISDIR)
 	})
 }
+
+// OS.ReadAt reads as os.File.ReadAt does: whole, short with io.EOF at the
+// end, nothing past it, and fails on a missing file.
+func TestOSReadAt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kpageflags")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1024)
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	for _, tt := range []struct {
+		name string
+		off  int64
+		n    int
+	}{{"start", 0, 8}, {"middle", 4096 + 8, 64}, {"across the end", int64(len(data)) - 5, 8}, {"past the end", int64(len(data)) + 8, 8}} {
+		t.Run(tt.name, func(t *testing.T) {
+			want := make([]byte, tt.n)
+			wn, werr := f.ReadAt(want, tt.off)
+			got := make([]byte, tt.n)
+			n, err := OS{}.ReadAt(path, got, tt.off)
+			require.Equal(t, wn, n)
+			require.Equal(t, werr, err)
+			require.Equal(t, want[:wn], got[:n])
+		})
+	}
+	_, err = OS{}.ReadAt(path+".missing", make([]byte, 8), 0)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+// OS.WriteFile replaces a plain file's content in one write and reports
+// the open's and the write's errors with the path.
+func TestOSWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "soft_offline_page")
+	require.NoError(t, os.WriteFile(path, []byte("a longer earlier value\n"), 0o644))
+	require.NoError(t, OS{}.WriteFile(path, []byte("0x1234000\n")))
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "0x1234000\n", string(got))
+
+	err = OS{}.WriteFile(filepath.Join(dir, "missing"), []byte("x"))
+	require.ErrorIs(t, err, fs.ErrNotExist, "an attribute that is not there is not created")
+	var pe *fs.PathError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "open", pe.Op)
+
+	// /dev/full fails every write with ENOSPC: the write's own error.
+	err = OS{}.WriteFile("/dev/full", []byte("x"))
+	require.ErrorIs(t, err, unix.ENOSPC)
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "write", pe.Op)
+}

@@ -17,7 +17,8 @@ const LatencyPages = 12
 // LatencyScenario measures, page after page, the time from the deciding
 // corrected error (the second on the page) to HWPOISON in kpageflags.
 // With the daemon it runs with ras=cec_disable, the built-in policy and
-// debug logs timestamped by stamp-run (so the time can be broken down),
+// info logs (as in production: debug adds a line per record on the way to
+// the write) timestamped by stamp-run (so the time can be broken down),
 // the daemon pinned to CPU 2 (taskset, so GOMAXPROCS=1 as on a busy
 // host), twice in the same boot: through eBPF (section latency-ebpf) and
 // through tracefs (--no-ebpf, latency-tracefs). Without it, CEC (6.12,
@@ -64,7 +65,7 @@ func (sc Scenario) WithBaseline(bin []byte) Scenario {
 func latencySection(name, runflags string, withDaemon bool) string {
 	daemon, stop := "", ""
 	if withDaemon {
-		daemon, stop = "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "debug"), daemonStop
+		daemon, stop = "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "info"), daemonStop
 	}
 	return section(name) + holdStart("/tmp/hold-"+name, LatencyPages) + daemon + fmt.Sprintf(`
 guest trace-start %[3]s clock=mono

@@ -60,7 +60,7 @@ func TestLatency(t *testing.T) {
 }
 
 // decisionStages reports the daemon's own stamps of each decision ("decision
-// timing", debug): from reading the record to the verified kernel write,
+// timing", info): from reading the record to the verified kernel write,
 // split at every hand-off, median per stage over the section's pages; and
 // the page offliner's split of the isolate stage (its outcome line: the
 // checks before the write, the write, the verification after it).
@@ -76,7 +76,7 @@ func decisionStages(t *testing.T, console string, rs Results, deciding []Result)
 	if d, _ := deciding[len(deciding)-1].Number("mono_us"); d > 0 {
 		last = max(last, d)
 	}
-	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_durable_ms", "isolate_ms", "total_ms", "then_stored_ms",
+	stages := []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_durable_ms", "budget_ms", "isolate_ms", "total_ms", "then_stored_ms",
 		"before_write_ms", "write_ms", "after_write_ms"}
 	per := map[string][]float64{}
 	n := 0
