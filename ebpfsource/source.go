@@ -76,7 +76,12 @@ type Config struct {
 	// RingBytes sizes the ring buffer: a power of two, a multiple of the
 	// page size; 0 means DefaultRingBytes.
 	RingBytes uint32
-	Log       logrus.FieldLogger
+	// Held opens the probes with aggregation held (HoldAggregation): a
+	// source that may take over from another reader of the same
+	// tracepoints starts so, and is released once no record can reach
+	// userspace through both.
+	Held bool
+	Log  logrus.FieldLogger
 	// Now stamps records with their receive time; nil means time.Now.
 	Now func() time.Time
 }
@@ -108,6 +113,11 @@ type Source struct {
 	// goroutine touches them.
 	reported   map[probesSpKey]uint64
 	aggregated map[uint32]uint64
+
+	// heldFullFrom is the probes' ring-buffer-full count when aggregation
+	// was last held (guarded by holdMu).
+	holdMu       sync.Mutex
+	heldFullFrom uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,6 +227,13 @@ func Open(cfg Config) (*Source, error) {
 	}
 
 	s := newSource(cfg, coll, formats)
+	if cfg.Held {
+		// Before any probe is attached: no record escapes the hold.
+		if err := s.HoldAggregation(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	for _, p := range present {
 		l, err := link.Tracepoint(p.group, p.name, coll.Programs[p.program], nil)
 		if err != nil {
