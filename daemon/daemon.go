@@ -55,7 +55,12 @@ type Options struct {
 	// start and is retried then, so tracefs covers the start and hands
 	// over to it, as when eBPF arms late on a real host. 0 = off.
 	EBPFArmAfter time.Duration
-	Now          func() time.Time
+	// HandoverAfter is for tests only: a fallback keeps reading this long
+	// after a preferred source armed before it is told to stand down, so
+	// the two overlap (and their records are matched) for at least this
+	// long, as on a busy host whose drain is slow. 0 = at once.
+	HandoverAfter time.Duration
+	Now           func() time.Time
 }
 
 // Daemon is one running selfprotect.

@@ -463,3 +463,41 @@ func TestHandoverRingFullWhileHeldIsReported(t *testing.T) {
 	require.EqualValues(t, 2, n)
 	require.EqualValues(t, 10+n, r.errors, "over-counted by what the release reports, no more")
 }
+
+// With overlapFor (the kernel suite's --test-handover-after), the
+// fallback keeps reading, its records matched, until that long after the
+// preferred source armed, and is told to stand down only then.
+func TestHandoverWaitsOverlapFor(t *testing.T) {
+	k := newTracepoint()
+	tr, bp := newFakeTracefs(k), newFakeEBPF(k, 4)
+	ready := make(chan struct{})
+	r := newHandoverRig(t, unavailableUntil(ready, bp.open), tr.open)
+	r.set.overlapFor = 2 * time.Second
+	r.set.refresh()
+	close(ready)
+	r.clock.t = r.clock.t.Add(10 * time.Minute)
+	r.set.refresh()
+	require.NotNil(t, r.set.overlap, "matching from the moment eBPF armed")
+	r.clock.t = r.clock.t.Add(time.Second)
+	r.set.refresh()
+	select {
+	case <-tr.stop:
+		t.Fatal("tracefs told to stand down before overlapFor passed")
+	default:
+	}
+	k.fire(0, 10) // both read these
+	r.clock.t = r.clock.t.Add(time.Second)
+	r.set.refresh()
+	select {
+	case <-tr.stop:
+	default:
+		t.Fatal("tracefs not told to stand down once overlapFor passed")
+	}
+	close(tr.gate)
+	r.waitChanged(t)
+	r.waitSettled(t, tr)
+	bp.do(t, false)
+	r.observe()
+	require.EqualValues(t, 10, r.errors)
+	require.Equal(t, 10, r.dups)
+}

@@ -139,6 +139,9 @@ type sourceSet struct {
 	changed chan struct{}
 	// overlap de-duplicates records during a hand-over (main loop only).
 	overlap *overlap
+	// overlapFor keeps a fallback reading this long after the preferred
+	// source armed (Options.HandoverAfter; tests only).
+	overlapFor time.Duration
 
 	mu      sync.Mutex // guards every entry's fields below def
 	entries []*sourceEntry
@@ -157,6 +160,8 @@ type sourceEntry struct {
 	// stoppedAt is when a standing-down source's Run returned (zero
 	// until then); the main loop ends the overlap from it.
 	stoppedAt time.Time
+	// armedAt is when it last opened.
+	armedAt time.Time
 	// stats is the last source that ran, kept for its counters.
 	stats counterReporter
 	// held: opened with its aggregation held (a holder), not released yet.
@@ -179,6 +184,7 @@ func newSourceSet(ctx context.Context, out chan<- fault.Event, defs []sourceDef,
 // why.
 func (d *Daemon) startSources(ctx context.Context, out chan<- fault.Event) *sourceSet {
 	set := newSourceSet(ctx, out, d.sourceTable(), d.log, d.now, d.sourceChanged)
+	set.overlapFor = d.opts.HandoverAfter
 	set.refresh()
 	return set
 }
@@ -296,7 +302,7 @@ func (s *sourceSet) open(e *sourceEntry) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})
 	s.mu.Lock()
-	e.src, e.cancel, e.done, e.stopping, e.stoppedAt = src, cancel, done, false, time.Time{}
+	e.src, e.cancel, e.done, e.stopping, e.stoppedAt, e.armedAt = src, cancel, done, false, time.Time{}, s.now()
 	if r, ok := src.(counterReporter); ok {
 		e.stats = r
 	}
@@ -365,12 +371,15 @@ func (s *sourceSet) handOver() {
 		if better == "" {
 			continue
 		}
-		e.stopping = true
 		if s.overlap == nil {
 			s.overlap = newOverlap()
 		}
 		s.overlap.watch(e)
 		s.overlap.take(better)
+		if s.overlapFor > 0 && s.now().Sub(s.armedAt(better)) < s.overlapFor {
+			continue // both read, matched, until the test's overlap is over
+		}
+		e.stopping = true
 		if dr, ok := e.src.(drainer); ok {
 			dr.StopAfterDrain()
 		} else {
@@ -378,6 +387,16 @@ func (s *sourceSet) handOver() {
 		}
 		s.log.WithFields(logrus.Fields{"from": e.def.name, "to": better}).Info("handing over to the preferred source; records both deliver meanwhile are counted once")
 	}
+}
+
+// armedAt is when the named source last opened (caller holds s.mu).
+func (s *sourceSet) armedAt(name string) time.Time {
+	for _, e := range s.entries {
+		if e.def.name == name {
+			return e.armedAt
+		}
+	}
+	return time.Time{}
 }
 
 // salvageDead delivers what a dead source still holds, then closes it. It
