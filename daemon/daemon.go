@@ -60,7 +60,11 @@ type Options struct {
 	// the two overlap (and their records are matched) for at least this
 	// long, as on a busy host whose drain is slow. 0 = at once.
 	HandoverAfter time.Duration
-	Now           func() time.Time
+	// EBPFDieAfter is for tests only: the eBPF source's reader fails this
+	// long after it started, leaving records unread (ebpfsource
+	// Config.TestDieAfter), to prove the fall-back to tracefs loses none.
+	EBPFDieAfter time.Duration
+	Now          func() time.Time
 }
 
 // Daemon is one running selfprotect.

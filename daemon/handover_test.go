@@ -212,7 +212,7 @@ func (f *fakeEBPF) hit(ev fault.Event) {
 
 // deliver sends the ring's records, then one event per key whose count
 // grew since the last sweep.
-func (f *fakeEBPF) deliver(ctx context.Context, out chan<- fault.Event) {
+func (f *fakeEBPF) deliver(ctx context.Context, out chan<- fault.Event) int {
 	f.mu.Lock()
 	evs := f.ring
 	f.ring = nil
@@ -225,13 +225,14 @@ func (f *fakeEBPF) deliver(ctx context.Context, out chan<- fault.Event) {
 		}
 	}
 	f.mu.Unlock()
-	for _, ev := range evs {
+	for i, ev := range evs {
 		select {
 		case out <- ev:
 		case <-ctx.Done():
-			return
+			return i
 		}
 	}
+	return len(evs)
 }
 
 // do asks Run to deliver (or die) and waits until it did.
@@ -286,14 +287,13 @@ func (f *fakeEBPF) isHeld() bool {
 	return f.held
 }
 
-func (f *fakeEBPF) Salvage(ctx context.Context, out chan<- fault.Event) error {
+func (f *fakeEBPF) Salvage(ctx context.Context, out chan<- fault.Event) (int, error) {
 	select {
 	case <-f.salvageGate:
 	case <-ctx.Done():
-		return nil
+		return 0, nil
 	}
-	f.deliver(ctx, out)
-	return nil
+	return f.deliver(ctx, out), nil
 }
 
 func (f *fakeEBPF) Close() error { f.k.detach(f); return nil }

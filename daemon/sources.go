@@ -95,7 +95,7 @@ type (
 	// stay attached until Close). The set holds it, arms the fallback, and
 	// only then salvages and closes it, so no record falls between the two.
 	salvager interface {
-		Salvage(ctx context.Context, out chan<- fault.Event) error
+		Salvage(ctx context.Context, out chan<- fault.Event) (events int, err error)
 	}
 )
 
@@ -436,7 +436,7 @@ func (s *sourceSet) salvageDead() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			err := src.(salvager).Salvage(s.ctx, s.out)
+			n, err := src.(salvager).Salvage(s.ctx, s.out)
 			var ringFull uint64
 			if h, ok := src.(holder); ok {
 				ringFull, _ = h.ReleaseAggregation()
@@ -445,6 +445,7 @@ func (s *sourceSet) salvageDead() {
 				_ = cl.Close()
 			}
 			l := s.log.WithField("source", e.def.name)
+			l.WithField("events", n).Info("delivered what the dead source still held")
 			if err != nil {
 				l.WithError(err).Error("the dead source's remaining records could not all be read: some are lost")
 			}
@@ -631,6 +632,7 @@ func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
 	// (sourceSet.releaseHolds).
 	src, err := ebpfsource.Open(ebpfsource.Config{
 		Paths: d.opts.Paths, FS: d.opts.FS, Decoders: traceDecoders(), Log: d.log, Now: d.now, Held: true,
+		TestDieAfter: d.opts.EBPFDieAfter,
 	})
 	if errors.Is(err, ebpfsource.ErrNotSupported) {
 		return nil, "", fmt.Errorf("%w: %w", fault.ErrUnavailable, err)

@@ -72,11 +72,13 @@ func ringbufFull(st Stats) uint64 {
 // stay attached until Close, so a caller that first arms another reader of
 // the same tracepoints (and holds aggregation, so what both deliver can be
 // matched) and then salvages this one leaves no record unread between the
-// two. It never waits for a wake-up; it returns the first read error, after
-// the maps were read (they do not depend on the ring buffer).
-func (s *Source) Salvage(ctx context.Context, out chan<- fault.Event) error {
+// two. It never waits for a wake-up. It returns how many events it sent,
+// and the first read error, after the maps were read (they do not depend
+// on the ring buffer).
+func (s *Source) Salvage(ctx context.Context, out chan<- fault.Event) (int, error) {
 	var rec ringbuf.Record
 	var readErr error
+	before := s.counts.events.Load()
 	for ctx.Err() == nil {
 		s.reader.SetDeadline(time.Unix(1, 0)) // never wait: hand out what the ring holds
 		err := s.reader.ReadInto(&rec)
@@ -90,5 +92,5 @@ func (s *Source) Salvage(ctx context.Context, out chan<- fault.Event) error {
 		s.handle(ctx, rec.RawSample, out)
 	}
 	s.sweep(ctx, out, true)
-	return readErr
+	return int(s.counts.events.Load() - before), readErr
 }

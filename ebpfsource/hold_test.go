@@ -55,7 +55,9 @@ func TestSalvageReportsWhatRunLeft(t *testing.T) {
 	s.reported[probesSpKey{Page: 3, Kind: kindMCERecord}] = 2 // Run's last sweep saw 2
 
 	out := make(chan fault.Event, 4)
-	require.NoError(t, s.Salvage(context.Background(), out))
+	n, err := s.Salvage(context.Background(), out)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
 	require.Len(t, out, 1)
 	ev := <-out
 	require.EqualValues(t, 4, ev.Count, "only what Run did not report")

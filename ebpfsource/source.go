@@ -81,7 +81,11 @@ type Config struct {
 	// tracepoints starts so, and is released once no record can reach
 	// userspace through both.
 	Held bool
-	Log  logrus.FieldLogger
+	// TestDieAfter is for tests only: Run fails this long after it
+	// started, at once, leaving what the ring buffer and the maps hold
+	// unread, as a reader that breaks in a storm would (0 = never).
+	TestDieAfter time.Duration
+	Log          logrus.FieldLogger
 	// Now stamps records with their receive time; nil means time.Now.
 	Now func() time.Time
 }
@@ -376,8 +380,15 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 	})
 	defer stop()
 	clock := newSweepClock(s.cfg.Sweep, s.cfg.Backstop, time.Now())
+	var die time.Time
+	if s.cfg.TestDieAfter > 0 {
+		die = time.Now().Add(s.cfg.TestDieAfter)
+	}
 	var rec ringbuf.Record
 	for {
+		if !die.IsZero() && !time.Now().Before(die) {
+			return fmt.Errorf("reading the BPF ring buffer: failing %s after start as a test asked (--test-ebpf-die-after)", s.cfg.TestDieAfter)
+		}
 		// cilium's reader never waits here (its deadline is past): it
 		// hands out what the ring holds, then says so.
 		s.reader.SetDeadline(time.Unix(1, 0))
@@ -390,7 +401,11 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The ring is empty: wait in the netpoller for the next
 			// record, the sweep, or the end.
-			if err := s.waitRecords(ctx, clock.next); err != nil {
+			until := clock.next
+			if !die.IsZero() && die.Before(until) {
+				until = die
+			}
+			if err := s.waitRecords(ctx, until); err != nil {
 				if s.closed.Load() || errors.Is(err, os.ErrClosed) {
 					return nil
 				}

@@ -31,7 +31,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var noEBPF bool
 	var health time.Duration
 	var cpuProfile string
-	var ebpfArmAfter, handoverAfter time.Duration
+	var ebpfArmAfter, handoverAfter, ebpfDieAfter time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -59,7 +59,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
 				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
-				NoEBPF: noEBPF, HealthInterval: health, EBPFArmAfter: ebpfArmAfter, HandoverAfter: handoverAfter,
+				NoEBPF: noEBPF, HealthInterval: health, EBPFArmAfter: ebpfArmAfter, HandoverAfter: handoverAfter, EBPFDieAfter: ebpfDieAfter,
 			})
 			if err != nil {
 				return err
@@ -107,6 +107,8 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	// Test only: widens the hand-over's overlap so a storm falls in it.
 	cmd.Flags().DurationVar(&handoverAfter, "test-handover-after", 0, "test only: keep tracefs reading this long after eBPF armed before it stands down")
 	_ = cmd.Flags().MarkHidden("test-handover-after")
+	cmd.Flags().DurationVar(&ebpfDieAfter, "test-ebpf-die-after", 0, "test only: make the eBPF reader fail this long after it started, leaving records unread")
+	_ = cmd.Flags().MarkHidden("test-ebpf-die-after")
 	return cmd
 }
 

@@ -118,3 +118,58 @@ func HandoverScenario() Scenario {
 		Script: handoverSection(),
 	}
 }
+
+// EBPFDeathAfter is when the death scenario's eBPF reader fails
+// (--test-ebpf-die-after, counted from when its Run started): some
+// seconds into the storm, so its ring buffer and its aggregation maps hold
+// records it never read.
+const EBPFDeathAfter = "12s"
+
+// fellBack SP... exits 0 once status shows eBPF broken and tracefs
+// reading.
+const fellBack = `s=$("$@" status --json | tr -d ' \n')
+echo "$s" | grep -q '"name":"ebpf","state":"broken"' && echo "$s" | grep -q '"name":"tracefs","state":"armed"'
+`
+
+// ebpfDeathSection starts the daemon with eBPF, storms the held page
+// among steady errors (as the hand-over scenario), and has the eBPF
+// reader fail in the middle: the daemon holds its aggregation, arms
+// tracefs, then salvages what the dead reader still holds. An independent
+// trace instance counts what the tracepoint delivered.
+func ebpfDeathSection() string {
+	return section("ebpf-death") + "RUNFLAGS=\"--health-interval 1s --test-ebpf-die-after " + EBPFDeathAfter + "\"\n" +
+		holdStart("/tmp/hold-death", 1) + `
+guest trace-start hd kb=4096
+guest -tag meminfo-before meminfo
+` + daemonStart("ebpf-death", "--config /scenario/handover.yaml", "info") + fmt.Sprintf(`
+guest -tag steady inject-steady 0,1,2,3 $((ADDR0 + 0x100000)) %s /tmp/steady-stop 20000 %d $(printf 0x%%x $((ADDR0 + 0x40))) &
+STEADY=$!
+guest -tag steady-seen wait-exec 30s sh /scenario/received-at-least.sh 12 $SP
+guest -tag during exec $SP status --json
+guest -tag fell-back wait-exec 90s sh /scenario/fell-back.sh $SP
+usleep 3000000
+touch /tmp/steady-stop
+wait $STEADY
+guest -tag delivered trace-count hd stable 60s
+N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/hd/trace)
+guest -tag settled wait-exec 60s sh /scenario/errors-settled.sh $N $SP
+guest -tag status exec $SP status --json
+guest -tag kpf-after kpf $PFN0
+guest -tag meminfo-after meminfo
+`, HandoverPeriod, HandoverStormEvery) + daemonStop + holdRelease
+}
+
+// EBPFDeathScenario is the eBPF reader dying in a storm, one boot per cell.
+func EBPFDeathScenario() Scenario {
+	return Scenario{
+		Name:   "ebpf-death",
+		Append: "ras=cec_disable",
+		Files: map[string][]byte{
+			"handover.yaml":        []byte(handoverPolicy),
+			"fell-back.sh":         []byte(fellBack),
+			"errors-settled.sh":    []byte(errorsSettled),
+			"received-at-least.sh": []byte(receivedAtLeast),
+		},
+		Script: ebpfDeathSection(),
+	}
+}

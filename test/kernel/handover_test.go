@@ -134,3 +134,85 @@ func checkHandover(t checker, rs Results, label string) {
 	require.Zero(t, bad, "held data intact")
 	only(t, rs, "daemon-exit")
 }
+
+var salvagedRE = regexp.MustCompile(`delivered what the dead source still held.*events=([0-9]+)`)
+
+// TestDaemonEBPFDeath is issue 9's fall-back when the eBPF source dies
+// while reading, on real kernels: in a storm on one page among steady
+// errors, the eBPF reader fails (--test-ebpf-die-after) with records in
+// its ring buffer and counts in its aggregation maps it never read. The
+// daemon holds its aggregation, arms tracefs, and only then salvages and
+// closes the dead reader: every record the tracepoint delivered is counted
+// exactly once, none lost between the two sources, none twice.
+func TestDaemonEBPFDeath(t *testing.T) {
+	requireKernelGate(t)
+	lab := newLab(t)
+	daemonOrSkip(t, lab)
+	for _, cell := range matrix(t) {
+		t.Run(cell.String(), func(t *testing.T) {
+			t.Parallel()
+			sc := EBPFDeathScenario()
+			run, err := lab.Run(t.Context(), cell, sc, RunOptions{WithDaemon: true})
+			all := runResults(t, cell, sc, run, err)
+			requireModulesLoaded(t, all)
+			rs := all.Section("ebpf-death")
+			log := DaemonLog(run.Console)
+			salvaged := -1
+			for _, l := range log {
+				require.NotContains(t, l.Text, "could not all be read", "the dead reader's ring buffer was read")
+				require.NotContains(t, l.Text, "ring buffer full while it was held", "no record both unmatched and counted")
+				if m := salvagedRE.FindStringSubmatch(l.Text); m != nil {
+					salvaged, _ = strconv.Atoi(m[1])
+				}
+			}
+			require.GreaterOrEqual(t, salvaged, 0, "the dead reader was salvaged")
+			checkEBPFDeath(t, rs, cell.String(), salvaged)
+		})
+	}
+}
+
+// checkEBPFDeath is the death scenario's checks, on one cell's section.
+func checkEBPFDeath(t checker, rs Results, label string, salvaged int) {
+	t.Helper()
+	src := sourceStates(t, only(t, rs, "daemon-armed"))
+	require.Equal(t, "armed", src["ebpf"], "eBPF reads the tracepoints first: %v", src)
+	require.Equal(t, "standby", src["tracefs"], "%v", src)
+	during := only(t, rs, "during")
+	src = sourceStates(t, during)
+	require.Equal(t, "armed", src["ebpf"], "the storm began through eBPF: %v", src)
+	before, _ := jsonField(during, "events", "errors").(float64)
+
+	only(t, rs, "fell-back")
+	// A broken source is a degraded daemon: status exits 3.
+	got := rs.Step("status")
+	require.Len(t, got, 1)
+	st := got[0]
+	exit, _ := st.Number("exit")
+	require.Equal(t, 3.0, exit, "status says degraded: %s", st.Error)
+	src = sourceStates(t, st)
+	require.Equal(t, "broken", src["ebpf"], "%v", src)
+	require.Contains(t, src["ebpf.detail"], "--test-ebpf-die-after")
+	require.Equal(t, "armed", src["tracefs"], "tracefs took over: %v", src)
+
+	steady := only(t, rs, "steady")
+	injected, _ := steady.Number("injected")
+	storm, _ := steady.Number("storm")
+	delivered, _ := only(t, rs, "delivered").Number("mce_record")
+	only(t, rs, "settled")
+	errs, _ := jsonField(st, "events", "errors").(float64)
+	received, _ := jsonField(st, "events", "received").(float64)
+	aggregated, _ := jsonField(st, "events", "ebpf_aggregated").(float64)
+	t.Logf("%s: %.0f steady injected (%.0f on the storm page), tracepoint delivered %.0f, daemon counted %.0f errors in %.0f events (%.0f before the death); eBPF aggregated %.0f; %d events salvaged from the dead reader",
+		label, injected, storm, delivered, errs, received, before, aggregated, salvaged)
+	require.Greater(t, delivered, before, "records arrived after the death")
+	require.Positive(t, aggregated, "the storm was aggregated in the kernel before the death")
+	require.Equal(t, delivered, errs, "every delivered record counted exactly once")
+
+	require.True(t, hwpoison(t, rs, "kpf-after"), "storm page soft-offlined")
+	cases := faultyCases(t, only(t, rs, "faulty"))
+	require.Equal(t, "isolated", oneAction(t, cases, pfnResource(heldPFNs(t, rs)[0]), "soft-offline").Outcome)
+	hold := only(t, rs, "hold")
+	bad, _ := hold.Number("bad_words")
+	require.Zero(t, bad, "held data intact")
+	only(t, rs, "daemon-exit")
+}
