@@ -614,9 +614,19 @@ func (s *sourceSet) addCounters(c *EventCounters) {
 
 func (s *sourceSet) wait() { s.wg.Wait() }
 
-// close is a no-op kept for the daemon's deferred call: every source
-// closes itself when its Run returns.
-func (s *sourceSet) close() {}
+// close runs after wait: every source closed itself when its Run (or its
+// salvage) returned, but for a dead one the daemon stopped before it could
+// salvage.
+func (s *sourceSet) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.entries {
+		if cl, ok := e.salvage.(closer); ok {
+			_ = cl.Close()
+		}
+		e.salvage = nil
+	}
+}
 
 // openEBPF is the preferred source: probes on the RAS tracepoints with
 // in-kernel storm aggregation.
