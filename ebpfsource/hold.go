@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -93,4 +94,23 @@ func (s *Source) Salvage(ctx context.Context, out chan<- fault.Event) (int, erro
 	}
 	s.sweep(ctx, out, true)
 	return int(s.counts.events.Load() - before), readErr
+}
+
+// dieForTest makes Run fail cfg.TestDieAfter after it started, as a reader
+// that breaks in a storm would: it closes the descriptor Run waits on, so
+// Run ends at its next wait (the ring buffer then empty, the maps' counts
+// not swept, the probes attached), and the returned func, deferred by Run,
+// turns that end into an error that says why. Test only.
+func (s *Source) dieForTest() func(*error) {
+	var died atomic.Bool
+	t := time.AfterFunc(s.cfg.TestDieAfter, func() {
+		died.Store(true)
+		_ = s.ring.Close()
+	})
+	return func(err *error) {
+		t.Stop()
+		if died.Load() && *err == nil {
+			*err = fmt.Errorf("reading the BPF ring buffer: failing %s after start as a test asked (--test-ebpf-die-after)", s.cfg.TestDieAfter)
+		}
+	}
 }

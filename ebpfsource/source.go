@@ -373,22 +373,18 @@ func (s *Source) Close() error {
 // one key, a full ring buffer) are read from the aggregation maps while a
 // storm lasts, at every backstop timeout and when Run returns, and sent as
 // one event per key carrying the count.
-func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
+func (s *Source) Run(ctx context.Context, out chan<- fault.Event) (err error) {
+	if s.cfg.TestDieAfter > 0 {
+		defer s.dieForTest()(&err)
+	}
 	stop := context.AfterFunc(ctx, func() {
 		_ = s.reader.Flush()
 		_ = s.ring.SetReadDeadline(time.Now()) // wakes the wait below
 	})
 	defer stop()
 	clock := newSweepClock(s.cfg.Sweep, s.cfg.Backstop, time.Now())
-	var die time.Time
-	if s.cfg.TestDieAfter > 0 {
-		die = time.Now().Add(s.cfg.TestDieAfter)
-	}
 	var rec ringbuf.Record
 	for {
-		if !die.IsZero() && !time.Now().Before(die) {
-			return fmt.Errorf("reading the BPF ring buffer: failing %s after start as a test asked (--test-ebpf-die-after)", s.cfg.TestDieAfter)
-		}
 		// cilium's reader never waits here (its deadline is past): it
 		// hands out what the ring holds, then says so.
 		s.reader.SetDeadline(time.Unix(1, 0))
@@ -401,11 +397,7 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The ring is empty: wait in the netpoller for the next
 			// record, the sweep, or the end.
-			until := clock.next
-			if !die.IsZero() && die.Before(until) {
-				until = die
-			}
-			if err := s.waitRecords(ctx, until); err != nil {
+			if err := s.waitRecords(ctx, clock.next); err != nil {
 				if s.closed.Load() || errors.Is(err, os.ErrClosed) {
 					return nil
 				}

@@ -31,7 +31,8 @@ func newRunCommand(g *globals) *cobra.Command {
 	var noEBPF bool
 	var health time.Duration
 	var cpuProfile string
-	var ebpfArmAfter, handoverAfter, ebpfDieAfter time.Duration
+	var ebpfArmAfter time.Duration
+	var handoverAfter, ebpfDieAfter time.Duration // test only, as ebpfArmAfter
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
