@@ -109,7 +109,8 @@ func (s *Source) dieForTest() func(*error) {
 	})
 	return func(err *error) {
 		t.Stop()
-		if died.Load() && *err == nil {
+		// Run ends with nil or with the closed descriptor's error.
+		if died.Load() {
 			*err = fmt.Errorf("reading the BPF ring buffer: failing %s after start as a test asked (--test-ebpf-die-after)", s.cfg.TestDieAfter)
 		}
 	}
