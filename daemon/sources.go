@@ -404,7 +404,10 @@ func (s *sourceSet) armedAt(name string) time.Time {
 // group now reads (the fallback armed), the two read the same records from
 // that moment until the dead one is closed, and the overlap counts those
 // once, as in a hand-over the other way; the dead source's records from
-// before (its ring buffer, its unswept counts) come only through it.
+// before (its ring buffer, its unswept counts) come only through it. That
+// is exact: the dead source was held before the fallback opened, so what
+// it aggregated fired before the fallback's probe was registered, and a
+// tracepoint call reads its list of probes once, as it starts.
 func (s *sourceSet) salvageDead() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
