@@ -82,8 +82,9 @@ type Config struct {
 	// userspace through both.
 	Held bool
 	// TestDieAfter is for tests only: Run fails this long after it
-	// started, at once, leaving what the ring buffer and the maps hold
-	// unread, as a reader that breaks in a storm would (0 = never).
+	// started (at its next wait for records), leaving the maps' counts
+	// since the last sweep unread and the probes attached, as a reader
+	// that breaks in a storm would (0 = never).
 	TestDieAfter time.Duration
 	Log          logrus.FieldLogger
 	// Now stamps records with their receive time; nil means time.Now.
