@@ -55,6 +55,15 @@ type Options struct {
 	// start and is retried then, so tracefs covers the start and hands
 	// over to it, as when eBPF arms late on a real host. 0 = off.
 	EBPFArmAfter time.Duration
+	// HandoverAfter is for tests only: a fallback keeps reading this long
+	// after a preferred source armed before it is told to stand down, so
+	// the two overlap (and their records are matched) for at least this
+	// long, as on a busy host whose drain is slow. 0 = at once.
+	HandoverAfter time.Duration
+	// EBPFDieAfter is for tests only: the eBPF source's reader fails this
+	// long after it started, leaving records unread (ebpfsource
+	// Config.TestDieAfter), to prove the fall-back to tracefs loses none.
+	EBPFDieAfter time.Duration
 	Now          func() time.Time
 }
 

@@ -22,6 +22,9 @@ var (
 	_ counterReporter = ebpfSource{}
 	_ problemReporter = traceSource{}
 	_ counterReporter = traceSource{}
+	_ holder          = ebpfSource{}
+	_ salvager        = ebpfSource{}
+	_ closer          = ebpfSource{}
 )
 
 func (e ebpfSource) addCounters(c *EventCounters) {

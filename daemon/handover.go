@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,9 @@ func newOverlap() *overlap {
 // watch adds a source standing down; its side and every armed source's of
 // its group take part (caller holds the set's mu).
 func (o *overlap) watch(e *sourceEntry) {
+	if slices.Contains(o.watching, e) {
+		return
+	}
 	o.watching = append(o.watching, e)
 	o.sides[e.def.name] = true
 }

@@ -78,6 +78,25 @@ type (
 	// counterReporter adds its counters to status.
 	counterReporter interface{ addCounters(*EventCounters) }
 	closer          interface{ Close() error }
+	// holder opens with its in-kernel aggregation held: every record it
+	// delivers is the record itself, so while another source of its group
+	// delivers the same records (a hand-over, either way) they can be
+	// matched one for one; an aggregate's count cannot be, nobody can tell
+	// which records it stands for. The set releases the hold once no
+	// hand-over involves it. ReleaseAggregation returns how many records
+	// were counted in the kernel anyway while held (its ring buffer was
+	// full): those are the ones a hand-over may count twice.
+	holder interface {
+		HoldAggregation() error
+		ReleaseAggregation() (ringFull uint64, err error)
+	}
+	// salvager can, after its Run failed, still deliver what it collected
+	// and did not send (the eBPF ring buffer and unswept counts: the probes
+	// stay attached until Close). The set holds it, arms the fallback, and
+	// only then salvages and closes it, so no record falls between the two.
+	salvager interface {
+		Salvage(ctx context.Context, out chan<- fault.Event) (events int, err error)
+	}
 )
 
 // sourceTable is the daemon's sources in order of preference: eBPF, then
@@ -120,6 +139,9 @@ type sourceSet struct {
 	changed chan struct{}
 	// overlap de-duplicates records during a hand-over (main loop only).
 	overlap *overlap
+	// overlapFor keeps a fallback reading this long after the preferred
+	// source armed (Options.HandoverAfter; tests only).
+	overlapFor time.Duration
 
 	mu      sync.Mutex // guards every entry's fields below def
 	entries []*sourceEntry
@@ -138,8 +160,15 @@ type sourceEntry struct {
 	// stoppedAt is when a standing-down source's Run returned (zero
 	// until then); the main loop ends the overlap from it.
 	stoppedAt time.Time
+	// armedAt is when it last opened.
+	armedAt time.Time
 	// stats is the last source that ran, kept for its counters.
 	stats counterReporter
+	// held: opened with its aggregation held (a holder), not released yet.
+	held bool
+	// salvage is a source whose Run failed, still attached, waiting for
+	// its group's fallback to arm before it delivers what it holds.
+	salvage fault.EventSource
 }
 
 func newSourceSet(ctx context.Context, out chan<- fault.Event, defs []sourceDef, log logrus.FieldLogger, now func() time.Time, onChange func(SourceChange)) *sourceSet {
@@ -155,6 +184,7 @@ func newSourceSet(ctx context.Context, out chan<- fault.Event, defs []sourceDef,
 // why.
 func (d *Daemon) startSources(ctx context.Context, out chan<- fault.Event) *sourceSet {
 	set := newSourceSet(ctx, out, d.sourceTable(), d.log, d.now, d.sourceChanged)
+	set.overlapFor = d.opts.HandoverAfter
 	set.refresh()
 	return set
 }
@@ -240,6 +270,8 @@ func (s *sourceSet) refresh() {
 		s.open(e)
 	}
 	s.handOver()
+	s.salvageDead()
+	s.releaseHolds()
 }
 
 // betterArmed names an armed source of e's group ahead of entry i, or ""
@@ -270,10 +302,11 @@ func (s *sourceSet) open(e *sourceEntry) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})
 	s.mu.Lock()
-	e.src, e.cancel, e.done, e.stopping, e.stoppedAt = src, cancel, done, false, time.Time{}
+	e.src, e.cancel, e.done, e.stopping, e.stoppedAt, e.armedAt = src, cancel, done, false, time.Time{}, s.now()
 	if r, ok := src.(counterReporter); ok {
 		e.stats = r
 	}
+	_, e.held = src.(holder)
 	c := s.set(e, SourceArmed, detail)
 	s.mu.Unlock()
 	s.report([]*SourceChange{c})
@@ -281,10 +314,25 @@ func (s *sourceSet) open(e *sourceEntry) {
 	go func() {
 		defer s.wg.Done()
 		err := src.Run(ctx, s.out)
-		if cl, ok := src.(closer); ok {
+		// A source that died (not stood down, not stopped with the
+		// daemon) and can salvage stays attached: its records from now
+		// on are held out of aggregation, and salvageDead delivers them
+		// once the fallback reads too.
+		_, salvage := src.(salvager)
+		salvage = salvage && s.ctx.Err() == nil && !e.stopping
+		if h, ok := src.(holder); ok && salvage {
+			if herr := h.HoldAggregation(); herr != nil {
+				s.log.WithError(herr).WithField("source", e.def.name).Warn("holding the dead source's aggregation; a hand-over in a storm may count some records twice")
+			}
+		}
+		if cl, ok := src.(closer); ok && !salvage {
 			_ = cl.Close()
 		}
 		s.mu.Lock()
+		if salvage {
+			e.salvage = src
+		}
+		e.held = false
 		var c *SourceChange
 		switch {
 		case s.ctx.Err() != nil:
@@ -323,18 +371,136 @@ func (s *sourceSet) handOver() {
 		if better == "" {
 			continue
 		}
-		e.stopping = true
 		if s.overlap == nil {
 			s.overlap = newOverlap()
 		}
 		s.overlap.watch(e)
 		s.overlap.take(better)
+		if s.overlapFor > 0 && s.now().Sub(s.armedAt(better)) < s.overlapFor {
+			continue // both read, matched, until the test's overlap is over
+		}
+		e.stopping = true
 		if dr, ok := e.src.(drainer); ok {
 			dr.StopAfterDrain()
 		} else {
 			e.cancel()
 		}
 		s.log.WithFields(logrus.Fields{"from": e.def.name, "to": better}).Info("handing over to the preferred source; records both deliver meanwhile are counted once")
+	}
+}
+
+// armedAt is when the named source last opened (caller holds s.mu).
+func (s *sourceSet) armedAt(name string) time.Time {
+	for _, e := range s.entries {
+		if e.def.name == name {
+			return e.armedAt
+		}
+	}
+	return time.Time{}
+}
+
+// salvageDead delivers what a dead source still holds, then closes it. It
+// runs after refresh opened what it could: when a source of the dead one's
+// group now reads (the fallback armed), the two read the same records from
+// that moment until the dead one is closed, and the overlap counts those
+// once, as in a hand-over the other way; the dead source's records from
+// before (its ring buffer, its unswept counts) come only through it. That
+// is exact: the dead source was held before the fallback opened, so what
+// it aggregated fired before the fallback's probe was registered, and a
+// tracepoint call reads its list of probes once, as it starts.
+func (s *sourceSet) salvageDead() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.entries {
+		if e.salvage == nil || e.done != nil {
+			continue
+		}
+		src := e.salvage
+		e.salvage = nil
+		var covering []string
+		for _, o := range s.entries {
+			if o != e && o.def.group == e.def.group && o.state == SourceArmed && !o.stopping {
+				covering = append(covering, o.def.name)
+			}
+		}
+		if len(covering) > 0 {
+			if s.overlap == nil {
+				s.overlap = newOverlap()
+			}
+			s.overlap.watch(e)
+			for _, name := range covering {
+				s.overlap.take(name)
+			}
+		}
+		done := make(chan struct{})
+		e.done, e.stoppedAt = done, time.Time{}
+		s.log.WithFields(logrus.Fields{"source": e.def.name, "covered by": strings.Join(covering, ",")}).
+			Info("delivering what the dead source still holds; records both deliver meanwhile are counted once")
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			n, err := src.(salvager).Salvage(s.ctx, s.out)
+			var ringFull uint64
+			if h, ok := src.(holder); ok {
+				ringFull, _ = h.ReleaseAggregation()
+			}
+			if cl, ok := src.(closer); ok {
+				_ = cl.Close()
+			}
+			l := s.log.WithField("source", e.def.name)
+			l.WithField("events", n).Info("delivered what the dead source still held")
+			if err != nil {
+				l.WithError(err).Error("the dead source's remaining records could not all be read: some are lost")
+			}
+			if ringFull > 0 {
+				l.WithField("records", ringFull).Warn("records found the eBPF ring buffer full while it was held: counted from the kernel's totals, and any the fallback also delivered counted twice")
+			}
+			s.mu.Lock()
+			e.done, e.stoppedAt = nil, s.now()
+			s.mu.Unlock()
+			close(done)
+			select {
+			case s.changed <- struct{}{}:
+			default:
+			}
+		}()
+	}
+}
+
+// releaseHolds lets every held source aggregate once no hand-over is on.
+// A hand-over's overlap ends handoverGrace after the source standing down
+// stopped; tracefs removes its instance as it stops, and the kernel waits
+// there for every tracepoint call in flight to finish
+// (event_trace_del_tracer: tracepoint_synchronize_unregister), so no
+// record tracefs delivered can still be in a probe that would count it
+// now.
+func (s *sourceSet) releaseHolds() {
+	if s.overlap != nil {
+		return
+	}
+	type rel struct {
+		name string
+		h    holder
+	}
+	var rs []rel
+	s.mu.Lock()
+	for _, e := range s.entries {
+		if e.held && e.state == SourceArmed && e.src != nil {
+			e.held = false
+			rs = append(rs, rel{e.def.name, e.src.(holder)})
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range rs {
+		l := s.log.WithField("source", r.name)
+		n, err := r.h.ReleaseAggregation()
+		if err != nil {
+			l.WithError(err).Warn("releasing in-kernel aggregation; records keep coming one by one")
+			continue
+		}
+		if n > 0 {
+			l.WithField("records", n).Warn("records found the eBPF ring buffer full during the hand-over: counted from the kernel's totals, and any tracefs also delivered counted twice")
+		}
 	}
 }
 
@@ -451,9 +617,19 @@ func (s *sourceSet) addCounters(c *EventCounters) {
 
 func (s *sourceSet) wait() { s.wg.Wait() }
 
-// close is a no-op kept for the daemon's deferred call: every source
-// closes itself when its Run returns.
-func (s *sourceSet) close() {}
+// close runs after wait: every source closed itself when its Run (or its
+// salvage) returned, but for a dead one the daemon stopped before it could
+// salvage.
+func (s *sourceSet) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.entries {
+		if cl, ok := e.salvage.(closer); ok {
+			_ = cl.Close()
+		}
+		e.salvage = nil
+	}
+}
 
 // openEBPF is the preferred source: probes on the RAS tracepoints with
 // in-kernel storm aggregation.
@@ -465,8 +641,11 @@ func (d *Daemon) openEBPF(context.Context) (fault.EventSource, string, error) {
 		return nil, "", fmt.Errorf("%w: held back until %s after start by --test-ebpf-arm-after (a test of the hand-over from tracefs)",
 			fault.ErrUnavailable, d.opts.EBPFArmAfter)
 	}
+	// Held: the set releases it at once unless it takes over from tracefs
+	// (sourceSet.releaseHolds).
 	src, err := ebpfsource.Open(ebpfsource.Config{
-		Paths: d.opts.Paths, FS: d.opts.FS, Decoders: traceDecoders(), Log: d.log, Now: d.now,
+		Paths: d.opts.Paths, FS: d.opts.FS, Decoders: traceDecoders(), Log: d.log, Now: d.now, Held: true,
+		TestDieAfter: d.opts.EBPFDieAfter,
 	})
 	if errors.Is(err, ebpfsource.ErrNotSupported) {
 		return nil, "", fmt.Errorf("%w: %w", fault.ErrUnavailable, err)

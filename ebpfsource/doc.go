@@ -8,7 +8,10 @@
 // instead of sending them, and while the key keeps that rate they send
 // nothing, so a storm costs userspace work (and wake-ups) per distinct key,
 // not per error; every record is either sent or counted, and the few that
-// can be neither are counted as lost.
+// can be neither are counted as lost. While userspace holds aggregation
+// (HoldAggregation: a hand-over with tracefs, which delivers the same
+// records one by one), every record is sent on its own so the two can be
+// matched; Salvage delivers what a reader whose Run failed left behind.
 //
 // Records are decoded by the same decoders as the tracefs source (mce/,
 // edac/), through a format built from the object's BTF, so an event read

@@ -128,6 +128,7 @@ const (
 	probesMapAerAgg              = "aer_agg"
 	probesMapEvents              = "events"
 	probesMapExtlogAgg           = "extlog_agg"
+	probesMapHold                = "hold"
 	probesMapMcAgg               = "mc_agg"
 	probesMapMceAgg              = "mce_agg"
 	probesMapMfAgg               = "mf_agg"
@@ -199,6 +200,7 @@ type probesMapSpecs struct {
 	AerAgg    *ebpf.MapSpec `ebpf:"aer_agg"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	ExtlogAgg *ebpf.MapSpec `ebpf:"extlog_agg"`
+	Hold      *ebpf.MapSpec `ebpf:"hold"`
 	McAgg     *ebpf.MapSpec `ebpf:"mc_agg"`
 	MceAgg    *ebpf.MapSpec `ebpf:"mce_agg"`
 	MfAgg     *ebpf.MapSpec `ebpf:"mf_agg"`
@@ -238,6 +240,7 @@ type probesMaps struct {
 	AerAgg    *ebpf.Map `ebpf:"aer_agg"`
 	Events    *ebpf.Map `ebpf:"events"`
 	ExtlogAgg *ebpf.Map `ebpf:"extlog_agg"`
+	Hold      *ebpf.Map `ebpf:"hold"`
 	McAgg     *ebpf.Map `ebpf:"mc_agg"`
 	MceAgg    *ebpf.Map `ebpf:"mce_agg"`
 	MfAgg     *ebpf.Map `ebpf:"mf_agg"`
@@ -251,6 +254,7 @@ func (m *probesMaps) Close() error {
 		m.AerAgg,
 		m.Events,
 		m.ExtlogAgg,
+		m.Hold,
 		m.McAgg,
 		m.MceAgg,
 		m.MfAgg,

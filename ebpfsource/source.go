@@ -76,7 +76,17 @@ type Config struct {
 	// RingBytes sizes the ring buffer: a power of two, a multiple of the
 	// page size; 0 means DefaultRingBytes.
 	RingBytes uint32
-	Log       logrus.FieldLogger
+	// Held opens the probes with aggregation held (HoldAggregation): a
+	// source that may take over from another reader of the same
+	// tracepoints starts so, and is released once no record can reach
+	// userspace through both.
+	Held bool
+	// TestDieAfter is for tests only: Run fails this long after it
+	// started (at its next wait for records), leaving the maps' counts
+	// since the last sweep unread and the probes attached, as a reader
+	// that breaks in a storm would (0 = never).
+	TestDieAfter time.Duration
+	Log          logrus.FieldLogger
 	// Now stamps records with their receive time; nil means time.Now.
 	Now func() time.Time
 }
@@ -108,6 +118,11 @@ type Source struct {
 	// goroutine touches them.
 	reported   map[probesSpKey]uint64
 	aggregated map[uint32]uint64
+
+	// heldFullFrom is the probes' ring-buffer-full count when aggregation
+	// was last held (guarded by holdMu).
+	holdMu       sync.Mutex
+	heldFullFrom uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,6 +232,13 @@ func Open(cfg Config) (*Source, error) {
 	}
 
 	s := newSource(cfg, coll, formats)
+	if cfg.Held {
+		// Before any probe is attached: no record escapes the hold.
+		if err := s.HoldAggregation(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	for _, p := range present {
 		l, err := link.Tracepoint(p.group, p.name, coll.Programs[p.program], nil)
 		if err != nil {
@@ -352,7 +374,10 @@ func (s *Source) Close() error {
 // one key, a full ring buffer) are read from the aggregation maps while a
 // storm lasts, at every backstop timeout and when Run returns, and sent as
 // one event per key carrying the count.
-func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
+func (s *Source) Run(ctx context.Context, out chan<- fault.Event) (err error) {
+	if s.cfg.TestDieAfter > 0 {
+		defer s.dieForTest()(&err)
+	}
 	stop := context.AfterFunc(ctx, func() {
 		_ = s.reader.Flush()
 		_ = s.ring.SetReadDeadline(time.Now()) // wakes the wait below

@@ -32,6 +32,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var health time.Duration
 	var cpuProfile string
 	var ebpfArmAfter time.Duration
+	var handoverAfter, ebpfDieAfter time.Duration // test only, as ebpfArmAfter
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon (as root, normally from systemd)",
@@ -59,7 +60,7 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
 				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
-				NoEBPF: noEBPF, HealthInterval: health, EBPFArmAfter: ebpfArmAfter,
+				NoEBPF: noEBPF, HealthInterval: health, EBPFArmAfter: ebpfArmAfter, HandoverAfter: handoverAfter, EBPFDieAfter: ebpfDieAfter,
 			})
 			if err != nil {
 				return err
@@ -104,6 +105,11 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	// nothing by reading through tracefs first.
 	cmd.Flags().DurationVar(&ebpfArmAfter, "test-ebpf-arm-after", 0, "test only: keep the eBPF source unavailable until this long after start, then arm it")
 	_ = cmd.Flags().MarkHidden("test-ebpf-arm-after")
+	// Test only: widens the hand-over's overlap so a storm falls in it.
+	cmd.Flags().DurationVar(&handoverAfter, "test-handover-after", 0, "test only: keep tracefs reading this long after eBPF armed before it stands down")
+	_ = cmd.Flags().MarkHidden("test-handover-after")
+	cmd.Flags().DurationVar(&ebpfDieAfter, "test-ebpf-die-after", 0, "test only: make the eBPF reader fail this long after it started, leaving records unread")
+	_ = cmd.Flags().MarkHidden("test-ebpf-die-after")
 	return cmd
 }
 

@@ -212,6 +212,20 @@ struct {
 	__type(value, union sp_scratch);
 } scratch SEC(".maps");
 
+/* Written by userspace, read by every probe: while non-zero, records are
+ * held out of aggregation. Each is sent on its own, as long as the ring
+ * buffer takes it, so that a record another reader of the same tracepoints
+ * also delivers (tracefs, during a hand-over between the two) arrives here
+ * as itself and can be matched one for one; an aggregate stands for records
+ * nobody can tell apart. A record that finds the ring buffer full is still
+ * counted under its key (never silently lost) and shows as ringbuf_full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} hold SEC(".maps");
+
 /* Never written: the zeroed value a new aggregation entry starts from. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -249,8 +263,9 @@ static __always_inline void sp_deliver(void *agg, struct sp_key *key, void *rec,
 	struct sp_agg_head *v;
 	struct sp_stats *st;
 	__u32 zkey = 0;
+	__u32 *held;
 	void *z;
-	__u32 n;
+	__u32 n = 0;
 	__u64 now;
 
 	st = bpf_map_lookup_elem(&stats, &kind);
@@ -259,6 +274,27 @@ static __always_inline void sp_deliver(void *agg, struct sp_key *key, void *rec,
 		return;
 	st->seen++;
 	now = bpf_ktime_get_ns();
+
+	/* Held: no pacing and no window bookkeeping, so a key starts its first
+	 * window fresh once aggregation is released. */
+	held = bpf_map_lookup_elem(&hold, &zkey);
+	if (held && *held) {
+		if (bpf_ringbuf_output(&events, rec, size, BPF_RB_FORCE_WAKEUP) == 0) {
+			st->sent++;
+			return;
+		}
+		st->ringbuf_full++;
+		v = bpf_map_lookup_elem(agg, key);
+		if (!v) {
+			bpf_map_update_elem(agg, key, z, BPF_NOEXIST);
+			v = bpf_map_lookup_elem(agg, key);
+		}
+		if (!v) {
+			st->lost++;
+			return;
+		}
+		goto count;
+	}
 
 	v = bpf_map_lookup_elem(agg, key);
 	if (!v) {
@@ -304,13 +340,16 @@ static __always_inline void sp_deliver(void *agg, struct sp_key *key, void *rec,
 		st->ringbuf_full++;
 	}
 
+count:
 	/* The snapshot is written before the counters grow, so userspace never
 	 * sees a count without a record to describe it. */
 	bpf_probe_read_kernel((void *)v + sizeof(*v), size, rec);
 	__sync_fetch_and_add(&v->records, 1);
 	__sync_fetch_and_add(&v->errors, errors);
 	st->aggregated++;
-	if (n == key_limit && !v->storming)
+	/* Held, the ring buffer is full: a notice would not fit either, and
+	 * the reader is behind, not asleep. */
+	if (n == key_limit && !v->storming && !(held && *held))
 		sp_notice(cpu);
 }
 

@@ -17,8 +17,9 @@
 //	                         elapsed µs and CLOCK_MONOTONIC µs
 //	cpu-online N [0|1]       read (or set) cpuN/online
 //	inject-storm CPU ADDR N  N corrected memory errors as fast as mce-inject takes them
-//	inject-steady CPUS ADDR PERIOD STOPFILE MAX  corrected memory errors from CPUS in turn,
-//	                         one page each (ADDR + k pages), every PERIOD until STOPFILE exists
+//	inject-steady CPUS ADDR PERIOD STOPFILE MAX [EVERY STORMADDR]  corrected memory errors
+//	                         from CPUS in turn, one page each (ADDR + k pages), every PERIOD
+//	                         until STOPFILE exists; every EVERY-th at STORMADDR
 //	trace-start NAME [clock=C] [kb=N] [event=SYS/EV]  tracefs instance NAME
 //	                         recording mce:mce_record (and more)
 //	trace-count NAME [WANT|stable [TIMEOUT]]  count mce_record lines in instance

@@ -16,14 +16,23 @@ import (
 // steadyPlan is where the k-th error of a steady injection goes: CPUs in
 // turn, each error on a page of its own (ADDR + k pages), so no page rule
 // trips and no eBPF per-page limit aggregates them: every record the
-// tracepoint delivers is sent on its own by either source.
+// tracepoint delivers is sent on its own by either source. With
+// stormEvery > 0, every stormEvery-th error (the first included) goes to
+// stormAddr instead: one page far above the eBPF per-page limit, whose
+// records the probes aggregate.
 type steadyPlan struct {
-	cpus []int
-	base uint64
+	cpus       []int
+	base       uint64
+	stormEvery int
+	stormAddr  uint64
 }
 
 func (p steadyPlan) at(k int) (cpu int, addr uint64) {
-	return p.cpus[k%len(p.cpus)], p.base + uint64(k)*0x1000
+	cpu = p.cpus[k%len(p.cpus)]
+	if p.stormEvery > 0 && k%p.stormEvery == 0 {
+		return cpu, p.stormAddr
+	}
+	return cpu, p.base + uint64(k)*0x1000
 }
 
 // parseCPUs reads "0,1,2,3".
@@ -41,7 +50,8 @@ func parseCPUs(s string) ([]int, error) {
 
 // cmdInjectSteady injects corrected memory errors at a steady pace, from
 // CPUS in turn, the k-th at ADDR + k pages, one every PERIOD, until
-// STOPFILE exists or MAX were injected. It runs in the background across
+// STOPFILE exists or MAX were injected; with EVERY and STORMADDR, every
+// EVERY-th error goes to STORMADDR (a storm on one page among them). It runs in the background across
 // an event the scenario waits for (the daemon's source hand-over), so its
 // records land before, during and after it. One process and kept
 // descriptors: a process start per error would set the pace, not PERIOD.
@@ -63,6 +73,15 @@ func cmdInjectSteady(e env, args []string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan := steadyPlan{cpus: cpus, base: base}
+	if len(args) >= 7 {
+		if plan.stormEvery, err = parseInt("storm every", args[5]); err != nil {
+			return nil, err
+		}
+		if plan.stormAddr, err = parseUint("storm address", args[6]); err != nil {
+			return nil, err
+		}
+	}
 	vendor, err := e.cpuVendor()
 	if err != nil {
 		return nil, err
@@ -78,8 +97,8 @@ func cmdInjectSteady(e env, args []string) (map[string]any, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	plan := steadyPlan{cpus: cpus, base: base}
 	perCPU := map[string]int{}
+	storm := 0
 	startMono := monoMicros()
 	injected := 0
 	for ; injected < limit; injected++ {
@@ -105,11 +124,14 @@ func cmdInjectSteady(e env, args []string) (map[string]any, error) {
 			break
 		}
 		perCPU[strconv.Itoa(cpu)]++
+		if addr == plan.stormAddr && plan.stormEvery > 0 {
+			storm++
+		}
 		time.Sleep(period)
 	}
 	data := map[string]any{
 		"injected": injected, "per_cpu": perCPU, "start_mono_us": startMono, "mono_us": monoMicros(),
-		"first_addr": hex(base), "vendor": vendor,
+		"first_addr": hex(base), "vendor": vendor, "storm": storm,
 	}
 	if injected > 0 {
 		_, last := plan.at(injected - 1)

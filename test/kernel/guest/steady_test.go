@@ -25,6 +25,11 @@ func TestSteadyPlan(t *testing.T) {
 		require.Equal(t, tc.cpu, cpu, "k=%d", tc.k)
 		require.Equal(t, tc.addr, addr, "k=%d", tc.k)
 	}
+	storm := steadyPlan{cpus: []int{0, 1}, base: 0x100000, stormEvery: 2, stormAddr: 0x5040}
+	for k, want := range []uint64{0x5040, 0x101000, 0x5040, 0x103000, 0x5040} {
+		_, addr := storm.at(k)
+		require.Equal(t, want, addr, "storm plan, k=%d", k)
+	}
 	_, err := parseCPUs("0,x")
 	require.ErrorContains(t, err, "CPU list")
 	cpus, err := parseCPUs("0, 1,3")
