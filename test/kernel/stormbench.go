@@ -34,6 +34,7 @@ guest trace-start %[1]s kb=8192
 guest -tag idle-start proc-status $DPID
 sleep %[4]d
 guest -tag before proc-status $DPID
+guest -tag idle-smaps proc-smaps $DPID
 p=0
 while [ $p -lt %[2]d ]; do
   guest -tag storm inject-storm 1 $(printf 0x%%x $(( $(cat $H/addr$p) + 0x40 ))) %[3]d

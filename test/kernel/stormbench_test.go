@@ -48,12 +48,16 @@ func TestStormBench(t *testing.T) {
 		wallMs := func(from, to string) float64 { return (num(to, "mono_us") - num(from, "mono_us")) / 1e3 }
 		idle := ticks("before") - ticks("idle-start")
 		rssIdle, _ := only(t, rs, "before").Number("vmrss")
+		rssAnon, _ := only(t, rs, "before").Number("rssanon")
+		rssFile, _ := only(t, rs, "before").Number("rssfile")
+		ageMs, _ := only(t, rs, "before").Number("age_ms")
 		idleRate := cpuMs("idle-start", "before") / wallMs("idle-start", "before")
 		// Times the daemon's threads were switched in (schedstat): its
 		// wake-ups, which under emulation cost more than their own work.
 		slices := func(from, to string) float64 { return num(to, "cpu_slices") - num(from, "cpu_slices") }
-		t.Logf("%-7s idle: %.0f CPU ticks (%.0f ms on CPU, %.0f wake-ups) over %d s with no error, RSS %.1f MiB after them",
-			path, idle, cpuMs("idle-start", "before"), slices("idle-start", "before"), IdleSeconds, rssIdle/1024)
+		t.Logf("%-7s idle: %.0f CPU ticks (%.0f ms on CPU, %.0f wake-ups) over %d s with no error; %.1f s after start RSS %.1f MiB (anon %.1f, file %.1f)",
+			path, idle, cpuMs("idle-start", "before"), slices("idle-start", "before"), IdleSeconds, ageMs/1e3, rssIdle/1024, rssAnon/1024, rssFile/1024)
+		t.Logf("%-7s idle resident set by mapping (MiB): %s", path, only(t, rs, "idle-smaps").String("summary"))
 		hwm, _ := only(t, rs, "after").Number("vmhwm")
 		storm := cpuMs("before", "after")
 		// The idle cost (health checks, timers) runs on through the storm;
