@@ -18,17 +18,23 @@ const (
 // CPU ticks and RSS are read at the start and end of the idle time, when
 // the injection ended (the tracepoint count stable) and once it has
 // counted every delivered record.
-func stormBenchSection(name, runflags string, profile bool) string {
+func stormBenchSection(name, runflags string, o StormBenchOptions) string {
 	args, dump := "--config /scenario/storm.yaml", ""
-	if profile {
+	if o.Profile {
 		// The state dir, not /tmp: the hardened launch gives the daemon a
 		// private /tmp the scenario cannot read.
 		prof := "/var/lib/selfprotect/" + name + ".pprof"
 		args += " --cpu-profile " + prof
 		dump = "guest -tag profile file-base64 " + prof + "\n"
 	}
+	godebug := ""
+	if o.GODEBUG != "" {
+		// Only the daemon's: the helpers started after it would print
+		// their own GC traces.
+		godebug = "export GODEBUG=" + o.GODEBUG + "\n"
+	}
 	return section(name) + "RUNFLAGS=" + runflags + "\n" + holdStart("/tmp/hold-"+name, StormBenchPages) +
-		daemonStart(name, args, "info") + fmt.Sprintf(`
+		godebug + daemonStart(name, args, "info") + "unset GODEBUG\n" + fmt.Sprintf(`
 DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
 guest trace-start %[1]s kb=8192
 guest -tag idle-start proc-status $DPID
@@ -49,10 +55,18 @@ guest -tag status exec $SP status --json
 `, name, StormBenchPages, StormBenchErrors, IdleSeconds) + daemonStop + dump + holdRelease
 }
 
+// StormBenchOptions are the storm bench's diagnostics. Profile: the daemon
+// writes a CPU profile of each run, printed base64 as the step "profile".
+// GODEBUG goes into the daemon's environment (gctrace=1 puts the heap at
+// each collection in its log).
+type StormBenchOptions struct {
+	Profile bool
+	GODEBUG string
+}
+
 // StormBenchScenario is the storm through eBPF, then through tracefs, in
-// one boot (ras=cec_disable). With profile the daemon writes a CPU profile
-// of each run, printed base64 as the step "profile".
-func StormBenchScenario(profile bool) Scenario {
+// one boot (ras=cec_disable).
+func StormBenchScenario(o StormBenchOptions) Scenario {
 	return Scenario{
 		Name:   "storm-bench",
 		Append: "ras=cec_disable " + benchAppend,
@@ -60,6 +74,6 @@ func StormBenchScenario(profile bool) Scenario {
 			"storm.yaml":         []byte(stormPolicy),
 			"errors-at-least.sh": []byte(errorsAtLeast),
 		},
-		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", profile) + stormBenchSection("storm-tracefs", "--no-ebpf", profile),
+		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", o) + stormBenchSection("storm-tracefs", "--no-ebpf", o),
 	}
 }

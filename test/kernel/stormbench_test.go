@@ -25,7 +25,8 @@ func TestStormBench(t *testing.T) {
 	daemonOrSkip(t, lab)
 	profDir := os.Getenv("SELFPROTECT_STORM_PROFILE")
 	cell := Cell{Series: Series612, CPU: CPUIntel}
-	all := runScenario(t, lab, cell, StormBenchScenario(profDir != ""), RunOptions{WithDaemon: true, Timeout: 10 * time.Minute})
+	opts := StormBenchOptions{Profile: profDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG")}
+	all := runScenario(t, lab, cell, StormBenchScenario(opts), RunOptions{WithDaemon: true, Timeout: 10 * time.Minute})
 	perRecord, aboveIdle := map[string]float64{}, map[string]float64{}
 	for _, path := range []string{"ebpf", "tracefs"} {
 		rs := all.Section("storm-" + path)
