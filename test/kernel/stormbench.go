@@ -27,6 +27,15 @@ func stormBenchSection(name, runflags string, o StormBenchOptions) string {
 		args += " --cpu-profile " + prof
 		dump = "guest -tag profile file-base64 " + prof + "\n"
 	}
+	heap := ""
+	if o.HeapProfile {
+		// After the idle figures are read: the profile's GC changes them.
+		prof := "/var/lib/selfprotect/" + name + ".heap"
+		args += " --heap-profile " + prof
+		heap = "kill -USR1 $DPID\nguest -tag idle-heap wait-exec 60s grep -m1 'heap profile written' $DLOG\n" +
+			"guest -tag idle-heap-smaps proc-smaps $DPID\n"
+		dump += "guest -tag heap-profile file-base64 " + prof + "\n"
+	}
 	godebug := ""
 	if o.GODEBUG != "" {
 		// Only the daemon's: the helpers started after it would print
@@ -41,7 +50,7 @@ guest -tag idle-start proc-status $DPID
 sleep %[4]d
 guest -tag before proc-status $DPID
 guest -tag idle-smaps proc-smaps $DPID
-p=0
+%[5]sp=0
 while [ $p -lt %[2]d ]; do
   guest -tag storm inject-storm 1 $(printf 0x%%x $(( $(cat $H/addr$p) + 0x40 ))) %[3]d
   p=$((p+1))
@@ -52,16 +61,19 @@ N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/%[1]s/trace)
 guest -tag caught-up wait-exec 180s sh /scenario/errors-at-least.sh $N $SP
 guest -tag after proc-status $DPID
 guest -tag status exec $SP status --json
-`, name, StormBenchPages, StormBenchErrors, IdleSeconds) + daemonStop + dump + holdRelease
+`, name, StormBenchPages, StormBenchErrors, IdleSeconds, heap) + daemonStop + dump + holdRelease
 }
 
 // StormBenchOptions are the storm bench's diagnostics. Profile: the daemon
 // writes a CPU profile of each run, printed base64 as the step "profile".
-// GODEBUG goes into the daemon's environment (gctrace=1 puts the heap at
+// HeapProfile: once the idle figures are read, the daemon writes a heap
+// profile (step "heap-profile", base64) and logs the runtime's memory
+// classes (step "idle-heap"). GODEBUG goes into the daemon's environment (gctrace=1 puts the heap at
 // each collection in its log).
 type StormBenchOptions struct {
-	Profile bool
-	GODEBUG string
+	Profile     bool
+	HeapProfile bool
+	GODEBUG     string
 }
 
 // StormBenchScenario is the storm through eBPF, then through tracefs, in

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +26,8 @@ func TestStormBench(t *testing.T) {
 	daemonOrSkip(t, lab)
 	profDir := os.Getenv("SELFPROTECT_STORM_PROFILE")
 	cell := Cell{Series: Series612, CPU: CPUIntel}
-	opts := StormBenchOptions{Profile: profDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG")}
+	heapDir := os.Getenv("SELFPROTECT_STORM_HEAP")
+	opts := StormBenchOptions{Profile: profDir != "", HeapProfile: heapDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG")}
 	all := runScenario(t, lab, cell, StormBenchScenario(opts), RunOptions{WithDaemon: true, Timeout: 10 * time.Minute})
 	perRecord, aboveIdle := map[string]float64{}, map[string]float64{}
 	for _, path := range []string{"ebpf", "tracefs"} {
@@ -51,6 +53,10 @@ func TestStormBench(t *testing.T) {
 		rssIdle, _ := only(t, rs, "before").Number("vmrss")
 		rssAnon, _ := only(t, rs, "before").Number("rssanon")
 		rssFile, _ := only(t, rs, "before").Number("rssfile")
+		// The guest's binary sits on the initramfs, a tmpfs: its pages
+		// count as shared memory, not as file pages.
+		rssShmem, _ := only(t, rs, "before").Number("rssshmem")
+		rssFile += rssShmem
 		ageMs, _ := only(t, rs, "before").Number("age_ms")
 		idleRate := cpuMs("idle-start", "before") / wallMs("idle-start", "before")
 		// Times the daemon's threads were switched in (schedstat): its
@@ -58,7 +64,8 @@ func TestStormBench(t *testing.T) {
 		slices := func(from, to string) float64 { return num(to, "cpu_slices") - num(from, "cpu_slices") }
 		t.Logf("%-7s idle: %.0f CPU ticks (%.0f ms on CPU, %.0f wake-ups) over %d s with no error; %.1f s after start RSS %.1f MiB (anon %.1f, file %.1f)",
 			path, idle, cpuMs("idle-start", "before"), slices("idle-start", "before"), IdleSeconds, ageMs/1e3, rssIdle/1024, rssAnon/1024, rssFile/1024)
-		t.Logf("%-7s idle resident set by mapping (MiB): %s", path, only(t, rs, "idle-smaps").String("summary"))
+		t.Logf("%-7s idle resident set by mapping (MiB): %s; transparent huge pages: %s", path,
+			only(t, rs, "idle-smaps").String("summary"), only(t, rs, "idle-smaps").String("thp"))
 		hwm, _ := only(t, rs, "after").Number("vmhwm")
 		storm := cpuMs("before", "after")
 		// The idle cost (health checks, timers) runs on through the storm;
@@ -74,6 +81,15 @@ func TestStormBench(t *testing.T) {
 			n := func(k string) any { return jsonField(st, "events", k) }
 			t.Logf("%-7s probes: %v records sent to userspace, %v counted in the kernel (%v of them on a full ring buffer), %v lost",
 				path, n("ebpf_sent"), n("ebpf_aggregated"), n("ebpf_ringbuf_full"), n("ebpf_lost"))
+		}
+		if heapDir != "" {
+			t.Logf("%-7s idle heap, after a GC: %s; resident set then: %s", path,
+				strings.TrimSpace(only(t, rs, "idle-heap").String("stdout")), only(t, rs, "idle-heap-smaps").String("summary"))
+			raw, err := base64.StdEncoding.DecodeString(only(t, rs, "heap-profile").String("base64"))
+			require.NoError(t, err)
+			file := filepath.Join(heapDir, "idle-"+path+".heap")
+			require.NoError(t, os.WriteFile(file, raw, 0o644))
+			t.Logf("%-7s heap profile: %s (go tool pprof -sample_index=inuse_space -top %s)", path, file, file)
 		}
 		if profDir != "" {
 			raw, err := base64.StdEncoding.DecodeString(only(t, rs, "profile").String("base64"))

@@ -17,7 +17,8 @@ const (
 	Text      = "text"     // the executable's code (r-x)
 	ROData    = "rodata"   // its read-only data and function tables (r--)
 	Data      = "data"     // its writable data (rw-, file-backed part)
-	Anon      = "anon"     // anonymous memory: the Go heap, bss, runtime metadata, thread stacks
+	GoHeap    = "go-heap"  // anonymous memory in the Go heap's arenas (objects, goroutine stacks)
+	Anon      = "anon"     // other anonymous memory: bss, runtime metadata, SQLite's C heap
 	Stack     = "stack"    // the main thread's stack
 	BPF       = "bpf"      // mmap'ed BPF maps (the ring buffer: its data pages map twice)
 	Kernel    = "vdso"     // vdso, vvar, vsyscall
@@ -25,13 +26,14 @@ const (
 	NamedRun  = "go-named" // anonymous mappings the Go runtime named ([anon: Go: ...])
 )
 
-var order = []string{Text, ROData, Data, Anon, NamedRun, Stack, BPF, OtherFile, Kernel}
+var order = []string{Text, ROData, Data, GoHeap, Anon, NamedRun, Stack, BPF, OtherFile, Kernel}
 
 // Part is one kind of mapping's resident set, in kB.
 type Part struct {
 	Name string
 	RSS  uint64 // kB resident
 	Anon uint64 // kB of it anonymous (dirty private copies included)
+	Huge uint64 // kB of it in transparent huge pages
 }
 
 // Breakdown is a process's resident set by part, in kB.
@@ -39,6 +41,7 @@ type Breakdown struct {
 	Parts []Part // in report order, empty parts left out
 	RSS   uint64 // sum of every mapping's Rss
 	Anon  uint64 // sum of every mapping's Anonymous
+	Huge  uint64 // sum of every mapping's AnonHugePages, FilePmdMapped, ShmemPmdMapped
 }
 
 // Part returns the named part's figures (zero when absent).
@@ -54,7 +57,7 @@ func (b Breakdown) Part(name string) Part {
 // String is one line in MiB: "RSS 9.3 (anon 4.6): text 3.1, rodata 1.2, ...".
 func (b Breakdown) String() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "RSS %.1f MiB (anon %.1f, file %.1f):", mib(b.RSS), mib(b.Anon), mib(b.RSS-b.Anon))
+	fmt.Fprintf(&sb, "RSS %.1f MiB (anon %.1f, file %.1f, huge pages %.1f):", mib(b.RSS), mib(b.Anon), mib(b.RSS-b.Anon), mib(b.Huge))
 	for i, p := range b.Parts {
 		if i > 0 {
 			sb.WriteByte(',')
@@ -67,7 +70,7 @@ func (b Breakdown) String() string {
 // KB is the breakdown as flat numbers (kB), for a JSON result line:
 // "rss", "anon" and "rss_PART" for each part.
 func (b Breakdown) KB() map[string]any {
-	out := map[string]any{"rss": b.RSS, "anon": b.Anon}
+	out := map[string]any{"rss": b.RSS, "anon": b.Anon, "huge": b.Huge}
 	for _, p := range b.Parts {
 		out["rss_"+p.Name] = p.RSS
 	}
@@ -102,11 +105,13 @@ func Parse(smaps []byte) (Breakdown, error) {
 			if exe == "" && f[4] != "0" {
 				exe = name
 			}
-			part = classify(f[1], f[4], name, exe)
+			part = classify(f[0], f[1], f[4], name, exe)
 			continue
 		}
 		key := strings.TrimSuffix(f[0], ":")
-		if key != "Rss" && key != "Anonymous" {
+		switch key {
+		case "Rss", "Anonymous", "AnonHugePages", "FilePmdMapped", "ShmemPmdMapped":
+		default:
 			continue
 		}
 		if part == "" {
@@ -124,12 +129,16 @@ func Parse(smaps []byte) (Breakdown, error) {
 			p = &Part{Name: part}
 			sums[part] = p
 		}
-		if key == "Rss" {
+		switch key {
+		case "Rss":
 			p.RSS += n
 			b.RSS += n
-		} else {
+		case "Anonymous":
 			p.Anon += n
 			b.Anon += n
+		default:
+			p.Huge += n
+			b.Huge += n
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -158,7 +167,14 @@ func isHeader(field string) bool {
 	return err1 == nil && err2 == nil
 }
 
-func classify(perms, inode, name, exe string) string {
+// Go's heap arenas on linux/amd64 are placed from hints (0xc000000000
+// up, at a random base since go1.26), far below where mmap(NULL, ...)
+// puts the runtime's metadata and C heaps (near 0x7f...).
+const goArenaBase, mmapBase = 0xc0 << 32, 0x7f00_0000_0000
+
+func classify(addrs, perms, inode, name, exe string) string {
+	lo, _, _ := strings.Cut(addrs, "-")
+	start, _ := strconv.ParseUint(lo, 16, 64)
 	switch {
 	case name == exe && perms[2] == 'x':
 		return Text
@@ -176,6 +192,8 @@ func classify(perms, inode, name, exe string) string {
 		return NamedRun
 	case inode != "0" && name != "":
 		return OtherFile
+	case name == "" && start >= goArenaBase && start < mmapBase:
+		return GoHeap
 	default:
 		return Anon
 	}

@@ -10,19 +10,24 @@ import (
 
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
-		file      string
-		rss, anon uint64
-		parts     []Part
+		file            string
+		rss, anon, huge uint64
+		parts           []Part
 	}{
 		// Hand-written: every kind of mapping the daemon has in the guest.
-		{"small.smaps", 8880, 4300, []Part{
-			{Text, 3000, 0}, {ROData, 1200, 0}, {Data, 200, 120}, {Anon, 4100, 4100},
-			{NamedRun, 64, 64}, {Stack, 16, 16}, {BPF, 264, 0}, {OtherFile, 32, 0}, {Kernel, 4, 0},
+		{"small.smaps", 8880, 4300, 2048, []Part{
+			{Name: Text, RSS: 3000}, {Name: ROData, RSS: 1200}, {Name: Data, RSS: 200, Anon: 120},
+			{Name: GoHeap, RSS: 4000, Anon: 4000, Huge: 2048}, {Name: Anon, RSS: 100, Anon: 100},
+			{Name: NamedRun, RSS: 64, Anon: 64}, {Name: Stack, RSS: 16, Anon: 16}, {Name: BPF, RSS: 264},
+			{Name: OtherFile, RSS: 32}, {Name: Kernel, RSS: 4},
 		}},
 		// A static Go binary's own smaps (go1.26, host kernel 6.18): the
-		// bss and the runtime's arenas are unnamed anonymous mappings.
-		{"go-static.smaps", 2088, 648, []Part{
-			{Text, 600, 0}, {ROData, 816, 0}, {Data, 36, 20}, {Anon, 612, 612}, {Stack, 16, 16}, {Kernel, 8, 0},
+		// bss and the runtime's mappings are unnamed; the heap arena sits
+		// at a randomized base far below the runtime's metadata.
+		{"go-static.smaps", 2088, 648, 0, []Part{
+			{Name: Text, RSS: 600}, {Name: ROData, RSS: 816}, {Name: Data, RSS: 36, Anon: 20},
+			{Name: GoHeap, RSS: 416, Anon: 416}, {Name: Anon, RSS: 196, Anon: 196},
+			{Name: Stack, RSS: 16, Anon: 16}, {Name: Kernel, RSS: 8},
 		}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -32,6 +37,7 @@ func TestParse(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tc.rss, b.RSS)
 			require.Equal(t, tc.anon, b.Anon)
+			require.Equal(t, tc.huge, b.Huge)
 			require.Equal(t, tc.parts, b.Parts)
 			require.Equal(t, tc.parts[0], b.Part(tc.parts[0].Name))
 			require.Equal(t, tc.rss, b.KB()["rss"])
@@ -55,6 +61,6 @@ func TestParseBad(t *testing.T) {
 }
 
 func TestString(t *testing.T) {
-	b := Breakdown{RSS: 2048, Anon: 1024, Parts: []Part{{Text, 1024, 0}, {Anon, 1024, 1024}}}
-	require.Equal(t, "RSS 2.0 MiB (anon 1.0, file 1.0): text 1.00, anon 1.00", b.String())
+	b := Breakdown{RSS: 2048, Anon: 1024, Parts: []Part{{Name: Text, RSS: 1024}, {Name: Anon, RSS: 1024, Anon: 1024}}}
+	require.Equal(t, "RSS 2.0 MiB (anon 1.0, file 1.0, huge pages 0.0): text 1.00, anon 1.00", b.String())
 }

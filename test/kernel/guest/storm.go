@@ -232,6 +232,11 @@ func cmdProcSmaps(e env, args []string) (map[string]any, error) {
 	data := b.KB()
 	data["pid"] = pid
 	data["summary"] = b.String()
+	// Whether the kernel backs anonymous memory with huge pages on its
+	// own ("always") changes what a Go heap costs in RSS.
+	if thp, err := os.ReadFile(e.paths.SysPath("kernel", "mm", "transparent_hugepage", "enabled")); err == nil {
+		data["thp"] = strings.TrimSpace(string(thp))
+	}
 	return data, nil
 }
 
