@@ -47,6 +47,7 @@ func stormBenchSection(name, runflags string, o StormBenchOptions) string {
 DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
 guest trace-start %[1]s kb=8192
 guest -tag idle-start proc-status $DPID
+guest -tag idle-start-smaps proc-smaps $DPID
 sleep %[4]d
 guest -tag before proc-status $DPID
 guest -tag idle-smaps proc-smaps $DPID

@@ -64,8 +64,11 @@ func TestStormBench(t *testing.T) {
 		slices := func(from, to string) float64 { return num(to, "cpu_slices") - num(from, "cpu_slices") }
 		t.Logf("%-7s idle: %.0f CPU ticks (%.0f ms on CPU, %.0f wake-ups) over %d s with no error; %.1f s after start RSS %.1f MiB (anon %.1f, file %.1f)",
 			path, idle, cpuMs("idle-start", "before"), slices("idle-start", "before"), IdleSeconds, ageMs/1e3, rssIdle/1024, rssAnon/1024, rssFile/1024)
-		t.Logf("%-7s idle resident set by mapping (MiB): %s; transparent huge pages: %s", path,
-			only(t, rs, "idle-smaps").String("summary"), only(t, rs, "idle-smaps").String("thp"))
+		t.Logf("%-7s armed, before idling (MiB): %s; the binary's sections: %s", path,
+			only(t, rs, "idle-start-smaps").String("summary"), only(t, rs, "idle-start-smaps").String("sections"))
+		sm := only(t, rs, "idle-smaps")
+		t.Logf("%-7s idle resident set by mapping (MiB): %s; transparent huge pages: %s", path, sm.String("summary"), sm.String("thp"))
+		t.Logf("%-7s idle, the binary's resident sections (MiB): %s%s", path, sm.String("sections"), sm.String("sections_error"))
 		hwm, _ := only(t, rs, "after").Number("vmhwm")
 		storm := cpuMs("before", "after")
 		// The idle cost (health checks, timers) runs on through the storm;

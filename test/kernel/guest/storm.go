@@ -232,12 +232,51 @@ func cmdProcSmaps(e env, args []string) (map[string]any, error) {
 	data := b.KB()
 	data["pid"] = pid
 	data["summary"] = b.String()
+	if secs, err := exeResidency(e, pid); err == nil {
+		data["sections"] = secs
+	} else {
+		data["sections_error"] = err.Error()
+	}
 	// Whether the kernel backs anonymous memory with huge pages on its
 	// own ("always") changes what a Go heap costs in RSS.
 	if thp, err := os.ReadFile(e.paths.SysPath("kernel", "mm", "transparent_hugepage", "enabled")); err == nil {
 		data["thp"] = strings.TrimSpace(string(thp))
 	}
 	return data, nil
+}
+
+// exeResidency says which sections of the process's executable are
+// mapped in (code, read-only data, the function table), from its maps,
+// its pagemap and the file itself.
+func exeResidency(e env, pid int) (string, error) {
+	dir := e.paths.ProcPath(fmt.Sprint(pid))
+	maps, err := os.ReadFile(filepath.Join(dir, "maps"))
+	if err != nil {
+		return "", fmt.Errorf("reading maps: %w", err)
+	}
+	ms, err := procmem.ExeMappings(maps)
+	if err != nil {
+		return "", err
+	}
+	exe, err := os.Open(filepath.Join(dir, "exe"))
+	if err != nil {
+		return "", fmt.Errorf("opening exe: %w", err)
+	}
+	defer exe.Close()
+	secs, err := procmem.ELFSections(exe)
+	if err != nil {
+		return "", err
+	}
+	pm, err := os.Open(filepath.Join(dir, "pagemap"))
+	if err != nil {
+		return "", fmt.Errorf("opening pagemap: %w", err)
+	}
+	defer pm.Close()
+	kb, err := procmem.ResidentBySection(ms, secs, pm, uint64(os.Getpagesize()))
+	if err != nil {
+		return "", err
+	}
+	return procmem.FormatSections(kb), nil
 }
 
 // mountModes maps each mount point in a mountinfo to "ro" or "rw", as the
