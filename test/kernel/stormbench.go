@@ -36,6 +36,12 @@ func stormBenchSection(name, runflags string, o StormBenchOptions) string {
 			"guest -tag idle-heap-smaps proc-smaps $DPID\n"
 		dump += "guest -tag heap-profile file-base64 " + prof + "\n"
 	}
+	late := ""
+	if o.LateIdle > 0 {
+		// The Go runtime's first periodic GC comes 2 min after start; its
+		// stack scan reads the function table back in.
+		late = fmt.Sprintf("sleep %d\nguest -tag idle-late proc-status $DPID\nguest -tag idle-late-smaps proc-smaps $DPID\n", o.LateIdle)
+	}
 	godebug := ""
 	if o.GODEBUG != "" {
 		// Only the daemon's: the helpers started after it would print
@@ -49,9 +55,10 @@ guest trace-start %[1]s kb=8192
 guest -tag idle-start proc-status $DPID
 guest -tag idle-start-smaps proc-smaps $DPID
 sleep %[4]d
-guest -tag before proc-status $DPID
+guest -tag idle-end proc-status $DPID
 guest -tag idle-smaps proc-smaps $DPID
-%[5]sp=0
+%[5]s%[6]sguest -tag before proc-status $DPID
+p=0
 while [ $p -lt %[2]d ]; do
   guest -tag storm inject-storm 1 $(printf 0x%%x $(( $(cat $H/addr$p) + 0x40 ))) %[3]d
   p=$((p+1))
@@ -62,19 +69,23 @@ N=$(grep -c 'mce_record:' /sys/kernel/tracing/instances/%[1]s/trace)
 guest -tag caught-up wait-exec 180s sh /scenario/errors-at-least.sh $N $SP
 guest -tag after proc-status $DPID
 guest -tag status exec $SP status --json
-`, name, StormBenchPages, StormBenchErrors, IdleSeconds, heap) + daemonStop + dump + holdRelease
+`, name, StormBenchPages, StormBenchErrors, IdleSeconds, heap, late) + daemonStop + dump + holdRelease
 }
 
 // StormBenchOptions are the storm bench's diagnostics. Profile: the daemon
 // writes a CPU profile of each run, printed base64 as the step "profile".
 // HeapProfile: once the idle figures are read, the daemon writes a heap
 // profile (step "heap-profile", base64) and logs the runtime's memory
-// classes (step "idle-heap"). GODEBUG goes into the daemon's environment (gctrace=1 puts the heap at
+// classes (step "idle-heap"). LateIdle: the daemon idles that many seconds
+// more and its resident set is read again (steps "idle-late", "idle-late-smaps").
+// GODEBUG goes into the daemon's environment (gctrace=1 puts the heap at
 // each collection in its log).
 type StormBenchOptions struct {
 	Profile     bool
 	HeapProfile bool
 	GODEBUG     string
+	LateIdle    int // seconds idled after the idle figures, then sampled again
+
 }
 
 // StormBenchScenario is the storm through eBPF, then through tracefs, in

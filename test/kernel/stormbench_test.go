@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,8 @@ func TestStormBench(t *testing.T) {
 	profDir := os.Getenv("SELFPROTECT_STORM_PROFILE")
 	cell := Cell{Series: Series612, CPU: CPUIntel}
 	heapDir := os.Getenv("SELFPROTECT_STORM_HEAP")
-	opts := StormBenchOptions{Profile: profDir != "", HeapProfile: heapDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG")}
+	late, _ := strconv.Atoi(os.Getenv("SELFPROTECT_STORM_LATE_IDLE"))
+	opts := StormBenchOptions{Profile: profDir != "", HeapProfile: heapDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG"), LateIdle: late}
 	all := runScenario(t, lab, cell, StormBenchScenario(opts), RunOptions{WithDaemon: true, Timeout: 10 * time.Minute})
 	perRecord, aboveIdle := map[string]float64{}, map[string]float64{}
 	for _, path := range []string{"ebpf", "tracefs"} {
@@ -49,21 +51,21 @@ func TestStormBench(t *testing.T) {
 		ticks := func(step string) float64 { return num(step, "cpu_ticks") }
 		cpuMs := func(from, to string) float64 { return (num(to, "cpu_ns") - num(from, "cpu_ns")) / 1e6 }
 		wallMs := func(from, to string) float64 { return (num(to, "mono_us") - num(from, "mono_us")) / 1e3 }
-		idle := ticks("before") - ticks("idle-start")
-		rssIdle, _ := only(t, rs, "before").Number("vmrss")
-		rssAnon, _ := only(t, rs, "before").Number("rssanon")
-		rssFile, _ := only(t, rs, "before").Number("rssfile")
+		idle := ticks("idle-end") - ticks("idle-start")
+		rssIdle, _ := only(t, rs, "idle-end").Number("vmrss")
+		rssAnon, _ := only(t, rs, "idle-end").Number("rssanon")
+		rssFile, _ := only(t, rs, "idle-end").Number("rssfile")
 		// The guest's binary sits on the initramfs, a tmpfs: its pages
 		// count as shared memory, not as file pages.
-		rssShmem, _ := only(t, rs, "before").Number("rssshmem")
+		rssShmem, _ := only(t, rs, "idle-end").Number("rssshmem")
 		rssFile += rssShmem
-		ageMs, _ := only(t, rs, "before").Number("age_ms")
-		idleRate := cpuMs("idle-start", "before") / wallMs("idle-start", "before")
+		ageMs, _ := only(t, rs, "idle-end").Number("age_ms")
+		idleRate := cpuMs("idle-start", "idle-end") / wallMs("idle-start", "idle-end")
 		// Times the daemon's threads were switched in (schedstat): its
 		// wake-ups, which under emulation cost more than their own work.
 		slices := func(from, to string) float64 { return num(to, "cpu_slices") - num(from, "cpu_slices") }
 		t.Logf("%-7s idle: %.0f CPU ticks (%.0f ms on CPU, %.0f wake-ups) over %d s with no error; %.1f s after start RSS %.1f MiB (anon %.1f, file %.1f)",
-			path, idle, cpuMs("idle-start", "before"), slices("idle-start", "before"), IdleSeconds, ageMs/1e3, rssIdle/1024, rssAnon/1024, rssFile/1024)
+			path, idle, cpuMs("idle-start", "idle-end"), slices("idle-start", "idle-end"), IdleSeconds, ageMs/1e3, rssIdle/1024, rssAnon/1024, rssFile/1024)
 		t.Logf("%-7s armed, before idling (MiB): %s; the binary's sections: %s", path,
 			only(t, rs, "idle-start-smaps").String("summary"), only(t, rs, "idle-start-smaps").String("sections"))
 		sm := only(t, rs, "idle-smaps")
@@ -84,6 +86,11 @@ func TestStormBench(t *testing.T) {
 			n := func(k string) any { return jsonField(st, "events", k) }
 			t.Logf("%-7s probes: %v records sent to userspace, %v counted in the kernel (%v of them on a full ring buffer), %v lost",
 				path, n("ebpf_sent"), n("ebpf_aggregated"), n("ebpf_ringbuf_full"), n("ebpf_lost"))
+		}
+		if late > 0 {
+			age, _ := only(t, rs, "idle-late").Number("age_ms")
+			t.Logf("%-7s idle %.0f s after start (past the runtime's first periodic GC at 2 min) %.0f CPU ticks since the idle figures, resident set (MiB): %s; the binary's sections: %s",
+				path, age/1e3, ticks("idle-late")-ticks("idle-end"), only(t, rs, "idle-late-smaps").String("summary"), only(t, rs, "idle-late-smaps").String("sections"))
 		}
 		if heapDir != "" {
 			t.Logf("%-7s idle heap, after a GC: %s; resident set then: %s", path,

@@ -17,8 +17,7 @@ const (
 	Text      = "text"     // the executable's code (r-x)
 	ROData    = "rodata"   // its read-only data and function tables (r--)
 	Data      = "data"     // its writable data (rw-, file-backed part)
-	GoHeap    = "go-heap"  // anonymous memory in the Go heap's arenas (objects, goroutine stacks)
-	Anon      = "anon"     // other anonymous memory: bss, runtime metadata, SQLite's C heap
+	Anon      = "anon"     // anonymous memory: the Go heap and stacks, bss, runtime metadata, SQLite's C heap
 	Stack     = "stack"    // the main thread's stack
 	BPF       = "bpf"      // mmap'ed BPF maps (the ring buffer: its data pages map twice)
 	Kernel    = "vdso"     // vdso, vvar, vsyscall
@@ -26,7 +25,7 @@ const (
 	NamedRun  = "go-named" // anonymous mappings the Go runtime named ([anon: Go: ...])
 )
 
-var order = []string{Text, ROData, Data, GoHeap, Anon, NamedRun, Stack, BPF, OtherFile, Kernel}
+var order = []string{Text, ROData, Data, Anon, NamedRun, Stack, BPF, OtherFile, Kernel}
 
 // Part is one kind of mapping's resident set, in kB.
 type Part struct {
@@ -105,7 +104,7 @@ func Parse(smaps []byte) (Breakdown, error) {
 			if exe == "" && f[4] != "0" {
 				exe = name
 			}
-			part = classify(f[0], f[1], f[4], name, exe)
+			part = classify(f[1], f[4], name, exe)
 			continue
 		}
 		key := strings.TrimSuffix(f[0], ":")
@@ -167,14 +166,7 @@ func isHeader(field string) bool {
 	return err1 == nil && err2 == nil
 }
 
-// Go's heap arenas on linux/amd64 are placed from hints (0xc000000000
-// up, at a random base since go1.26), far below where mmap(NULL, ...)
-// puts the runtime's metadata and C heaps (near 0x7f...).
-const goArenaBase, mmapBase = 0xc0 << 32, 0x7f00_0000_0000
-
-func classify(addrs, perms, inode, name, exe string) string {
-	lo, _, _ := strings.Cut(addrs, "-")
-	start, _ := strconv.ParseUint(lo, 16, 64)
+func classify(perms, inode, name, exe string) string {
 	switch {
 	case name == exe && perms[2] == 'x':
 		return Text
@@ -192,8 +184,6 @@ func classify(addrs, perms, inode, name, exe string) string {
 		return NamedRun
 	case inode != "0" && name != "":
 		return OtherFile
-	case name == "" && start >= goArenaBase && start < mmapBase:
-		return GoHeap
 	default:
 		return Anon
 	}
