@@ -10,6 +10,9 @@ const (
 	// IdleSeconds is how long the daemon sits with no error before the
 	// storm: its CPU ticks then are the idle figure.
 	IdleSeconds = 60
+	// IdleRSSGuardMiB bounds the idle resident set loosely (the target is
+	// 20 MiB; see TestStormBench).
+	IdleRSSGuardMiB = 32
 )
 
 // stormBenchSection runs the daemon (pinned to CPU 2, storm policy), lets

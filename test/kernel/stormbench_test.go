@@ -68,6 +68,11 @@ func TestStormBench(t *testing.T) {
 			path, idle, cpuMs("idle-start", "idle-end"), slices("idle-start", "idle-end"), IdleSeconds, ageMs/1e3, rssIdle/1024, rssAnon/1024, rssFile/1024)
 		t.Logf("%-7s armed, before idling (MiB): %s; the binary's sections: %s", path,
 			only(t, rs, "idle-start-smaps").String("summary"), only(t, rs, "idle-start-smaps").String("sections"))
+		// A guard, not the target: 20 MiB is what the README reports
+		// against; this bound (idle runs measured 14.6-23.8 MiB, before
+		// and after the THP opt-out) only catches a gross regression,
+		// such as start-up data kept alive.
+		require.Less(t, rssIdle/1024, float64(IdleRSSGuardMiB), "%s: idle RSS %.1f MiB", path, rssIdle/1024)
 		sm := only(t, rs, "idle-smaps")
 		t.Logf("%-7s idle resident set by mapping (MiB): %s; transparent huge pages: %s", path, sm.String("summary"), sm.String("thp"))
 		t.Logf("%-7s idle, the binary's resident sections (MiB): %s%s", path, sm.String("sections"), sm.String("sections_error"))
