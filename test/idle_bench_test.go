@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/sim"
+	"github.com/selfprotect/selfprotect/test/procmem"
 )
 
 // procSample is what /proc says about the daemon at one instant.
@@ -111,6 +112,14 @@ func TestIdleBenchmark(t *testing.T) {
 				tc.name, secs, perMin(b.ticks-a.ticks), perMin(b.wakes-a.wakes),
 				float64(b.status["VmRSS"])/1024, float64(b.status["RssAnon"])/1024, float64(b.status["RssFile"])/1024,
 				float64(b.status["VmHWM"])/1024, b.status["Threads"])
+			smaps, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "smaps"))
+			require.NoError(t, err)
+			mem, err := procmem.Parse(smaps)
+			require.NoError(t, err)
+			t.Logf("idle %s, resident set by mapping (MiB): %s", tc.name, mem)
+			// A guard against gross regressions (start-up data kept
+			// alive), far above the 9-14 MiB measured: not the target.
+			require.Less(t, float64(mem.RSS)/1024, 32.0, "idle RSS in MiB")
 			t.Logf("idle %s, wake-ups per thread over the span (voluntary+involuntary): %s", tc.name, threadWakes(a, b))
 			require.True(t, d.status().Armed)
 		})

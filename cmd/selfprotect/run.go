@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
@@ -30,7 +31,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	var metricsListen string
 	var noEBPF bool
 	var health time.Duration
-	var cpuProfile string
+	var cpuProfile, heapProfile string
 	var ebpfArmAfter time.Duration
 	var handoverAfter, ebpfDieAfter time.Duration // test only, as ebpfArmAfter
 	cmd := &cobra.Command{
@@ -57,6 +58,12 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 			if os.Getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(softMemoryLimit)
 			}
+			if err := disableTHP(); err != nil {
+				log.WithError(err).Warn("transparent huge pages stay on: the resident set may grow by 2 MB pages")
+			}
+			if heapProfile != "" {
+				runtime.MemProfileRate = defaultMemProfileRate
+			}
 			d, err := daemon.New(daemon.Options{
 				Paths: g.resolvedPaths(), FS: kpath.OS{}, StateDir: g.state, Socket: g.socket,
 				PolicyPath: policyPath, DryRun: dryRun, Version: version, Log: log, EventRetention: retention, MetricsListen: metricsListen,
@@ -71,6 +78,9 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 					return err
 				}
 				defer stopProfile()
+			}
+			if heapProfile != "" {
+				defer startHeapProfile(heapProfile, log)()
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -100,6 +110,8 @@ SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the policy file.`,
 	// QEMU guest); not an operator's knob.
 	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the run to FILE")
 	_ = cmd.Flags().MarkHidden("cpu-profile")
+	cmd.Flags().StringVar(&heapProfile, "heap-profile", "", "on SIGUSR1, write a pprof heap profile to FILE and log the runtime's memory classes")
+	_ = cmd.Flags().MarkHidden("heap-profile")
 	// The kernel suite's hand-over scenario: eBPF arms late on purpose, so
 	// tracefs covers the start and hands over. Test only: a host gains
 	// nothing by reading through tracefs first.

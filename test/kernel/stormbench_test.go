@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +27,10 @@ func TestStormBench(t *testing.T) {
 	daemonOrSkip(t, lab)
 	profDir := os.Getenv("SELFPROTECT_STORM_PROFILE")
 	cell := Cell{Series: Series612, CPU: CPUIntel}
-	all := runScenario(t, lab, cell, StormBenchScenario(profDir != ""), RunOptions{WithDaemon: true, Timeout: 10 * time.Minute})
+	heapDir := os.Getenv("SELFPROTECT_STORM_HEAP")
+	late, _ := strconv.Atoi(os.Getenv("SELFPROTECT_STORM_LATE_IDLE"))
+	opts := StormBenchOptions{Profile: profDir != "", HeapProfile: heapDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG"), LateIdle: late}
+	all := runScenario(t, lab, cell, StormBenchScenario(opts), RunOptions{WithDaemon: true, Timeout: 10 * time.Minute})
 	perRecord, aboveIdle := map[string]float64{}, map[string]float64{}
 	for _, path := range []string{"ebpf", "tracefs"} {
 		rs := all.Section("storm-" + path)
@@ -46,14 +51,31 @@ func TestStormBench(t *testing.T) {
 		ticks := func(step string) float64 { return num(step, "cpu_ticks") }
 		cpuMs := func(from, to string) float64 { return (num(to, "cpu_ns") - num(from, "cpu_ns")) / 1e6 }
 		wallMs := func(from, to string) float64 { return (num(to, "mono_us") - num(from, "mono_us")) / 1e3 }
-		idle := ticks("before") - ticks("idle-start")
-		rssIdle, _ := only(t, rs, "before").Number("vmrss")
-		idleRate := cpuMs("idle-start", "before") / wallMs("idle-start", "before")
+		idle := ticks("idle-end") - ticks("idle-start")
+		rssIdle, _ := only(t, rs, "idle-end").Number("vmrss")
+		rssAnon, _ := only(t, rs, "idle-end").Number("rssanon")
+		rssFile, _ := only(t, rs, "idle-end").Number("rssfile")
+		// The guest's binary sits on the initramfs, a tmpfs: its pages
+		// count as shared memory, not as file pages.
+		rssShmem, _ := only(t, rs, "idle-end").Number("rssshmem")
+		rssFile += rssShmem
+		ageMs, _ := only(t, rs, "idle-end").Number("age_ms")
+		idleRate := cpuMs("idle-start", "idle-end") / wallMs("idle-start", "idle-end")
 		// Times the daemon's threads were switched in (schedstat): its
 		// wake-ups, which under emulation cost more than their own work.
 		slices := func(from, to string) float64 { return num(to, "cpu_slices") - num(from, "cpu_slices") }
-		t.Logf("%-7s idle: %.0f CPU ticks (%.0f ms on CPU, %.0f wake-ups) over %d s with no error, RSS %.1f MiB after them",
-			path, idle, cpuMs("idle-start", "before"), slices("idle-start", "before"), IdleSeconds, rssIdle/1024)
+		t.Logf("%-7s idle: %.0f CPU ticks (%.0f ms on CPU, %.0f wake-ups) over %d s with no error; %.1f s after start RSS %.1f MiB (anon %.1f, file %.1f)",
+			path, idle, cpuMs("idle-start", "idle-end"), slices("idle-start", "idle-end"), IdleSeconds, ageMs/1e3, rssIdle/1024, rssAnon/1024, rssFile/1024)
+		t.Logf("%-7s armed, before idling (MiB): %s; the binary's sections: %s", path,
+			only(t, rs, "idle-start-smaps").String("summary"), only(t, rs, "idle-start-smaps").String("sections"))
+		// A guard, not the target: 20 MiB is what the README reports
+		// against; this bound (idle runs measured 14.6-23.8 MiB, before
+		// and after the THP opt-out) only catches a gross regression,
+		// such as start-up data kept alive.
+		require.Less(t, rssIdle/1024, float64(IdleRSSGuardMiB), "%s: idle RSS %.1f MiB", path, rssIdle/1024)
+		sm := only(t, rs, "idle-smaps")
+		t.Logf("%-7s idle resident set by mapping (MiB): %s; transparent huge pages: %s", path, sm.String("summary"), sm.String("thp"))
+		t.Logf("%-7s idle, the binary's resident sections (MiB): %s%s", path, sm.String("sections"), sm.String("sections_error"))
 		hwm, _ := only(t, rs, "after").Number("vmhwm")
 		storm := cpuMs("before", "after")
 		// The idle cost (health checks, timers) runs on through the storm;
@@ -69,6 +91,20 @@ func TestStormBench(t *testing.T) {
 			n := func(k string) any { return jsonField(st, "events", k) }
 			t.Logf("%-7s probes: %v records sent to userspace, %v counted in the kernel (%v of them on a full ring buffer), %v lost",
 				path, n("ebpf_sent"), n("ebpf_aggregated"), n("ebpf_ringbuf_full"), n("ebpf_lost"))
+		}
+		if late > 0 {
+			age, _ := only(t, rs, "idle-late").Number("age_ms")
+			t.Logf("%-7s idle %.0f s after start (past the runtime's first periodic GC at 2 min) %.0f CPU ticks since the idle figures, resident set (MiB): %s; the binary's sections: %s",
+				path, age/1e3, ticks("idle-late")-ticks("idle-end"), only(t, rs, "idle-late-smaps").String("summary"), only(t, rs, "idle-late-smaps").String("sections"))
+		}
+		if heapDir != "" {
+			t.Logf("%-7s idle heap, after a GC: %s; resident set then: %s", path,
+				strings.TrimSpace(only(t, rs, "idle-heap").String("stdout")), only(t, rs, "idle-heap-smaps").String("summary"))
+			raw, err := base64.StdEncoding.DecodeString(only(t, rs, "heap-profile").String("base64"))
+			require.NoError(t, err)
+			file := filepath.Join(heapDir, "idle-"+path+".heap")
+			require.NoError(t, os.WriteFile(file, raw, 0o644))
+			t.Logf("%-7s heap profile: %s (go tool pprof -sample_index=inuse_space -top %s)", path, file, file)
 		}
 		if profDir != "" {
 			raw, err := base64.StdEncoding.DecodeString(only(t, rs, "profile").String("base64"))

@@ -91,6 +91,7 @@ func commands() map[string]command {
 		"inject-storm":  {3, cmdInjectStorm},
 		"inject-steady": {5, cmdInjectSteady},
 		"proc-status":   {1, cmdProcStatus},
+		"proc-smaps":    {1, cmdProcSmaps},
 		"stamp-run":     {2, cmdStampRun},
 		"exec":          {1, cmdExec},
 		"wait-exec":     {2, cmdWaitExec},

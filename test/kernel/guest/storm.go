@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/selfprotect/selfprotect/test/procmem"
 )
 
 // injector keeps mce-inject's files open so a storm costs one write(2) per
@@ -147,7 +149,7 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 			data[strings.ToLower(k)] = strings.TrimSpace(v)
 			continue
 		}
-		if !ok || !strings.HasPrefix(k, "Vm") && k != "Threads" && k != "NoNewPrivs" && k != "Seccomp" {
+		if !ok || !strings.HasPrefix(k, "Vm") && !strings.HasPrefix(k, "Rss") && k != "Threads" && k != "NoNewPrivs" && k != "Seccomp" {
 			continue
 		}
 		var n uint64
@@ -180,6 +182,16 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 		return data, fmt.Errorf("%s stime %q: %w", sp, f[12], err)
 	}
 	data["cpu_ticks"] = ut + st
+	// The idle figure is "RSS 60 s after start": the process's own start
+	// time (field 22, clock ticks since boot; USER_HZ 100 on Debian)
+	// against the boot clock says how long after it this sample is.
+	if len(f) > 19 {
+		var start uint64
+		var ts unix.Timespec
+		if _, err := fmt.Sscan(f[19], &start); err == nil && unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+			data["age_ms"] = ts.Nano()/1e6 - int64(start)*10
+		}
+	}
 	// schedstat's first field is a thread's time on CPU in ns, added up at
 	// each switch rather than sampled at ticks: under a loaded emulator a
 	// 10 ms tick lands on whoever runs. Summed over the live threads (the
@@ -198,6 +210,73 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	}
 	data["mounts"] = mountModes(string(mi))
 	return data, nil
+}
+
+// cmdProcSmaps sorts a process's resident set by what holds it (the
+// binary's code, read-only data, the heap, BPF maps; see test/procmem):
+// kB figures, and the one-line summary as "summary".
+func cmdProcSmaps(e env, args []string) (map[string]any, error) {
+	pid, err := parseInt("PID", args[0])
+	if err != nil {
+		return nil, err
+	}
+	p := e.paths.ProcPath(fmt.Sprint(pid), "smaps")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	b, err := procmem.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	data := b.KB()
+	data["pid"] = pid
+	data["summary"] = b.String()
+	if secs, err := exeResidency(e, pid); err == nil {
+		data["sections"] = secs
+	} else {
+		data["sections_error"] = err.Error()
+	}
+	// Whether the kernel backs anonymous memory with huge pages on its
+	// own ("always") changes what a Go heap costs in RSS.
+	if thp, err := os.ReadFile(e.paths.SysPath("kernel", "mm", "transparent_hugepage", "enabled")); err == nil {
+		data["thp"] = strings.TrimSpace(string(thp))
+	}
+	return data, nil
+}
+
+// exeResidency says which sections of the process's executable are
+// mapped in (code, read-only data, the function table), from its maps,
+// its pagemap and the file itself.
+func exeResidency(e env, pid int) (string, error) {
+	dir := e.paths.ProcPath(fmt.Sprint(pid))
+	maps, err := os.ReadFile(filepath.Join(dir, "maps"))
+	if err != nil {
+		return "", fmt.Errorf("reading maps: %w", err)
+	}
+	ms, err := procmem.ExeMappings(maps)
+	if err != nil {
+		return "", err
+	}
+	exe, err := os.Open(filepath.Join(dir, "exe"))
+	if err != nil {
+		return "", fmt.Errorf("opening exe: %w", err)
+	}
+	defer exe.Close()
+	secs, err := procmem.ELFSections(exe)
+	if err != nil {
+		return "", err
+	}
+	pm, err := os.Open(filepath.Join(dir, "pagemap"))
+	if err != nil {
+		return "", fmt.Errorf("opening pagemap: %w", err)
+	}
+	defer pm.Close()
+	kb, err := procmem.ResidentBySection(ms, secs, pm, uint64(os.Getpagesize()))
+	if err != nil {
+		return "", err
+	}
+	return procmem.FormatSections(kb), nil
 }
 
 // mountModes maps each mount point in a mountinfo to "ro" or "rw", as the
