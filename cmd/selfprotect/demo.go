@@ -148,7 +148,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	}
 
 	d.say("\n$ selfprotect status")
-	resp, err := daemon.Call(d.socket, daemon.Request{Command: "status"}, 2*time.Second)
+	resp, err := daemon.Call(d.socket, daemon.Request{Command: "status"}, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -184,10 +184,15 @@ func (d *demo) settle(quiet time.Duration) (*daemon.Status, error) {
 	var last [2]uint64
 	stableSince := time.Now()
 	deadline := time.Now().Add(30 * time.Second)
+	var lastErr error
 	for time.Now().Before(deadline) {
-		resp, err := daemon.Call(d.socket, daemon.Request{Command: "status"}, time.Second)
+		// A slow answer on a loaded host is asked again, not fatal: the
+		// deadline bounds the whole wait.
+		resp, err := daemon.Call(d.socket, daemon.Request{Command: "status"}, 5*time.Second)
 		if err != nil {
-			return nil, err
+			lastErr = err
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		s := resp.Status
 		if now := [2]uint64{s.Events.Received, s.Events.Counted}; now != last || s.Events.HeldDeltas > 0 || s.Pending > 0 {
@@ -197,6 +202,9 @@ func (d *demo) settle(quiet time.Duration) (*daemon.Status, error) {
 			return s, nil
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if lastErr != nil {
+		return nil, fmt.Errorf("the daemon did not settle within 30 s (last status call: %w)", lastErr)
 	}
 	return nil, errors.New("the daemon did not settle within 30 s")
 }
