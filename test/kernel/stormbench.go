@@ -1,6 +1,11 @@
 package kernel
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
 
 // StormBenchPages and StormBenchErrors: the storm bench injects
 // StormBenchErrors corrected errors on each of StormBenchPages pages.
@@ -50,9 +55,12 @@ guest -tag status exec $SP status --json
 
 // StormBenchScenario is the storm through eBPF, then through tracefs, in
 // one boot (ras=cec_disable). With profile the daemon writes a CPU profile
-// of each run, printed base64 as the step "profile".
-func StormBenchScenario(profile bool) Scenario {
-	return Scenario{
+// of each run, printed base64 as the step "profile". With a baseline
+// binary (an earlier build), its eBPF run comes first, as section
+// storm-ebpf-base: an A/B in one boot, where TCG's swings with host load
+// between boots are larger than most changes.
+func StormBenchScenario(profile bool, baseline []byte) Scenario {
+	sc := Scenario{
 		Name:   "storm-bench",
 		Append: "ras=cec_disable " + benchAppend,
 		Files: map[string][]byte{
@@ -61,4 +69,56 @@ func StormBenchScenario(profile bool) Scenario {
 		},
 		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", profile) + stormBenchSection("storm-tracefs", "--no-ebpf", profile),
 	}
+	if baseline != nil {
+		sc.Files["selfprotect-base"] = baseline
+		// In /bin, not /tmp: the hardened launch gives the daemon a
+		// private /tmp.
+		base := strings.ReplaceAll(stormBenchSection("storm-ebpf-base", "", profile), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
+		sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
+			strings.Replace(sc.Script, "\n", "\n"+base, 1)
+	}
+	return sc
+}
+
+// threadSwitches is the difference between two "tid:voluntary/nonvoluntary"
+// lists (guest proc-status's thread_ctxt) per thread, as "tid:v/nv", in
+// thread id order, and the totals. A thread born in between counts from
+// zero; one that ended is left out (its switches are gone with it).
+func threadSwitches(before, after string) (per string, vol, nonvol float64, err error) {
+	parse := func(s string) (map[int][2]float64, error) {
+		out := map[int][2]float64{}
+		for _, f := range strings.Fields(s) {
+			tid, counts, ok1 := strings.Cut(f, ":")
+			v, nv, ok2 := strings.Cut(counts, "/")
+			id, err1 := strconv.Atoi(tid)
+			a, err2 := strconv.ParseFloat(v, 64)
+			b, err3 := strconv.ParseFloat(nv, 64)
+			if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil {
+				return nil, fmt.Errorf("thread switches %q: want tid:voluntary/nonvoluntary", f)
+			}
+			out[id] = [2]float64{a, b}
+		}
+		return out, nil
+	}
+	b, err := parse(before)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	a, err := parse(after)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	tids := make([]int, 0, len(a))
+	for tid := range a {
+		tids = append(tids, tid)
+	}
+	sort.Ints(tids)
+	parts := make([]string, 0, len(tids))
+	for _, tid := range tids {
+		dv, dnv := a[tid][0]-b[tid][0], a[tid][1]-b[tid][1]
+		vol += dv
+		nonvol += dnv
+		parts = append(parts, fmt.Sprintf("%d:%.0f/%.0f", tid, dv, dnv))
+	}
+	return strings.Join(parts, " "), vol, nonvol, nil
 }
