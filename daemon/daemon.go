@@ -99,6 +99,7 @@ type Daemon struct {
 	// decision (syncReq); storeDone closes when it has stopped.
 	syncQ     chan syncReq
 	storeDone chan struct{}
+	flushQ    chan struct{} // asks the history writer to write now (stormtick.go)
 	writes    writes
 	cases     *caseBook
 
@@ -182,6 +183,7 @@ func New(opts Options) (*Daemon, error) {
 		byOther:   map[fault.Resource]bool{},
 		jobs:      newJobQueue(),
 		syncQ:     make(chan syncReq),
+		flushQ:    make(chan struct{}, 1),
 		recheck:   make(chan struct{}, 1),
 		storeDone: make(chan struct{}),
 		cases:     newCaseBook(),
@@ -307,7 +309,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.checkHealth()
 	d.releaseStartupMemory()
 	for {
-		busy.set(d.timeDriven())
+		d.setBusy(busy)
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping")
@@ -343,7 +345,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-d.recheck:
 			d.checkHealth() // an action changed what the budgets count
 		case <-busy.C():
-			d.tick()
+			d.busyTick()
 			if d.sources.handingOver() {
 				d.checkHealth()
 			}

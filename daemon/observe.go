@@ -141,12 +141,34 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		stored(len(batch))
 		batch = batch[:0]
 	}
+	// take moves what q holds into batch, writing full batches on the way.
+	// What the main loop sent before it asked for a flush or a sync is in
+	// q's buffer: taking it first keeps the order the caller saw.
+	take := func() bool {
+		for {
+			select {
+			case ev, ok := <-q:
+				if !ok {
+					return false
+				}
+				batch = append(batch, ev)
+				if len(batch) == maxBatch {
+					flush()
+				}
+			default:
+				return true
+			}
+		}
+	}
 	// The flush timer runs only while a batch waits (new, or kept after a
-	// failed write): an idle daemon does not wake up for it.
+	// failed write) and no storm's busy tick writes it: an idle daemon
+	// does not wake up for it.
 	var due <-chan time.Time
 	for {
 		if due == nil && len(batch) > 0 {
-			due = time.After(d.historyFlush())
+			if wait := d.historyFlush(); wait > 0 {
+				due = time.After(wait)
+			}
 		}
 		select {
 		case ev, ok := <-q:
@@ -161,23 +183,15 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		case <-due:
 			due = nil
 			flush()
-		case req := <-d.syncQ:
-			// What the caller sent before asking is in q's buffer.
-			for drained := false; !drained; {
-				select {
-				case ev, ok := <-q:
-					if !ok {
-						drained = true
-						break
-					}
-					batch = append(batch, ev)
-					if len(batch) == maxBatch {
-						flush()
-					}
-				default:
-					drained = true
-				}
+		case <-d.flushQ:
+			open := take()
+			due = nil
+			flush()
+			if !open {
+				return
 			}
+		case req := <-d.syncQ:
+			take()
 			if req.write(batch) {
 				stored(len(batch))
 				batch = batch[:0]
