@@ -375,8 +375,8 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 				}
 				return fmt.Errorf("waiting on the BPF ring buffer: %w", err)
 			}
-			if now := time.Now(); s.sweepAsked.Swap(false) || clock.due(now) {
-				clock.swept(now, s.sweep(ctx, out, false))
+			if now, asked := time.Now(), s.sweepAsked.Swap(false); asked || clock.due(now) {
+				clock.swept(now, s.sweep(ctx, out, false), asked)
 			}
 			continue
 		}
@@ -411,8 +411,8 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) error {
 			// Flush has run: the next read ends with ErrFlushed.
 			continue
 		}
-		if now := time.Now(); s.sweepAsked.Swap(false) || clock.due(now) {
-			clock.swept(now, s.sweep(ctx, out, false))
+		if now, asked := time.Now(), s.sweepAsked.Swap(false); asked || clock.due(now) {
+			clock.swept(now, s.sweep(ctx, out, false), asked)
 		}
 	}
 }
@@ -500,11 +500,18 @@ func (c *sweepClock) notice(now time.Time) { c.next = now }
 func (c *sweepClock) due(now time.Time) bool { return !now.Before(c.next) }
 
 // swept: while the counters move, sweep every sweep; once they stop, only
-// at the backstop.
-func (c *sweepClock) swept(now time.Time, grew bool) {
-	c.next = now.Add(c.backstop)
-	if grew {
+// at the backstop. A sweep someone asked for (SweepNow) will be asked for
+// again within a sweep: our own comes a sweep later, as the fallback for
+// when the asking stops, so the two never run back to back (ours would
+// wake the runtime for its timer as well).
+func (c *sweepClock) swept(now time.Time, grew, asked bool) {
+	switch {
+	case grew && asked:
+		c.next = now.Add(2 * c.sweep)
+	case grew:
 		c.next = now.Add(c.sweep)
+	default:
+		c.next = now.Add(c.backstop)
 	}
 }
 
