@@ -141,6 +141,14 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		stored(len(batch))
 		batch = batch[:0]
 	}
+	// since is when the oldest event of batch arrived.
+	var since time.Time
+	add := func(ev fault.Event) {
+		if len(batch) == 0 {
+			since = d.now()
+		}
+		batch = append(batch, ev)
+	}
 	// take moves what q holds into batch, writing full batches on the way.
 	// What the main loop sent before it asked for a flush or a sync is in
 	// q's buffer: taking it first keeps the order the caller saw.
@@ -151,7 +159,7 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 				if !ok {
 					return false
 				}
-				batch = append(batch, ev)
+				add(ev)
 				if len(batch) == maxBatch {
 					flush()
 				}
@@ -176,7 +184,7 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 				flush()
 				return
 			}
-			batch = append(batch, ev)
+			add(ev)
 			if len(batch) >= maxBatch && !d.writes.eventsFailing.Load() {
 				flush()
 			}
@@ -186,8 +194,11 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		case <-d.flushQ:
 			open := take()
 			due = nil
-			flush()
+			if !d.storming.Load() || d.now().Sub(since) >= historyFlushStorm {
+				flush()
+			}
 			if !open {
+				flush()
 				return
 			}
 		case req := <-d.syncQ:

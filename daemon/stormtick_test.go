@@ -50,24 +50,48 @@ func storedEvents(t *testing.T, d *Daemon) int {
 	return len(got)
 }
 
-// While storming the history writer has no timer of its own: what it
-// holds is written when the busy tick asks, events sent before the ask
-// included.
+// While storming the history writer has no timer of its own: the busy
+// tick asks it to write, and it writes (events sent before the ask
+// included) once the oldest it holds has waited historyFlushStorm.
 func TestStormHistoryWrittenByTheTick(t *testing.T) {
 	d := quietDaemon(t)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC).UnixNano())
+	d.now = func() time.Time { return time.Unix(0, clock.Load()) }
 	d.storming.Store(true)
 	q := make(chan fault.Event, 16)
 	go d.storeEvents(q)
 	t.Cleanup(func() { close(q); <-d.storeDone })
+	// ask sends a flush request and returns once the writer has handled
+	// it: it took a second one, which it can only do after the first.
+	ask := func() {
+		t.Helper()
+		d.flushHistory()
+		require.Eventually(t, func() bool { return len(d.flushQ) == 0 }, time.Minute, time.Millisecond)
+		d.flushHistory()
+		require.Eventually(t, func() bool { return len(d.flushQ) == 0 }, time.Minute, time.Millisecond)
+	}
 
 	for round := 1; round <= 3; round++ {
 		for i := range 3 {
 			q <- historyEvent(10*round + i)
 		}
+		for range 4 {
+			ask()
+			clock.Add(int64(time.Second))
+		}
+		require.Zero(t, storedEvents(t, d)-3*(round-1), "round %d: a tick before the batch waited %v writes nothing", round, historyFlushStorm)
+		clock.Add(int64(time.Second))
 		d.flushHistory()
 		require.Eventually(t, func() bool { return d.counters.stored.Load() == uint64(3*round) }, time.Minute, time.Millisecond)
 		require.Equal(t, 3*round, storedEvents(t, d))
 	}
+
+	// Calm again: a request writes at once.
+	d.storming.Store(false)
+	q <- historyEvent(99)
+	d.flushHistory()
+	require.Eventually(t, func() bool { return d.counters.stored.Load() == 10 }, time.Minute, time.Millisecond)
 }
 
 // When the busy ticker goes off (the storm ended between ticks), the
