@@ -53,27 +53,43 @@ guest -tag status exec $SP status --json
 `, name, StormBenchPages, StormBenchErrors, IdleSeconds) + daemonStop + dump + holdRelease
 }
 
+// StormBenchOptions vary the storm bench.
+type StormBenchOptions struct {
+	// Profile has the daemon write a CPU profile of each run, printed
+	// base64 as the step "profile".
+	Profile bool
+	// Baseline is an earlier build whose eBPF run comes first, as section
+	// storm-ebpf-base: an A/B in one boot, where TCG's swings with host
+	// load between boots are larger than most changes.
+	Baseline []byte
+	// NoIsolation turns the page rule off: the storm then costs what its
+	// records cost, without the four pages' decisions (each a few store
+	// transactions, a soft offline, its verification and a health check),
+	// which are the same on both paths.
+	NoIsolation bool
+}
+
 // StormBenchScenario is the storm through eBPF, then through tracefs, in
-// one boot (ras=cec_disable). With profile the daemon writes a CPU profile
-// of each run, printed base64 as the step "profile". With a baseline
-// binary (an earlier build), its eBPF run comes first, as section
-// storm-ebpf-base: an A/B in one boot, where TCG's swings with host load
-// between boots are larger than most changes.
-func StormBenchScenario(profile bool, baseline []byte) Scenario {
+// one boot (ras=cec_disable).
+func StormBenchScenario(opt StormBenchOptions) Scenario {
+	policy := stormPolicy
+	if opt.NoIsolation {
+		policy += "  page: {enabled: false}\n"
+	}
 	sc := Scenario{
 		Name:   "storm-bench",
 		Append: "ras=cec_disable " + benchAppend,
 		Files: map[string][]byte{
-			"storm.yaml":         []byte(stormPolicy),
+			"storm.yaml":         []byte(policy),
 			"errors-at-least.sh": []byte(errorsAtLeast),
 		},
-		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", profile) + stormBenchSection("storm-tracefs", "--no-ebpf", profile),
+		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", opt.Profile) + stormBenchSection("storm-tracefs", "--no-ebpf", opt.Profile),
 	}
-	if baseline != nil {
-		sc.Files["selfprotect-base"] = baseline
+	if opt.Baseline != nil {
+		sc.Files["selfprotect-base"] = opt.Baseline
 		// In /bin, not /tmp: the hardened launch gives the daemon a
 		// private /tmp.
-		base := strings.ReplaceAll(stormBenchSection("storm-ebpf-base", "", profile), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
+		base := strings.ReplaceAll(stormBenchSection("storm-ebpf-base", "", opt.Profile), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
 		sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
 			strings.Replace(sc.Script, "\n", "\n"+base, 1)
 	}

@@ -1,17 +1,21 @@
 package kernel
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	policypkg "github.com/selfprotect/selfprotect/policy"
 )
 
 // The storm bench's baseline section runs the other binary first in the
 // same boot; the eBPF and tracefs sections after it are unchanged.
 func TestStormBenchBaselineSection(t *testing.T) {
-	plain := StormBenchScenario(false, nil)
-	sc := StormBenchScenario(false, []byte("old binary"))
+	plain := StormBenchScenario(StormBenchOptions{})
+	sc := StormBenchScenario(StormBenchOptions{Baseline: []byte("old binary")})
 	require.Equal(t, []byte("old binary"), sc.Files["selfprotect-base"])
 	require.Empty(t, plain.Files["selfprotect-base"])
 	base := strings.Index(sc.Script, `"name":"storm-ebpf-base"`)
@@ -21,6 +25,21 @@ func TestStormBenchBaselineSection(t *testing.T) {
 	require.Contains(t, sc.Script[base:ebpf], `SP="/bin/selfprotect-base --state /var/lib/selfprotect/storm-ebpf-base`)
 	require.NotContains(t, sc.Script[ebpf:], "selfprotect-base")
 	require.True(t, strings.HasSuffix(sc.Script, plain.Script[strings.Index(plain.Script, "\n")+1:]))
+}
+
+// Without isolation the policy turns the page rule off and keeps the
+// storm rule.
+func TestStormBenchWithoutIsolation(t *testing.T) {
+	plain := string(StormBenchScenario(StormBenchOptions{}).Files["storm.yaml"])
+	off := string(StormBenchScenario(StormBenchOptions{NoIsolation: true}).Files["storm.yaml"])
+	require.NotContains(t, plain, "page:")
+	require.Equal(t, plain+"  page: {enabled: false}\n", off)
+	cfg := filepath.Join(t.TempDir(), "storm.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(off), 0o644))
+	p, err := policypkg.Load(cfg)
+	require.NoError(t, err)
+	require.False(t, p.Rules.Page.Enabled)
+	require.True(t, p.Rules.Storm.Enabled)
 }
 
 func TestThreadSwitches(t *testing.T) {

@@ -28,15 +28,20 @@ func TestStormBench(t *testing.T) {
 	cell := Cell{Series: Series612, CPU: CPUIntel}
 	// SELFPROTECT_STORM_BASE names an earlier build whose eBPF storm runs
 	// first in the same boot (section storm-ebpf-base).
-	var baseline []byte
+	// SELFPROTECT_STORM_ISOLATE=0 turns the page rule off, to see the
+	// storm's own cost without the four isolations.
+	opt := StormBenchOptions{Profile: profDir != "", NoIsolation: os.Getenv("SELFPROTECT_STORM_ISOLATE") == "0"}
 	paths := []string{"ebpf", "tracefs"}
 	if base := os.Getenv("SELFPROTECT_STORM_BASE"); base != "" {
 		var err error
-		baseline, err = os.ReadFile(base)
+		opt.Baseline, err = os.ReadFile(base)
 		require.NoError(t, err)
 		paths = []string{"ebpf-base", "ebpf", "tracefs"}
 	}
-	all := runScenario(t, lab, cell, StormBenchScenario(profDir != "", baseline), RunOptions{WithDaemon: true, Timeout: 15 * time.Minute})
+	if opt.NoIsolation {
+		t.Log("page rule off: no isolation in this run")
+	}
+	all := runScenario(t, lab, cell, StormBenchScenario(opt), RunOptions{WithDaemon: true, Timeout: 15 * time.Minute})
 	perRecord, aboveIdle := map[string]float64{}, map[string]float64{}
 	for _, path := range paths {
 		rs := all.Section("storm-" + path)
