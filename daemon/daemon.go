@@ -113,6 +113,7 @@ type Daemon struct {
 	// decision (syncReq); storeDone closes when it has stopped.
 	syncQ     chan syncReq
 	storeDone chan struct{}
+	flushQ    chan struct{} // asks the history writer to write now (stormtick.go)
 	writes    writes
 	cases     *caseBook
 
@@ -196,6 +197,7 @@ func New(opts Options) (*Daemon, error) {
 		byOther:   map[fault.Resource]bool{},
 		jobs:      newJobQueue(),
 		syncQ:     make(chan syncReq),
+		flushQ:    make(chan struct{}, 1),
 		recheck:   make(chan struct{}, 1),
 		storeDone: make(chan struct{}),
 		cases:     newCaseBook(),
@@ -325,7 +327,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 	d.checkHealth()
 	d.releaseStartupMemory()
 	for {
-		busy.set(d.timeDriven())
+		d.setBusy(busy)
 		select {
 		case <-ctx.Done():
 			d.log.Info("stopping")
@@ -361,7 +363,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-d.recheck:
 			d.checkHealth() // an action changed what the budgets count
 		case <-busy.C():
-			d.tick()
+			d.busyTick()
 			if d.sources.handingOver() {
 				d.checkHealth()
 			}

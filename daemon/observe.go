@@ -152,12 +152,42 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 		stored(len(batch))
 		batch = batch[:0]
 	}
+	// since is when the oldest event of batch arrived.
+	var since time.Time
+	add := func(ev fault.Event) {
+		if len(batch) == 0 {
+			since = d.now()
+		}
+		batch = append(batch, ev)
+	}
+	// take moves what q holds into batch, writing full batches on the way.
+	// What the main loop sent before it asked for a flush or a sync is in
+	// q's buffer: taking it first keeps the order the caller saw.
+	take := func() bool {
+		for {
+			select {
+			case ev, ok := <-q:
+				if !ok {
+					return false
+				}
+				add(ev)
+				if len(batch) == maxBatch {
+					flush()
+				}
+			default:
+				return true
+			}
+		}
+	}
 	// The flush timer runs only while a batch waits (new, or kept after a
-	// failed write): an idle daemon does not wake up for it.
+	// failed write) and no storm's busy tick writes it: an idle daemon
+	// does not wake up for it.
 	var due <-chan time.Time
 	for {
 		if due == nil && len(batch) > 0 {
-			due = time.After(d.historyFlush())
+			if wait := d.historyFlush(); wait > 0 {
+				due = time.After(wait)
+			}
 		}
 		select {
 		case ev, ok := <-q:
@@ -165,30 +195,25 @@ func (d *Daemon) storeEvents(q <-chan fault.Event) {
 				flush()
 				return
 			}
-			batch = append(batch, ev)
+			add(ev)
 			if len(batch) >= maxBatch && !d.writes.eventsFailing.Load() {
 				flush()
 			}
 		case <-due:
 			due = nil
 			flush()
-		case req := <-d.syncQ:
-			// What the caller sent before asking is in q's buffer.
-			for drained := false; !drained; {
-				select {
-				case ev, ok := <-q:
-					if !ok {
-						drained = true
-						break
-					}
-					batch = append(batch, ev)
-					if len(batch) == maxBatch {
-						flush()
-					}
-				default:
-					drained = true
-				}
+		case <-d.flushQ:
+			open := take()
+			due = nil
+			if !d.storming.Load() || d.now().Sub(since) >= historyFlushStorm {
+				flush()
 			}
+			if !open {
+				flush()
+				return
+			}
+		case req := <-d.syncQ:
+			take()
 			if req.write(batch) {
 				stored(len(batch))
 				batch = batch[:0]

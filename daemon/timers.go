@@ -5,6 +5,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
+
+	"github.com/selfprotect/selfprotect/internal/ktimer"
 )
 
 // An idle daemon (no error arriving, nothing held) wakes only for the
@@ -60,18 +62,28 @@ func (d *Daemon) timeDriven() bool {
 	return d.storming.Load() || d.stage.Held() > 0 || d.sources.handingOver()
 }
 
-// onDemand is a ticker that runs only while switched on. It relies on Go
-// 1.23 timers: after Stop no stale tick is delivered.
+// onDemand is a ticker that runs only while switched on: a timerfd in the
+// netpoller (internal/ktimer: a tick wakes one thread, not sysmon too),
+// or a time.Ticker where there is none. Either way no stale tick is
+// delivered after it is switched off (Go 1.23 timers; ktimer's Stop).
 type onDemand struct {
+	k     *ktimer.Ticker
 	t     *time.Ticker
 	every time.Duration
 	on    bool
 }
 
 func newOnDemand(every time.Duration) *onDemand {
+	if k, err := ktimer.New(); err == nil {
+		return &onDemand{k: k, every: every}
+	}
+	return &onDemand{t: stoppedTicker(every), every: every}
+}
+
+func stoppedTicker(every time.Duration) *time.Ticker {
 	t := time.NewTicker(every)
 	t.Stop()
-	return &onDemand{t: t, every: every}
+	return t
 }
 
 // set switches the ticker on or off; switching on starts a full period.
@@ -79,17 +91,42 @@ func (o *onDemand) set(on bool) {
 	if on == o.on {
 		return
 	}
+	o.on = on
+	if o.k != nil {
+		var err error
+		if on {
+			err = o.k.Reset(o.every)
+		} else {
+			err = o.k.Stop()
+		}
+		if err == nil {
+			return
+		}
+		// A timerfd that cannot be armed: tick from the runtime instead.
+		o.k.Close()
+		o.k, o.t = nil, stoppedTicker(o.every)
+	}
 	if on {
 		o.t.Reset(o.every)
 	} else {
 		o.t.Stop()
 	}
-	o.on = on
 }
 
-func (o *onDemand) C() <-chan time.Time { return o.t.C }
+func (o *onDemand) C() <-chan time.Time {
+	if o.k != nil {
+		return o.k.C()
+	}
+	return o.t.C
+}
 
-func (o *onDemand) stop() { o.t.Stop() }
+func (o *onDemand) stop() {
+	if o.k != nil {
+		o.k.Close()
+		return
+	}
+	o.t.Stop()
+}
 
 // handingOver says whether a hand-over's de-duplication is on; it ends
 // with time, at a refresh (main loop only).

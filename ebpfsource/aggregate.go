@@ -25,43 +25,88 @@ import (
 // counters unreadable).
 func (s *Source) sweep(ctx context.Context, out chan<- fault.Event, full bool) bool {
 	s.counts.sweeps.Add(1)
-	st, err := s.Stats()
+	aggregated, err := s.readCounters()
 	if err != nil {
 		s.log.WithError(err).Warn("reading the probe counters; reading every aggregation map")
 		full = true
-	} else {
-		s.setTotals(st)
 	}
 	grew := false
 	for _, p := range s.attached {
 		if !full {
-			agg := st.Probes[p.Key()].Aggregated
-			if agg == s.aggregated[p.kind] {
+			if aggregated[p.kind] == s.aggregated[p.kind] {
 				continue
 			}
-			s.aggregated[p.kind] = agg
+			s.aggregated[p.kind] = aggregated[p.kind]
 		}
-		m := s.aggMaps[p.kind]
-		var key probesSpKey
-		val := make([]byte, m.ValueSize())
-		it := m.Iterate()
-		for it.Next(&key, val) {
+		raw, err := s.rawMaps()
+		if err != nil {
+			s.log.WithFields(logrus.Fields{"map": p.aggMap, "error": err.Error()}).Warn("reading an aggregation map")
+			continue
+		}
+		ended := false
+		err = raw.agg[p.kind].each(func(k, val []byte) bool {
 			errs := binary.LittleEndian.Uint64(val[16:])
+			key := decodeKey(k)
 			prev := s.reported[key]
 			if errs <= prev {
-				continue
+				return true
 			}
 			grew = true
 			s.reported[key] = errs
 			if !s.sendAggregate(ctx, p, val[aggHeadSize:], errs-prev, out) {
-				return grew
+				ended = true
+				return false
 			}
+			return true
+		})
+		if ended {
+			return grew
 		}
-		if err := it.Err(); err != nil {
+		if err != nil {
 			s.log.WithFields(logrus.Fields{"map": p.aggMap, "error": err.Error()}).Warn("reading an aggregation map")
 		}
 	}
 	return grew
+}
+
+// decodeKey reads struct sp_key as the probes wrote it.
+func decodeKey(k []byte) probesSpKey {
+	le := binary.LittleEndian
+	return probesSpKey{Page: le.Uint64(k), Sig: le.Uint64(k[8:]), Cpu: le.Uint32(k[16:]),
+		Bank: le.Uint16(k[20:]), Kind: le.Uint16(k[22:])}
+}
+
+// readCounters reads every attached probe's counters, keeps their sums
+// for Totals and returns each probe's aggregated count by kind.
+func (s *Source) readCounters() ([numKinds]uint64, error) {
+	var agg [numKinds]uint64
+	var t Totals
+	raw, err := s.rawMaps()
+	if err != nil {
+		return agg, err
+	}
+	r := raw.stats
+	var key [4]byte
+	for _, p := range s.attached {
+		binary.LittleEndian.PutUint32(key[:], p.kind)
+		if err := r.lookup(key[:]); err != nil {
+			return agg, fmt.Errorf("reading the probe counters of %s: %w", p.Key(), err)
+		}
+		for v := r.value; len(v) >= statsSize; v = v[statsSlot:] {
+			le := binary.LittleEndian
+			t.Sent += le.Uint64(v[8:])
+			agg[p.kind] += le.Uint64(v[16:])
+			t.RingbufFull += le.Uint64(v[24:])
+			t.Lost += le.Uint64(v[32:])
+		}
+		t.Aggregated += agg[p.kind]
+	}
+	c := &s.counts
+	c.kernelSent.Store(t.Sent)
+	c.kernelAggregated.Store(t.Aggregated)
+	c.kernelRingbufFull.Store(t.RingbufFull)
+	c.kernelLost.Store(t.Lost)
+	return agg, nil
 }
 
 // sendAggregate decodes a key's last record and sends it standing for n
@@ -125,22 +170,6 @@ func (s *Source) Totals() Totals {
 	c := &s.counts
 	return Totals{Sent: c.kernelSent.Load(), Aggregated: c.kernelAggregated.Load(),
 		RingbufFull: c.kernelRingbufFull.Load(), Lost: c.kernelLost.Load()}
-}
-
-// setTotals keeps the kernel counters for Totals.
-func (s *Source) setTotals(st Stats) {
-	var t Totals
-	for _, ps := range st.Probes {
-		t.Sent += ps.Sent
-		t.Aggregated += ps.Aggregated
-		t.RingbufFull += ps.RingbufFull
-		t.Lost += ps.Lost
-	}
-	c := &s.counts
-	c.kernelSent.Store(t.Sent)
-	c.kernelAggregated.Store(t.Aggregated)
-	c.kernelRingbufFull.Store(t.RingbufFull)
-	c.kernelLost.Store(t.Lost)
 }
 
 // Stats reads the kernel counters and the userspace ones.

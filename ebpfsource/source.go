@@ -118,6 +118,8 @@ type Source struct {
 	// goroutine touches them.
 	reported   map[probesSpKey]uint64
 	aggregated map[uint32]uint64
+	// raw reads the maps for the sweep (rawmap.go), made at the first.
+	raw *rawSet
 
 	// heldFullFrom is the probes' ring-buffer-full count when aggregation
 	// was last held (guarded by holdMu).
@@ -129,6 +131,8 @@ type Source struct {
 	// closed is set before Close closes anything: Run, woken by it, ends
 	// with nil.
 	closed atomic.Bool
+	// sweepAsked is SweepNow's request, taken by Run.
+	sweepAsked atomic.Bool
 	// readerMu keeps Close from closing the reader while Run's wait asks
 	// it how much the ring holds: cilium's AvailableBytes reads the
 	// reader's ring without its lock, and Close sets it to nil.
@@ -386,6 +390,21 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) (err error) {
 	clock := newSweepClock(s.cfg.Sweep, s.cfg.Backstop, time.Now())
 	var rec ringbuf.Record
 	for {
+		if ctx.Err() == nil && !s.closed.Load() && !s.holds() {
+			// Empty: wait in the netpoller. Asking cilium's reader would
+			// cost an epoll_wait(2) through the runtime's syscall path
+			// (it wakes sysmon) to learn the same.
+			if err := s.waitRecords(ctx, clock.next); err != nil {
+				if s.closed.Load() || errors.Is(err, os.ErrClosed) {
+					return nil
+				}
+				return fmt.Errorf("waiting on the BPF ring buffer: %w", err)
+			}
+			if now, asked := time.Now(), s.sweepAsked.Swap(false); asked || clock.due(now) {
+				clock.swept(now, s.sweep(ctx, out, false), asked)
+			}
+			continue
+		}
 		// cilium's reader never waits here (its deadline is past): it
 		// hands out what the ring holds, then says so.
 		s.reader.SetDeadline(time.Unix(1, 0))
@@ -417,9 +436,29 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) (err error) {
 			// Flush has run: the next read ends with ErrFlushed.
 			continue
 		}
-		if now := time.Now(); clock.due(now) {
-			clock.swept(now, s.sweep(ctx, out, false))
+		if now, asked := time.Now(), s.sweepAsked.Swap(false); asked || clock.due(now) {
+			clock.swept(now, s.sweep(ctx, out, false), asked)
 		}
+	}
+}
+
+// holds says whether the ring buffer holds a record (cilium's
+// AvailableBytes reads the mapped positions: no system call).
+func (s *Source) holds() bool {
+	s.readerMu.RLock()
+	defer s.readerMu.RUnlock()
+	return !s.closed.Load() && s.reader.AvailableBytes() > 0
+}
+
+// SweepNow asks Run to read the aggregation maps at once, as at a notice:
+// a daemon that ticks anyway while a storm lasts (to end it, to write the
+// history) drives the sweep from the same tick, so the storm costs one
+// wake-up a second, not one per timer. It never blocks, and arms no
+// runtime timer (a read deadline in the past wakes the wait directly).
+func (s *Source) SweepNow() {
+	s.sweepAsked.Store(true)
+	if s.ring != nil {
+		_ = s.ring.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -431,10 +470,13 @@ func (s *Source) waitRecords(ctx context.Context, until time.Time) error {
 	if err := s.ring.SetReadDeadline(until); err != nil {
 		return err
 	}
+	if s.sweepAsked.Load() {
+		return nil // asked before this wait armed: SweepNow's wake-up may be spent
+	}
 	err := s.ringConn.Read(func(uintptr) bool {
 		s.readerMu.RLock()
 		defer s.readerMu.RUnlock()
-		return s.closed.Load() || ctx.Err() != nil || s.reader.AvailableBytes() > 0
+		return s.closed.Load() || ctx.Err() != nil || s.sweepAsked.Load() || s.reader.AvailableBytes() > 0
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
@@ -483,11 +525,18 @@ func (c *sweepClock) notice(now time.Time) { c.next = now }
 func (c *sweepClock) due(now time.Time) bool { return !now.Before(c.next) }
 
 // swept: while the counters move, sweep every sweep; once they stop, only
-// at the backstop.
-func (c *sweepClock) swept(now time.Time, grew bool) {
-	c.next = now.Add(c.backstop)
-	if grew {
+// at the backstop. A sweep someone asked for (SweepNow) will be asked for
+// again within a sweep: our own comes a sweep later, as the fallback for
+// when the asking stops, so the two never run back to back (ours would
+// wake the runtime for its timer as well).
+func (c *sweepClock) swept(now time.Time, grew, asked bool) {
+	switch {
+	case grew && asked:
+		c.next = now.Add(2 * c.sweep)
+	case grew:
 		c.next = now.Add(c.sweep)
+	default:
+		c.next = now.Add(c.backstop)
 	}
 }
 

@@ -35,6 +35,14 @@ func TestSweepClock(t *testing.T) {
 			{at: 1_301, due: true, do: "swept-grew", nextMs: 2_301},
 			{at: 2_301, due: true, do: "swept-idle", nextMs: 12_301},
 		}},
+		{"swept when asked, our own sweep falls back a sweep later", []step{
+			{at: 300, do: "notice", nextMs: 300},
+			{at: 301, due: true, do: "swept-grew", nextMs: 1_301},
+			{at: 1_000, due: false, do: "asked-grew", nextMs: 3_000},
+			{at: 2_000, due: false, do: "asked-grew", nextMs: 4_000},
+			{at: 4_000, due: true, do: "swept-grew", nextMs: 5_000},
+			{at: 4_500, due: false, do: "asked-idle", nextMs: 14_500},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,9 +54,13 @@ func TestSweepClock(t *testing.T) {
 				case "notice":
 					c.notice(now)
 				case "swept-grew":
-					c.swept(now, true)
+					c.swept(now, true, false)
 				case "swept-idle":
-					c.swept(now, false)
+					c.swept(now, false, false)
+				case "asked-grew":
+					c.swept(now, true, true)
+				case "asked-idle":
+					c.swept(now, false, true)
 				}
 				require.Equal(t, at(s.nextMs), c.next, "step %d: next", i)
 			}

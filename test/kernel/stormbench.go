@@ -1,6 +1,11 @@
 package kernel
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
 
 // StormBenchPages and StormBenchErrors: the storm bench injects
 // StormBenchErrors corrected errors on each of StormBenchPages pages.
@@ -75,32 +80,98 @@ guest -tag status exec $SP status --json
 `, name, StormBenchPages, StormBenchErrors, IdleSeconds, heap, late) + daemonStop + dump + holdRelease
 }
 
-// StormBenchOptions are the storm bench's diagnostics. Profile: the daemon
-// writes a CPU profile of each run, printed base64 as the step "profile".
-// HeapProfile: once the idle figures are read, the daemon writes a heap
-// profile (step "heap-profile", base64) and logs the runtime's memory
-// classes (step "idle-heap"). LateIdle: the daemon idles that many seconds
-// more and its resident set is read again (steps "idle-late", "idle-late-smaps").
-// GODEBUG goes into the daemon's environment (gctrace=1 puts the heap at
-// each collection in its log).
+// StormBenchOptions vary the storm bench and its diagnostics.
 type StormBenchOptions struct {
-	Profile     bool
+	// Profile has the daemon write a CPU profile of each run, printed
+	// base64 as the step "profile".
+	Profile bool
+	// HeapProfile: once the idle figures are read, the daemon writes a
+	// heap profile (step "heap-profile", base64) and logs the runtime's
+	// memory classes (step "idle-heap").
 	HeapProfile bool
-	GODEBUG     string
-	LateIdle    int // seconds idled after the idle figures, then sampled again
-
+	// GODEBUG goes into the daemon's environment (gctrace=1 puts the heap
+	// at each collection in its log).
+	GODEBUG string
+	// LateIdle: the daemon idles that many seconds more and its resident
+	// set is read again (steps "idle-late", "idle-late-smaps").
+	LateIdle int
+	// Baseline is an earlier build whose eBPF run comes first, as section
+	// storm-ebpf-base: an A/B in one boot, where TCG's swings with host
+	// load between boots are larger than most changes.
+	Baseline []byte
+	// NoIsolation turns the page rule off: the storm then costs what its
+	// records cost, without the four pages' decisions (each a few store
+	// transactions, a soft offline, its verification and a health check),
+	// which are the same on both paths.
+	NoIsolation bool
 }
 
 // StormBenchScenario is the storm through eBPF, then through tracefs, in
 // one boot (ras=cec_disable).
-func StormBenchScenario(o StormBenchOptions) Scenario {
-	return Scenario{
+func StormBenchScenario(opt StormBenchOptions) Scenario {
+	policy := stormPolicy
+	if opt.NoIsolation {
+		policy += "  page: {enabled: false}\n"
+	}
+	sc := Scenario{
 		Name:   "storm-bench",
 		Append: "ras=cec_disable " + benchAppend,
 		Files: map[string][]byte{
-			"storm.yaml":         []byte(stormPolicy),
+			"storm.yaml":         []byte(policy),
 			"errors-at-least.sh": []byte(errorsAtLeast),
 		},
-		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", o) + stormBenchSection("storm-tracefs", "--no-ebpf", o),
+		Script: "PIN='taskset -c 2'\n" + stormBenchSection("storm-ebpf", "", opt) + stormBenchSection("storm-tracefs", "--no-ebpf", opt),
 	}
+	if opt.Baseline != nil {
+		sc.Files["selfprotect-base"] = opt.Baseline
+		// In /bin, not /tmp: the hardened launch gives the daemon a
+		// private /tmp.
+		base := strings.ReplaceAll(stormBenchSection("storm-ebpf-base", "", opt), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
+		sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
+			strings.Replace(sc.Script, "\n", "\n"+base, 1)
+	}
+	return sc
+}
+
+// threadSwitches is the difference between two "tid:voluntary/nonvoluntary"
+// lists (guest proc-status's thread_ctxt) per thread, as "tid:v/nv", in
+// thread id order, and the totals. A thread born in between counts from
+// zero; one that ended is left out (its switches are gone with it).
+func threadSwitches(before, after string) (per string, vol, nonvol float64, err error) {
+	parse := func(s string) (map[int][2]float64, error) {
+		out := map[int][2]float64{}
+		for _, f := range strings.Fields(s) {
+			tid, counts, ok1 := strings.Cut(f, ":")
+			v, nv, ok2 := strings.Cut(counts, "/")
+			id, err1 := strconv.Atoi(tid)
+			a, err2 := strconv.ParseFloat(v, 64)
+			b, err3 := strconv.ParseFloat(nv, 64)
+			if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil {
+				return nil, fmt.Errorf("thread switches %q: want tid:voluntary/nonvoluntary", f)
+			}
+			out[id] = [2]float64{a, b}
+		}
+		return out, nil
+	}
+	b, err := parse(before)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	a, err := parse(after)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	tids := make([]int, 0, len(a))
+	for tid := range a {
+		tids = append(tids, tid)
+	}
+	sort.Ints(tids)
+	parts := make([]string, 0, len(tids))
+	for _, tid := range tids {
+		dv, dnv := a[tid][0]-b[tid][0], a[tid][1]-b[tid][1]
+		vol += dv
+		nonvol += dnv
+		parts = append(parts, fmt.Sprintf("%d:%.0f/%.0f", tid, dv, dnv))
+	}
+	return strings.Join(parts, " "), vol, nonvol, nil
 }

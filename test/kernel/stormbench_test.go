@@ -29,10 +29,25 @@ func TestStormBench(t *testing.T) {
 	cell := Cell{Series: Series612, CPU: CPUIntel}
 	heapDir := os.Getenv("SELFPROTECT_STORM_HEAP")
 	late, _ := strconv.Atoi(os.Getenv("SELFPROTECT_STORM_LATE_IDLE"))
-	opts := StormBenchOptions{Profile: profDir != "", HeapProfile: heapDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG"), LateIdle: late}
-	all := runScenario(t, lab, cell, StormBenchScenario(opts), RunOptions{WithDaemon: true, Timeout: 10 * time.Minute})
+	// SELFPROTECT_STORM_BASE names an earlier build whose eBPF storm runs
+	// first in the same boot (section storm-ebpf-base).
+	// SELFPROTECT_STORM_ISOLATE=0 turns the page rule off, to see the
+	// storm's own cost without the four isolations.
+	opt := StormBenchOptions{Profile: profDir != "", HeapProfile: heapDir != "", GODEBUG: os.Getenv("SELFPROTECT_STORM_GODEBUG"),
+		LateIdle: late, NoIsolation: os.Getenv("SELFPROTECT_STORM_ISOLATE") == "0"}
+	paths := []string{"ebpf", "tracefs"}
+	if base := os.Getenv("SELFPROTECT_STORM_BASE"); base != "" {
+		var err error
+		opt.Baseline, err = os.ReadFile(base)
+		require.NoError(t, err)
+		paths = []string{"ebpf-base", "ebpf", "tracefs"}
+	}
+	if opt.NoIsolation {
+		t.Log("page rule off: no isolation in this run")
+	}
+	all := runScenario(t, lab, cell, StormBenchScenario(opt), RunOptions{WithDaemon: true, Timeout: 15 * time.Minute})
 	perRecord, aboveIdle := map[string]float64{}, map[string]float64{}
-	for _, path := range []string{"ebpf", "tracefs"} {
+	for _, path := range paths {
 		rs := all.Section("storm-" + path)
 		requireAllOK(t, rs, "storm", StormBenchPages)
 		delivered, _ := only(t, rs, "delivered").Number("mce_record")
@@ -87,7 +102,14 @@ func TestStormBench(t *testing.T) {
 			ticks("after")-ticks("before"), slices("before", "after"), perRecord[path], excess, aboveIdle[path], hwm/1024)
 		t.Logf("%-7s switch-ins per thread (tid:n) before the storm: %s; after it: %s",
 			path, only(t, rs, "before").String("thread_slices"), only(t, rs, "after").String("thread_slices"))
-		if path == "ebpf" {
+		for _, w := range []struct{ name, from, to string }{{"idle", "idle-start", "before"}, {"storm", "before", "after"}} {
+			per, vol, nonvol, err := threadSwitches(only(t, rs, w.from).String("thread_ctxt"), only(t, rs, w.to).String("thread_ctxt"))
+			require.NoError(t, err)
+			secs := wallMs(w.from, w.to) / 1e3
+			t.Logf("%-7s %s: %.0f wake-ups (%.1f/s) and %.0f preemptions (%.1f/s) over %.1f s; per thread (tid:voluntary/nonvoluntary): %s",
+				path, w.name, vol, vol/secs, nonvol, nonvol/secs, secs, per)
+		}
+		if strings.HasPrefix(path, "ebpf") {
 			n := func(k string) any { return jsonField(st, "events", k) }
 			t.Logf("%-7s probes: %v records sent to userspace, %v counted in the kernel (%v of them on a full ring buffer), %v lost",
 				path, n("ebpf_sent"), n("ebpf_aggregated"), n("ebpf_ringbuf_full"), n("ebpf_lost"))
@@ -115,7 +137,9 @@ func TestStormBench(t *testing.T) {
 		}
 	}
 	if perRecord["tracefs"] > 0 {
-		t.Logf("daemon CPU per delivered record, eBPF / tracefs: %.2f (above the idle rate: %.2f)",
-			perRecord["ebpf"]/perRecord["tracefs"], aboveIdle["ebpf"]/aboveIdle["tracefs"])
+		for _, path := range paths[:len(paths)-1] {
+			t.Logf("daemon CPU per delivered record, %s / tracefs: %.3f (above the idle rate: %.3f)",
+				path, perRecord[path]/perRecord["tracefs"], aboveIdle[path]/aboveIdle["tracefs"])
+		}
 	}
 }

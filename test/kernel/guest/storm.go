@@ -203,6 +203,9 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	if per, err := threadSlices(e, pid); err == nil {
 		data["thread_slices"] = per
 	}
+	if per, err := threadSwitches(e, pid); err == nil {
+		data["thread_ctxt"] = per
+	}
 	mp := e.paths.ProcPath(fmt.Sprint(pid), "mountinfo")
 	mi, err := os.ReadFile(mp)
 	if err != nil {
@@ -360,6 +363,41 @@ func threadSlices(e env, pid int) (string, error) {
 			return "", fmt.Errorf("parsing %q: %w", raw, err)
 		}
 		out = append(out, fmt.Sprintf("%s:%d", t.Name(), n))
+	}
+	return strings.Join(out, " "), nil
+}
+
+// threadSwitches lists each live thread's context switches from its
+// status file as "tid:voluntary/nonvoluntary ...": a voluntary switch is a
+// wake-up after the thread slept (a timer, a futex, epoll), a
+// nonvoluntary one a preemption, which under emulation follows load.
+func threadSwitches(e env, pid int) (string, error) {
+	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("listing %s: %w", dir, err)
+	}
+	var out []string
+	for _, t := range tasks {
+		p := filepath.Join(dir, t.Name(), "status")
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("reading %s: %w", p, err)
+		}
+		var vol, nonvol uint64
+		for _, line := range strings.Split(string(raw), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			switch k {
+			case "voluntary_ctxt_switches":
+				_, err = fmt.Sscan(v, &vol)
+			case "nonvoluntary_ctxt_switches":
+				_, err = fmt.Sscan(v, &nonvol)
+			}
+			if err != nil {
+				return "", fmt.Errorf("%s: %q: %w", p, line, err)
+			}
+		}
+		out = append(out, fmt.Sprintf("%s:%d/%d", t.Name(), vol, nonvol))
 	}
 	return strings.Join(out, " "), nil
 }
