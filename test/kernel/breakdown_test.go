@@ -55,8 +55,8 @@ func TestDecisionTimingLineFields(t *testing.T) {
 	for _, tt := range tests {
 		require.Equal(t, tt.want, logNumber(line, tt.key), tt.key)
 	}
-	require.True(t, suspectIs(line, 0x3040))
-	require.True(t, suspectIs(`suspect=page:0x3040 x=1`, 0x3040), "unquoted")
-	require.False(t, suspectIs(line, 0x304), "a prefix of the page is another page")
-	require.False(t, suspectIs(`resource="page:0x3040"`, 0x3040), "only the suspect field")
+	require.True(t, fieldIs(line, "suspect", "page:0x3040"))
+	require.True(t, fieldIs(`suspect=page:0x3040 x=1`, "suspect", "page:0x3040"), "unquoted")
+	require.False(t, fieldIs(line, "suspect", "page:0x304"), "a prefix of the page is another page")
+	require.False(t, fieldIs(`resource="page:0x3040"`, "suspect", "page:0x3040"), "only the named field")
 }

@@ -140,15 +140,16 @@ func pageLatencies(t *testing.T, rs Results) ([]float64, []Result) {
 // stages, all on CLOCK_MONOTONIC: the injecting write returns; the
 // kworker puts mce_record in the ring buffer (trace timestamp); the daemon
 // reads the record (received_mono_us of its "decision timing" line, which
-// it logs after the kernel write, as every log line of a decision); the
-// probe sees HWPOISON; the daemon has verified its write (received +
-// total_ms).
+// it logs after the kernel write, as every log line of a decision); its
+// write to soft_offline_page returns (the stages before the actuator and
+// the offliner's before_write_ms and write_ms); the probe sees HWPOISON;
+// the daemon has verified its write (received + total_ms).
 func breakdown(t *testing.T, console string, rs Results, deciding []Result) {
 	t.Helper()
 	log := DaemonLog(console)
 	trace := TraceRecordTimes(stringsOf(only(t, rs, "trace").Data["lines"]))
 	probes := rs.Step("probe")
-	stages := []string{"inject→received (daemon)", "received→hwpoison seen", "hwpoison seen→verified (daemon)"}
+	stages := []string{"inject→received (daemon)", "received→write returned (daemon)", "write returned→hwpoison seen", "hwpoison seen→verified (daemon)"}
 	var traceLag []float64
 	per := make([][]float64, len(stages))
 	for i, d := range deciding {
@@ -166,22 +167,31 @@ func breakdown(t *testing.T, console string, rs Results, deciding []Result) {
 			continue
 		}
 		traced := float64(rec[1])
-		received, total := -1.0, -1.0
+		page := fmt.Sprintf("page:%#x", addr>>12)
+		received, total, isolate, beforeWrite, write := -1.0, -1.0, -1.0, -1.0, -1.0
 		for _, l := range log {
-			if l.MonoUS >= int64(injected) && strings.Contains(l.Text, "decision timing") && suspectIs(l.Text, addr>>12) {
-				received, total = logNumber(l.Text, "received_mono_us"), logNumber(l.Text, "total_ms")
-				break
+			if l.MonoUS < int64(injected) {
+				continue
+			}
+			switch {
+			case received < 0 && strings.Contains(l.Text, "decision timing") && fieldIs(l.Text, "suspect", page):
+				received, total, isolate = logNumber(l.Text, "received_mono_us"), logNumber(l.Text, "total_ms"), logNumber(l.Text, "isolate_ms")
+			case beforeWrite < 0 && strings.Contains(l.Text, "before_write_ms=") && fieldIs(l.Text, "resource", page):
+				beforeWrite, write = logNumber(l.Text, "before_write_ms"), logNumber(l.Text, "write_ms")
 			}
 		}
-		if received < 0 || total < 0 {
-			t.Logf("page %d: no decision timing line for %s", i, addrHex)
+		if received < 0 || total < 0 || isolate < 0 || beforeWrite < 0 || write < 0 {
+			t.Logf("page %d: no decision timing or offline line for %s", i, addrHex)
 			continue
 		}
+		// The write returned this long after the record was read: the
+		// stages before the actuator, then the offliner's own split.
+		written := received + (total-isolate+beforeWrite+write)*1000
 		// The trace clock is reported apart: "mono" records came out 10-50 ms
 		// *before* the injector's CLOCK_MONOTONIC bank write under TCG, so
 		// it is not on the same clock as the userspace stamps.
 		traceLag = append(traceLag, (traced-injected)/1000)
-		points := []float64{injected, received, seen, received + total*1000}
+		points := []float64{injected, received, written, seen, received + total*1000}
 		var row []string
 		for s := range stages {
 			d := (points[s+1] - points[s]) / 1000
@@ -196,12 +206,11 @@ func breakdown(t *testing.T, console string, rs Results, deciding []Result) {
 	}
 }
 
-// suspectIs tells whether a logfmt line names page pfn as its suspect
-// (quoted or not: logrus quotes a value with a colon).
-func suspectIs(line string, pfn uint64) bool {
-	want := fmt.Sprintf("page:%#x", pfn)
+// fieldIs tells whether a logfmt line has key=want (quoted or not:
+// logrus quotes a value with a colon).
+func fieldIs(line, key, want string) bool {
 	for _, f := range strings.Fields(line) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == "suspect" && strings.Trim(v, `"`) == want {
+		if k, v, ok := strings.Cut(f, "="); ok && k == key && strings.Trim(v, `"`) == want {
 			return true
 		}
 	}
