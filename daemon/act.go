@@ -85,17 +85,17 @@ func (d *Daemon) actLoop(ctx context.Context) {
 				d.actGen.Add(1)
 				d.acting.Store(0)
 				if j.fn == nil {
-					d.askHealth()
+					d.askBudget()
 				}
 			}
 		}
 	}
 }
 
-// askHealth has the main loop check health soon: an isolation changed
-// what the budgets count, and status should say so before the next
-// periodic check.
-func (d *Daemon) askHealth() {
+// askBudget has the main loop read the budgets soon: an isolation (or a
+// repair) changed what they count, and status should say so before the
+// next periodic health check.
+func (d *Daemon) askBudget() {
 	select {
 	case d.recheck <- struct{}{}:
 	default:

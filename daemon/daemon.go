@@ -117,7 +117,7 @@ type Daemon struct {
 	writes    writes
 	cases     *caseBook
 
-	// recheck asks the main loop for a health check out of turn (an
+	// recheck asks the main loop for a budget reading out of turn (an
 	// action changed the budgets); it holds at most one request.
 	recheck chan struct{}
 	// actGen is odd while the action worker runs a job: a health check
@@ -361,7 +361,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-prune.C:
 			d.jobs.push(job{fn: d.pruneHistory})
 		case <-d.recheck:
-			d.checkHealth() // an action changed what the budgets count
+			d.updateBudget() // an action changed what the budgets count
 		case <-busy.C():
 			d.busyTick()
 			if d.sources.handingOver() {

@@ -65,6 +65,27 @@ func (d *Daemon) checkHealth() {
 	// clears what the last run announced and is over now.
 	d.alerts.health(typed)
 	problems := problemTexts(typed)
+	d.updateBudget()
+	d.mu.Lock()
+	changed := strings.Join(problems, "\n") != strings.Join(d.problems, "\n")
+	d.problems = problems
+	d.mu.Unlock()
+	d.fleet.healthChecked(d.now(), len(problems) == 0)
+	if changed {
+		if len(problems) == 0 {
+			d.log.Info("healthy again")
+		}
+		for _, p := range problems {
+			d.log.Error("degraded: " + p)
+		}
+	}
+}
+
+// updateBudget reads what the budgets count, for status: all an action of
+// ours or a repair changes, so that is all they ask the main loop for
+// (recheck) — not the sources' files a whole health check reads, a few
+// dozen reads per isolation in a storm of decisions.
+func (d *Daemon) updateBudget() {
 	gen := d.actGen.Load()
 	budget := d.budgetStatus()
 	// An action in flight may have written the kernel and not yet
@@ -72,6 +93,7 @@ func (d *Daemon) checkHealth() {
 	// none (the action asks for one when it is done).
 	settled := gen%2 == 0 && d.actGen.Load() == gen
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	// CPUs or pages another actor took offline are not a fault of ours, but
 	// they use up the budgets: say so once when it changes.
 	if last := d.settledBudget; settled {
@@ -84,19 +106,7 @@ func (d *Daemon) checkHealth() {
 		}
 		d.settledBudget = budget
 	}
-	changed := strings.Join(problems, "\n") != strings.Join(d.problems, "\n")
-	d.problems = problems
 	d.budget = budget
-	d.mu.Unlock()
-	d.fleet.healthChecked(d.now(), len(problems) == 0)
-	if changed {
-		if len(problems) == 0 {
-			d.log.Info("healthy again")
-		}
-		for _, p := range problems {
-			d.log.Error("degraded: " + p)
-		}
-	}
 }
 
 func (d *Daemon) budgetStatus() BudgetStatus {

@@ -70,6 +70,6 @@ func (d *Daemon) resolveCase(id string, state fault.CaseState, verb string) (str
 	}
 	d.mu.Unlock()
 	d.log.WithField("case", c.ID).Warn(note)
-	d.askHealth()
+	d.askBudget()
 	return fmt.Sprintf("case %s %s; %s", c.ID, state, note), nil
 }

@@ -24,8 +24,11 @@ const LatencyPages = 12
 // through tracefs (--no-ebpf, latency-tracefs). Without it, CEC (6.12,
 // threshold 2 on the Intel model) does the offlining (latency-cec).
 //
-// The probe (a kpageflags poll every 20 µs, as the issue measured) is
-// started and watching before the deciding injection; a separate trace
+// The probe (a kpageflags poll every 20 µs, as the issue measured) runs
+// on a CPU of its own (3: the injections run on 1, the daemon on 2, the
+// log stamper on 0, so none of them shares the daemon's CPU, as the issue
+// had the prober "on another CPU"), is started and watching before the
+// deciding injection; a separate trace
 // instance on the mono clock dates each mce_record on the same
 // CLOCK_MONOTONIC as the probe and the log. The probe sleeps between
 // polls: a probe that never sleeps keeps its vCPU busy, and
@@ -41,7 +44,7 @@ func LatencyScenario(withDaemon bool) Scenario {
 	return Scenario{
 		Name:   "latency-daemon",
 		Append: "ras=cec_disable " + benchAppend,
-		Script: "PIN='taskset -c 2'\n" + latencySection("latency-ebpf", "", true) + latencySection("latency-tracefs", "--no-ebpf", true),
+		Script: "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + latencySection("latency-ebpf", "", true) + latencySection("latency-tracefs", "--no-ebpf", true),
 	}
 }
 
@@ -72,13 +75,13 @@ guest trace-start %[3]s clock=mono
 i=0
 while [ $i -lt %[1]d ]; do
   A=$(printf 0x%%x $(( $(cat $H/addr$i) + 0x40 ))); P=$(cat $H/pfn$i)
-  guest -tag first inject-mem 1 $A
+  taskset -c 1 guest -tag first inject-mem 1 $A
   usleep 300000
   rm -f /tmp/probe-ready
-  guest -tag probe wait-poisoned $P 10s 20us /tmp/probe-ready &
+  taskset -c 3 guest -tag probe wait-poisoned $P 10s 20us /tmp/probe-ready &
   POLL=$!
   while [ ! -e /tmp/probe-ready ]; do usleep 2000; done
-  guest -tag deciding inject-mem 1 $A
+  taskset -c 1 guest -tag deciding inject-mem 1 $A
   wait $POLL
   usleep 200000
   i=$((i+1))

@@ -87,6 +87,11 @@ func decisionStages(t *testing.T, console string, rs Results, deciding []Result)
 		switch {
 		case strings.Contains(l.Text, "decision timing"):
 			n++
+			var row []string
+			for _, s := range stages[:7] {
+				row = append(row, fmt.Sprintf("%.1f", logNumber(l.Text, s)))
+			}
+			t.Logf("decision %d: %s ms", n, strings.Join(row, " / "))
 		case !strings.Contains(l.Text, "before_write_ms="):
 			continue
 		}
@@ -101,7 +106,7 @@ func decisionStages(t *testing.T, console string, rs Results, deciding []Result)
 	for _, s := range stages {
 		row = append(row, fmt.Sprintf("%s %.2f", strings.TrimSuffix(s, "_ms"), Median(per[s])))
 	}
-	t.Logf("daemon's own stamps (%d decisions), median ms: %s", n, strings.Join(row, ", "))
+	t.Logf("daemon's own stamps (%d decisions, each above as %s), median ms: %s", n, strings.Join(stages[:7], " / "), strings.Join(row, ", "))
 }
 
 // P90 is the 90th percentile (nearest rank).

@@ -41,8 +41,9 @@ func section(name string) string {
 // which timestamps every log line with CLOCK_MONOTONIC µs, and waits until
 // `status` exits 0 (sources armed) before anything is injected. args are
 // extra `run` arguments (--config FILE); empty means the built-in policy.
-// The shell variables RUNFLAGS (--no-ebpf) and PIN (taskset -c 2) apply
-// when a scenario sets them. HARDEN (set by /init from the shipped unit)
+// The shell variables RUNFLAGS (--no-ebpf), PIN (taskset -c 2, the
+// daemon's CPU) and STAMPPIN (the log stamper's) apply when a scenario
+// sets them. HARDEN (set by /init from the shipped unit)
 // enters the unit's file-system sandbox and, through setpriv, leaves the
 // daemon only the unit's capabilities; daemon-proc records the privileges
 // and mounts the running daemon has.
@@ -50,7 +51,7 @@ func daemonStart(name, args, logLevel string) string {
 	return fmt.Sprintf(`SP="selfprotect --state /var/lib/selfprotect/%[1]s --socket /run/selfprotect/%[1]s.sock"
 DLOG=/tmp/daemon-%[1]s.log
 mkdir -p /var/lib/selfprotect/%[1]s
-guest -tag daemon-exit stamp-run $DLOG $PIN $HARDEN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
+$STAMPPIN guest -tag daemon-exit stamp-run $DLOG $PIN $HARDEN $SP --log-level %[3]s run $RUNFLAGS %[2]s &
 DAEMON=$!
 guest -tag daemon-armed wait-exec 60s $SP status --json
 DPID=$($SP status --json | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
