@@ -4,63 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/selfprotect/selfprotect/internal/ktimer"
 )
 
-// kernelTicker ticks from a timerfd that Go's netpoller waits on, not from
-// a runtime timer. Measured on an idle daemon (the simulator, strace -f and
-// per-thread context switches), a time.Ticker's tick cost ~8 thread
-// wake-ups: the runtime's sysmon sleeps only until the next timer, so it
-// woke on every tick and again for the sweep's syscall; the thread that ran
-// the timer woke a second, spinning one (GOMAXPROCS 2). A timerfd tick is a
-// netpoll event: the one thread blocked in epoll_wait wakes and runs the
-// sweep itself, and sysmon sleeps on, as long as the tick is read without
-// entering the runtime's syscall path (read and poll here are raw: neither
-// can block).
-type kernelTicker struct {
-	f  *os.File
-	rc syscall.RawConn
-}
-
-func newKernelTicker(every time.Duration) (*kernelTicker, error) {
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+// kernelTicker ticks from a timerfd that Go's netpoller waits on
+// (ktimer.FD), not from a runtime timer. Measured on an idle daemon (the
+// simulator, strace -f and per-thread context switches), a time.Ticker's
+// tick cost ~8 thread wake-ups: the runtime's sysmon sleeps only until the
+// next timer, so it woke on every tick and again for the sweep's syscall;
+// the thread that ran the timer woke a second, spinning one (GOMAXPROCS
+// 2). A timerfd tick is a netpoll event: the one thread blocked in
+// epoll_wait wakes and runs the sweep itself on the waiting goroutine, and
+// sysmon sleeps on, as long as the sweep's own calls stay raw (pollNow).
+func newKernelTicker(every time.Duration) (*ktimer.FD, error) {
+	k, err := ktimer.Open()
 	if err != nil {
-		return nil, fmt.Errorf("creating the sweep timer: %w", err)
+		return nil, fmt.Errorf("the sweep timer: %w", err)
 	}
-	ts := unix.NsecToTimespec(int64(every))
-	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("arming the sweep timer: %w", err)
+	if err := k.Set(every); err != nil {
+		k.Close()
+		return nil, fmt.Errorf("the sweep timer: %w", err)
 	}
-	// A non-blocking descriptor: NewFile registers it with the netpoller.
-	f := os.NewFile(uintptr(fd), "sweep-timerfd")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sweep timer: %w", err)
-	}
-	return &kernelTicker{f: f, rc: rc}, nil
+	return k, nil
 }
-
-// wait blocks until the timer expires (true) or the ticker is stopped or
-// fails (false). Expirations missed while the sweep ran count as one.
-func (k *kernelTicker) wait() bool {
-	var buf [8]byte
-	var errno syscall.Errno
-	err := k.rc.Read(func(fd uintptr) bool {
-		_, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
-		return errno != unix.EAGAIN // EAGAIN: not yet, park in the netpoller
-	})
-	return err == nil && errno == 0
-}
-
-// stop ends a wait in progress and every later one.
-func (k *kernelTicker) stop() { _ = k.f.Close() }
 
 // tickEvery calls fn every period until ctx ends, from a kernelTicker, or
 // from a time.Ticker where a timerfd cannot be had or fails (said to
@@ -68,10 +39,10 @@ func (k *kernelTicker) stop() { _ = k.f.Close() }
 func tickEvery(ctx context.Context, every time.Duration, fn func(), fallback func(error)) {
 	k, err := newKernelTicker(every)
 	if err == nil {
-		defer k.stop()
-		stop := context.AfterFunc(ctx, k.stop)
+		defer k.Close()
+		stop := context.AfterFunc(ctx, func() { k.Close() })
 		defer stop()
-		for k.wait() {
+		for k.Wait() {
 			if ctx.Err() != nil {
 				return
 			}

@@ -39,21 +39,21 @@ func TestTickEveryTicksUntilCancelled(t *testing.T) {
 	}
 }
 
-// A timerfd tick is read once per expiry; stop ends a wait that would
+// A timerfd tick is read once per expiry; Close ends a wait that would
 // otherwise last an hour.
 func TestKernelTicker(t *testing.T) {
 	k, err := newKernelTicker(time.Millisecond)
 	require.NoError(t, err)
-	require.True(t, k.wait())
-	require.True(t, k.wait())
-	k.stop()
-	require.False(t, k.wait())
+	require.True(t, k.Wait())
+	require.True(t, k.Wait())
+	k.Close()
+	require.False(t, k.Wait())
 
 	k, err = newKernelTicker(time.Hour)
 	require.NoError(t, err)
 	ended := make(chan bool, 1)
-	go func() { ended <- k.wait() }()
-	k.stop()
+	go func() { ended <- k.Wait() }()
+	k.Close()
 	select {
 	case ok := <-ended:
 		require.False(t, ok)

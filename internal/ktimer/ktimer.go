@@ -13,7 +13,6 @@
 package ktimer
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -24,23 +23,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Ticker delivers ticks on C while armed. A goroutine waits on the
-// timerfd and forwards each expiry; expirations missed meanwhile count as
-// one, and a tick nobody took yet is not doubled.
-type Ticker struct {
+// FD is a timerfd Go's netpoller waits on: the primitive under Ticker,
+// for a caller that runs its work on the waiting goroutine itself (the
+// tracefs sweep) rather than take ticks from a channel.
+type FD struct {
 	f  *os.File
 	rc syscall.RawConn
-	c  chan time.Time
-	// mu orders a forwarded tick against Stop: after Stop returns, no
-	// tick is in C or on its way.
-	mu    sync.Mutex
-	armed bool
-	done  chan struct{}
 }
 
-// New returns a stopped Ticker, or an error when the kernel gives no
-// timerfd (the caller falls back to a time.Ticker).
-func New() (*Ticker, error) {
+// Open returns a disarmed timerfd, or an error when the kernel gives none
+// (the caller falls back to a time.Ticker).
+func Open() (*FD, error) {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("creating a timerfd: %w", err)
@@ -52,7 +45,63 @@ func New() (*Ticker, error) {
 		f.Close()
 		return nil, fmt.Errorf("timerfd: %w", err)
 	}
-	t := &Ticker{f: f, rc: rc, c: make(chan time.Time, 1), done: make(chan struct{})}
+	return &FD{f: f, rc: rc}, nil
+}
+
+// Set arms the timer to expire every period, the first a full period from
+// now; 0 disarms it.
+func (k *FD) Set(every time.Duration) error {
+	ts := unix.NsecToTimespec(int64(every))
+	spec := unix.ItimerSpec{Interval: ts, Value: ts}
+	var errno syscall.Errno
+	err := k.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	})
+	if err != nil {
+		return fmt.Errorf("arming the timerfd: %w", err)
+	}
+	if errno != 0 {
+		return fmt.Errorf("arming the timerfd: %w", errno)
+	}
+	return nil
+}
+
+// Wait blocks until the timer expires (true) or the descriptor is closed
+// or fails (false). Expirations missed meanwhile count as one.
+func (k *FD) Wait() bool {
+	var buf [8]byte
+	var errno syscall.Errno
+	err := k.rc.Read(func(fd uintptr) bool {
+		_, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		return errno != unix.EAGAIN // EAGAIN: not yet, park in the netpoller
+	})
+	return err == nil && errno == 0
+}
+
+// Close ends a Wait in progress and every later one.
+func (k *FD) Close() error { return k.f.Close() }
+
+// Ticker delivers ticks on C while armed. A goroutine waits on the
+// timerfd and forwards each expiry; expirations missed meanwhile count as
+// one, and a tick nobody took yet is not doubled.
+type Ticker struct {
+	fd *FD
+	c  chan time.Time
+	// mu orders a forwarded tick against Stop: after Stop returns, no
+	// tick is in C or on its way.
+	mu    sync.Mutex
+	armed bool
+	done  chan struct{}
+}
+
+// New returns a stopped Ticker, or an error when the kernel gives no
+// timerfd (the caller falls back to a time.Ticker).
+func New() (*Ticker, error) {
+	fd, err := Open()
+	if err != nil {
+		return nil, err
+	}
+	t := &Ticker{fd: fd, c: make(chan time.Time, 1), done: make(chan struct{})}
 	go t.forward()
 	return t, nil
 }
@@ -67,7 +116,7 @@ func (t *Ticker) Reset(every time.Duration) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.settime(every); err != nil {
+	if err := t.fd.Set(every); err != nil {
 		return err
 	}
 	t.armed = true
@@ -83,35 +132,18 @@ func (t *Ticker) Stop() error {
 	case <-t.c:
 	default:
 	}
-	return t.settime(0)
+	return t.fd.Set(0)
 }
 
 // Close stops the ticker for good and ends its goroutine.
 func (t *Ticker) Close() {
-	_ = t.f.Close() // wakes the wait
+	_ = t.fd.Close() // wakes the wait
 	<-t.done
-}
-
-// settime arms (every > 0) or disarms (0) the timerfd.
-func (t *Ticker) settime(every time.Duration) error {
-	ts := unix.NsecToTimespec(int64(every))
-	spec := unix.ItimerSpec{Interval: ts, Value: ts}
-	var errno syscall.Errno
-	err := t.rc.Control(func(fd uintptr) {
-		_, _, errno = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
-	})
-	if err != nil {
-		return fmt.Errorf("arming the timerfd: %w", err)
-	}
-	if errno != 0 {
-		return fmt.Errorf("arming the timerfd: %w", errno)
-	}
-	return nil
 }
 
 func (t *Ticker) forward() {
 	defer close(t.done)
-	for t.wait() {
+	for t.fd.Wait() {
 		t.mu.Lock()
 		if t.armed {
 			select {
@@ -121,19 +153,4 @@ func (t *Ticker) forward() {
 		}
 		t.mu.Unlock()
 	}
-}
-
-// wait blocks until the timer expires (true) or the ticker is closed or
-// fails (false).
-func (t *Ticker) wait() bool {
-	var buf [8]byte
-	var errno syscall.Errno
-	err := t.rc.Read(func(fd uintptr) bool {
-		_, _, errno = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
-		return errno != unix.EAGAIN // EAGAIN: not yet, park in the netpoller
-	})
-	if err != nil && !errors.Is(err, os.ErrClosed) {
-		return false
-	}
-	return err == nil && errno == 0
 }
