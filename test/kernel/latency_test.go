@@ -84,22 +84,20 @@ func decisionStages(t *testing.T, console string, rs Results, deciding []Result)
 		if l.MonoUS < int64(from)-1_000_000 || l.MonoUS > int64(last)+5_000_000 {
 			continue
 		}
+		nums := logNumbers(l.Text)
 		switch {
 		case strings.Contains(l.Text, "decision timing"):
 			n++
 			var row []string
 			for _, s := range stages[:7] {
-				row = append(row, fmt.Sprintf("%.1f", logNumber(l.Text, s)))
+				row = append(row, fmt.Sprintf("%.1f", nums[s]))
 			}
 			t.Logf("decision %d: %s ms", n, strings.Join(row, " / "))
 		case !strings.Contains(l.Text, "before_write_ms="):
 			continue
 		}
-		for _, f := range strings.Fields(l.Text) {
-			k, v, ok := strings.Cut(f, "=")
-			if x, err := strconv.ParseFloat(v, 64); ok && err == nil {
-				per[k] = append(per[k], x)
-			}
+		for k, x := range nums {
+			per[k] = append(per[k], x)
 		}
 	}
 	var row []string
@@ -224,16 +222,22 @@ func fieldIs(line, key, want string) bool {
 
 // logNumber is the value of key=NUMBER in a logfmt line, -1 if absent.
 func logNumber(line, key string) float64 {
-	for _, f := range strings.Fields(line) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || k != key {
-			continue
-		}
-		if x, err := strconv.ParseFloat(v, 64); err == nil {
-			return x
-		}
+	if x, ok := logNumbers(line)[key]; ok {
+		return x
 	}
 	return -1
+}
+
+// logNumbers are a logfmt line's numeric fields.
+func logNumbers(line string) map[string]float64 {
+	out := map[string]float64{}
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if x, err := strconv.ParseFloat(v, 64); ok && err == nil {
+			out[k] = x
+		}
+	}
+	return out
 }
 
 func stringsOf(v any) []string {
