@@ -131,14 +131,9 @@ func cmdInjectStorm(e env, args []string) (map[string]any, error) {
 // (VmHWM is the daemon's peak RSS), and the privileges the process runs
 // with (Cap*, NoNewPrivs, Seccomp).
 func cmdProcStatus(e env, args []string) (map[string]any, error) {
-	pid, err := parseInt("PID", args[0])
+	pid, p, raw, err := readProcOf(e, args[0], "status")
 	if err != nil {
 		return nil, err
-	}
-	p := e.paths.ProcPath(fmt.Sprint(pid), "status")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", p, err)
 	}
 	data := map[string]any{"pid": pid, "mono_us": monoMicros()}
 	for _, line := range strings.Split(string(raw), "\n") {
@@ -219,14 +214,9 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 // binary's code, read-only data, the heap, BPF maps; see test/procmem):
 // kB figures, and the one-line summary as "summary".
 func cmdProcSmaps(e env, args []string) (map[string]any, error) {
-	pid, err := parseInt("PID", args[0])
+	pid, p, raw, err := readProcOf(e, args[0], "smaps")
 	if err != nil {
 		return nil, err
-	}
-	p := e.paths.ProcPath(fmt.Sprint(pid), "smaps")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", p, err)
 	}
 	b, err := procmem.Parse(raw)
 	if err != nil {
@@ -410,4 +400,19 @@ func cmdFileBase64(e env, args []string) (map[string]any, error) {
 		return nil, fmt.Errorf("reading %s: %w", args[0], err)
 	}
 	return map[string]any{"path": args[0], "bytes": len(raw), "base64": base64.StdEncoding.EncodeToString(raw)}, nil
+}
+
+// readProcOf reads /proc/PID/name for the PID argument pidArg, and says
+// which PID and path it read.
+func readProcOf(e env, pidArg, name string) (int, string, []byte, error) {
+	pid, err := parseInt("PID", pidArg)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	p := e.paths.ProcPath(fmt.Sprint(pid), name)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return pid, p, raw, nil
 }
