@@ -539,7 +539,7 @@ func (d *Daemon) memoryBudget() policy.Machine {
 // memory: other actors (CEC, an admin) poison pages without telling us.
 func (d *Daemon) memoryBudgetRead() (policy.Machine, pageoffline.MemInfoRead) {
 	m := policy.Machine{RetiredPerDIMM: map[string]int{}}
-	mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS)
+	mi, err := d.pages.MemInfo()
 	if err == nil {
 		m.TotalPages = mi.TotalKB / 4
 		m.RetiredPages = mi.HardwareCorruptedKB / 4

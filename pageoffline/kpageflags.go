@@ -71,18 +71,24 @@ func ParsePageFlags(b []byte) (PageFlags, error) {
 // ReadPageFlags reads the kpageflags entry of pfn (offset pfn*8).
 func ReadPageFlags(p kpath.Paths, fsys kpath.FS, pfn uint64) (PageFlags, error) {
 	path := p.ProcPath("kpageflags")
+	return readPageFlags(path, func(b []byte, off int64) (int, error) { return fsys.ReadAt(path, b, off) }, pfn)
+}
+
+// readPageFlags reads pfn's entry of the kpageflags file at path through
+// readAt (a kpath.FS's, or a kept descriptor's).
+func readPageFlags(path string, readAt func([]byte, int64) (int, error), pfn uint64) (PageFlags, error) {
 	if pfn > MaxPFN {
 		return 0, fmt.Errorf("reading %s for pfn %#x: %w", path, pfn, ErrPFNOutOfRange)
 	}
-	buf := make([]byte, kpageflagsLen)
-	n, err := fsys.ReadAt(path, buf, int64(pfn)*kpageflagsLen)
+	var buf [kpageflagsLen]byte
+	n, err := readAt(buf[:], int64(pfn)*kpageflagsLen)
 	if n < kpageflagsLen && (err == nil || errors.Is(err, io.EOF)) {
 		return 0, fmt.Errorf("reading %s for pfn %#x: %w", path, pfn, ErrPFNOutOfRange)
 	}
 	if n < kpageflagsLen {
 		return 0, fmt.Errorf("reading %s for pfn %#x: %w", path, pfn, err)
 	}
-	return ParsePageFlags(buf)
+	return ParsePageFlags(buf[:])
 }
 
 // Poisoned reports whether pfn carries the HWPOISON flag.

@@ -98,7 +98,7 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 		}
 	}
 
-	flags, err := ReadPageFlags(o.paths, o.fsys, pfn)
+	flags, err := o.pageFlags(pfn)
 	if errors.Is(err, ErrPFNOutOfRange) {
 		return o.finish(rep, fault.OutcomeNotPresent, "pfn %#x: %v", pfn, err)
 	}
@@ -120,7 +120,7 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 	}
 
 	if before == nil {
-		mi, err := ReadMemInfo(o.paths, o.fsys)
+		mi, err := o.MemInfo()
 		before = &MemInfoRead{MemInfo: mi, Err: err}
 	}
 	rep.writing = o.opts.Now()
@@ -153,8 +153,8 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 // means an older kernel where soft offline is always on; an unreadable one
 // is left for the write itself to report (EOPNOTSUPP).
 func (o *Offliner) softOfflineDisabled() (bool, string) {
-	path := o.paths.ProcPath("sys/vm/enable_soft_offline")
-	data, err := o.fsys.ReadFile(path)
+	path := o.softEnabled.Name()
+	data, err := o.softEnabled.ReadFile()
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			o.opts.Log.WithError(err).Warn("cannot read vm.enable_soft_offline, trying anyway")
@@ -177,7 +177,7 @@ func noteHuge(rep *report, flags PageFlags, m mode) {
 
 // noteMemInfo adds "HardwareCorrupted 0 kB → 4 kB" when both reads work.
 func (o *Offliner) noteMemInfo(rep *report, before MemInfo, beforeErr error) {
-	after, err := ReadMemInfo(o.paths, o.fsys)
+	after, err := o.MemInfo()
 	switch {
 	case beforeErr != nil || err != nil:
 		rep.note("HardwareCorrupted unavailable: %v", errors.Join(beforeErr, err))

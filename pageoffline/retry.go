@@ -27,7 +27,7 @@ func (o *Offliner) verifyPoisoned(ctx context.Context, pfn uint64) (PageFlags, i
 	var flags PageFlags
 	for reads := 1; ; reads++ {
 		var err error
-		flags, err = ReadPageFlags(o.paths, o.fsys, pfn)
+		flags, err = o.pageFlags(pfn)
 		if err != nil {
 			return flags, reads, err
 		}
