@@ -141,6 +141,8 @@ type RunOptions struct {
 	// Disk is a raw image attached as /dev/vda; the guest gets the
 	// modules to mount it (DiskModules).
 	Disk string
+	// ParallelVCPUs: see BootConfig.
+	ParallelVCPUs bool
 }
 
 // Run builds the scenario's initramfs and boots it on the cell.
@@ -181,7 +183,7 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 	if opt.Timeout == 0 {
 		opt.Timeout = l.Timeout
 	}
-	run, err := Boot(ctx, BootConfig{Kernel: k, Initrd: initrd, CPU: cell.CPU, Append: sc.Append, Timeout: opt.Timeout, Disk: opt.Disk})
+	run, err := Boot(ctx, BootConfig{Kernel: k, Initrd: initrd, CPU: cell.CPU, Append: sc.Append, Timeout: opt.Timeout, Disk: opt.Disk, ParallelVCPUs: opt.ParallelVCPUs})
 	if run != nil {
 		// Keep the console next to the image for post-mortems.
 		_ = os.WriteFile(filepath.Join(dir, "console.log"), []byte(run.Console), 0o644)
