@@ -361,7 +361,7 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 // the check costs no query between the deciding error and the action.
 func (d *Daemon) alreadyActed(j job, r fault.Resource, kind string) (bool, fault.Action) {
 	d.mu.Lock()
-	acted, other := d.isolated[r], d.byOther[r]
+	acted, other := d.isolated.has(r), d.byOther[r]
 	d.mu.Unlock()
 	if !acted {
 		return false, fault.Action{}
@@ -449,7 +449,7 @@ func (d *Daemon) settle(j job, actions []fault.Action) {
 		switch a.Outcome {
 		case fault.OutcomeIsolated, fault.OutcomeIsolatedByOther, fault.OutcomeAlreadyIsolated:
 			d.mu.Lock()
-			d.isolated[a.Resource] = true
+			d.isolated.add(a.Resource)
 			if a.Outcome == fault.OutcomeIsolatedByOther {
 				d.byOther[a.Resource] = true
 			}
@@ -549,13 +549,7 @@ func (d *Daemon) memoryBudgetRead() (policy.Machine, pageoffline.MemInfoRead) {
 	d.mu.Lock()
 	// Pages we know are out of service (ours, and the kernel's from
 	// memory_failure_event) count at once, even before meminfo shows them.
-	known := uint64(0)
-	for r := range d.isolated {
-		if r.Kind() == fault.KindPage {
-			known++
-		}
-	}
-	m.RetiredPages = max(m.RetiredPages, known)
+	m.RetiredPages = max(m.RetiredPages, d.isolated.pages)
 	for k, v := range d.perDIMM {
 		m.RetiredPerDIMM[k] = v
 	}

@@ -145,7 +145,7 @@ type Daemon struct {
 	perDIMM     map[string]int
 	metricsAddr string
 	// isolated holds every resource found or made isolated (never act twice).
-	isolated map[fault.Resource]bool
+	isolated isolatedSet
 	// byOther marks the isolated resources another actor (the kernel's
 	// memory-failure handler or CEC, rasdaemon, an admin) took out.
 	byOther map[fault.Resource]bool
@@ -193,7 +193,7 @@ func New(opts Options) (*Daemon, error) {
 		stage:     countonce.New(countonce.Options{}),
 		outcomes:  map[string]int{},
 		perDIMM:   map[string]int{},
-		isolated:  map[fault.Resource]bool{},
+		isolated:  newIsolatedSet(),
 		byOther:   map[fault.Resource]bool{},
 		jobs:      newJobQueue(),
 		syncQ:     make(chan syncReq),

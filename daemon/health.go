@@ -160,7 +160,7 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 func (d *Daemon) isolatedByUs() []fault.Resource {
 	d.mu.Lock()
 	var out []fault.Resource
-	for r := range d.isolated {
+	for r := range d.isolated.all {
 		if !d.byOther[r] {
 			out = append(out, r)
 		}

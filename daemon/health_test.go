@@ -22,7 +22,7 @@ func TestIsolatedByUsReadsMemory(t *testing.T) {
 	require.NoError(t, d.store.Close())
 	d.mu.Lock()
 	for _, r := range []fault.Resource{fault.Page(0x10), fault.CPU(2), fault.Page(0x30)} {
-		d.isolated[r] = true
+		d.isolated.add(r)
 	}
 	d.byOther[fault.Page(0x30)] = true
 	d.mu.Unlock()
@@ -58,7 +58,7 @@ func TestRetiredByOthersNotCalledMidAction(t *testing.T) {
 	d.checkHealth()
 	require.Zero(t, notices(), "mid-action: the page may be ours")
 	d.mu.Lock()
-	d.isolated[fault.Page(0x10)] = true
+	d.isolated.add(fault.Page(0x10))
 	d.mu.Unlock()
 	d.actGen.Add(1)
 	d.checkHealth() // the check the action asks for when it is done

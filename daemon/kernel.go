@@ -42,8 +42,8 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 		return
 	}
 	d.mu.Lock()
-	ours := d.isolated[r] && !d.byOther[r]
-	d.isolated[r] = true
+	ours := d.isolated.has(r) && !d.byOther[r]
+	d.isolated.add(r)
 	if !ours {
 		d.byOther[r] = true
 	}

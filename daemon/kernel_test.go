@@ -21,7 +21,7 @@ func TestKernelIsolatedPage(t *testing.T) {
 	d.kernelIsolated(ev)
 
 	r := fault.Page(0x5000)
-	require.True(t, d.isolated[r])
+	require.True(t, d.isolated.has(r))
 	require.True(t, d.byOther[r])
 	require.Equal(t, uint64(1), d.memoryBudget().RetiredPages, "counted before any meminfo read shows it")
 	cases, err := d.store.Cases(store.CaseFilter{})

@@ -91,7 +91,7 @@ func (d *Daemon) loadHistory() []store.Isolation {
 			continue
 		}
 		d.mu.Lock()
-		d.isolated[i.Resource] = true
+		d.isolated.add(i.Resource)
 		if !i.ByUs {
 			d.byOther[i.Resource] = true
 		}
@@ -167,7 +167,7 @@ func (d *Daemon) reconcileIntents() {
 func (d *Daemon) markIsolated(r fault.Resource, byOther bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.isolated[r] = true
+	d.isolated.add(r)
 	if byOther {
 		d.byOther[r] = true
 	}
@@ -260,12 +260,7 @@ func (d *Daemon) recordPoisonedByOthers() {
 		return
 	}
 	d.mu.Lock()
-	known := uint64(0)
-	for r := range d.isolated {
-		if r.Kind() == fault.KindPage {
-			known++
-		}
-	}
+	known := d.isolated.pages
 	d.mu.Unlock()
 	if mi.HardwareCorruptedKB/4 <= known {
 		return
@@ -287,7 +282,7 @@ func (d *Daemon) recordPoisonedByOthers() {
 // knows it).
 func (d *Daemon) recordFoundIsolated(r fault.Resource, diagnosis fault.Diagnosis, fru, summary, detail string) {
 	d.mu.Lock()
-	seen := d.isolated[r]
+	seen := d.isolated.has(r)
 	d.mu.Unlock()
 	if seen {
 		return

@@ -66,7 +66,7 @@ func (d *Daemon) resolveCase(id string, state fault.CaseState, verb string) (str
 	d.policyMu.Unlock()
 	d.mu.Lock()
 	for r := range resources {
-		delete(d.isolated, r)
+		d.isolated.remove(r)
 	}
 	d.mu.Unlock()
 	d.log.WithField("case", c.ID).Warn(note)
