@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/cpuoffline"
 	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
@@ -28,6 +29,7 @@ var Outputs = []struct {
 	{"alert-test", reflect.TypeFor[AlertTest]()},
 	{"check-config", reflect.TypeFor[CheckConfig]()},
 	{"replay", reflect.TypeFor[Replay]()},
+	{"alert-config", reflect.TypeFor[AlertConfig]()},
 }
 
 // enums lists the values of every enumerated string type, from the code's
@@ -60,6 +62,9 @@ func enums() map[reflect.Type][]string {
 		reflect.TypeFor[policy.Mode](): strs([]policy.Mode{policy.ModeEnforce, policy.ModeDryRun}),
 		reflect.TypeFor[daemon.SourceState](): strs([]daemon.SourceState{daemon.SourceArmed, daemon.SourceStandby,
 			daemon.SourceUnavailable, daemon.SourceBroken}),
+		// A notifier's min_severity is empty when it passes every severity.
+		reflect.TypeFor[alert.Severity]():   strs(append([]alert.Severity{""}, alert.Severities()...)),
+		reflect.TypeFor[alert.Transition](): strs(alert.Transitions),
 	}
 }
 

@@ -66,6 +66,9 @@ what each one answered. It exits non-zero when any notifier failed.`,
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return jsonout.Write(g.out, jsonout.NewAlertConfig(path, cfg))
+			}
 			out, err := cfg.YAML()
 			if err != nil {
 				return err
@@ -76,6 +79,7 @@ what each one answered. It exits non-zero when any notifier failed.`,
 		},
 	}
 	show.Flags().StringVarP(&path, "config", "c", defaultPolicyPath, "configuration file with the alerts: section")
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON (schema: doc/json.md)")
 	cmd.AddCommand(test, show)
 	return cmd
 }

@@ -5,15 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/selfprotect/selfprotect/alert"
+	"github.com/selfprotect/selfprotect/jsonout"
 )
 
 func TestAlertTestCLI(t *testing.T) {
@@ -106,4 +111,91 @@ func TestAlertConfigCLI(t *testing.T) {
 	require.Contains(t, out.String(), "bearer_token: <secret>")
 	require.Contains(t, out.String(), "repost_interval: 1m0s", "defaults are filled in")
 	require.NotContains(t, out.String(), "hunter2")
+}
+
+// `alert config --json` shows what the YAML shows, key for key and value
+// for value (a duration key x is x_seconds, in seconds), so a key the
+// JSON lacks fails, and a secret is masked exactly as the YAML masks it:
+// "<secret>" when set, "" when not, its value nowhere.
+func TestAlertConfigJSON(t *testing.T) {
+	secrets := []string{"mail-pw-s3cr3t", "auth-key-s3cr3t", "priv-key-s3cr3t", "community-s3cr3t",
+		"am-token-s3cr3t", "hook-token-s3cr3t"}
+	for _, tt := range []struct {
+		name, file string
+		notifiers  int
+		masked     int // secrets set, each "<secret>"
+	}{
+		{"every notifier type", "testdata/alert-config/all.yaml", 6, len(secrets)},
+		{"no notifiers", "testdata/alert-config/none.yaml", 0, 0},
+		{"one webhook", "testdata/check-config/valid.yaml", 1, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			text, stderr, err := runCLI(t, "alert", "config", "--config", tt.file)
+			require.NoError(t, err, stderr)
+			out, stderr, err := runCLI(t, "alert", "config", "--config", tt.file, "--json")
+			require.NoError(t, err, stderr)
+			for _, s := range append(secrets, "s3cr3t-t0ken") {
+				require.NotContains(t, out, s, "a secret never prints")
+			}
+			require.Equal(t, tt.masked, strings.Count(out, `"<secret>"`), out)
+
+			var got jsonout.AlertConfig
+			require.NoError(t, json.Unmarshal([]byte(out), &got))
+			require.Equal(t, tt.file, got.File)
+			require.Len(t, got.Notifiers, tt.notifiers)
+
+			var yamlDoc struct {
+				Alerts map[string]any `yaml:"alerts"`
+			}
+			require.NoError(t, yaml.Unmarshal([]byte(text), &yamlDoc))
+			dec := json.NewDecoder(strings.NewReader(out))
+			dec.UseNumber()
+			var jsonDoc map[string]any
+			require.NoError(t, dec.Decode(&jsonDoc))
+			delete(jsonDoc, "file") // the text output's header line
+			want, have := map[string]string{}, map[string]string{}
+			flattenConfig(t, "alerts", yamlDoc.Alerts, want)
+			flattenConfig(t, "alerts", jsonDoc, have)
+			require.Equal(t, want, have, "the JSON shows what the YAML shows")
+		})
+	}
+
+	t.Run("invalid file", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "selfprotect.yaml")
+		require.NoError(t, os.WriteFile(cfg, []byte("alerts:\n  notifiers:\n    - name: x\n      type: pager\n"), 0o600))
+		out, _, err := runCLI(t, "alert", "config", "--config", cfg, "--json")
+		require.ErrorContains(t, err, cfg+":4: alerts.notifiers[0].type")
+		require.Empty(t, out, "no JSON for a file that does not load")
+	})
+}
+
+// flattenConfig writes v's leaves as path=value; a JSON key x_seconds
+// becomes x with the value as a Go duration ("1m0s"), as the YAML prints it.
+func flattenConfig(t *testing.T, path string, v any, out map[string]string) {
+	t.Helper()
+	switch v := v.(type) {
+	case map[string]any:
+		if len(v) == 0 {
+			out[path] = "{}"
+		}
+		for k, e := range v {
+			if base, ok := strings.CutSuffix(k, "_seconds"); ok {
+				n, isNum := e.(json.Number)
+				require.True(t, isNum, "%s.%s: want seconds, got %v", path, k, e)
+				f, err := n.Float64()
+				require.NoError(t, err)
+				k, e = base, time.Duration(math.Round(f*float64(time.Second))).String()
+			}
+			flattenConfig(t, path+"."+k, e, out)
+		}
+	case []any:
+		if len(v) == 0 {
+			out[path] = "[]"
+		}
+		for i, e := range v {
+			flattenConfig(t, fmt.Sprintf("%s[%d]", path, i), e, out)
+		}
+	default:
+		out[path] = fmt.Sprint(v)
+	}
 }

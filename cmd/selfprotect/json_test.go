@@ -164,6 +164,20 @@ func TestJSONOutputs(t *testing.T) {
 			requireJSONGolden(t, tt.name, out)
 		})
 	}
+	// alert config: every notifier type with every secret set (each
+	// ends in -s3cr3t), and a file without notifiers.
+	for _, tt := range []struct{ name, file string }{
+		{"alert-config", "testdata/alert-config/all.yaml"},
+		{"alert-config-none", "testdata/alert-config/none.yaml"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, stderr, err := runCLI(t, "alert", "config", "--config", tt.file, "--json")
+			require.NoError(t, err, stderr)
+			require.NoError(t, jsonout.Validate(schema, "alert-config", []byte(out)), out)
+			require.NotContains(t, out, "s3cr3t", "a secret never prints")
+			requireJSONGolden(t, tt.name, out)
+		})
+	}
 	t.Run("replay", func(t *testing.T) {
 		args := []string{"replay", "--trace", "../../replay/testdata/anchors.jsonl", "--compare", "builtin:anchors"}
 		out, stderr, err := runCLI(t, append(args, "--json")...)
