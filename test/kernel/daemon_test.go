@@ -132,15 +132,9 @@ func checkPageScenario(t checker, rs Results, label string) {
 
 // TestDaemonPageOffline is scenario 1 of the issue on every selected cell.
 func TestDaemonPageOffline(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			checkPageScenario(t, cellSection(t, lab, cell, "page"), cell.String())
-		})
-	}
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		checkPageScenario(t, cellSection(t, lab, cell, "page"), cell.String())
+	})
 }
 
 // TestHarnessDetectsBrokenDaemon is the harness's own test: the same steps
@@ -148,51 +142,39 @@ func TestDaemonPageOffline(t *testing.T) {
 // threshold 3). Scenario 1's checks must report failure, because the page
 // is not poisoned; if they passed, the suite could not catch that bug.
 func TestHarnessDetectsBrokenDaemon(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			rs := cellSection(t, lab, cell, "page-broken")
-			failures := failuresOf(func(c checker) { checkPageScenario(c, rs, cell.String()+" broken") })
-			require.NotEmpty(t, failures, "scenario 1's checks passed against a daemon with page threshold 3")
-			t.Logf("%s: scenario 1 checks caught the broken daemon: %s", cell, strings.Join(strings.Fields(failures[0]), " "))
-			// The breakage itself, seen from the kernel: two errors, no poison.
-			requireAllOK(t, rs, "inject-a", 2)
-			require.False(t, hwpoison(t, rs, "kpf-a-after"), "page A must not be poisoned at threshold 3")
-			require.Zero(t, hwCorruptedDelta(t, rs))
-		})
-	}
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		rs := cellSection(t, lab, cell, "page-broken")
+		failures := failuresOf(func(c checker) { checkPageScenario(c, rs, cell.String()+" broken") })
+		require.NotEmpty(t, failures, "scenario 1's checks passed against a daemon with page threshold 3")
+		t.Logf("%s: scenario 1 checks caught the broken daemon: %s", cell, strings.Join(strings.Fields(failures[0]), " "))
+		// The breakage itself, seen from the kernel: two errors, no poison.
+		requireAllOK(t, rs, "inject-a", 2)
+		require.False(t, hwpoison(t, rs, "kpf-a-after"), "page A must not be poisoned at threshold 3")
+		require.Zero(t, hwCorruptedDelta(t, rs))
+	})
 }
 
 // TestDaemonCPUOffline is scenario 2 of the issue on every selected cell.
 func TestDaemonCPUOffline(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			rs := cellSection(t, lab, cell, "cpu")
-			only(t, rs, "daemon-armed")
-			requireAllOK(t, rs, "inject-cpu2", 5)
-			requireAllOK(t, rs, "inject-cpu3", 5)
-			only(t, rs, "cpu2-offline")
-			online, _ := only(t, rs, "cpu2-state").Bool("online")
-			require.False(t, online, "CPU 2 offlined by the daemon")
-			only(t, rs, "refused")
-			online, _ = only(t, rs, "cpu3-state").Bool("online")
-			require.True(t, online, "CPU 3 kept online by the budget")
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		rs := cellSection(t, lab, cell, "cpu")
+		only(t, rs, "daemon-armed")
+		requireAllOK(t, rs, "inject-cpu2", 5)
+		requireAllOK(t, rs, "inject-cpu3", 5)
+		only(t, rs, "cpu2-offline")
+		online, _ := only(t, rs, "cpu2-state").Bool("online")
+		require.False(t, online, "CPU 2 offlined by the daemon")
+		only(t, rs, "refused")
+		online, _ = only(t, rs, "cpu3-state").Bool("online")
+		require.True(t, online, "CPU 3 kept online by the budget")
 
-			cases := faultyCases(t, only(t, rs, "faulty"))
-			require.Equal(t, "isolated", oneAction(t, cases, "cpu:2", "cpu-offline").Outcome)
-			refused := oneAction(t, cases, "cpu:3", "cpu-offline")
-			require.Equal(t, "refused", refused.Outcome)
-			require.NotEmpty(t, refused.Violations, "a refusal names the budget it would break")
-			only(t, rs, "daemon-exit")
-		})
-	}
+		cases := faultyCases(t, only(t, rs, "faulty"))
+		require.Equal(t, "isolated", oneAction(t, cases, "cpu:2", "cpu-offline").Outcome)
+		refused := oneAction(t, cases, "cpu:3", "cpu-offline")
+		require.Equal(t, "refused", refused.Outcome)
+		require.NotEmpty(t, refused.Violations, "a refusal names the budget it would break")
+		only(t, rs, "daemon-exit")
+	})
 }
 
 // TestDaemonUncorrected is scenario 3: one uncorrected memory error with
@@ -211,72 +193,60 @@ func TestDaemonCPUOffline(t *testing.T) {
 // kernel start poisoning on its own, ue-kernel fails here first and the
 // expected daemon outcome becomes isolated-by-other.
 func TestDaemonUncorrected(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			kernelOnly := cellSection(t, lab, cell, "ue-kernel")
-			only(t, kernelOnly, "inject-ue")
-			require.False(t, hwpoison(t, kernelOnly, "kpf-before"))
-			probe := kernelOnly.Step("kernel-poisoned")
-			require.Len(t, probe, 1)
-			require.False(t, probe[0].OK, "%s: the kernel itself poisoned the page (%v): expectations must change", cell, probe[0].Data)
-			require.False(t, hwpoison(t, kernelOnly, "kpf-after"), "the kernel leaves the page alone")
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		kernelOnly := cellSection(t, lab, cell, "ue-kernel")
+		only(t, kernelOnly, "inject-ue")
+		require.False(t, hwpoison(t, kernelOnly, "kpf-before"))
+		probe := kernelOnly.Step("kernel-poisoned")
+		require.Len(t, probe, 1)
+		require.False(t, probe[0].OK, "%s: the kernel itself poisoned the page (%v): expectations must change", cell, probe[0].Data)
+		require.False(t, hwpoison(t, kernelOnly, "kpf-after"), "the kernel leaves the page alone")
 
-			rs := cellSection(t, lab, cell, "ue")
-			only(t, rs, "daemon-armed")
-			only(t, rs, "inject-ue")
-			require.False(t, hwpoison(t, rs, "kpf-before"))
-			only(t, rs, "poisoned")
-			only(t, rs, "acted")
-			require.True(t, hwpoison(t, rs, "kpf-after"), "page hard-offlined")
-			require.Equal(t, 4.0, hwCorruptedDelta(t, rs), "poisoned exactly once")
-			failures, _ := only(t, rs, "trace").Number("other_events")
-			require.Equal(t, 1.0, failures, "one memory_failure_event: a single hard offline, no duplicate")
+		rs := cellSection(t, lab, cell, "ue")
+		only(t, rs, "daemon-armed")
+		only(t, rs, "inject-ue")
+		require.False(t, hwpoison(t, rs, "kpf-before"))
+		only(t, rs, "poisoned")
+		only(t, rs, "acted")
+		require.True(t, hwpoison(t, rs, "kpf-after"), "page hard-offlined")
+		require.Equal(t, 4.0, hwCorruptedDelta(t, rs), "poisoned exactly once")
+		failures, _ := only(t, rs, "trace").Number("other_events")
+		require.Equal(t, 1.0, failures, "one memory_failure_event: a single hard offline, no duplicate")
 
-			cases := faultyCases(t, only(t, rs, "faulty"))
-			act := oneAction(t, cases, pfnResource(heldPFNs(t, rs)[0]), "hard-offline")
-			require.Equal(t, "isolated", act.Outcome, "the daemon's own hard offline: %+v", act)
-			only(t, rs, "daemon-exit")
-		})
-	}
+		cases := faultyCases(t, only(t, rs, "faulty"))
+		act := oneAction(t, cases, pfnResource(heldPFNs(t, rs)[0]), "hard-offline")
+		require.Equal(t, "isolated", act.Outcome, "the daemon's own hard offline: %+v", act)
+		only(t, rs, "daemon-exit")
+	})
 }
 
 // TestDaemonDryRun is scenario 4: the page, CPU and uncorrected cases
 // under a dry-run policy write nothing to the kernel.
 func TestDaemonDryRun(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			rs := cellSection(t, lab, cell, "dry-run")
-			only(t, rs, "daemon-armed")
-			requireAllOK(t, rs, "inject-a", 2)
-			requireAllOK(t, rs, "inject-cpu2", 5)
-			only(t, rs, "inject-ue")
-			only(t, rs, "dry-run-actions")
-			require.Equal(t, "dry-run", jsonField(only(t, rs, "status"), "mode"))
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		rs := cellSection(t, lab, cell, "dry-run")
+		only(t, rs, "daemon-armed")
+		requireAllOK(t, rs, "inject-a", 2)
+		requireAllOK(t, rs, "inject-cpu2", 5)
+		only(t, rs, "inject-ue")
+		only(t, rs, "dry-run-actions")
+		require.Equal(t, "dry-run", jsonField(only(t, rs, "status"), "mode"))
 
-			require.False(t, hwpoison(t, rs, "kpf-a-after"), "page A not soft-offlined")
-			require.False(t, hwpoison(t, rs, "kpf-b-after"), "page B not hard-offlined")
-			online, _ := only(t, rs, "cpu2-state").Bool("online")
-			require.True(t, online, "CPU 2 stays online")
-			require.Zero(t, hwCorruptedDelta(t, rs), "HardwareCorrupted unchanged")
-			hold := only(t, rs, "hold")
-			require.Equal(t, hold.Data["pfns_before"], hold.Data["pfns_after"], "no page moved")
+		require.False(t, hwpoison(t, rs, "kpf-a-after"), "page A not soft-offlined")
+		require.False(t, hwpoison(t, rs, "kpf-b-after"), "page B not hard-offlined")
+		online, _ := only(t, rs, "cpu2-state").Bool("online")
+		require.True(t, online, "CPU 2 stays online")
+		require.Zero(t, hwCorruptedDelta(t, rs), "HardwareCorrupted unchanged")
+		hold := only(t, rs, "hold")
+		require.Equal(t, hold.Data["pfns_before"], hold.Data["pfns_after"], "no page moved")
 
-			cases := faultyCases(t, only(t, rs, "faulty"))
-			pfns := heldPFNs(t, rs)
-			require.Equal(t, "dry-run", oneAction(t, cases, pfnResource(pfns[0]), "soft-offline").Outcome)
-			require.Equal(t, "dry-run", oneAction(t, cases, pfnResource(pfns[1]), "hard-offline").Outcome)
-			require.Equal(t, "dry-run", oneAction(t, cases, "cpu:2", "cpu-offline").Outcome)
-			only(t, rs, "daemon-exit")
-		})
-	}
+		cases := faultyCases(t, only(t, rs, "faulty"))
+		pfns := heldPFNs(t, rs)
+		require.Equal(t, "dry-run", oneAction(t, cases, pfnResource(pfns[0]), "soft-offline").Outcome)
+		require.Equal(t, "dry-run", oneAction(t, cases, pfnResource(pfns[1]), "hard-offline").Outcome)
+		require.Equal(t, "dry-run", oneAction(t, cases, "cpu:2", "cpu-offline").Outcome)
+		only(t, rs, "daemon-exit")
+	})
 }
 
 // TestDaemonStorm is scenario 6: StormErrors corrected errors on one page
@@ -284,48 +254,42 @@ func TestDaemonDryRun(t *testing.T) {
 // guest delivers. The kernel drops many records before the tracepoint, so
 // the daemon is held to what a separate trace instance saw delivered.
 func TestDaemonStorm(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			rs := cellSection(t, lab, cell, "storm")
-			only(t, rs, "daemon-armed")
-			storm := only(t, rs, "storm")
-			injected, _ := storm.Number("injected")
-			require.Equal(t, float64(StormErrors), injected)
-			delivered, _ := only(t, rs, "delivered").Number("mce_record")
-			require.Positive(t, delivered)
-			only(t, rs, "caught-up")
-			status := only(t, rs, "status")
-			received := jsonField(status, "events", "received")
-			rss, _ := only(t, rs, "rss").Number("vmhwm")
-			ms, _ := storm.Number("elapsed_ms")
-			t.Logf("%s storm: injected %.0f in %.0f ms, tracepoint delivered %.0f, daemon received %v (trace pages %v, missed %v, not stored %v), VmHWM %.0f kB",
-				cell, injected, ms, delivered, received, jsonField(status, "events", "trace_pages"),
-				jsonField(status, "events", "trace_missed"), jsonField(status, "events", "not_stored"), rss)
-			require.Equal(t, delivered, received, "the daemon received every record the tracepoint delivered")
-			require.Equal(t, 0.0, jsonField(status, "events", "trace_missed"), "no ring-buffer overrun")
-			require.Equal(t, true, jsonField(status, "storming"))
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		rs := cellSection(t, lab, cell, "storm")
+		only(t, rs, "daemon-armed")
+		storm := only(t, rs, "storm")
+		injected, _ := storm.Number("injected")
+		require.Equal(t, float64(StormErrors), injected)
+		delivered, _ := only(t, rs, "delivered").Number("mce_record")
+		require.Positive(t, delivered)
+		only(t, rs, "caught-up")
+		status := only(t, rs, "status")
+		received := jsonField(status, "events", "received")
+		rss, _ := only(t, rs, "rss").Number("vmhwm")
+		ms, _ := storm.Number("elapsed_ms")
+		t.Logf("%s storm: injected %.0f in %.0f ms, tracepoint delivered %.0f, daemon received %v (trace pages %v, missed %v, not stored %v), VmHWM %.0f kB",
+			cell, injected, ms, delivered, received, jsonField(status, "events", "trace_pages"),
+			jsonField(status, "events", "trace_missed"), jsonField(status, "events", "not_stored"), rss)
+		require.Equal(t, delivered, received, "the daemon received every record the tracepoint delivered")
+		require.Equal(t, 0.0, jsonField(status, "events", "trace_missed"), "no ring-buffer overrun")
+		require.Equal(t, true, jsonField(status, "storming"))
 
-			cases := faultyCases(t, only(t, rs, "faulty"))
-			storms := 0
-			for _, c := range cases {
-				if c.Diagnosis == "storm" {
-					storms++
-				}
+		cases := faultyCases(t, only(t, rs, "faulty"))
+		storms := 0
+		for _, c := range cases {
+			if c.Diagnosis == "storm" {
+				storms++
 			}
-			require.Equal(t, 1, storms, "storm case raised exactly once: %+v", cases)
-			// The storm's page trips the page rule once, and only once.
-			require.Equal(t, "isolated", oneAction(t, cases, pfnResource(heldPFNs(t, rs)[0]), "soft-offline").Outcome)
-			bad, _ := only(t, rs, "hold").Number("bad_words")
-			require.Zero(t, bad, "held data intact")
-			exit := only(t, rs, "daemon-exit")
-			code, _ := exit.Number("exit")
-			require.Zero(t, code, "the daemon survived the storm and stopped cleanly")
-		})
-	}
+		}
+		require.Equal(t, 1, storms, "storm case raised exactly once: %+v", cases)
+		// The storm's page trips the page rule once, and only once.
+		require.Equal(t, "isolated", oneAction(t, cases, pfnResource(heldPFNs(t, rs)[0]), "soft-offline").Outcome)
+		bad, _ := only(t, rs, "hold").Number("bad_words")
+		require.Zero(t, bad, "held data intact")
+		exit := only(t, rs, "daemon-exit")
+		code, _ := exit.Number("exit")
+		require.Zero(t, code, "the daemon survived the storm and stopped cleanly")
+	})
 }
 
 // TestDaemonCEC is scenario 5 on 6.12 with the kernel's CEC on (6.1 has
@@ -336,6 +300,8 @@ func TestDaemonStorm(t *testing.T) {
 // AMD model (threshold 1023): CEC stays out of it and the daemon offlines
 // at its own threshold.
 func TestDaemonCEC(t *testing.T) {
+	// Not forEachCell: 6.1 has no CEC, and its cells must not appear as
+	// subtests at all.
 	requireKernelGate(t)
 	lab := newLab(t)
 	daemonOrSkip(t, lab)

@@ -37,32 +37,26 @@ func handoverDuplicates(log []StampedLine) (int, bool) {
 // hand-over: eBPF holds its aggregation while the two sources overlap, so
 // those records are matched one for one, and aggregates them after.
 func TestDaemonHandover(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			sc := HandoverScenario()
-			run, err := lab.Run(t.Context(), cell, sc, RunOptions{WithDaemon: true})
-			all := runResults(t, cell, sc, run, err)
-			requireModulesLoaded(t, all)
-			rs := all.Section("handover")
-			checkHandover(t, rs, cell.String())
-			log := DaemonLog(run.Console)
-			// The tracefs instance torn down as it stood down once read
-			// as "event disabled behind our back" at every hand-over.
-			for _, l := range log {
-				require.NotContains(t, l.Text, `msg="degraded:`, "the hand-over raised a health problem")
-				require.NotContains(t, l.Text, "ring buffer full during the hand-over", "no record both unmatched and counted")
-			}
-			if n, ok := handoverDuplicates(log); ok {
-				t.Logf("%s: %d records read by both sources in the overlap, counted once", cell, n)
-			} else {
-				t.Logf("%s: no record fell in the overlap of the two sources", cell)
-			}
-		})
-	}
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		sc := HandoverScenario()
+		run, err := lab.Run(t.Context(), cell, sc, RunOptions{WithDaemon: true})
+		all := runResults(t, cell, sc, run, err)
+		requireModulesLoaded(t, all)
+		rs := all.Section("handover")
+		checkHandover(t, rs, cell.String())
+		log := DaemonLog(run.Console)
+		// The tracefs instance torn down as it stood down once read
+		// as "event disabled behind our back" at every hand-over.
+		for _, l := range log {
+			require.NotContains(t, l.Text, `msg="degraded:`, "the hand-over raised a health problem")
+			require.NotContains(t, l.Text, "ring buffer full during the hand-over", "no record both unmatched and counted")
+		}
+		if n, ok := handoverDuplicates(log); ok {
+			t.Logf("%s: %d records read by both sources in the overlap, counted once", cell, n)
+		} else {
+			t.Logf("%s: no record fell in the overlap of the two sources", cell)
+		}
+	})
 }
 
 // checkHandover is the scenario's checks, on one cell's section.
@@ -146,30 +140,24 @@ var salvagedRE = regexp.MustCompile(`delivered what the dead source still held.*
 // closes the dead reader: every record the tracepoint delivered is counted
 // exactly once, none lost between the two sources, none twice.
 func TestDaemonEBPFDeath(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			sc := EBPFDeathScenario()
-			run, err := lab.Run(t.Context(), cell, sc, RunOptions{WithDaemon: true})
-			all := runResults(t, cell, sc, run, err)
-			requireModulesLoaded(t, all)
-			rs := all.Section("ebpf-death")
-			log := DaemonLog(run.Console)
-			salvaged := -1
-			for _, l := range log {
-				require.NotContains(t, l.Text, "could not all be read", "the dead reader's ring buffer was read")
-				require.NotContains(t, l.Text, "ring buffer full while it was held", "no record both unmatched and counted")
-				if m := salvagedRE.FindStringSubmatch(l.Text); m != nil {
-					salvaged, _ = strconv.Atoi(m[1])
-				}
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		sc := EBPFDeathScenario()
+		run, err := lab.Run(t.Context(), cell, sc, RunOptions{WithDaemon: true})
+		all := runResults(t, cell, sc, run, err)
+		requireModulesLoaded(t, all)
+		rs := all.Section("ebpf-death")
+		log := DaemonLog(run.Console)
+		salvaged := -1
+		for _, l := range log {
+			require.NotContains(t, l.Text, "could not all be read", "the dead reader's ring buffer was read")
+			require.NotContains(t, l.Text, "ring buffer full while it was held", "no record both unmatched and counted")
+			if m := salvagedRE.FindStringSubmatch(l.Text); m != nil {
+				salvaged, _ = strconv.Atoi(m[1])
 			}
-			require.GreaterOrEqual(t, salvaged, 0, "the dead reader was salvaged")
-			checkEBPFDeath(t, rs, cell.String(), salvaged)
-		})
-	}
+		}
+		require.GreaterOrEqual(t, salvaged, 0, "the dead reader was salvaged")
+		checkEBPFDeath(t, rs, cell.String(), salvaged)
+	})
 }
 
 // checkEBPFDeath is the death scenario's checks, on one cell's section.

@@ -245,60 +245,54 @@ func daemonSections(rs Results) []string {
 // capabilities, must fail the same checks: they cannot pass by reading
 // nothing.
 func TestDaemonHardened(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	h := lab.Hardening
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			scenarios := []Scenario{CellScenario(), EBPFCellScenario()}
-			if cell.Series == Series612 {
-				scenarios = append(scenarios, CECScenario())
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		h := lab.Hardening
+		scenarios := []Scenario{CellScenario(), EBPFCellScenario()}
+		if cell.Series == Series612 {
+			scenarios = append(scenarios, CECScenario())
+		}
+		checked := 0
+		for _, sc := range scenarios {
+			all := sharedResults(t, lab, cell, sc, RunOptions{WithDaemon: true})
+			for _, name := range daemonSections(all) {
+				hardenedChecks(t, all.Section(name), h)
+				checked++
 			}
-			checked := 0
-			for _, sc := range scenarios {
-				all := sharedResults(t, lab, cell, sc, RunOptions{WithDaemon: true})
-				for _, name := range daemonSections(all) {
-					hardenedChecks(t, all.Section(name), h)
-					checked++
-				}
-			}
-			// cell: dry-run, page, page-broken, ue, storm, cpu; cell-ebpf:
-			// page, ue, storm, cpu.
-			require.GreaterOrEqual(t, checked, 10, "daemon sections checked")
-			proc := only(t, cellSection(t, lab, cell, "page"), "daemon-proc")
-			t.Logf("%s: %d daemons hardened: CapEff %s CapBnd %s CapAmb %s NoNewPrivs %v (unit: %s)",
-				cell, checked, proc.String("capeff"), proc.String("capbnd"), proc.String("capamb"), proc.Data["nonewprivs"], strings.Join(h.Bounding, " "))
+		}
+		// cell: dry-run, page, page-broken, ue, storm, cpu; cell-ebpf:
+		// page, ue, storm, cpu.
+		require.GreaterOrEqual(t, checked, 10, "daemon sections checked")
+		proc := only(t, cellSection(t, lab, cell, "page"), "daemon-proc")
+		t.Logf("%s: %d daemons hardened: CapEff %s CapBnd %s CapAmb %s NoNewPrivs %v (unit: %s)",
+			cell, checked, proc.String("capeff"), proc.String("capbnd"), proc.String("capamb"), proc.Data["nonewprivs"], strings.Join(h.Bounding, " "))
 
-			// The self-test: the scenario's shell holds every capability root
-			// has, as a daemon launched without $HARDEN would.
-			shell := only(t, cellSection(t, lab, cell, "harness"), "shell-proc")
-			require.NotEmpty(t, shell.String("capeff"), "the shell's capabilities were read")
-			shell.Step = "daemon-proc"
-			failures := failuresOf(func(c checker) { hardenedChecks(c, Results{shell}, h) })
-			require.NotEmpty(t, failures, "the hardened checks passed an unhardened process (CapEff %s)", shell.String("capeff"))
-			t.Logf("%s: checks catch an unhardened process (CapEff %s): %s", cell, shell.String("capeff"), strings.Join(strings.Fields(failures[0]), " "))
+		// The self-test: the scenario's shell holds every capability root
+		// has, as a daemon launched without $HARDEN would.
+		shell := only(t, cellSection(t, lab, cell, "harness"), "shell-proc")
+		require.NotEmpty(t, shell.String("capeff"), "the shell's capabilities were read")
+		shell.Step = "daemon-proc"
+		failures := failuresOf(func(c checker) { hardenedChecks(c, Results{shell}, h) })
+		require.NotEmpty(t, failures, "the hardened checks passed an unhardened process (CapEff %s)", shell.String("capeff"))
+		t.Logf("%s: checks catch an unhardened process (CapEff %s): %s", cell, shell.String("capeff"), strings.Join(strings.Fields(failures[0]), " "))
 
-			probe := cellSection(t, lab, cell, "harness").Step("soft-offline-without-sys-admin")
-			require.Len(t, probe, 1)
-			require.False(t, probe[0].OK, "soft offline without CAP_SYS_ADMIN succeeded: the unit may not need it")
-			require.Contains(t, probe[0].Error, "operation not permitted")
+		probe := cellSection(t, lab, cell, "harness").Step("soft-offline-without-sys-admin")
+		require.Len(t, probe, 1)
+		require.False(t, probe[0].OK, "soft offline without CAP_SYS_ADMIN succeeded: the unit may not need it")
+		require.Contains(t, probe[0].Error, "operation not permitted")
 
-			if len(h.SystemCallFilter) > 0 {
-				mount := cellSection(t, lab, cell, "harness").Step("seccomp-probe")
-				require.Len(t, mount, 1)
-				require.False(t, mount[0].OK, "a mount under the unit's launch succeeded: %v", mount[0].Data)
-				// busybox's words for EPERM.
-				require.Contains(t, mount[0].String("stderr"), "permission denied")
-				only(t, cellSection(t, lab, cell, "harness"), "mount-without-filter")
-			}
-			if h.ProtectSystem == "strict" {
-				ro := cellSection(t, lab, cell, "harness").Step("read-only-probe")
-				require.Len(t, ro, 1)
-				require.False(t, ro[0].OK, "wrote to / under ProtectSystem=strict: %v", ro[0].Data)
-				require.Contains(t, ro[0].String("stderr"), "Read-only file system")
-			}
-		})
-	}
+		if len(h.SystemCallFilter) > 0 {
+			mount := cellSection(t, lab, cell, "harness").Step("seccomp-probe")
+			require.Len(t, mount, 1)
+			require.False(t, mount[0].OK, "a mount under the unit's launch succeeded: %v", mount[0].Data)
+			// busybox's words for EPERM.
+			require.Contains(t, mount[0].String("stderr"), "permission denied")
+			only(t, cellSection(t, lab, cell, "harness"), "mount-without-filter")
+		}
+		if h.ProtectSystem == "strict" {
+			ro := cellSection(t, lab, cell, "harness").Step("read-only-probe")
+			require.Len(t, ro, 1)
+			require.False(t, ro[0].OK, "wrote to / under ProtectSystem=strict: %v", ro[0].Data)
+			require.Contains(t, ro[0].String("stderr"), "Read-only file system")
+		}
+	})
 }

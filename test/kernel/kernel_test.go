@@ -227,39 +227,34 @@ func requireModulesLoaded(t checker, rs Results) {
 // daemon: the first section of the cell's boot (or a boot of its own when
 // the daemon is not built).
 func TestHarness(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			var all Results
-			if lab.Daemon == "" {
-				all = runScenario(t, lab, cell, HarnessScenario(), RunOptions{})
-			} else {
-				all = sharedResults(t, lab, cell, CellScenario(), RunOptions{WithDaemon: true})
-			}
-			requireModulesLoaded(t, all)
-			rs := all.Section("harness")
-			requireAllOK(t, rs, "inject", 2)
-			n, _ := only(t, rs, "trace-count").Number("mce_record")
-			require.Equal(t, 2.0, n, "mce_record events delivered")
+	forEachCell(t, false, func(t *testing.T, lab *Lab, cell Cell) {
+		var all Results
+		if lab.Daemon == "" {
+			all = runScenario(t, lab, cell, HarnessScenario(), RunOptions{})
+		} else {
+			all = sharedResults(t, lab, cell, CellScenario(), RunOptions{WithDaemon: true})
+		}
+		requireModulesLoaded(t, all)
+		rs := all.Section("harness")
+		requireAllOK(t, rs, "inject", 2)
+		n, _ := only(t, rs, "trace-count").Number("mce_record")
+		require.Equal(t, 2.0, n, "mce_record events delivered")
 
-			poisoned, _ := only(t, rs, "kpf-before").Bool("hwpoison")
-			require.False(t, poisoned, "page poisoned before the soft offline")
-			only(t, rs, "soft-offline")
-			poisoned, _ = only(t, rs, "kpf-after").Bool("hwpoison")
-			require.True(t, poisoned, "HWPOISON after the soft offline")
+		poisoned, _ := only(t, rs, "kpf-before").Bool("hwpoison")
+		require.False(t, poisoned, "page poisoned before the soft offline")
+		only(t, rs, "soft-offline")
+		poisoned, _ = only(t, rs, "kpf-after").Bool("hwpoison")
+		require.True(t, poisoned, "HWPOISON after the soft offline")
 
-			before, _ := only(t, rs, "meminfo-before").Number("hardware_corrupted_kb")
-			after, _ := only(t, rs, "meminfo-after").Number("hardware_corrupted_kb")
-			require.Equal(t, before+4, after, "HardwareCorrupted grows by one page")
+		before, _ := only(t, rs, "meminfo-before").Number("hardware_corrupted_kb")
+		after, _ := only(t, rs, "meminfo-after").Number("hardware_corrupted_kb")
+		require.Equal(t, before+4, after, "HardwareCorrupted grows by one page")
 
-			hold := only(t, rs, "hold")
-			bad, _ := hold.Number("bad_words")
-			require.Zero(t, bad, "held data intact")
-			require.NotEqual(t, hold.Data["pfns_before"], hold.Data["pfns_after"], "the held page moved to a new frame")
-		})
-	}
+		hold := only(t, rs, "hold")
+		bad, _ := hold.Number("bad_words")
+		require.Zero(t, bad, "held data intact")
+		require.NotEqual(t, hold.Data["pfns_before"], hold.Data["pfns_after"], "the held page moved to a new frame")
+	})
 }
 
 // daemonOrSkip skips daemon scenarios while the binary is not built.
@@ -268,6 +263,25 @@ func daemonOrSkip(t *testing.T, lab *Lab) {
 	if lab.Daemon == "" {
 		require.True(t, errors.Is(lab.DaemonErr, ErrNoDaemon))
 		t.Skipf("daemon scenarios: %v", lab.DaemonErr)
+	}
+}
+
+// forEachCell is the kernel tests' common frame: behind the suite's gate
+// (and, with daemon, only once the daemon is built), f runs once per
+// selected cell in a parallel subtest named after the cell, so the cells'
+// boots share the guest slots instead of queueing behind one another.
+func forEachCell(t *testing.T, daemon bool, f func(t *testing.T, lab *Lab, cell Cell)) {
+	t.Helper()
+	requireKernelGate(t)
+	lab := newLab(t)
+	if daemon {
+		daemonOrSkip(t, lab)
+	}
+	for _, cell := range matrix(t) {
+		t.Run(cell.String(), func(t *testing.T) {
+			t.Parallel()
+			f(t, lab, cell)
+		})
 	}
 }
 

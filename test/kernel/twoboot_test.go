@@ -18,62 +18,56 @@ import (
 // a deny-list added between the boots they are not, and the refusals are
 // recorded and alerted. Each second boot gets its own copy of the disk.
 func TestDaemonTwoBoots(t *testing.T) {
-	requireKernelGate(t)
-	lab := newLab(t)
-	daemonOrSkip(t, lab)
-	first, again, denied := TwoBootScenarios()
-	for _, cell := range matrix(t) {
-		t.Run(cell.String(), func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			disk := filepath.Join(dir, "state.img")
-			require.NoError(t, MakeStateDisk(context.Background(), disk, 32<<20))
+	forEachCell(t, true, func(t *testing.T, lab *Lab, cell Cell) {
+		first, again, denied := TwoBootScenarios()
+		dir := t.TempDir()
+		disk := filepath.Join(dir, "state.img")
+		require.NoError(t, MakeStateDisk(context.Background(), disk, 32<<20))
 
-			// Three boots of a few minutes each; a loaded host slows
-			// emulation several-fold, hence the generous guest timeout.
-			opt := RunOptions{WithDaemon: true, Disk: disk, Timeout: 12 * time.Minute}
-			rs1 := runScenario(t, lab, cell, first, opt)
-			pfn := checkFirstBoot(t, rs1)
+		// Three boots of a few minutes each; a loaded host slows
+		// emulation several-fold, hence the generous guest timeout.
+		opt := RunOptions{WithDaemon: true, Disk: disk, Timeout: 12 * time.Minute}
+		rs1 := runScenario(t, lab, cell, first, opt)
+		pfn := checkFirstBoot(t, rs1)
 
-			disks := map[string]string{again.Name: filepath.Join(dir, "again.img"), denied.Name: filepath.Join(dir, "denied.img")}
-			for _, d := range disks {
-				require.NoError(t, CopyDisk(disk, d))
-			}
-			var wg sync.WaitGroup
-			runs := map[string]*Run{}
-			errs := map[string]error{}
-			var mu sync.Mutex
-			for _, sc := range []Scenario{again, denied} {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					opt := opt
-					opt.Disk = disks[sc.Name]
-					run, err := lab.Run(context.Background(), cell, sc, opt)
-					mu.Lock()
-					runs[sc.Name], errs[sc.Name] = run, err
-					mu.Unlock()
-				}()
-			}
-			wg.Wait()
-			rsAgain := runResults(t, cell, again, runs[again.Name], errs[again.Name])
-			rsDenied := runResults(t, cell, denied, runs[denied.Name], errs[denied.Name])
-			t.Run("again", func(t *testing.T) { checkSecondBoot(t, rsAgain, pfn) })
-			t.Run("deny", func(t *testing.T) { checkDeniedBoot(t, rsDenied, pfn) })
-			// The checks must tell the two apart: each fails on the other
-			// boot's results, on what the kernel showed (the deny boot is
-			// what a daemon that restores nothing leaves; the other, what
-			// one ignoring the deny-list would).
-			t.Run("checks-discriminate", func(t *testing.T) {
-				f := failuresOf(func(c checker) { checkSecondBoot(c, rsDenied, pfn) })
-				require.NotEmpty(t, f, "the restore checks passed on a boot that restored nothing")
-				require.Contains(t, f[0], "isolated again (kpageflags)")
-				f = failuresOf(func(c checker) { checkDeniedBoot(c, rsAgain, pfn) })
-				require.NotEmpty(t, f, "the deny checks passed on a boot that isolated both")
-				require.Contains(t, f[0], "is denied: not isolated again")
-			})
+		disks := map[string]string{again.Name: filepath.Join(dir, "again.img"), denied.Name: filepath.Join(dir, "denied.img")}
+		for _, d := range disks {
+			require.NoError(t, CopyDisk(disk, d))
+		}
+		var wg sync.WaitGroup
+		runs := map[string]*Run{}
+		errs := map[string]error{}
+		var mu sync.Mutex
+		for _, sc := range []Scenario{again, denied} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				opt := opt
+				opt.Disk = disks[sc.Name]
+				run, err := lab.Run(context.Background(), cell, sc, opt)
+				mu.Lock()
+				runs[sc.Name], errs[sc.Name] = run, err
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		rsAgain := runResults(t, cell, again, runs[again.Name], errs[again.Name])
+		rsDenied := runResults(t, cell, denied, runs[denied.Name], errs[denied.Name])
+		t.Run("again", func(t *testing.T) { checkSecondBoot(t, rsAgain, pfn) })
+		t.Run("deny", func(t *testing.T) { checkDeniedBoot(t, rsDenied, pfn) })
+		// The checks must tell the two apart: each fails on the other
+		// boot's results, on what the kernel showed (the deny boot is
+		// what a daemon that restores nothing leaves; the other, what
+		// one ignoring the deny-list would).
+		t.Run("checks-discriminate", func(t *testing.T) {
+			f := failuresOf(func(c checker) { checkSecondBoot(c, rsDenied, pfn) })
+			require.NotEmpty(t, f, "the restore checks passed on a boot that restored nothing")
+			require.Contains(t, f[0], "isolated again (kpageflags)")
+			f = failuresOf(func(c checker) { checkDeniedBoot(c, rsAgain, pfn) })
+			require.NotEmpty(t, f, "the deny checks passed on a boot that isolated both")
+			require.Contains(t, f[0], "is denied: not isolated again")
 		})
-	}
+	})
 }
 
 // requireDiskBoot checks what every boot of the scenario starts with: the
