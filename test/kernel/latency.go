@@ -25,6 +25,12 @@ const LatencyPages = 30
 // through tracefs (--no-ebpf, latency-tracefs). Without it, CEC (6.12,
 // threshold 2 on the Intel model) does the offlining (latency-cec).
 //
+// The deciding injection's result line goes to a file and reaches the
+// console only after the probe: under single-threaded TCG the vCPU that
+// writes to the emulated serial port holds the one host thread, byte by
+// byte, while the daemon's vCPU waits, and a record the kernel acts on
+// inside the injecting write (CEC) is done before that line is printed.
+//
 // The probe (a kpageflags poll every 20 µs, as the issue measured) runs
 // on a CPU of its own (3: the injections run on 1, the daemon on 2, the
 // log stamper on 0, so none of them shares the daemon's CPU, as the issue
@@ -82,8 +88,9 @@ while [ $i -lt %[1]d ]; do
   taskset -c 3 guest -tag probe wait-poisoned $P 10s 20us /tmp/probe-ready &
   POLL=$!
   while [ ! -e /tmp/probe-ready ]; do usleep 2000; done
-  taskset -c 1 guest -tag deciding inject-mem 1 $A
+  taskset -c 1 guest -tag deciding inject-mem 1 $A > /tmp/deciding
   wait $POLL
+  cat /tmp/deciding
   usleep 200000
   i=$((i+1))
 done
