@@ -151,6 +151,10 @@ type Alert struct {
 	// Undo is the shell command reversing the action, "" when none.
 	Undo string    `json:"undo,omitempty"`
 	Time time.Time `json:"time"`
+	// Ends, on an alert that resolves a case (repaired, acquitted,
+	// replaced, storm-ended), lists the transitions of the case's earlier
+	// alerts: the resolution passes every route one of them passed (Route.Match).
+	Ends []Transition `json:"ends,omitempty"`
 }
 
 // subjectNamespace makes alert IDs UUIDs that no other producer collides
@@ -183,6 +187,11 @@ func (a Alert) Validate() error {
 	}
 	if a.Severity.Rank() < 0 {
 		problems = append(problems, fmt.Sprintf("unknown severity %q", a.Severity))
+	}
+	for _, t := range a.Ends {
+		if !t.Valid() {
+			problems = append(problems, fmt.Sprintf("unknown transition %q in ends", t))
+		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("invalid alert: %s", strings.Join(problems, ", "))

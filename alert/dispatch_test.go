@@ -348,6 +348,9 @@ func TestRouteMatch(t *testing.T) {
 	test := Alert{Transition: Test, Severity: SeverityInfo}
 	blindCleared := Alert{Transition: SourceBlindCleared, Severity: SeverityInfo}
 	degradedCleared := Alert{Transition: SourceDegradedCleared, Severity: SeverityInfo}
+	repairedIsolated := Alert{Transition: Repaired, Severity: SeverityInfo, Ends: []Transition{Diagnosed, Isolated}}
+	repairedFailed := Alert{Transition: Repaired, Severity: SeverityInfo, Ends: []Transition{Diagnosed, IsolationFailed}}
+	stormEnded := Alert{Transition: StormEnded, Severity: SeverityInfo, Ends: []Transition{StormStarted}}
 	for _, tc := range []struct {
 		route Route
 		a     Alert
@@ -367,6 +370,17 @@ func TestRouteMatch(t *testing.T) {
 		{Route{Transitions: []Transition{SourceBlind}}, blindCleared, true},
 		{Route{Transitions: []Transition{SourceBlind}}, degradedCleared, false},
 		{Route{Transitions: []Transition{SourceDegradedCleared}}, degradedCleared, true},
+		// A case's resolution follows the case's earlier alerts (Ends).
+		{Route{MinSeverity: SeverityWarning}, repairedIsolated, true},
+		{Route{MinSeverity: SeverityCritical}, repairedIsolated, false},
+		{Route{MinSeverity: SeverityCritical}, repairedFailed, true},
+		{Route{Transitions: []Transition{Isolated}}, repairedIsolated, true},
+		{Route{Transitions: []Transition{Refused}}, repairedIsolated, false},
+		{Route{MinSeverity: SeverityCritical, Transitions: []Transition{Repaired}}, repairedFailed, false},
+		{Route{MinSeverity: SeverityWarning}, stormEnded, true},
+		{Route{Transitions: []Transition{Isolated}}, stormEnded, false},
+		// Alerts queued before Ends existed route as they did.
+		{Route{MinSeverity: SeverityWarning}, Alert{Transition: Acquitted, Severity: SeverityInfo}, false},
 	} {
 		require.Equal(t, tc.want, tc.route.Match(tc.a), "%+v %s/%s", tc.route, tc.a.Transition, tc.a.Severity)
 	}

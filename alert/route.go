@@ -14,10 +14,20 @@ type Route struct {
 // `alert test` is there to prove the notifier works. The end of a health
 // problem passes wherever the problem did, whatever its own severity
 // (info): a receiver told of a blind source must hear that it sees again,
-// or Alertmanager would re-post it forever.
+// or Alertmanager would re-post it forever. A case's resolution passes
+// wherever one of the case's earlier alerts (a.Ends) did, for the same
+// reason: a route for warnings hears a page isolated, and must hear it
+// repaired.
 func (r Route) Match(a Alert) bool {
 	if a.Transition == Test {
 		return true
+	}
+	if a.Transition.Resolves() && !slices.Contains(r.Transitions, a.Transition) {
+		for _, t := range a.Ends {
+			if t != a.Transition && r.Match(Alert{Transition: t, Severity: DefaultSeverity(t)}) {
+				return true
+			}
+		}
 	}
 	if p, ok := a.Transition.Clears(); ok && !slices.Contains(r.Transitions, a.Transition) {
 		a.Transition, a.Severity = p, DefaultSeverity(p)

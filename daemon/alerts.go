@@ -458,16 +458,51 @@ func (a *alerter) byKernel(c fault.Case, detail string) alert.Alert {
 	return alert.FromCase(c, alert.Isolated, a.host(), a.now(), "", "isolated by the kernel itself: "+detail)
 }
 
-// resolved is the alert of an operator's repair, acquittal or replacement.
-func (a *alerter) resolved(c fault.Case, verb, note string) alert.Alert {
+// resolved is the alert of an operator's repair, acquittal or replacement
+// of case c, whose actions are acts.
+func (a *alerter) resolved(c fault.Case, acts []fault.Action, verb, note string) alert.Alert {
 	t := map[string]alert.Transition{"repair": alert.Repaired, "acquit": alert.Acquitted, "replaced": alert.Replaced}[verb]
-	return alert.FromCase(c, t, a.host(), a.now(), "", fmt.Sprintf("%s: %s", c.Summary, note))
+	r := alert.FromCase(c, t, a.host(), a.now(), "", fmt.Sprintf("%s: %s", c.Summary, note))
+	r.Ends = announced(c, acts)
+	return r
+}
+
+// announced are the transitions of the alerts case c raised before its
+// resolution, read from its actions as settled and wouldIsolate raised
+// them: the resolution goes wherever one of them went (alert.Route).
+func announced(c fault.Case, acts []fault.Action) []alert.Transition {
+	open := alert.Diagnosed
+	if c.Diagnosis == fault.DiagStorm {
+		open = alert.StormStarted
+	}
+	out := []alert.Transition{open}
+	for _, ac := range acts {
+		var t alert.Transition
+		switch ac.Outcome {
+		case fault.OutcomeIsolated, fault.OutcomeIsolatedByOther:
+			t = alert.Isolated
+		case fault.OutcomeRefused:
+			t = alert.Refused
+		case fault.OutcomeDryRun:
+			t = alert.WouldIsolate
+		case fault.OutcomeFailed, fault.OutcomeNotPresent:
+			t = alert.IsolationFailed
+		default:
+			continue
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // stormEnded is the alert closing a storm's case.
 func (a *alerter) stormEnded(caseID, note string) alert.Alert {
-	return alert.FromCase(fault.Case{ID: caseID, Suspect: fault.Machine, Summary: "corrected error " + note},
+	e := alert.FromCase(fault.Case{ID: caseID, Suspect: fault.Machine, Summary: "corrected error " + note},
 		alert.StormEnded, a.host(), a.now(), "", "")
+	e.Ends = []alert.Transition{alert.StormStarted}
+	return e
 }
 
 // prune drops delivered rows older than keep_sent, except those of health

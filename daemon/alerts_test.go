@@ -338,3 +338,60 @@ func TestAlertWouldIsolate(t *testing.T) {
 	require.Empty(t, d.alerts.wouldIsolate(job{c: c, replay: true}, []fault.Action{dry}))
 	require.Empty(t, d.alerts.wouldIsolate(job{c: c}, []fault.Action{{Resource: c.Suspect, Outcome: fault.OutcomeAlreadyIsolated}}))
 }
+
+// A case's resolution reaches every notifier that heard the case: a route
+// for warnings and up got "isolated" and must get "repaired" (info), or an
+// Alertmanager behind it would never see the case resolved; a route for
+// critical alerts only hears the repair of a case whose isolation failed.
+func TestAlertResolutionFollowsTheCase(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	c := fault.Case{ID: "33333333-0000-4000-8000-000000000001", Opened: now, Diagnosis: fault.DiagSoftOfflinePage,
+		Suspect: fault.Page(0x2d94), State: fault.CaseIsolated, Summary: "2 CEs"}
+	act := func(o fault.Outcome) fault.Action { return fault.Action{CaseID: c.ID, Resource: c.Suspect, Outcome: o} }
+	tests := []struct {
+		name     string
+		acts     []fault.Action
+		ends     []alert.Transition
+		warning  bool // a min_severity: warning notifier gets the repair
+		critical bool // a min_severity: critical one does
+	}{
+		{"isolated", []fault.Action{act(fault.OutcomeIntended), act(fault.OutcomeIsolated)},
+			[]alert.Transition{alert.Diagnosed, alert.Isolated}, true, false},
+		{"failed", []fault.Action{act(fault.OutcomeIntended), act(fault.OutcomeFailed)},
+			[]alert.Transition{alert.Diagnosed, alert.IsolationFailed}, true, true},
+		{"refused then isolated by the kernel", []fault.Action{act(fault.OutcomeRefused), act(fault.OutcomeIsolatedByOther)},
+			[]alert.Transition{alert.Diagnosed, alert.Refused, alert.Isolated}, true, false},
+		{"dry-run", []fault.Action{act(fault.OutcomeDryRun)},
+			[]alert.Transition{alert.Diagnosed, alert.WouldIsolate}, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := quietDaemon(t)
+			d.alerts.close()
+			d.now = func() time.Time { return now }
+			cfg := alert.DefaultConfig()
+			cfg.Host = "h"
+			cfg.Outbox.InitialBackoff, cfg.Outbox.MaxBackoff = time.Hour, time.Hour
+			notifier := func(name string, min alert.Severity) alert.NamedNotifier {
+				return alert.NamedNotifier{Name: name, Type: "test", Notifier: down{}, Timeout: time.Second, Route: alert.Route{MinSeverity: min}}
+			}
+			d.alerts = newAlerter(d.log, d.now, cfg, []alert.NamedNotifier{notifier("warn", alert.SeverityWarning), notifier("crit", alert.SeverityCritical)})
+			d.alerts.start(context.Background(), d.store)
+			t.Cleanup(d.alerts.close)
+
+			r := d.alerts.resolved(c, tc.acts, "repair", "by operator")
+			require.NoError(t, r.Validate())
+			require.Equal(t, tc.ends, r.Ends)
+			d.alerts.raise(r)
+			ds, err := d.store.Deliveries(store.DeliveryPending)
+			require.NoError(t, err)
+			got := map[string]bool{}
+			for _, dl := range ds {
+				require.Equal(t, string(alert.Repaired), dl.Transition)
+				got[dl.Notifier] = true
+			}
+			require.Equal(t, tc.warning, got["warn"], "warnings notifier")
+			require.Equal(t, tc.critical, got["crit"], "critical notifier")
+		})
+	}
+}

@@ -55,7 +55,7 @@ func (d *Daemon) resolveCase(id string, state fault.CaseState, verb string) (str
 	if len(notes) > 0 {
 		note += ": " + strings.Join(notes, "; ")
 	}
-	if err := d.alerts.updateCaseState(c.ID, state, d.now(), note, d.alerts.resolved(c, verb, note)); err != nil {
+	if err := d.alerts.updateCaseState(c.ID, state, d.now(), note, d.alerts.resolved(c, acts, verb, note)); err != nil {
 		return "", err
 	}
 	d.cases.move(c.ID, state)
