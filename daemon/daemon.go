@@ -434,7 +434,7 @@ func (d *Daemon) reload() {
 		return
 	}
 	// A stage of its own: the live one has already merged these records.
-	d.rebuildEngine(countonce.New(countonce.Options{}))
+	d.rebuildEngineHolding(countonce.New(countonce.Options{}))
 	d.log.WithField("mode", d.mode()).Info("policy reloaded; rate engines rebuilt under the new rules")
 }
 

@@ -185,6 +185,48 @@ func window(cfg *policy.Config) time.Duration {
 // holds was lost by the last run (it stopped between the deciding error
 // and the write-ahead record): it is taken now.
 func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
+	d.rebuildEngineFrom(stage, d.countStored)
+}
+
+// rebuildEngineHolding is rebuildEngine while the daemon runs (a rule
+// change on SIGHUP): the history writer holds the newest records for up
+// to a few seconds before it stores them, and they count too. The writer
+// waits while the stored ones are read, so none of its records is both
+// stored and held by then.
+func (d *Daemon) rebuildEngineHolding(stage *countonce.Stage) {
+	d.rebuildEngineFrom(stage, func(since time.Time, observe func(fault.Event)) (int, error) {
+		n, err := 0, error(nil)
+		ran := d.withHistory(func(held []fault.Event) bool {
+			n, err = d.countStored(since, observe)
+			if err == nil {
+				for _, ev := range held {
+					observe(ev)
+				}
+				n += len(held)
+			}
+			return false // the writer keeps and stores them, as it would have
+		})
+		if !ran {
+			return d.countStored(since, observe)
+		}
+		return n, err
+	})
+}
+
+// countStored streams the stored events since the window's start:
+// streamed, not loaded, so a day-long storm's history is read one row at
+// a time and the engines hold only their bounded state.
+func (d *Daemon) countStored(since time.Time, observe func(fault.Event)) (int, error) {
+	n := 0
+	err := d.store.EachEvent(store.EventQuery{Since: since}, func(ev fault.Event) error {
+		n++
+		observe(ev)
+		return nil
+	})
+	return n, err
+}
+
+func (d *Daemon) rebuildEngineFrom(stage *countonce.Stage, events func(since time.Time, observe func(fault.Event)) (int, error)) {
 	d.policyMu.Lock()
 	cfg := d.cfg
 	d.policyMu.Unlock()
@@ -197,17 +239,12 @@ func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
 			decisions = append(decisions, eng.ObserveParts(&vs[i].Event, parts(vs[i].New))...)
 		}
 	}
-	// Streamed, not loaded: a day-long storm's history is read one row at
-	// a time; the engines hold only their bounded state.
-	evs := 0
-	err := d.store.EachEvent(store.EventQuery{Since: since}, func(ev fault.Event) error {
-		evs++
-		if ev.Source == fault.SourceTraceMemoryFailure {
-			return nil
+	evs, err := events(since, func(ev fault.Event) {
+		if ev.Source == fault.SourceTraceMemoryFailure || ev.Received.Before(since) {
+			return
 		}
 		verdicts = stage.AppendObserve(verdicts[:0], ev)
 		feed(verdicts)
-		return nil
 	})
 	if err != nil {
 		d.log.WithError(err).Error("reading stored events: the rate engines start empty")

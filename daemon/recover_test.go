@@ -390,3 +390,38 @@ func TestRebuildEngineLargeHistory(t *testing.T) {
 	j, _ := d.jobs.pop()
 	require.Equal(t, fault.Page(0x8000), j.c.Suspect)
 }
+
+// A rule change on SIGHUP rebuilds the engines from the history, and the
+// newest records are still with the history writer (it stores a calm
+// batch 100 ms after its first record, a storm's after seconds): they
+// count under the new rules, and are stored once, as they would have been.
+func TestReloadCountsHeldEvents(t *testing.T) {
+	d := quietDaemon(t)
+	now := time.Now()
+	d.now = func() time.Time { return now }
+	q := make(chan fault.Event, 8)
+	go d.storeEvents(q)
+	ev := fault.NewEvent(fault.SourceTraceMCE, now.Add(-time.Second))
+	ev.Class, ev.Severity, ev.Vendor = fault.ClassMemory, fault.SeverityCorrected, fault.VendorIntel
+	ev.PhysAddr, ev.AddrValid, ev.AddrLSB, ev.Count = 0x5000040, true, 12, 1
+	q <- ev
+	// Rules that differ from the file's (none: the defaults), so the
+	// reload rebuilds.
+	d.policyMu.Lock()
+	d.cfg.Rules.DIMM.Enabled = !d.cfg.Rules.DIMM.Enabled
+	d.policyMu.Unlock()
+	d.reload()
+
+	var page policy.Level
+	for _, l := range d.engine.Levels(fault.Page(0x5000)) {
+		if l.Rule == policy.RulePage {
+			page = l
+		}
+	}
+	require.EqualValues(t, 1, page.Count, "the error the writer held counts after the rebuild")
+	close(q)
+	<-d.storeDone
+	evs, err := d.store.Events(store.EventQuery{})
+	require.NoError(t, err)
+	require.Len(t, evs, 1, "stored once")
+}
