@@ -195,7 +195,8 @@ func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
 // stored and held by then.
 func (d *Daemon) rebuildEngineHolding(stage *countonce.Stage) {
 	d.rebuildEngineFrom(stage, func(since time.Time, observe func(fault.Event)) (int, error) {
-		n, err := 0, error(nil)
+		var n int
+		var err error
 		ran := d.withHistory(func(held []fault.Event) bool {
 			n, err = d.countStored(since, observe)
 			if err == nil {
@@ -226,6 +227,8 @@ func (d *Daemon) countStored(since time.Time, observe func(fault.Event)) (int, e
 	return n, err
 }
 
+// rebuildEngineFrom does the rebuild with the records events hands to
+// observe, oldest first, and the count it read.
 func (d *Daemon) rebuildEngineFrom(stage *countonce.Stage, events func(since time.Time, observe func(fault.Event)) (int, error)) {
 	d.policyMu.Lock()
 	cfg := d.cfg
