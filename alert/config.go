@@ -135,6 +135,23 @@ type WebhookConfig struct {
 	CAFile      string `yaml:"ca_file" json:"ca_file,omitempty"`
 }
 
+// MarshalYAML echoes the URL as errors and logs show it (ShownURL): a
+// hook's query often carries its token.
+func (w WebhookConfig) MarshalYAML() (any, error) {
+	type echoed WebhookConfig
+	e := echoed(w)
+	e.URL = ShownURL(w.URL)
+	return e, nil
+}
+
+// MarshalYAML: as WebhookConfig's.
+func (a AlertmanagerConfig) MarshalYAML() (any, error) {
+	type echoed AlertmanagerConfig
+	e := echoed(a)
+	e.URL = ShownURL(a.URL)
+	return e, nil
+}
+
 // ExecConfig runs a program per alert: the alert in SELFPROTECT_*
 // environment variables and as JSON on stdin.
 type ExecConfig struct {

@@ -15,9 +15,10 @@ import (
 	"strings"
 )
 
-// shownURL is a URL as errors and logs show it: without its query, which
-// may carry a token.
-func shownURL(s string) string {
+// ShownURL is a URL as errors, logs and the configuration's echo
+// (`alert config`, check-config) show it: without its query, which may
+// carry a token.
+func ShownURL(s string) string {
 	u, err := neturl.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"
@@ -71,7 +72,7 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
-		return false, fmt.Errorf("building request to %s: %w", shownURL(url), err)
+		return false, fmt.Errorf("building request to %s: %w", ShownURL(url), err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "selfprotect")
@@ -89,7 +90,7 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return true, fmt.Errorf("posting to %s: %w", shownURL(url), err)
+		return true, fmt.Errorf("posting to %s: %w", ShownURL(url), err)
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -101,7 +102,7 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 		// A peer may echo the header back; never log it.
 		msg = strings.ReplaceAll(msg, token.Reveal(), redacted)
 	}
-	err = fmt.Errorf("posting to %s: %s: %s", shownURL(url), resp.Status, msg)
+	err = fmt.Errorf("posting to %s: %s: %s", ShownURL(url), resp.Status, msg)
 	switch {
 	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout,
 		resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusUnauthorized,

@@ -220,7 +220,7 @@ func redactURL(s string) string {
 	if err != nil || (u.User == nil && u.RawQuery == "") {
 		return s
 	}
-	return shownURL(s)
+	return ShownURL(s)
 }
 
 type validator struct {
