@@ -51,21 +51,7 @@ type keptFD struct {
 	name string
 }
 
-// ReadAt is os.File.ReadAt in plain pread(2) calls.
-func (k *keptFD) ReadAt(b []byte, off int64) (int, error) {
-	done := 0
-	for done < len(b) {
-		n, err := ignoringEINTR(func() (int, error) { return unix.Pread(k.fd, b[done:], off+int64(done)) })
-		if err != nil {
-			return done, &fs.PathError{Op: "read", Path: k.name, Err: err}
-		}
-		if n == 0 {
-			return done, io.EOF
-		}
-		done += n
-	}
-	return done, nil
-}
+func (k *keptFD) ReadAt(b []byte, off int64) (int, error) { return preadFull(k.fd, k.name, b, off) }
 
 func (k *keptFD) Close() error { return unix.Close(k.fd) }
 

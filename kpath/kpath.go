@@ -157,6 +157,12 @@ func (OS) ReadAt(name string, b []byte, off int64) (int, error) {
 		return 0, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
+	return preadFull(fd, name, b, off)
+}
+
+// preadFull fills b from off in pread(2) calls: fewer bytes at the end of
+// the file, with io.EOF, as os.File.ReadAt.
+func preadFull(fd int, name string, b []byte, off int64) (int, error) {
 	done := 0
 	for done < len(b) {
 		n, err := ignoringEINTR(func() (int, error) { return unix.Pread(fd, b[done:], off+int64(done)) })
