@@ -82,6 +82,15 @@ func (t Transition) Clears() (Transition, bool) {
 	return "", false
 }
 
+// ended is what a resolving alert ends: the health problem its transition
+// clears, or the case's (or storm's) earlier transitions it carries.
+func (a Alert) ended() []Transition {
+	if p, ok := a.Transition.Clears(); ok {
+		return []Transition{p}
+	}
+	return a.Ends
+}
+
 // Valid reports whether t is one of Transitions.
 func (t Transition) Valid() bool { return slices.Contains(Transitions, t) }
 

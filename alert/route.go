@@ -23,14 +23,11 @@ func (r Route) Match(a Alert) bool {
 		return true
 	}
 	if a.Transition.Resolves() && !slices.Contains(r.Transitions, a.Transition) {
-		for _, t := range a.Ends {
+		for _, t := range a.ended() {
 			if t != a.Transition && r.Match(Alert{Transition: t, Severity: DefaultSeverity(t)}) {
 				return true
 			}
 		}
-	}
-	if p, ok := a.Transition.Clears(); ok && !slices.Contains(r.Transitions, a.Transition) {
-		a.Transition, a.Severity = p, DefaultSeverity(p)
 	}
 	if r.MinSeverity != "" && a.Severity.Rank() < r.MinSeverity.Rank() {
 		return false
