@@ -9,7 +9,6 @@ import (
 	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/cpuoffline"
 	"github.com/selfprotect/selfprotect/fault"
-	"github.com/selfprotect/selfprotect/pageoffline"
 )
 
 // inspectKernel reads what the kernel itself does about errors: the RAS CEC
@@ -114,7 +113,7 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 	// The kernel first, then our set: an isolation of ours the kernel
 	// shows is then either in the set or still in flight (checkHealth).
 	topo, topoErr := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
-	mi, miErr := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS)
+	mi, miErr := d.pages.MemInfo()
 	ours := d.isolatedByUs()
 	if topoErr == nil {
 		b.CPUsPresent = len(topo.Present)

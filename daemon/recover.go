@@ -243,7 +243,7 @@ func (d *Daemon) rebuildEngineFrom(stage *countonce.Stage, events func(since tim
 		}
 	}
 	evs, err := events(since, func(ev fault.Event) {
-		if ev.Source == fault.SourceTraceMemoryFailure || ev.Received.Before(since) {
+		if ev.Source == fault.SourceTraceMemoryFailure {
 			return
 		}
 		verdicts = stage.AppendObserve(verdicts[:0], ev)
@@ -295,7 +295,7 @@ func (d *Daemon) rebuildEngineFrom(stage *countonce.Stage, events func(since tim
 // (the kernel's CEC or memory-failure handler, rasdaemon, an admin) or a
 // history lost with a corrupt store. The scan of kpageflags runs only then.
 func (d *Daemon) recordPoisonedByOthers() {
-	mi, err := pageoffline.ReadMemInfo(d.opts.Paths, d.opts.FS)
+	mi, err := d.pages.MemInfo()
 	if err != nil {
 		return
 	}
