@@ -50,6 +50,17 @@ func actionsOn(cases []faultyCase, resource, kind string) []faultyAction {
 	return out
 }
 
+// diagnosed counts the cases with diagnosis diag.
+func diagnosed(cases []faultyCase, diag string) int {
+	n := 0
+	for _, c := range cases {
+		if c.Diagnosis == diag {
+			n++
+		}
+	}
+	return n
+}
+
 // oneAction requires exactly one action of kind on resource: a second
 // would be a double action.
 func oneAction(t checker, cases []faultyCase, resource, kind string) faultyAction {
@@ -275,13 +286,7 @@ func TestDaemonStorm(t *testing.T) {
 		require.Equal(t, true, jsonField(status, "storming"))
 
 		cases := faultyCases(t, only(t, rs, "faulty"))
-		storms := 0
-		for _, c := range cases {
-			if c.Diagnosis == "storm" {
-				storms++
-			}
-		}
-		require.Equal(t, 1, storms, "storm case raised exactly once: %+v", cases)
+		require.Equal(t, 1, diagnosed(cases, "storm"), "storm case raised exactly once: %+v", cases)
 		// The storm's page trips the page rule once, and only once.
 		require.Equal(t, "isolated", oneAction(t, cases, pfnResource(heldPFNs(t, rs)[0]), "soft-offline").Outcome)
 		bad, _ := only(t, rs, "hold").Number("bad_words")

@@ -65,13 +65,7 @@ func TestDaemonEBPF(t *testing.T) {
 		require.Less(t, received, delivered, "aggregated in the kernel: fewer events than records")
 		require.Equal(t, true, jsonField(st, "storming"))
 		cases := faultyCases(t, only(t, storm, "faulty"))
-		storms := 0
-		for _, c := range cases {
-			if c.Diagnosis == "storm" {
-				storms++
-			}
-		}
-		require.Equal(t, 1, storms, "storm case raised once: %+v", cases)
+		require.Equal(t, 1, diagnosed(cases, "storm"), "storm case raised once: %+v", cases)
 		require.Equal(t, "isolated", oneAction(t, cases, pfnResource(heldPFNs(t, storm)[0]), "soft-offline").Outcome)
 
 		cpu := all.Section("cpu")
