@@ -19,7 +19,8 @@ func retryable(err error) bool {
 // writeWithRetry writes data to path, retrying EBUSY and EAGAIN with a
 // doubling backoff. It returns the number of writes made and the last error.
 func (o *Offliner) writeWithRetry(ctx context.Context, path string, data []byte) (int, error) {
-	return kpath.WriteRetrying(ctx, o.fsys, path, data, kpath.Retry{
+	write := func(b []byte) error { return o.fsys.WriteFile(path, b) }
+	return kpath.WriteRetrying(ctx, write, path, data, kpath.Retry{
 		Retries: o.opts.Retries, Backoff: o.opts.Backoff, Retryable: retryable, Sleep: o.opts.Sleep,
 		OnRetry: func(err error, attempt int) {
 			o.opts.Log.WithError(err).WithField("attempt", attempt).Warn("cpu online write failed, retrying")

@@ -263,6 +263,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			Error("the store was an empty file: its history is lost; starting a fresh one (pages and CPUs already offline count against the budgets as isolated by others)")
 	}
 	d.store = st
+	d.pages.Open(d.dryRun())
 	defer d.pages.Close()
 	d.openJournal()
 	if d.journal != nil {

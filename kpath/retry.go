@@ -22,10 +22,10 @@ type Retry struct {
 	OnRetry func(err error, attempt int)
 }
 
-// WriteRetrying writes data to path through fsys, retrying what r allows.
-// It returns the number of writes made and the last error, which names the
-// value and the path.
-func WriteRetrying(ctx context.Context, fsys FS, path string, data []byte, r Retry) (int, error) {
+// WriteRetrying writes data to path with write (an FS's WriteFile, or a
+// Kept's), retrying what r allows. It returns the number of writes made
+// and the last error, which names the value and the path.
+func WriteRetrying(ctx context.Context, write func([]byte) error, path string, data []byte, r Retry) (int, error) {
 	sleep := r.Sleep
 	if sleep == nil {
 		sleep = SleepContext
@@ -37,7 +37,7 @@ func WriteRetrying(ctx context.Context, fsys FS, path string, data []byte, r Ret
 			return attempts, fmt.Errorf("before writing %s: %w", path, err)
 		}
 		attempts++
-		err := fsys.WriteFile(path, data)
+		err := write(data)
 		if err == nil {
 			return attempts, nil
 		}

@@ -46,7 +46,7 @@ func TestWriteRetrying(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &failingFS{n: tc.failures, err: tc.err}
 			var sleeps []time.Duration
-			n, err := WriteRetrying(context.Background(), f, "/x/online", []byte("0\n"), Retry{
+			n, err := WriteRetrying(context.Background(), func(b []byte) error { return f.WriteFile("/x/online", b) }, "/x/online", []byte("0\n"), Retry{
 				Retries: tc.retries, Backoff: 10 * time.Millisecond, Retryable: busy,
 				Sleep: func(_ context.Context, d time.Duration) error { sleeps = append(sleeps, d); return nil },
 			})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/kpath"
 )
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -17,12 +18,21 @@ func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 type mode struct {
 	kind string
 	file string // under <sys>/devices/system/memory
+	hard bool
 	// checkSoftEnabled: honour vm.enable_soft_offline before writing.
 	checkSoftEnabled bool
 }
 
 func softMode() mode { return mode{kind: KindSoft, file: "soft_offline_page", checkSoftEnabled: true} }
-func hardMode() mode { return mode{kind: KindHard, file: "hard_offline_page"} }
+func hardMode() mode { return mode{kind: KindHard, file: "hard_offline_page", hard: true} }
+
+// offlineFile is the kept file m writes.
+func (o *Offliner) offlineFile(m mode) *kpath.Kept {
+	if m.hard {
+		return o.hardOffline
+	}
+	return o.softOffline
+}
 
 // Isolate soft-offlines the page named by r ("page:0xPFN"): the kernel
 // migrates its contents to a new frame and poisons the old one. A page
@@ -113,7 +123,8 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 		return o.finish(rep, fault.OutcomeIsolatedByOther, "pfn %#x was already poisoned before we wrote anything (kpageflags %s)", pfn, flags)
 	}
 
-	path := o.paths.SysPath("devices/system/memory", m.file)
+	file := o.offlineFile(m)
+	path := file.Name()
 	addr := fmt.Sprintf("%#x\n", pfn<<pageShift)
 	if dryRun {
 		return o.finish(rep, fault.OutcomeDryRun, "dry-run: would write %s to %s (pfn %#x)", strings.TrimSpace(addr), path, pfn)
@@ -124,7 +135,7 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 		before = &MemInfoRead{MemInfo: mi, Err: err}
 	}
 	rep.writing = o.opts.Now()
-	attempts, err := o.writeWithRetry(ctx, path, []byte(addr))
+	attempts, err := o.writeWithRetry(ctx, file, []byte(addr))
 	rep.wrote = o.opts.Now()
 	rep.a.Attempts = attempts
 	if err != nil {

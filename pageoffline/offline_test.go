@@ -10,6 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/kpath"
+	"github.com/selfprotect/selfprotect/kpath/kpathtest"
 )
 
 type recordingSleep struct{ waits []time.Duration }
@@ -36,47 +38,62 @@ type offlineCase struct {
 
 func runOfflineCases(t *testing.T, tests []offlineCase, hard bool) {
 	t.Helper()
+	// Each case twice: through an FS that opens every file at each use,
+	// and through one that keeps descriptors, as the real one does for
+	// kernel files: the outcomes must not tell them apart.
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			k := newFakeKernel(t)
-			if tt.setup != nil {
-				tt.setup(k)
+		for _, keep := range []bool{false, true} {
+			name := tt.name
+			if keep {
+				name += " (kept descriptors)"
 			}
-			sl := &recordingSleep{}
-			now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-			o := New(testPaths, k.fs, Options{Sleep: sl.sleep, Now: func() time.Time { return now }})
-			r := tt.resource
-			if r == "" {
-				r = fault.Page(testPFN)
-			}
+			t.Run(name, func(t *testing.T) { runOfflineCase(t, tt, hard, keep) })
+		}
+	}
+}
 
-			var a fault.Action
-			file, kind := softOfflineFile, KindSoft
-			if hard {
-				a, file, kind = o.HardOffline(context.Background(), r, tt.dryRun), hardOfflineFile, KindHard
-			} else {
-				a = o.Isolate(context.Background(), r, tt.dryRun)
-			}
+func runOfflineCase(t *testing.T, tt offlineCase, hard, keep bool) {
+	k := newFakeKernel(t)
+	if tt.setup != nil {
+		tt.setup(k)
+	}
+	sl := &recordingSleep{}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var fsys kpath.FS = k.fs
+	if keep {
+		fsys = kpathtest.NewKeeping(k.fs)
+	}
+	o := New(testPaths, fsys, Options{Sleep: sl.sleep, Now: func() time.Time { return now }})
+	r := tt.resource
+	if r == "" {
+		r = fault.Page(testPFN)
+	}
 
-			require.Equal(t, tt.want, a.Outcome, a.Detail)
-			require.Equal(t, kind, a.Kind)
-			require.Equal(t, r, a.Resource)
-			require.Equal(t, now, a.Time)
-			require.Equal(t, tt.attempts, a.Attempts)
-			require.Equal(t, tt.writes, k.fs.WritesTo("_offline_page"))
-			if len(tt.writes) > 0 {
-				require.Equal(t, tt.writes, k.fs.WritesTo(file), "written to the right file")
-			}
-			require.Equal(t, tt.waits, sl.waits)
-			for _, d := range tt.detail {
-				require.Contains(t, a.Detail, d)
-			}
-			if tt.undo {
-				require.Equal(t, "echo 0x2a21 > /fake/sys/kernel/debug/hwpoison/unpoison-pfn  # needs hwpoison-inject; production kernels: reboot", a.Undo)
-			} else {
-				require.Empty(t, a.Undo)
-			}
-		})
+	var a fault.Action
+	file, kind := softOfflineFile, KindSoft
+	if hard {
+		a, file, kind = o.HardOffline(context.Background(), r, tt.dryRun), hardOfflineFile, KindHard
+	} else {
+		a = o.Isolate(context.Background(), r, tt.dryRun)
+	}
+
+	require.Equal(t, tt.want, a.Outcome, a.Detail)
+	require.Equal(t, kind, a.Kind)
+	require.Equal(t, r, a.Resource)
+	require.Equal(t, now, a.Time)
+	require.Equal(t, tt.attempts, a.Attempts)
+	require.Equal(t, tt.writes, k.fs.WritesTo("_offline_page"))
+	if len(tt.writes) > 0 {
+		require.Equal(t, tt.writes, k.fs.WritesTo(file), "written to the right file")
+	}
+	require.Equal(t, tt.waits, sl.waits)
+	for _, d := range tt.detail {
+		require.Contains(t, a.Detail, d)
+	}
+	if tt.undo {
+		require.Equal(t, "echo 0x2a21 > /fake/sys/kernel/debug/hwpoison/unpoison-pfn  # needs hwpoison-inject; production kernels: reboot", a.Undo)
+	} else {
+		require.Empty(t, a.Undo)
 	}
 }
 
@@ -230,4 +247,46 @@ func TestIsolateAfterUsesCallersMemInfo(t *testing.T) {
 			require.Contains(t, a.Detail, tt.want)
 		})
 	}
+}
+
+// The files on the way to a write are opened once and kept, where the FS
+// can keep them: the second and third isolations open nothing, and a
+// failed write drops the offline file's descriptor, so the next write
+// opens it again. Open warms them up before the first isolation.
+func TestOfflinerKeepsItsFiles(t *testing.T) {
+	k := newFakeKernel(t)
+	fsys := kpathtest.NewKeeping(k.fs)
+	o := New(testPaths, fsys, Options{Sleep: (&recordingSleep{}).sleep})
+	defer o.Close()
+	o.Open(false)
+	soft := testPaths.SysPath(softOfflineFile)
+	want := map[string]int{
+		testPaths.ProcPath("meminfo"): 1, testPaths.ProcPath("kpageflags"): 1,
+		soft: 1, testPaths.SysPath(hardOfflineFile): 1,
+	}
+	require.Equal(t, want, fsys.Opens, "Open opens every kept file but the missing sysctl")
+	for i := range uint64(3) {
+		a := o.Isolate(context.Background(), fault.Page(testPFN+i), false)
+		require.Equal(t, fault.OutcomeIsolated, a.Outcome, a.Detail)
+	}
+	require.Equal(t, want, fsys.Opens, "no file opened again")
+
+	k.fs.WriteErrs[soft] = []error{syscall.EIO}
+	a := o.Isolate(context.Background(), fault.Page(testPFN+3), false)
+	require.Equal(t, fault.OutcomeFailed, a.Outcome)
+	require.Contains(t, a.Detail, "(EIO)")
+	a = o.Isolate(context.Background(), fault.Page(testPFN+4), false)
+	require.Equal(t, fault.OutcomeIsolated, a.Outcome, a.Detail)
+	want[soft] = 2
+	require.Equal(t, want, fsys.Opens, "the offline file opened again after the failed write, only it")
+}
+
+// In dry-run the offline files are not opened: nothing will be written.
+func TestOfflinerOpenDryRun(t *testing.T) {
+	k := newFakeKernel(t)
+	fsys := kpathtest.NewKeeping(k.fs)
+	o := New(testPaths, fsys, Options{})
+	o.Open(true)
+	require.Zero(t, fsys.Opens[testPaths.SysPath(softOfflineFile)])
+	require.Equal(t, 1, fsys.Opens[testPaths.ProcPath("meminfo")])
 }

@@ -7,11 +7,11 @@ import (
 	"github.com/selfprotect/selfprotect/kpath"
 )
 
-// writeWithRetry writes data to path, retrying only what classify calls
-// retryable, with a doubling backoff. It returns the writes made and the
-// last error.
-func (o *Offliner) writeWithRetry(ctx context.Context, path string, data []byte) (int, error) {
-	return kpath.WriteRetrying(ctx, o.fsys, path, data, kpath.Retry{
+// writeWithRetry writes data to the offline file f, retrying only what
+// classify calls retryable, with a doubling backoff. It returns the writes
+// made and the last error.
+func (o *Offliner) writeWithRetry(ctx context.Context, f *kpath.Kept, data []byte) (int, error) {
+	return kpath.WriteRetrying(ctx, f.WriteFile, f.Name(), data, kpath.Retry{
 		Retries: o.opts.Retries, Backoff: o.opts.Backoff, Sleep: o.opts.Sleep,
 		Retryable: func(err error) bool { return classify(err).retry },
 		OnRetry: func(err error, attempt int) {

@@ -4,6 +4,8 @@ package kpathtest
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"sort"
@@ -173,3 +175,50 @@ func (i fileInfo) IsDir() bool        { return i.dir }
 func (i fileInfo) Sys() any           { return nil }
 
 var _ kpath.FS = (*FakeFS)(nil)
+
+// Keeping is a FakeFS that keeps descriptors (kpath.KeepOpener), as OS
+// does for kernel files: a kept file reads and writes the FakeFS's content
+// of the moment, with its errors and its OnWrite, so a test can run the
+// same table through both ways. Opens counts the opens of each path.
+type Keeping struct {
+	*FakeFS
+	Opens map[string]int
+}
+
+// NewKeeping wraps f.
+func NewKeeping(f *FakeFS) *Keeping { return &Keeping{FakeFS: f, Opens: map[string]int{}} }
+
+func (k *Keeping) OpenKept(name string, write bool) (kpath.KeptFile, error) {
+	if _, ok := k.Files[name]; !ok {
+		return nil, notExist("open", name)
+	}
+	k.Opens[name]++
+	return keptFake{fs: k.FakeFS, name: name}, nil
+}
+
+type keptFake struct {
+	fs   *FakeFS
+	name string
+}
+
+func (f keptFake) ReadAt(b []byte, off int64) (int, error) { return f.fs.ReadAt(f.name, b, off) }
+
+func (f keptFake) ReadOnce(b []byte, off int64) (int, error) {
+	n, err := f.fs.ReadAt(f.name, b, off)
+	if n > 0 && errors.Is(err, io.EOF) {
+		err = nil // one read(2) gives what there is; the next says EOF
+	}
+	return n, err
+}
+
+func (f keptFake) WriteAt(b []byte, off int64) (int, error) {
+	if off != 0 {
+		return 0, &fs.PathError{Op: "write", Path: f.name, Err: fs.ErrInvalid}
+	}
+	if err := f.fs.WriteFile(f.name, b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (keptFake) Close() error { return nil }
