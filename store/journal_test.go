@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/selfprotect/selfprotect/fault"
 )
@@ -46,6 +47,18 @@ func TestJournalRoundTrip(t *testing.T) {
 	_, read, err = OpenJournal(path, at)
 	require.NoError(t, err)
 	require.Equal(t, want[1:], read.Decisions, "a reset journal holds only what came after it")
+}
+
+// Every append is durable when it returns: the journal is opened O_DSYNC
+// (there is no fdatasync after the write any more).
+func TestJournalIsSynchronous(t *testing.T) {
+	j, _, err := OpenJournal(filepath.Join(t.TempDir(), JournalFile), time.Now())
+	require.NoError(t, err)
+	defer j.Close()
+	flags, err := unix.FcntlInt(j.f.Fd(), unix.F_GETFL, 0)
+	require.NoError(t, err)
+	require.NotZero(t, flags&unix.O_DSYNC, "flags %#o", flags)
+	require.NotZero(t, flags&unix.O_APPEND, "flags %#o", flags)
 }
 
 // A crash can cut an append anywhere, and a disk can damage a record: the
