@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/selfprotect/selfprotect/fault"
@@ -19,11 +20,9 @@ type mode struct {
 	kind string
 	file string // under <sys>/devices/system/memory
 	hard bool
-	// checkSoftEnabled: honour vm.enable_soft_offline before writing.
-	checkSoftEnabled bool
 }
 
-func softMode() mode { return mode{kind: KindSoft, file: "soft_offline_page", checkSoftEnabled: true} }
+func softMode() mode { return mode{kind: KindSoft, file: "soft_offline_page"} }
 func hardMode() mode { return mode{kind: KindHard, file: "hard_offline_page", hard: true} }
 
 // offlineFile is the kept file m writes.
@@ -102,12 +101,6 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 	if err != nil {
 		return o.finish(rep, fault.OutcomeFailed, "cannot %s %s: %v", m.kind, r, err)
 	}
-	if m.checkSoftEnabled {
-		if off, path := o.softOfflineDisabled(); off {
-			return o.finish(rep, fault.OutcomeFailed, "soft offline is disabled by vm.enable_soft_offline=0 (%s); nothing written", path)
-		}
-	}
-
 	flags, err := o.pageFlags(pfn)
 	if errors.Is(err, ErrPFNOutOfRange) {
 		return o.finish(rep, fault.OutcomeNotPresent, "pfn %#x: %v", pfn, err)
@@ -143,6 +136,16 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			v.why = "stopped"
 		}
+		// vm.enable_soft_offline=0 is honoured by the kernel, which refuses
+		// the write and changes nothing: read it only to say so, not
+		// before every write (a system call on the way to each isolation,
+		// and a failed open per write on kernels before 6.11, which lack
+		// it).
+		if errors.Is(err, syscall.EOPNOTSUPP) && !m.hard {
+			if off, path := o.softOfflineDisabled(); off {
+				return o.finish(rep, fault.OutcomeFailed, "soft offline is disabled by vm.enable_soft_offline=0 (%s): the kernel refused the write (EOPNOTSUPP)", path)
+			}
+		}
 		return o.finish(rep, v.outcome, "%s of pfn %#x: %s after %d attempt(s): %v", m.kind, pfn, v.why, attempts, err)
 	}
 
@@ -161,8 +164,7 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 }
 
 // softOfflineDisabled reads vm.enable_soft_offline (6.11+). A missing file
-// means an older kernel where soft offline is always on; an unreadable one
-// is left for the write itself to report (EOPNOTSUPP).
+// means an older kernel where soft offline is always on.
 func (o *Offliner) softOfflineDisabled() (bool, string) {
 	path := o.softEnabled.Name()
 	data, err := o.softEnabled.ReadFile()

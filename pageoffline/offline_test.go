@@ -152,9 +152,14 @@ func TestSoftOffline(t *testing.T) {
 		},
 		{name: "dry run writes nothing", dryRun: true, want: fault.OutcomeDryRun, detail: []string{"would write 0x2a21000 to /fake/sys/devices/system/memory/soft_offline_page"}},
 		{
-			name:  "enable_soft_offline=0: no write",
-			setup: func(k *fakeKernel) { k.fs.Set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "0\n") },
-			want:  fault.OutcomeFailed, detail: []string{"disabled by vm.enable_soft_offline=0"},
+			// The kernel honours the sysctl: it refuses the write.
+			name: "enable_soft_offline=0: the kernel refuses, the detail says why",
+			setup: func(k *fakeKernel) {
+				k.fs.Set(testPaths.ProcPath("sys/vm/enable_soft_offline"), "0\n")
+				writeErrs(syscall.EOPNOTSUPP)(k)
+			},
+			want: fault.OutcomeFailed, attempts: 1, writes: []string{addr},
+			detail: []string{"disabled by vm.enable_soft_offline=0 (/fake/proc/sys/vm/enable_soft_offline): the kernel refused the write (EOPNOTSUPP)"},
 		},
 		{
 			name:  "enable_soft_offline=1",
@@ -264,7 +269,7 @@ func TestOfflinerKeepsItsFiles(t *testing.T) {
 		testPaths.ProcPath("meminfo"): 1, testPaths.ProcPath("kpageflags"): 1,
 		soft: 1, testPaths.SysPath(hardOfflineFile): 1,
 	}
-	require.Equal(t, want, fsys.Opens, "Open opens every kept file but the missing sysctl")
+	require.Equal(t, want, fsys.Opens, "Open opens the files on the way to a write")
 	for i := range uint64(3) {
 		a := o.Isolate(context.Background(), fault.Page(testPFN+i), false)
 		require.Equal(t, fault.OutcomeIsolated, a.Outcome, a.Detail)

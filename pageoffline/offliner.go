@@ -82,7 +82,8 @@ type Offliner struct {
 	// The files used on the way to every write, and the offline files
 	// written, kept open where the FS can (kpath.Kept): each open is a
 	// path lookup, 200-400 µs under emulation, and there were four of
-	// them before the write returned.
+	// them before the write returned. softEnabled is read only to explain
+	// a refused soft offline.
 	meminfo, kpageflags, softEnabled *kpath.Kept
 	softOffline, hardOffline         *kpath.Kept
 }
@@ -105,7 +106,7 @@ func New(p kpath.Paths, fsys kpath.FS, opts Options) *Offliner {
 // opened is left to its first use, which reports why. In dry-run nothing
 // is written, and the offline files stay closed.
 func (o *Offliner) Open(dryRun bool) {
-	kept := []*kpath.Kept{o.meminfo, o.kpageflags, o.softEnabled}
+	kept := []*kpath.Kept{o.meminfo, o.kpageflags}
 	if !dryRun {
 		kept = append(kept, o.softOffline, o.hardOffline)
 	}

@@ -29,6 +29,10 @@ type tempKernel struct {
 
 func (k *tempKernel) WriteFile(name string, data []byte) error {
 	k.writes++
+	// As the kernel (6.11+): vm.enable_soft_offline=0 refuses soft offline.
+	if sysctl, _ := os.ReadFile(k.p.ProcPath("sys/vm/enable_soft_offline")); strings.HasSuffix(name, "soft_offline_page") && string(sysctl) == "0\n" {
+		return &os.PathError{Op: "write", Path: name, Err: syscall.EOPNOTSUPP}
+	}
 	if err := k.failNext; err != nil {
 		k.failNext = nil
 		return &os.PathError{Op: "write", Path: name, Err: err}
@@ -114,5 +118,9 @@ func TestSoftOfflineOnTempTree(t *testing.T) {
 	require.NoError(t, os.WriteFile(p.ProcPath("sys/vm/enable_soft_offline"), []byte("0\n"), 0o644))
 	disabled := o.Isolate(ctx, fault.Page(testPFN+1), false)
 	require.Equal(t, fault.OutcomeFailed, disabled.Outcome)
-	require.Equal(t, 2, k.writes)
+	require.Contains(t, disabled.Detail, "disabled by vm.enable_soft_offline=0")
+	require.Equal(t, 3, k.writes, "the kernel refused the write")
+	poisoned, err = Poisoned(p, kpath.OS{}, testPFN+1)
+	require.NoError(t, err)
+	require.False(t, poisoned)
 }
