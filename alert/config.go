@@ -120,9 +120,9 @@ const (
 // AlertmanagerConfig posts to Alertmanager's v2 API.
 type AlertmanagerConfig struct {
 	// URL is Alertmanager's base URL, "http://127.0.0.1:9093".
-	URL         string `yaml:"url" json:"url"`
-	BearerToken Secret `yaml:"bearer_token" json:"bearer_token,omitempty"`
-	CAFile      string `yaml:"ca_file" json:"ca_file,omitempty"`
+	URL         BaseURL `yaml:"url" json:"url"`
+	BearerToken Secret  `yaml:"bearer_token" json:"bearer_token,omitempty"`
+	CAFile      string  `yaml:"ca_file" json:"ca_file,omitempty"`
 	// RepostInterval re-posts open cases so Alertmanager does not resolve
 	// them on its own; each post's endsAt is three intervals ahead.
 	RepostInterval time.Duration `yaml:"repost_interval" json:"repost_interval"`
@@ -130,26 +130,9 @@ type AlertmanagerConfig struct {
 
 // WebhookConfig posts the alert as JSON.
 type WebhookConfig struct {
-	URL         string `yaml:"url" json:"url"`
-	BearerToken Secret `yaml:"bearer_token" json:"bearer_token,omitempty"`
-	CAFile      string `yaml:"ca_file" json:"ca_file,omitempty"`
-}
-
-// MarshalYAML echoes the URL as errors and logs show it (ShownURL): a
-// hook's query often carries its token.
-func (w WebhookConfig) MarshalYAML() (any, error) {
-	type echoed WebhookConfig
-	e := echoed(w)
-	e.URL = ShownURL(w.URL)
-	return e, nil
-}
-
-// MarshalYAML: as WebhookConfig's.
-func (a AlertmanagerConfig) MarshalYAML() (any, error) {
-	type echoed AlertmanagerConfig
-	e := echoed(a)
-	e.URL = ShownURL(a.URL)
-	return e, nil
+	URL         HookURL `yaml:"url" json:"url"`
+	BearerToken Secret  `yaml:"bearer_token" json:"bearer_token,omitempty"`
+	CAFile      string  `yaml:"ca_file" json:"ca_file,omitempty"`
 }
 
 // ExecConfig runs a program per alert: the alert in SELFPROTECT_*

@@ -51,6 +51,17 @@ func TestParseGood(t *testing.T) {
 	require.Equal(t, 17, cfg.Line("alerts.notifiers[0].email.password"))
 }
 
+// The echo shows a hook's URL without its path or query, an
+// Alertmanager's with its path.
+func TestEchoedURLs(t *testing.T) {
+	cfg, err := loadTestdata(t, "conf.good.yml")
+	require.NoError(t, err)
+	out, err := cfg.YAML()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "url: http://127.0.0.1:9093/alertmanager?...\n")
+	require.Contains(t, string(out), "url: https://hooks.example.net/...\n")
+}
+
 func TestParseWithoutSection(t *testing.T) {
 	cfg, err := loadTestdata(t, "conf.none.yml")
 	require.NoError(t, err)
@@ -97,6 +108,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		"%s": fmt.Sprintf("pw=%s", cfg.Notifiers[0].Email.Password), "%q": fmt.Sprintf("%q", cfg.Notifiers[0].Email.Password),
 		"%x":           fmt.Sprintf("%x", cfg.Notifiers[0].Email.Password),
 		"notifier %+v": fmt.Sprintf("%+v", cfg.Notifiers), "snmp %#v": fmt.Sprintf("%#v", cfg.Notifiers[1].SNMP),
+		"am %+v": fmt.Sprintf("%+v", *cfg.Notifiers[2].Alertmanager), "hook %#v": fmt.Sprintf("%#v", *cfg.Notifiers[3].Webhook),
 	}
 	for _, bad := range []string{"conf.bad-secret-type.yml", "conf.bad-url.yml", "conf.bad-keys.yml"} {
 		_, err := loadTestdata(t, bad)

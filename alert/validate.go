@@ -94,13 +94,13 @@ func (v *validator) notifier(n *NotifierConfig, p string) {
 		v.snmp(n.SNMP, p)
 	case TypeAlertmanager:
 		a := n.Alertmanager
-		v.url(a.URL, p+".url")
+		v.url(a.URL.Endpoint(), p+".url")
 		if a.RepostInterval == 0 {
 			a.RepostInterval = DefaultRepost
 		}
 		v.check(a.RepostInterval > 0, p+".repost_interval", "must be > 0, got %s", a.RepostInterval)
 	case TypeWebhook:
-		v.url(n.Webhook.URL, p+".url")
+		v.url(n.Webhook.URL.Endpoint(), p+".url")
 	case TypeExec:
 		if len(n.Exec.Command) == 0 || n.Exec.Command[0] == "" {
 			v.fail(p+".command", "required: the program and its arguments, as a list")
@@ -202,25 +202,35 @@ var (
 	SNMPPrivProtocols = []string{"AES", "AES256"}
 )
 
-func (v *validator) url(s, field string) {
-	u, err := url.Parse(s)
-	switch {
-	case s == "":
+// url checks the URL a notifier posts to. No message quotes it, not even
+// shown: a hook's URL is its credential, and what is wrong with it (no
+// scheme, no host) is what the shown form would hide or mangle.
+func (v *validator) url(e Endpoint, field string) {
+	raw := e.Reveal()
+	if raw == "" {
 		v.fail(field, "required")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		v.fail(field, "want an http:// or https:// URL, got %q", redactURL(s))
+		return
+	}
+	const want = "want an http:// or https:// URL, got "
+	if !strings.Contains(raw, "://") {
+		v.fail(field, want+`one without "://"`)
+		return
+	}
+	u, err := url.Parse(raw)
+	var uerr *url.Error
+	switch {
+	case errors.As(err, &uerr):
+		// The cause names the offending character or port, not the URL.
+		v.fail(field, want+"one that does not parse: %v", uerr.Err)
+	case err != nil:
+		v.fail(field, want+"one that does not parse")
+	case u.Scheme != "http" && u.Scheme != "https":
+		v.fail(field, want+"scheme %q", u.Scheme)
+	case u.Host == "":
+		v.fail(field, want+"one without a host")
 	case u.User != nil:
 		v.fail(field, "credentials in the URL would be logged; use bearer_token")
 	}
-}
-
-// redactURL keeps a URL's credentials (user info, query) out of an error.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || (u.User == nil && u.RawQuery == "") {
-		return s
-	}
-	return ShownURL(s)
 }
 
 type validator struct {
