@@ -20,12 +20,15 @@ import (
 
 // A failed delivery is written to the outbox row, the dispatcher's log
 // and the status snapshot: none of them holds a hook's token, whether it
-// sits in the URL's path (Slack, Discord) or its query.
+// sits in the URL's path (Slack, Discord) or its query, given inline or
+// read from url_file.
 func TestDeliveryErrorsHideHookTokens(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	down := closed.URL
 	closed.Close()
 	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chat.url"),
+		[]byte(down+"/v1/spaces/AAAA/messages?key=hunter2-chat-key-0123456789&token=hunter2-chat-token\n"), 0o600))
 	config := filepath.Join(dir, "selfprotect.yaml")
 	require.NoError(t, os.WriteFile(config, []byte(fmt.Sprintf(`alerts:
   outbox: {initial_backoff: 1h, max_backoff: 1h}
@@ -35,7 +38,7 @@ func TestDeliveryErrorsHideHookTokens(t *testing.T) {
       webhook: {url: "%[1]s/services/T0SELFPROT/B0SELFPROT/hunter2hunter2hunter2xx"}
     - name: chat
       type: webhook
-      webhook: {url: "%[1]s/v1/spaces/AAAA/messages?key=hunter2-chat-key-0123456789&token=hunter2-chat-token"}
+      webhook: {url_file: chat.url}
     - name: am
       type: alertmanager
       alertmanager: {url: "%[1]s/am-prefix?token=hunter2-am-query"}

@@ -106,7 +106,12 @@ func TestAlertConfigCLI(t *testing.T) {
     - name: slack
       type: webhook
       webhook: {url: "https://hooks.slack.com/services/T0SELFPROT/B0SELFPROT/hunter2hunter2hunter2xx"}
+    - name: discord
+      type: webhook
+      webhook: {url_file: discord.url}
 `), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(cfg), "discord.url"),
+		[]byte("https://discord.com/api/webhooks/112233445566778899/hunter2-discord-token\n"), 0o600))
 	var out bytes.Buffer
 	root := newRootCommand(&out, &bytes.Buffer{})
 	root.SetArgs([]string{"alert", "config", "--config", cfg})
@@ -115,6 +120,8 @@ func TestAlertConfigCLI(t *testing.T) {
 	require.Contains(t, out.String(), "repost_interval: 1m0s", "defaults are filled in")
 	require.Contains(t, out.String(), "url: http://127.0.0.1:9093/am-prefix\n", "an Alertmanager's path prefix shows")
 	require.Contains(t, out.String(), "url: https://hooks.slack.com/...\n", "a hook's path does not")
+	require.Contains(t, out.String(), "url_file: "+filepath.Join(filepath.Dir(cfg), "discord.url")+"\n")
+	require.NotContains(t, out.String(), "discord.com", "a URL read from url_file stays in its file")
 	require.NotContains(t, out.String(), "hunter2")
 }
 
@@ -125,15 +132,15 @@ func TestAlertConfigCLI(t *testing.T) {
 func TestAlertConfigJSON(t *testing.T) {
 	secrets := []string{"mail-pw-s3cr3t", "auth-key-s3cr3t", "priv-key-s3cr3t", "community-s3cr3t",
 		"am-token-s3cr3t", "hook-token-s3cr3t"}
-	// Tokens in a hook's URL, its path or its query. Not shown as
-	// "<secret>": the URL shows without them.
-	urlTokens := []string{"hook-path-s3cr3t", "hook-s3cr3t", "s3cr3t-path"}
+	// Tokens in a hook's URL: its path, its query, a url_file's content.
+	// Not shown as "<secret>": the URL shows without them.
+	urlTokens := []string{"hook-path-s3cr3t", "hook-s3cr3t", "chat-key-s3cr3t", "chat-token-s3cr3t", "s3cr3t-path"}
 	for _, tt := range []struct {
 		name, file string
 		notifiers  int
 		masked     int // secrets set, each "<secret>"
 	}{
-		{"every notifier type", "testdata/alert-config/all.yaml", 6, len(secrets)},
+		{"every notifier type", "testdata/alert-config/all.yaml", 7, len(secrets)},
 		{"no notifiers", "testdata/alert-config/none.yaml", 0, 0},
 		{"one webhook", "testdata/check-config/valid.yaml", 1, 1},
 	} {
