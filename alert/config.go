@@ -120,7 +120,10 @@ const (
 // AlertmanagerConfig posts to Alertmanager's v2 API.
 type AlertmanagerConfig struct {
 	// URL is Alertmanager's base URL, "http://127.0.0.1:9093".
-	URL         string `yaml:"url" json:"url"`
+	URL BaseURL `yaml:"url" json:"url"`
+	// URLFile names a file holding URL instead, read when the
+	// configuration is loaded.
+	URLFile     string `yaml:"url_file" json:"url_file,omitempty"`
 	BearerToken Secret `yaml:"bearer_token" json:"bearer_token,omitempty"`
 	CAFile      string `yaml:"ca_file" json:"ca_file,omitempty"`
 	// RepostInterval re-posts open cases so Alertmanager does not resolve
@@ -130,17 +133,36 @@ type AlertmanagerConfig struct {
 
 // WebhookConfig posts the alert as JSON.
 type WebhookConfig struct {
-	URL         string `yaml:"url" json:"url"`
+	URL HookURL `yaml:"url" json:"url"`
+	// URLFile names a file holding URL instead, read when the
+	// configuration is loaded: the policy file is printed by check-config
+	// and pasted into tickets, and a hook's URL is its credential.
+	URLFile     string `yaml:"url_file" json:"url_file,omitempty"`
 	BearerToken Secret `yaml:"bearer_token" json:"bearer_token,omitempty"`
 	CAFile      string `yaml:"ca_file" json:"ca_file,omitempty"`
 }
 
-// MarshalYAML echoes the URL as errors and logs show it (ShownURL): a
-// hook's query often carries its token.
+// ShownURL is the url key as the configuration's echo shows it: the URL's
+// shown form (HookURL), or "" when it came from url_file, whose content
+// the echo leaves in that file.
+func (w WebhookConfig) ShownURL() string { return shownURL(w.URL.Endpoint(), w.URLFile) }
+
+// ShownURL: as WebhookConfig's, the path shown (BaseURL).
+func (a AlertmanagerConfig) ShownURL() string { return shownURL(a.URL.Endpoint(), a.URLFile) }
+
+func shownURL(e Endpoint, file string) string {
+	if file != "" {
+		return ""
+	}
+	return e.String()
+}
+
+// MarshalYAML echoes the URL as ShownURL says (a shown URL shows as
+// itself).
 func (w WebhookConfig) MarshalYAML() (any, error) {
 	type echoed WebhookConfig
 	e := echoed(w)
-	e.URL = ShownURL(w.URL)
+	e.URL = HookURL(w.ShownURL())
 	return e, nil
 }
 
@@ -148,7 +170,7 @@ func (w WebhookConfig) MarshalYAML() (any, error) {
 func (a AlertmanagerConfig) MarshalYAML() (any, error) {
 	type echoed AlertmanagerConfig
 	e := echoed(a)
-	e.URL = ShownURL(a.URL)
+	e.URL = BaseURL(a.ShownURL())
 	return e, nil
 }
 

@@ -51,6 +51,56 @@ func TestParseGood(t *testing.T) {
 	require.Equal(t, 17, cfg.Line("alerts.notifiers[0].email.password"))
 }
 
+// url_file: the URL is the file's content without the white space around
+// it, and the file's name stays for the echo.
+func TestParseURLFile(t *testing.T) {
+	cfg, err := loadTestdata(t, "conf.url-file.yml")
+	require.NoError(t, err)
+	chat := cfg.Notifiers[0].Webhook
+	require.Equal(t, "https://chat.example.net/v1/spaces/AAAA/messages?key=hunter2-chat-key&token=hunter2-chat-token",
+		chat.URL.Endpoint().Reveal())
+	require.Equal(t, "testdata/hook.url", chat.URLFile)
+	require.Equal(t, "http://127.0.0.1:9093/am/", cfg.Notifiers[1].Alertmanager.URL.Endpoint().Reveal())
+
+	// A relative url_file is found next to the configuration file,
+	// wherever the command runs.
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "slack.url"), []byte("https://hooks.example.net/services/T0/B0/hunter2-x\n"), 0o600))
+	path := filepath.Join(dir, "selfprotect.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("alerts:\n  notifiers:\n    - name: slack\n      type: webhook\n"+
+		"      webhook: {url_file: slack.url}\n"), 0o600))
+	cfg, err = Load(path)
+	require.NoError(t, err)
+	require.Equal(t, "https://hooks.example.net/services/T0/B0/hunter2-x", cfg.Notifiers[0].Webhook.URL.Endpoint().Reveal())
+	require.Equal(t, filepath.Join(dir, "slack.url"), cfg.Notifiers[0].Webhook.URLFile, "the echo names the file read")
+}
+
+// The echo shows a hook's URL without its path or query, an
+// Alertmanager's with its path, and for a URL read from url_file only the
+// file's name.
+func TestEchoedURLs(t *testing.T) {
+	cfg, err := loadTestdata(t, "conf.good.yml")
+	require.NoError(t, err)
+	fromFiles, err := loadTestdata(t, "conf.url-file.yml")
+	require.NoError(t, err)
+	out, err := cfg.YAML()
+	require.NoError(t, err)
+	out2, err := fromFiles.YAML()
+	require.NoError(t, err)
+	for _, want := range []string{
+		"url: http://127.0.0.1:9093/alertmanager?...\n",
+		"url: https://hooks.example.net/...\n",
+		"url: \"\"\n            url_file: testdata/hook.url\n",
+		"url: \"\"\n            url_file: testdata/am.url\n",
+	} {
+		require.Contains(t, string(out)+string(out2), want)
+	}
+	require.Equal(t, "https://hooks.example.net/...", cfg.Notifiers[3].Webhook.ShownURL())
+	require.Equal(t, "http://127.0.0.1:9093/alertmanager?...", cfg.Notifiers[2].Alertmanager.ShownURL())
+	require.Equal(t, "", fromFiles.Notifiers[0].Webhook.ShownURL())
+	require.Equal(t, "", fromFiles.Notifiers[1].Alertmanager.ShownURL())
+}
+
 func TestParseWithoutSection(t *testing.T) {
 	cfg, err := loadTestdata(t, "conf.none.yml")
 	require.NoError(t, err)
@@ -97,8 +147,16 @@ func TestSecretsNeverShown(t *testing.T) {
 		"%s": fmt.Sprintf("pw=%s", cfg.Notifiers[0].Email.Password), "%q": fmt.Sprintf("%q", cfg.Notifiers[0].Email.Password),
 		"%x":           fmt.Sprintf("%x", cfg.Notifiers[0].Email.Password),
 		"notifier %+v": fmt.Sprintf("%+v", cfg.Notifiers), "snmp %#v": fmt.Sprintf("%#v", cfg.Notifiers[1].SNMP),
+		"am %+v": fmt.Sprintf("%+v", *cfg.Notifiers[2].Alertmanager), "hook %#v": fmt.Sprintf("%#v", *cfg.Notifiers[3].Webhook),
 	}
-	for _, bad := range []string{"conf.bad-secret-type.yml", "conf.bad-url.yml", "conf.bad-keys.yml"} {
+	fromFiles, err := loadTestdata(t, "conf.url-file.yml")
+	require.NoError(t, err)
+	fromFilesYAML, err := fromFiles.YAML()
+	require.NoError(t, err)
+	fromFilesJSON, err := json.Marshal(fromFiles)
+	require.NoError(t, err)
+	renderings["url_file YAML"], renderings["url_file JSON"] = string(fromFilesYAML), string(fromFilesJSON)
+	for _, bad := range []string{"conf.bad-secret-type.yml", "conf.bad-url.yml", "conf.bad-url-file.yml", "conf.bad-keys.yml"} {
 		_, err := loadTestdata(t, bad)
 		require.Error(t, err)
 		renderings["error "+bad] = err.Error()
@@ -122,4 +180,12 @@ func TestYAMLRoundTripKeepsStructure(t *testing.T) {
 	require.Equal(t, len(cfg.Notifiers), len(again.Notifiers))
 	require.Equal(t, cfg.Notifiers[1].SNMP.Target, again.Notifiers[1].SNMP.Target)
 	require.Equal(t, Secret("<secret>"), again.Notifiers[0].Email.Password)
+
+	fromFiles, err := loadTestdata(t, "conf.url-file.yml")
+	require.NoError(t, err)
+	out, err = fromFiles.YAML()
+	require.NoError(t, err)
+	again, err = Parse("rendered", out)
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, fromFiles.Notifiers[0].Webhook.URL, again.Notifiers[0].Webhook.URL, "url_file is echoed, and read again")
 }

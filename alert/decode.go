@@ -32,7 +32,8 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes the `alerts:` section of data over the defaults and
 // validates it, reporting every problem at once. Other top-level keys
-// belong to the policy and are ignored here. name is for messages only.
+// belong to the policy and are ignored here. name is for messages, and its
+// directory is where a relative url_file is looked for.
 func Parse(name string, data []byte) (*Config, error) {
 	cfg := DefaultConfig()
 	cfg.origin = strictyaml.NewOrigin(name, ErrInvalid)

@@ -6,29 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	neturl "net/url"
 	"os"
 	"strings"
 )
-
-// ShownURL is a URL as errors, logs and the configuration's echo
-// (`alert config`, check-config) show it: without its query, which may
-// carry a token.
-func ShownURL(s string) string {
-	u, err := neturl.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "..."
-	}
-	u.User = nil
-	return u.String()
-}
 
 // TLSConfig trusts the PEM certificates in caFile instead of the system's
 // roots when caFile is set; verification is never switched off.
@@ -61,18 +44,20 @@ func HTTPClient(caFile string) (*http.Client, error) {
 	return &http.Client{Transport: tr}, nil
 }
 
-// PostJSON posts body as JSON with an optional bearer token and says
-// whether a failure is worth retrying: network errors, 5xx, 408, 429, and
-// 401/403 (an operator may fix the credential while the alert waits) are;
-// other 4xx mean the request itself is wrong.
-func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, alertID string, body any) (retry bool, err error) {
+// PostJSON posts body as JSON to the endpoint with an optional bearer
+// token and says whether a failure is worth retrying: network errors, 5xx,
+// 408, 429, and 401/403 (an operator may fix the credential while the
+// alert waits) are; other 4xx mean the request itself is wrong. Its errors
+// end up in logs, status and the outbox, so they show the endpoint as
+// Endpoint.String does and never the URL itself.
+func PostJSON(ctx context.Context, c *http.Client, to Endpoint, token Secret, alertID string, body any) (retry bool, err error) {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return false, fmt.Errorf("encoding request: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, to.Reveal(), bytes.NewReader(data))
 	if err != nil {
-		return false, fmt.Errorf("building request to %s: %w", ShownURL(url), err)
+		return false, fmt.Errorf("building request to %s: %w", to, to.scrub(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "selfprotect")
@@ -85,12 +70,7 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		// net/http's error repeats the URL: replace it by the shown one.
-		var uerr *neturl.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return true, fmt.Errorf("posting to %s: %w", ShownURL(url), err)
+		return true, fmt.Errorf("posting to %s: %w", to, to.scrub(err))
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -102,7 +82,7 @@ func PostJSON(ctx context.Context, c *http.Client, url string, token Secret, ale
 		// A peer may echo the header back; never log it.
 		msg = strings.ReplaceAll(msg, token.Reveal(), redacted)
 	}
-	err = fmt.Errorf("posting to %s: %s: %s", ShownURL(url), resp.Status, msg)
+	err = fmt.Errorf("posting to %s: %s: %s", to, resp.Status, to.redact(msg))
 	switch {
 	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout,
 		resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusUnauthorized,

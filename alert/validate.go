@@ -4,9 +4,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/mail"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -94,13 +97,20 @@ func (v *validator) notifier(n *NotifierConfig, p string) {
 		v.snmp(n.SNMP, p)
 	case TypeAlertmanager:
 		a := n.Alertmanager
-		v.url(a.URL, p+".url")
+		if raw, field, ok := v.urlSource(string(a.URL), &a.URLFile, p); ok {
+			a.URL = BaseURL(raw)
+			v.url(a.URL.Endpoint(), field)
+		}
 		if a.RepostInterval == 0 {
 			a.RepostInterval = DefaultRepost
 		}
 		v.check(a.RepostInterval > 0, p+".repost_interval", "must be > 0, got %s", a.RepostInterval)
 	case TypeWebhook:
-		v.url(n.Webhook.URL, p+".url")
+		w := n.Webhook
+		if raw, field, ok := v.urlSource(string(w.URL), &w.URLFile, p); ok {
+			w.URL = HookURL(raw)
+			v.url(w.URL.Endpoint(), field)
+		}
 	case TypeExec:
 		if len(n.Exec.Command) == 0 || n.Exec.Command[0] == "" {
 			v.fail(p+".command", "required: the program and its arguments, as a list")
@@ -202,25 +212,87 @@ var (
 	SNMPPrivProtocols = []string{"AES", "AES256"}
 )
 
-func (v *validator) url(s, field string) {
-	u, err := url.Parse(s)
+// urlSource is the URL of the notifier settings at p, read from url_file
+// when that is set, and the key a problem with it is reported at; ok is
+// false when there is no URL to check (a problem was reported). A relative
+// url_file is made relative to the configuration file's directory, as
+// Alertmanager does, so check-config in a shell and the daemon in / read
+// the same file; *file becomes that path, for the echo to say which file
+// was read.
+func (v *validator) urlSource(inline string, file *string, p string) (raw, field string, ok bool) {
 	switch {
-	case s == "":
-		v.fail(field, "required")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		v.fail(field, "want an http:// or https:// URL, got %q", redactURL(s))
+	case *file == "":
+		return inline, p + ".url", true
+	case inline != "":
+		v.fail(p+".url_file", "url is set too: give the URL in url or in url_file, not both")
+		return "", "", false
+	}
+	if !filepath.IsAbs(*file) {
+		*file = filepath.Join(filepath.Dir(v.o.File), *file)
+	}
+	raw, err := readURLFile(*file)
+	if err != nil {
+		v.fail(p+".url_file", "%v", err)
+		return "", "", false
+	}
+	return raw, p + ".url_file", true
+}
+
+// maxURLFile bounds what url_file reads, so a path naming a device or a
+// log does not hang or bloat the load.
+const maxURLFile = 64 << 10
+
+// readURLFile reads the URL a url_file holds. Editors and `echo` end files
+// with a newline, so surrounding white space is not part of it.
+func readURLFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the URL: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxURLFile+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("reading the URL: %w", err)
+	case len(data) > maxURLFile:
+		return "", fmt.Errorf("%s is larger than %d KiB: want just the URL in it", path, maxURLFile>>10)
+	}
+	raw := strings.TrimSpace(string(data))
+	if raw == "" {
+		return "", fmt.Errorf("%s is empty: want the URL in it", path)
+	}
+	return raw, nil
+}
+
+// url checks the URL a notifier posts to. No message quotes it, not even
+// shown: a hook's URL is its credential, and what is wrong with it (no
+// scheme, no host) is what the shown form would hide or mangle.
+func (v *validator) url(e Endpoint, field string) {
+	raw := e.Reveal()
+	if raw == "" {
+		v.fail(field, "required: the URL, or url_file naming a file that holds it")
+		return
+	}
+	const want = "want an http:// or https:// URL, got "
+	if !strings.Contains(raw, "://") {
+		v.fail(field, want+`one without "://"`)
+		return
+	}
+	u, err := url.Parse(raw)
+	var uerr *url.Error
+	switch {
+	case errors.As(err, &uerr):
+		// The cause names the offending character or port, not the URL.
+		v.fail(field, want+"one that does not parse: %v", uerr.Err)
+	case err != nil:
+		v.fail(field, want+"one that does not parse")
+	case u.Scheme != "http" && u.Scheme != "https":
+		v.fail(field, want+"scheme %q", u.Scheme)
+	case u.Host == "":
+		v.fail(field, want+"one without a host")
 	case u.User != nil:
 		v.fail(field, "credentials in the URL would be logged; use bearer_token")
 	}
-}
-
-// redactURL keeps a URL's credentials (user info, query) out of an error.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || (u.User == nil && u.RawQuery == "") {
-		return s
-	}
-	return ShownURL(s)
 }
 
 type validator struct {

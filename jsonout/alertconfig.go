@@ -74,7 +74,8 @@ type AlertSNMP struct {
 
 // AlertAlertmanager posts to Alertmanager's v2 API.
 type AlertAlertmanager struct {
-	URL                   string  `json:"url" desc:"its query, which may carry a token, shows as \"...\""`
+	URL                   string  `json:"url" desc:"the base URL with its path (a route prefix), without user info, a query shown as \"?...\"; empty when url_file is set"`
+	URLFile               string  `json:"url_file" desc:"file the URL is read from; empty when url is set"`
 	BearerToken           string  `json:"bearer_token" desc:"\"<secret>\" when set, empty when not; the value never prints"`
 	CAFile                string  `json:"ca_file"`
 	RepostIntervalSeconds float64 `json:"repost_interval_seconds" desc:"how often open cases are posted again"`
@@ -82,7 +83,8 @@ type AlertAlertmanager struct {
 
 // AlertWebhook posts each alert as JSON.
 type AlertWebhook struct {
-	URL         string `json:"url" desc:"its query, which may carry a token, shows as \"...\""`
+	URL         string `json:"url" desc:"scheme, host and port only, a path shown as \"/...\" and a query as \"?...\": a hook's URL usually holds its token; empty when url_file is set"`
+	URLFile     string `json:"url_file" desc:"file the URL is read from; empty when url is set"`
 	BearerToken string `json:"bearer_token" desc:"\"<secret>\" when set, empty when not; the value never prints"`
 	CAFile      string `json:"ca_file"`
 }
@@ -119,11 +121,11 @@ func NewAlertConfig(file string, c *alert.Config) AlertConfig {
 				AuthKey: secret(s.AuthKey), PrivProtocol: s.PrivProtocol, PrivKey: secret(s.PrivKey), EngineID: s.EngineID}
 		}
 		if a := n.Alertmanager; a != nil {
-			j.Alertmanager = &AlertAlertmanager{URL: alert.ShownURL(a.URL), BearerToken: secret(a.BearerToken), CAFile: a.CAFile,
+			j.Alertmanager = &AlertAlertmanager{URL: a.ShownURL(), URLFile: a.URLFile, BearerToken: secret(a.BearerToken), CAFile: a.CAFile,
 				RepostIntervalSeconds: seconds(a.RepostInterval)}
 		}
 		if w := n.Webhook; w != nil {
-			j.Webhook = &AlertWebhook{URL: alert.ShownURL(w.URL), BearerToken: secret(w.BearerToken), CAFile: w.CAFile}
+			j.Webhook = &AlertWebhook{URL: w.ShownURL(), URLFile: w.URLFile, BearerToken: secret(w.BearerToken), CAFile: w.CAFile}
 		}
 		if x := n.Exec; x != nil {
 			j.Exec = &AlertExec{Command: nonNil(slices.Clone(x.Command))}

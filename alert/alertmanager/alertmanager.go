@@ -25,7 +25,7 @@ import (
 
 // Notifier posts to one Alertmanager.
 type Notifier struct {
-	url    string
+	to     alert.Endpoint
 	token  alert.Secret
 	client *http.Client
 	repost time.Duration
@@ -52,7 +52,7 @@ func New(cfg alert.AlertmanagerConfig, now func() time.Time) (*Notifier, error) 
 		repost = alert.DefaultRepost
 	}
 	return &Notifier{
-		url: strings.TrimSuffix(cfg.URL, "/") + "/api/v2/alerts", token: cfg.BearerToken, client: c,
+		to: cfg.URL.Endpoint().Join("api", "v2", "alerts"), token: cfg.BearerToken, client: c,
 		repost: repost, now: now, open: map[string]map[alert.Severity]alert.Alert{},
 	}, nil
 }
@@ -145,7 +145,7 @@ func (n *Notifier) Notify(ctx context.Context, a alert.Alert) (bool, error) {
 	default:
 		body = append(body, n.postable(a, a.Severity, now.Add(3*n.repost)))
 	}
-	retry, err := alert.PostJSON(ctx, n.client, n.url, n.token, a.ID, body)
+	retry, err := alert.PostJSON(ctx, n.client, n.to, n.token, a.ID, body)
 	if err != nil {
 		return retry, err
 	}
@@ -184,7 +184,7 @@ func (n *Notifier) Repost(ctx context.Context) (int, error) {
 	if len(body) == 0 {
 		return 0, nil
 	}
-	if _, err := alert.PostJSON(ctx, n.client, n.url, n.token, "", body); err != nil {
+	if _, err := alert.PostJSON(ctx, n.client, n.to, n.token, "", body); err != nil {
 		return 0, fmt.Errorf("re-posting %d open alerts: %w", len(body), err)
 	}
 	return len(body), nil

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,7 +61,7 @@ func caseAlert(tr alert.Transition, sev alert.Severity) alert.Alert {
 
 func TestAlertmanagerFiresRepostsAndResolves(t *testing.T) {
 	base := startAlertmanager(t)
-	n, err := New(alert.AlertmanagerConfig{URL: base + "/", RepostInterval: time.Minute}, nil)
+	n, err := New(alert.AlertmanagerConfig{URL: alert.BaseURL(base + "/"), RepostInterval: time.Minute}, nil)
 	require.NoError(t, err)
 	ctx := context.Background()
 
@@ -120,11 +122,38 @@ func TestAlertmanagerFiresRepostsAndResolves(t *testing.T) {
 
 func TestAlertmanagerDownIsRetried(t *testing.T) {
 	port := peertest.FreePort(t, "tcp")
-	n, err := New(alert.AlertmanagerConfig{URL: fmt.Sprintf("http://127.0.0.1:%d", port)}, nil)
+	n, err := New(alert.AlertmanagerConfig{URL: alert.BaseURL(fmt.Sprintf("http://127.0.0.1:%d", port))}, nil)
 	require.NoError(t, err)
 	retry, err := n.Notify(context.Background(), caseAlert(alert.Isolated, alert.SeverityWarning))
 	require.True(t, retry)
 	require.ErrorContains(t, err, "connection refused")
+}
+
+// Alertmanager's base URL is shown with its path (a route prefix, no
+// secret) but without its query or user info, in every delivery error.
+func TestAlertmanagerErrorsShowThePrefixOnly(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "nothing at "+r.URL.String(), http.StatusNotFound)
+	}))
+	defer echo.Close()
+	for _, tt := range []struct {
+		name, base, want string
+	}{
+		{"down", closed.URL, "connection refused"},
+		{"echoing the request", echo.URL, "404 Not Found: nothing at /am-prefix/api/v2/alerts?..."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := strings.Replace(tt.base, "http://", "http://ops:hunter2-password@", 1) + "/am-prefix/?token=hunter2-am-query"
+			n, err := New(alert.AlertmanagerConfig{URL: alert.BaseURL(u)}, nil)
+			require.NoError(t, err)
+			_, err = n.Notify(context.Background(), caseAlert(alert.Isolated, alert.SeverityWarning))
+			require.ErrorContains(t, err, "posting to "+tt.base+"/am-prefix/api/v2/alerts?...: ")
+			require.ErrorContains(t, err, tt.want)
+			require.NotContains(t, err.Error(), "hunter2")
+		})
+	}
 }
 
 func TestAlertName(t *testing.T) {
@@ -144,7 +173,7 @@ func TestAlertName(t *testing.T) {
 // -cleared transition resolves it.
 func TestAlertmanagerHealthProblemFiresUntilCleared(t *testing.T) {
 	base := startAlertmanager(t)
-	n, err := New(alert.AlertmanagerConfig{URL: base, RepostInterval: time.Minute}, nil)
+	n, err := New(alert.AlertmanagerConfig{URL: alert.BaseURL(base), RepostInterval: time.Minute}, nil)
 	require.NoError(t, err)
 	ctx := context.Background()
 	subject := alert.Subject("health", "tracefs", string(alert.SourceBlind), "1764583200000000000")

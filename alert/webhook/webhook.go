@@ -12,7 +12,7 @@ import (
 
 // Notifier posts to one URL.
 type Notifier struct {
-	url    string
+	to     alert.Endpoint
 	token  alert.Secret
 	client *http.Client
 }
@@ -23,7 +23,7 @@ func New(cfg alert.WebhookConfig) (*Notifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
-	return &Notifier{url: cfg.URL, token: cfg.BearerToken, client: c}, nil
+	return &Notifier{to: cfg.URL.Endpoint(), token: cfg.BearerToken, client: c}, nil
 }
 
 // Payload is the body posted: the alert with a version, so receivers can
@@ -34,5 +34,5 @@ type Payload struct {
 }
 
 func (n *Notifier) Notify(ctx context.Context, a alert.Alert) (bool, error) {
-	return alert.PostJSON(ctx, n.client, n.url, n.token, a.ID, Payload{Version: "1", Alert: a})
+	return alert.PostJSON(ctx, n.client, n.to, n.token, a.ID, Payload{Version: "1", Alert: a})
 }

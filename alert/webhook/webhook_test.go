@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func TestWebhook(t *testing.T) {
 			mu.Lock()
 			got, status = nil, tc.status
 			mu.Unlock()
-			n, err := New(alert.WebhookConfig{URL: srv.URL + "/hook", BearerToken: tc.token})
+			n, err := New(alert.WebhookConfig{URL: alert.HookURL(srv.URL + "/hook"), BearerToken: tc.token})
 			require.NoError(t, err)
 			retry, err := n.Notify(context.Background(), sample())
 			require.Equal(t, tc.wantRetry, retry)
@@ -94,7 +95,7 @@ func TestWebhookUnreachableIsRetried(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	n, err := New(alert.WebhookConfig{URL: url})
+	n, err := New(alert.WebhookConfig{URL: alert.HookURL(url)})
 	require.NoError(t, err)
 	retry, err := n.Notify(context.Background(), sample())
 	require.True(t, retry)
@@ -105,7 +106,7 @@ func TestWebhookTLS(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
 	// Untrusted: the system roots do not know httptest's certificate.
-	n, err := New(alert.WebhookConfig{URL: srv.URL})
+	n, err := New(alert.WebhookConfig{URL: alert.HookURL(srv.URL)})
 	require.NoError(t, err)
 	retry, err := n.Notify(context.Background(), sample())
 	require.Error(t, err)
@@ -118,7 +119,7 @@ func TestWebhookCancelled(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
 	defer srv.Close()
 	defer close(block)
-	n, err := New(alert.WebhookConfig{URL: srv.URL})
+	n, err := New(alert.WebhookConfig{URL: alert.HookURL(srv.URL)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -133,11 +134,50 @@ func TestWebhookErrorsHideTheQuery(t *testing.T) {
 	}))
 	defer srv.Close()
 	for _, url := range []string{srv.URL + "/hook?token=hunter2-query", "http://127.0.0.1:1/hook?token=hunter2-query"} {
-		n, err := New(alert.WebhookConfig{URL: url})
+		n, err := New(alert.WebhookConfig{URL: alert.HookURL(url)})
 		require.NoError(t, err)
 		_, err = n.Notify(context.Background(), sample())
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), "hunter2", "a token in the query leaks into the error")
-		require.Contains(t, err.Error(), "/hook?...")
+		require.Contains(t, err.Error(), "/...?...")
+	}
+}
+
+// Slack, Discord and most receivers take their token in the path: no
+// delivery error shows it, whether net/http failed (connection refused,
+// too many redirects: its *url.Error names the URL) or the receiver
+// answered with an error that echoes it.
+func TestWebhookErrorsHideThePath(t *testing.T) {
+	const path = "/services/T0SELFPROT/B0SELFPROT/hunter2hunter2hunter2xx"
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case path + "/loop":
+			http.Redirect(w, r, r.URL.String(), http.StatusTemporaryRedirect)
+		default:
+			http.Error(w, "no hook at "+r.URL.Path+"; token "+strings.TrimPrefix(r.URL.Path, "/services/T0SELFPROT/B0SELFPROT/"),
+				http.StatusNotFound)
+		}
+	}))
+	defer echo.Close()
+	for _, tt := range []struct {
+		name, base, suffix, want string
+		retry                    bool
+	}{
+		{"connection refused", closed.URL, "", "connection refused", true},
+		{"redirect loop", echo.URL, "/loop", "stopped after 10 redirects", true},
+		{"error body echoes the path", echo.URL, "", "404 Not Found: no hook at /...; token ...", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := New(alert.WebhookConfig{URL: alert.HookURL(tt.base + path + tt.suffix)})
+			require.NoError(t, err)
+			retry, err := n.Notify(context.Background(), sample())
+			require.Equal(t, tt.retry, retry)
+			require.ErrorContains(t, err, tt.want)
+			require.ErrorContains(t, err, "posting to "+tt.base+"/...: ")
+			require.NotContains(t, err.Error(), "hunter2", "the hook's token leaks into the error")
+			require.NotContains(t, err.Error(), "/services/")
+		})
 	}
 }

@@ -47,7 +47,7 @@ alerts:
       webhook: {url: %s, bearer_token: hunter2-token}
     - name: broken
       type: webhook
-      webhook: {url: %s}
+      webhook: {url: %s/services/T0SELF/B0PROT/hunter2-path-token}
 `, hook, ok.URL, down.URL)), 0o600))
 
 	run := func(args ...string) (string, error) {
@@ -62,8 +62,8 @@ alerts:
 	require.ErrorIs(t, err, errAlertTestFailed, out)
 	require.Regexp(t, `(?m)^script\s+exec\s+ok `, out)
 	require.Regexp(t, `(?m)^hook\s+webhook\s+ok `, out, "a test alert passes every route")
-	require.Regexp(t, `(?m)^broken\s+webhook\s+FAILED after .*503 Service Unavailable: maintenance \(the daemon would retry\)$`, out)
-	require.NotContains(t, out, "hunter2")
+	require.Regexp(t, `(?m)^broken\s+webhook\s+FAILED after .*: posting to http://127\.0\.0\.1:\d+/\.\.\.: 503 Service Unavailable: maintenance \(the daemon would retry\)$`, out)
+	require.NotContains(t, out, "hunter2", "neither the bearer token nor the token in the hook's path prints")
 
 	var a alert.Alert
 	data, err := os.ReadFile(got)
@@ -102,14 +102,26 @@ func TestAlertConfigCLI(t *testing.T) {
   notifiers:
     - name: am
       type: alertmanager
-      alertmanager: {url: "http://127.0.0.1:9093", bearer_token: hunter2-token}
+      alertmanager: {url: "http://127.0.0.1:9093/am-prefix", bearer_token: hunter2-token}
+    - name: slack
+      type: webhook
+      webhook: {url: "https://hooks.slack.com/services/T0SELFPROT/B0SELFPROT/hunter2hunter2hunter2xx"}
+    - name: discord
+      type: webhook
+      webhook: {url_file: discord.url}
 `), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(cfg), "discord.url"),
+		[]byte("https://discord.com/api/webhooks/112233445566778899/hunter2-discord-token\n"), 0o600))
 	var out bytes.Buffer
 	root := newRootCommand(&out, &bytes.Buffer{})
 	root.SetArgs([]string{"alert", "config", "--config", cfg})
 	require.NoError(t, root.Execute())
 	require.Contains(t, out.String(), "bearer_token: <secret>")
 	require.Contains(t, out.String(), "repost_interval: 1m0s", "defaults are filled in")
+	require.Contains(t, out.String(), "url: http://127.0.0.1:9093/am-prefix\n", "an Alertmanager's path prefix shows")
+	require.Contains(t, out.String(), "url: https://hooks.slack.com/...\n", "a hook's path does not")
+	require.Contains(t, out.String(), "url_file: "+filepath.Join(filepath.Dir(cfg), "discord.url")+"\n")
+	require.NotContains(t, out.String(), "discord.com", "a URL read from url_file stays in its file")
 	require.NotContains(t, out.String(), "hunter2")
 }
 
@@ -120,12 +132,15 @@ func TestAlertConfigCLI(t *testing.T) {
 func TestAlertConfigJSON(t *testing.T) {
 	secrets := []string{"mail-pw-s3cr3t", "auth-key-s3cr3t", "priv-key-s3cr3t", "community-s3cr3t",
 		"am-token-s3cr3t", "hook-token-s3cr3t"}
+	// Tokens in a hook's URL: its path, its query, a url_file's content.
+	// Not shown as "<secret>": the URL shows without them.
+	urlTokens := []string{"hook-path-s3cr3t", "hook-s3cr3t", "chat-key-s3cr3t", "chat-token-s3cr3t", "s3cr3t-path"}
 	for _, tt := range []struct {
 		name, file string
 		notifiers  int
 		masked     int // secrets set, each "<secret>"
 	}{
-		{"every notifier type", "testdata/alert-config/all.yaml", 6, len(secrets)},
+		{"every notifier type", "testdata/alert-config/all.yaml", 7, len(secrets)},
 		{"no notifiers", "testdata/alert-config/none.yaml", 0, 0},
 		{"one webhook", "testdata/check-config/valid.yaml", 1, 1},
 	} {
@@ -134,8 +149,9 @@ func TestAlertConfigJSON(t *testing.T) {
 			require.NoError(t, err, stderr)
 			out, stderr, err := runCLI(t, "alert", "config", "--config", tt.file, "--json")
 			require.NoError(t, err, stderr)
-			for _, s := range append(secrets, "s3cr3t-t0ken") {
+			for _, s := range append(append(secrets, "s3cr3t-t0ken"), urlTokens...) {
 				require.NotContains(t, out, s, "a secret never prints")
+				require.NotContains(t, text, s, "a secret never prints")
 			}
 			require.Equal(t, tt.masked, strings.Count(out, `"<secret>"`), out)
 
