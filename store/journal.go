@@ -182,14 +182,14 @@ func (j *Journal) Append(d JournalDecision) error {
 	if j.broken != nil {
 		return fmt.Errorf("decision journal %s: %w", j.path, j.broken)
 	}
-	payload, err := encodeJournal(d)
+	// The payload is encoded behind room for the frame's header.
+	frame, err := appendJournal(make([]byte, frameHeader, 2048), d)
 	if err != nil {
 		return fmt.Errorf("decision journal %s: case %s: %w", j.path, d.Case.ID, err)
 	}
-	frame := make([]byte, frameHeader, frameHeader+len(payload))
+	payload := frame[frameHeader:]
 	binary.LittleEndian.PutUint32(frame[0:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(frame[4:8], crc32.Checksum(payload, castagnoli))
-	frame = append(frame, payload...)
 	if _, err := j.f.Write(frame); err != nil {
 		return j.cutBack(fmt.Errorf("decision journal %s: appending case %s: %w", j.path, d.Case.ID, err))
 	}
@@ -236,13 +236,23 @@ func syncDir(dir string) error {
 	return nil
 }
 
-func encodeJournal(d JournalDecision) ([]byte, error) {
+// appendJournal appends d's payload, JSON, to dst.
+func appendJournal(dst []byte, d JournalDecision) ([]byte, error) {
+	rec, err := journalRecord(d)
+	if err != nil {
+		return nil, err
+	}
+	return appendJournalJSON(dst, &rec), nil
+}
+
+// journalRecord is d in the journal's form.
+func journalRecord(d JournalDecision) (journalJSON, error) {
 	c := d.Case
 	if c.ID == "" {
-		return nil, errors.New("a case without an ID")
+		return journalJSON{}, errors.New("a case without an ID")
 	}
 	if err := validState(c.State); err != nil {
-		return nil, err
+		return journalJSON{}, err
 	}
 	ev := make([]evidenceJSON, len(c.Evidence))
 	for i, e := range c.Evidence {
@@ -258,12 +268,12 @@ func encodeJournal(d JournalDecision) ([]byte, error) {
 	}}
 	for _, a := range d.Intents {
 		if a.CaseID != c.ID {
-			return nil, fmt.Errorf("intent on %s names case %q, not %s", a.Resource, a.CaseID, c.ID)
+			return journalJSON{}, fmt.Errorf("intent on %s names case %q, not %s", a.Resource, a.CaseID, c.ID)
 		}
 		rec.Intents = append(rec.Intents, journalIntentJS{Time: a.Time.UTC().Format(time.RFC3339Nano),
 			Resource: string(a.Resource), Kind: a.Kind, Outcome: string(a.Outcome), Detail: a.Detail})
 	}
-	return json.Marshal(rec)
+	return rec, nil
 }
 
 func decodeJournal(payload []byte) (JournalDecision, error) {
