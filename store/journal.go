@@ -236,44 +236,22 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// appendJournal appends d's payload, JSON, to dst.
+// appendJournal appends d's payload, JSON in the form journalJSON reads,
+// to dst.
 func appendJournal(dst []byte, d JournalDecision) ([]byte, error) {
-	rec, err := journalRecord(d)
-	if err != nil {
-		return nil, err
-	}
-	return appendJournalJSON(dst, &rec), nil
-}
-
-// journalRecord is d in the journal's form.
-func journalRecord(d JournalDecision) (journalJSON, error) {
-	c := d.Case
+	c := &d.Case
 	if c.ID == "" {
-		return journalJSON{}, errors.New("a case without an ID")
+		return nil, errors.New("a case without an ID")
 	}
 	if err := validState(c.State); err != nil {
-		return journalJSON{}, err
+		return nil, err
 	}
-	ev := make([]evidenceJSON, len(c.Evidence))
-	for i, e := range c.Evidence {
-		ev[i] = toEvidenceJSON(e)
-	}
-	also := make([]string, len(c.Also))
-	for i, r := range c.Also {
-		also[i] = string(r)
-	}
-	rec := journalJSON{Version: journalVersion, Case: journalCaseJSON{
-		ID: c.ID, Opened: c.Opened.UTC().Format(time.RFC3339Nano), Rule: c.Rule, Diagnosis: string(c.Diagnosis),
-		Suspect: string(c.Suspect), Also: also, FRU: c.FRU, State: string(c.State), Summary: c.Summary, Evidence: ev,
-	}}
 	for _, a := range d.Intents {
 		if a.CaseID != c.ID {
-			return journalJSON{}, fmt.Errorf("intent on %s names case %q, not %s", a.Resource, a.CaseID, c.ID)
+			return nil, fmt.Errorf("intent on %s names case %q, not %s", a.Resource, a.CaseID, c.ID)
 		}
-		rec.Intents = append(rec.Intents, journalIntentJS{Time: a.Time.UTC().Format(time.RFC3339Nano),
-			Resource: string(a.Resource), Kind: a.Kind, Outcome: string(a.Outcome), Detail: a.Detail})
 	}
-	return rec, nil
+	return appendJournalJSON(dst, &d), nil
 }
 
 func decodeJournal(payload []byte) (JournalDecision, error) {

@@ -2,7 +2,10 @@ package store
 
 import (
 	"strconv"
+	"time"
 	"unicode/utf8"
+
+	"github.com/selfprotect/selfprotect/fault"
 )
 
 // The decision journal's record is written on the way from a deciding
@@ -105,28 +108,51 @@ func (o *jsonObject) int(k string, v int64) {
 
 func (o *jsonObject) close() []byte { return append(o.b, '}') }
 
-// appendJournalJSON appends rec as json.Marshal(rec) would.
-func appendJournalJSON(b []byte, rec *journalJSON) []byte {
+func (o *jsonObject) uint(k string, v uint64) {
+	o.key(k)
+	o.b = strconv.AppendUint(o.b, v, 10)
+}
+
+// time appends t in UTC as RFC 3339 with nanoseconds: digits and "-:.TZ",
+// nothing JSON escapes.
+func (o *jsonObject) time(k string, t time.Time) {
+	o.key(k)
+	o.b = append(o.b, '"')
+	o.b = t.UTC().AppendFormat(o.b, time.RFC3339Nano)
+	o.b = append(o.b, '"')
+}
+
+// hex appends v as a "0x..." string, as the store writes registers.
+func (o *jsonObject) hex(k string, v uint64) {
+	o.key(k)
+	o.b = append(o.b, '"', '0', 'x')
+	o.b = strconv.AppendUint(o.b, v, 16)
+	o.b = append(o.b, '"')
+}
+
+// appendJournalJSON appends d in the journal's form (journalJSON) as
+// json.Marshal would, straight from the case: no record in between.
+func appendJournalJSON(b []byte, d *JournalDecision) []byte {
 	o := openObject(b)
-	o.int("v", int64(rec.Version))
+	o.int("v", journalVersion)
 	o.key("case")
-	o.b = appendJournalCase(o.b, &rec.Case)
+	o.b = appendJournalCase(o.b, &d.Case)
 	o.key("intents")
-	if rec.Intents == nil {
+	if len(d.Intents) == 0 {
 		o.b = append(o.b, "null"...)
 	} else {
 		o.b = append(o.b, '[')
-		for i := range rec.Intents {
+		for i := range d.Intents {
 			if i > 0 {
 				o.b = append(o.b, ',')
 			}
-			in := &rec.Intents[i]
+			a := &d.Intents[i]
 			io := openObject(o.b)
-			io.str("time", in.Time)
-			io.str("resource", in.Resource)
-			io.str("kind", in.Kind)
-			io.str("outcome", in.Outcome)
-			io.strOmit("detail", in.Detail)
+			io.time("time", a.Time)
+			io.str("resource", string(a.Resource))
+			io.str("kind", a.Kind)
+			io.str("outcome", string(a.Outcome))
+			io.strOmit("detail", a.Detail)
 			o.b = io.close()
 		}
 		o.b = append(o.b, ']')
@@ -134,13 +160,13 @@ func appendJournalJSON(b []byte, rec *journalJSON) []byte {
 	return o.close()
 }
 
-func appendJournalCase(b []byte, c *journalCaseJSON) []byte {
+func appendJournalCase(b []byte, c *fault.Case) []byte {
 	o := openObject(b)
 	o.str("id", c.ID)
-	o.str("opened", c.Opened)
+	o.time("opened", c.Opened)
 	o.str("rule", c.Rule)
-	o.str("diagnosis", c.Diagnosis)
-	o.str("suspect", c.Suspect)
+	o.str("diagnosis", string(c.Diagnosis))
+	o.str("suspect", string(c.Suspect))
 	if len(c.Also) > 0 {
 		o.key("also")
 		o.b = append(o.b, '[')
@@ -148,12 +174,12 @@ func appendJournalCase(b []byte, c *journalCaseJSON) []byte {
 			if i > 0 {
 				o.b = append(o.b, ',')
 			}
-			o.b = appendJSONString(o.b, a)
+			o.b = appendJSONString(o.b, string(a))
 		}
 		o.b = append(o.b, ']')
 	}
 	o.strOmit("fru", c.FRU)
-	o.str("state", c.State)
+	o.str("state", string(c.State))
 	o.strOmit("summary", c.Summary)
 	if len(c.Evidence) > 0 {
 		o.key("evidence")
@@ -169,18 +195,19 @@ func appendJournalCase(b []byte, c *journalCaseJSON) []byte {
 	return o.close()
 }
 
-func appendEvidenceJSON(b []byte, e *evidenceJSON) []byte {
+// appendEvidenceJSON appends e in the form evidenceJSON gives it
+// (toEvidenceJSON).
+func appendEvidenceJSON(b []byte, e *fault.Evidence) []byte {
 	o := openObject(b)
-	o.str("time", e.Time)
-	o.str("source", e.Source)
-	o.str("severity", e.Severity)
-	o.str("class", e.Class)
-	o.key("count")
-	o.b = strconv.AppendUint(o.b, uint64(e.Count), 10)
+	o.time("time", e.Time)
+	o.str("source", string(e.Source))
+	o.str("severity", e.Severity.String())
+	o.str("class", e.Class.String())
+	o.uint("count", uint64(e.Count))
 	o.int("cpu", int64(e.CPU))
 	o.int("bank", int64(e.Bank))
-	o.str("status", e.Status)
-	o.str("addr", e.Addr)
+	o.hex("status", e.Status)
+	o.hex("addr", e.Addr)
 	o.strOmit("dimm", e.DIMM)
 	o.strOmit("summary", e.Summary)
 	return o.close()
