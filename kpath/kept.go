@@ -44,7 +44,18 @@ const sysfsMagic = 0x62656572
 // A regular file can be replaced by a rename (the simulator writes
 // meminfo that way), and an old descriptor would then see the replaced
 // file.
+//
+// The file system is asked by path before anything is opened: an open
+// for writing of a FIFO (the simulator's offline files are FIFOs) waits
+// for a reader, and the daemon opens its kept files at start.
 func (OS) OpenKept(name string, write bool) (KeptFile, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(name, &st); err != nil {
+		return nil, &fs.PathError{Op: "statfs", Path: name, Err: err}
+	}
+	if st.Type != unix.PROC_SUPER_MAGIC && st.Type != sysfsMagic {
+		return nil, ErrNotKeepable
+	}
 	flags := unix.O_RDONLY
 	if write {
 		flags = unix.O_WRONLY
@@ -52,11 +63,6 @@ func (OS) OpenKept(name string, write bool) (KeptFile, error) {
 	fd, err := ignoringEINTR(func() (int, error) { return unix.Open(name, flags|unix.O_CLOEXEC, 0) })
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
-	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil || (st.Type != unix.PROC_SUPER_MAGIC && st.Type != sysfsMagic) {
-		unix.Close(fd)
-		return nil, ErrNotKeepable
 	}
 	return &keptFD{fd: fd, name: name}, nil
 }

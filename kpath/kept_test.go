@@ -147,6 +147,26 @@ func TestOpenKeptKeepsSysfs(t *testing.T) {
 	}
 }
 
+// A FIFO (the simulator's offline files) is refused without being opened:
+// opening one for writing with no reader would wait forever.
+func TestOpenKeptFIFONeverBlocks(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "soft_offline_page")
+	require.NoError(t, syscall.Mkfifo(p, 0o600))
+	done := make(chan error, 1)
+	go func() {
+		_, err := kpath.OS{}.OpenKept(p, true)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, kpath.ErrNotKeepable)
+	case <-time.After(10 * time.Second):
+		t.Fatal("OpenKept of a FIFO with no reader did not return")
+	}
+	_, err := kpath.OS{}.OpenKept(filepath.Join(t.TempDir(), "absent"), false)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}
+
 // keepingFS keeps descriptors over fixed contents and counts the reads and
 // writes they get.
 type keepingFS struct {
