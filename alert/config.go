@@ -77,7 +77,9 @@ type EmailConfig struct {
 	Host string `yaml:"host" json:"host"`
 	Port int    `yaml:"port" json:"port"`
 	TLS  string `yaml:"tls" json:"tls"`
-	// CAFile holds PEM certificates to trust instead of the system's.
+	// CAFile holds PEM certificates to trust instead of the system's; a
+	// relative name is found next to the configuration file, like
+	// url_file.
 	CAFile string `yaml:"ca_file" json:"ca_file,omitempty"`
 	// ServerName is checked against the certificate; Host when empty.
 	ServerName string   `yaml:"server_name" json:"server_name,omitempty"`

@@ -75,6 +75,50 @@ func TestParseURLFile(t *testing.T) {
 	require.Equal(t, filepath.Join(dir, "slack.url"), cfg.Notifiers[0].Webhook.URLFile, "the echo names the file read")
 }
 
+// A relative ca_file is found next to the configuration file, like
+// url_file, not in the working directory (/ under systemd); the echo
+// shows the path that is read.
+func TestParseCAFileFromConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "selfprotect.yaml")
+	for _, tc := range []struct {
+		name, settings string
+		caFile         func(*Config) string
+	}{
+		{"email", "email: {host: smtp.example.net, from: a@example.net, to: [b@example.net], ca_file: %s}",
+			func(c *Config) string { return c.Notifiers[0].Email.CAFile }},
+		{"webhook", "webhook: {url: \"https://hooks.example.net/x\", ca_file: %s}",
+			func(c *Config) string { return c.Notifiers[0].Webhook.CAFile }},
+		{"alertmanager", "alertmanager: {url: \"https://am.example.net\", ca_file: %s}",
+			func(c *Config) string { return c.Notifiers[0].Alertmanager.CAFile }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, f := range []struct{ given, want string }{
+				{"ca.pem", filepath.Join(dir, "ca.pem")},
+				{"pki/../ca.pem", filepath.Join(dir, "ca.pem")},
+				{"/etc/ssl/private-ca.pem", "/etc/ssl/private-ca.pem"},
+				{`""`, ""},
+			} {
+				yml := fmt.Sprintf("alerts:\n  notifiers:\n    - name: n\n      type: %s\n      %s\n", tc.name, fmt.Sprintf(tc.settings, f.given))
+				require.NoError(t, os.WriteFile(path, []byte(yml), 0o600))
+				cfg, err := Load(path)
+				require.NoError(t, err, yml)
+				require.Equal(t, f.want, tc.caFile(cfg), f.given)
+				echo, err := cfg.YAML()
+				require.NoError(t, err)
+				if f.want == "" {
+					require.NotContains(t, string(echo), "ca_file: /", "no CA file, no path")
+					continue
+				}
+				require.Contains(t, string(echo), "ca_file: "+f.want+"\n", "the echo names the file read")
+				asJSON, err := json.Marshal(cfg)
+				require.NoError(t, err)
+				require.Contains(t, string(asJSON), `"ca_file":"`+f.want+`"`)
+			}
+		})
+	}
+}
+
 // The echo shows a hook's URL without its path or query, an
 // Alertmanager's with its path, and for a URL read from url_file only the
 // file's name.

@@ -101,6 +101,7 @@ func (v *validator) notifier(n *NotifierConfig, p string) {
 			a.URL = BaseURL(raw)
 			v.url(a.URL.Endpoint(), field)
 		}
+		v.fromConfigDir(&a.CAFile)
 		if a.RepostInterval == 0 {
 			a.RepostInterval = DefaultRepost
 		}
@@ -111,6 +112,7 @@ func (v *validator) notifier(n *NotifierConfig, p string) {
 			w.URL = HookURL(raw)
 			v.url(w.URL.Endpoint(), field)
 		}
+		v.fromConfigDir(&w.CAFile)
 	case TypeExec:
 		if len(n.Exec.Command) == 0 || n.Exec.Command[0] == "" {
 			v.fail(p+".command", "required: the program and its arguments, as a list")
@@ -120,6 +122,7 @@ func (v *validator) notifier(n *NotifierConfig, p string) {
 
 func (v *validator) email(e *EmailConfig, p string) {
 	v.check(e.Host != "", p+".host", "required")
+	v.fromConfigDir(&e.CAFile)
 	if e.TLS == "" {
 		e.TLS = TLSStartTLS
 	}
@@ -212,13 +215,21 @@ var (
 	SNMPPrivProtocols = []string{"AES", "AES256"}
 )
 
+// fromConfigDir makes a relative file name (url_file, ca_file) relative to
+// the configuration file's directory, as Alertmanager does, so check-config
+// in a shell and the daemon in / (systemd's working directory) read the
+// same file. The name is rewritten in place for the echo to say which file
+// is read; an empty name stays empty (no file).
+func (v *validator) fromConfigDir(name *string) {
+	if *name != "" && !filepath.IsAbs(*name) {
+		*name = filepath.Join(filepath.Dir(v.o.File), *name)
+	}
+}
+
 // urlSource is the URL of the notifier settings at p, read from url_file
-// when that is set, and the key a problem with it is reported at; ok is
-// false when there is no URL to check (a problem was reported). A relative
-// url_file is made relative to the configuration file's directory, as
-// Alertmanager does, so check-config in a shell and the daemon in / read
-// the same file; *file becomes that path, for the echo to say which file
-// was read.
+// when that is set (found as fromConfigDir says), and the key a problem
+// with it is reported at; ok is false when there is no URL to check (a
+// problem was reported).
 func (v *validator) urlSource(inline string, file *string, p string) (raw, field string, ok bool) {
 	switch {
 	case *file == "":
@@ -227,9 +238,7 @@ func (v *validator) urlSource(inline string, file *string, p string) (raw, field
 		v.fail(p+".url_file", "url is set too: give the URL in url or in url_file, not both")
 		return "", "", false
 	}
-	if !filepath.IsAbs(*file) {
-		*file = filepath.Join(filepath.Dir(v.o.File), *file)
-	}
+	v.fromConfigDir(file)
 	raw, err := readURLFile(*file)
 	if err != nil {
 		v.fail(p+".url_file", "%v", err)

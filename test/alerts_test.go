@@ -21,6 +21,7 @@ import (
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/internal/peertest"
 	"github.com/selfprotect/selfprotect/sim"
 	"github.com/selfprotect/selfprotect/store"
 )
@@ -422,6 +423,24 @@ func TestCheckConfigAlertsSection(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), p+":3")
 	require.Contains(t, string(out), "/nonexistent/on-alert")
+}
+
+// A relative ca_file is read next to the policy file when the command
+// runs in /, as the daemon does under systemd, and the echo names the file.
+func TestCheckConfigCAFileNextToPolicy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pki := peertest.NewPKI(t, dir)
+	p := filepath.Join(dir, "policy.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("alerts:\n  notifiers:\n    - name: mail\n      type: email\n      email: "+
+		"{host: 127.0.0.1, tls: tls, ca_file: "+filepath.Base(pki.CAFile)+", from: a@example.net, to: [b@example.net]}\n"), 0o644))
+	for _, args := range [][]string{{"check-config", p}, {"alert", "config", "--config", p}} {
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%v: %s", args, out)
+		require.Contains(t, string(out), "ca_file: "+pki.CAFile+"\n", args)
+	}
 }
 
 // `selfprotect demo` shows the alerts going out through its exec hook.

@@ -15,6 +15,7 @@ import (
 	"github.com/selfprotect/selfprotect/alert/exec"
 	"github.com/selfprotect/selfprotect/alert/snmp"
 	"github.com/selfprotect/selfprotect/alert/webhook"
+	"github.com/selfprotect/selfprotect/internal/peertest"
 )
 
 func TestBuildEveryType(t *testing.T) {
@@ -49,6 +50,35 @@ func TestBuildNamesTheBrokenEntry(t *testing.T) {
 	cfg.Notifiers[0].Email.CAFile = "/nonexistent/ca.pem"
 	_, err = Build(cfg)
 	require.ErrorContains(t, err, "conf.good.yml:10: alerts.notifiers[0] (ops-mail): email: reading CA file")
+}
+
+// A relative ca_file is read next to the configuration file: this test's
+// working directory holds no ca.pem, yet every TLS notifier builds, and a
+// CA file that is missing is named by the path that was tried.
+func TestBuildReadsCAFileNextToConfig(t *testing.T) {
+	dir := t.TempDir()
+	peertest.NewPKI(t, dir) // writes dir/ca.pem
+	_, err := os.Stat("ca.pem")
+	require.ErrorIs(t, err, os.ErrNotExist, "the test needs a working directory without ca.pem")
+	path := filepath.Join(dir, "selfprotect.yaml")
+	section := func(ca string) string {
+		return "alerts:\n  notifiers:\n" +
+			"    - {name: mail, type: email, email: {host: 127.0.0.1, from: a@example.net, to: [b@example.net], ca_file: " + ca + "}}\n" +
+			"    - {name: hook, type: webhook, webhook: {url: \"https://127.0.0.1/x\", ca_file: " + ca + "}}\n" +
+			"    - {name: am, type: alertmanager, alertmanager: {url: \"https://127.0.0.1:9093\", ca_file: " + ca + "}}\n"
+	}
+	require.NoError(t, os.WriteFile(path, []byte(section("ca.pem")), 0o600))
+	cfg, err := alert.Load(path)
+	require.NoError(t, err)
+	ns, err := Build(cfg)
+	require.NoError(t, err)
+	require.Len(t, ns, 3)
+
+	require.NoError(t, os.WriteFile(path, []byte(section("missing.pem")), 0o600))
+	cfg, err = alert.Load(path)
+	require.NoError(t, err)
+	_, err = Build(cfg)
+	require.ErrorContains(t, err, filepath.Join(dir, "missing.pem"))
 }
 
 // The hook that is not there is named once, behind where it is
