@@ -3,7 +3,6 @@ package daemon
 import (
 	"fmt"
 
-	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/selfprotect/selfprotect/fault"
@@ -82,7 +81,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 		return
 	}
 	c := fault.Case{
-		ID: uuid.NewString(), Opened: ev.Received, Rule: ruleKernel, Diagnosis: diagKernelIsolated,
+		ID: fault.NewCaseID(), Opened: ev.Received, Rule: ruleKernel, Diagnosis: diagKernelIsolated,
 		Suspect: r, FRU: fmt.Sprintf("memory at PFN %#x", pfn), State: fault.CaseOpen,
 		Summary:  fmt.Sprintf("the kernel's memory-failure handler took page %#x out of service (%s): recorded as isolated by the kernel and counted against the page budget", pfn, ev.Detail),
 		Evidence: []fault.Evidence{fault.EvidenceOf(&ev)},

@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
 	"github.com/selfprotect/selfprotect/countonce"
@@ -330,7 +329,7 @@ func (d *Daemon) recordFoundIsolated(r fault.Resource, diagnosis fault.Diagnosis
 	d.markIsolated(r, true)
 	now := d.now()
 	c := fault.Case{
-		ID: uuid.NewString(), Opened: now, Rule: ruleKernel, Diagnosis: diagnosis,
+		ID: fault.NewCaseID(), Opened: now, Rule: ruleKernel, Diagnosis: diagnosis,
 		Suspect: r, FRU: fru, State: fault.CaseOpen, Summary: summary,
 	}
 	d.storeCase(c)

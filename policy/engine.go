@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/selfprotect/selfprotect/fault"
 )
 
@@ -419,7 +417,7 @@ func (e *Engine) sweep(now int64) {
 
 func (e *Engine) newCase(ev *fault.Event, rule string, d fault.Diagnosis, suspect fault.Resource, fru string) fault.Case {
 	return fault.Case{
-		ID: uuid.NewString(), Opened: ev.Received, Rule: rule, Diagnosis: d,
+		ID: fault.NewCaseID(), Opened: ev.Received, Rule: rule, Diagnosis: d,
 		Suspect: suspect, FRU: fru, State: fault.CaseOpen,
 	}
 }
