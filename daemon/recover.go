@@ -243,8 +243,8 @@ func (d *Daemon) rebuildEngineFrom(stage *countonce.Stage, events func(since tim
 		}
 	}
 	evs, err := events(since, func(ev fault.Event) {
-		if ev.Source == fault.SourceTraceMemoryFailure {
-			return
+		if ev.Source.KernelAction() {
+			return // the kernel's action on a page, through either source: not an error
 		}
 		verdicts = stage.AppendObserve(verdicts[:0], ev)
 		feed(verdicts)
