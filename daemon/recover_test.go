@@ -410,7 +410,8 @@ func TestReloadCountsHeldEvents(t *testing.T) {
 	d.policyMu.Lock()
 	d.cfg.Rules.DIMM.Enabled = !d.cfg.Rules.DIMM.Enabled
 	d.policyMu.Unlock()
-	d.reload()
+	d.reload(context.Background())
+	finishRebuilding(t, d)
 
 	var page policy.Level
 	for _, l := range d.engine.Levels(fault.Page(0x5000)) {
@@ -442,5 +443,23 @@ func TestRebuildSkipsKernelActions(t *testing.T) {
 			d.rebuildEngine(d.stage)
 			require.Zero(t, d.jobs.len(), "no decision on the page the kernel took")
 		})
+	}
+}
+
+// finishRebuilding plays the main loop and the action worker until the
+// rebuild in flight is installed.
+func finishRebuilding(t testing.TB, d *Daemon) {
+	t.Helper()
+	require.NotNil(t, d.rebuilding, "a rebuild in flight")
+	deadline := time.After(30 * time.Second)
+	for d.rebuilding != nil {
+		runJobs(d)
+		select {
+		case res := <-d.rebuildResult():
+			d.finishRebuild(res)
+		case <-time.After(5 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the rebuild did not finish")
+		}
 	}
 }
