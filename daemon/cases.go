@@ -60,6 +60,17 @@ func (b *caseBook) add(c fault.Case) {
 	}
 }
 
+// activeKeys adds the unresolved cases to keys (caseKey): a decision's
+// case is here from the moment the worker saves it, even while its store
+// write is held after a failure.
+func (b *caseBook) activeKeys(keys map[string]bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.active {
+		keys[caseKey(s.Diagnosis, fault.Resource(s.Suspect))] = true
+	}
+}
+
 func (b *caseBook) move(id string, st fault.CaseState) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -87,6 +87,25 @@ type Daemon struct {
 	stage *countonce.Stage
 	// verdicts is the stage's output buffer, reused per record.
 	verdicts []countonce.Verdict
+	// rules is the configuration whose rules the engines count under, or
+	// will once the rebuild in flight is installed: what a reload compares
+	// with (main loop only).
+	rules *policy.Config
+	// rebuilding is the SIGHUP rebuild in flight, nil when none (main loop
+	// only; rebuild.go).
+	rebuilding *rebuild
+	// rebuilds counts the rebuild goroutines still running, for stop.
+	rebuilds sync.WaitGroup
+	// rearmed collects what an operator re-armed (resolveCase) while
+	// collectRearmed is set, during a rebuild: the engine being built
+	// missed it (guarded by policyMu).
+	rearmed        []fault.Resource
+	collectRearmed bool
+	// tailCap bounds a rebuild's tail (rebuildTailCap; tests shrink it).
+	tailCap int
+	// readSnapshot reads a rebuild's snapshot, nil = EventSnapshot.Each
+	// (tests slow it down).
+	readSnapshot func(ctx context.Context, snap *store.EventSnapshot, q store.EventQuery, fn func(fault.Event) error) error
 
 	// intake is the sources' channel to the main loop (status reads its
 	// length).
@@ -190,6 +209,8 @@ func New(opts Options) (*Daemon, error) {
 		now:       opts.Now,
 		cfg:       cfg,
 		engine:    policy.NewEngine(cfg),
+		rules:     cfg,
+		tailCap:   rebuildTailCap,
 		stage:     countonce.New(countonce.Options{}),
 		outcomes:  map[string]int{},
 		perDIMM:   map[string]int{},
@@ -336,6 +357,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 			d.armed.Store(false)
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			cancel()
+			d.stopRebuild()
 			d.sources.wait()
 			// Records the sources delivered but the loop had not taken yet
 			// go to the history, so the next start counts them.
@@ -359,7 +381,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-d.sources.changed:
 			d.checkHealth() // a source stopped: its standby takes over now
 		case <-reload:
-			d.reload()
+			d.reload(ctx)
+		case res := <-d.rebuildResult():
+			d.finishRebuild(res)
 		case <-prune.C:
 			d.jobs.push(job{fn: d.pruneHistory})
 		case <-d.recheck:
@@ -413,8 +437,9 @@ func (d *Daemon) tick() {
 // protection because of a typo would be worse than ignoring the change.
 // Engines keep their counts when the rules are unchanged (budgets, deny
 // lists, mode apply at once); changed rules rebuild them from the stored
-// events of the window.
-func (d *Daemon) reload() {
+// events of the window, beside the intake (rebuild.go): until that is
+// done the old engines count and decide.
+func (d *Daemon) reload(ctx context.Context) {
 	cfg, err := loadPolicy(d.opts.PolicyPath)
 	if err != nil {
 		d.log.WithError(err).Error("policy reload failed; keeping the running policy")
@@ -424,19 +449,26 @@ func (d *Daemon) reload() {
 		d.log.Warn("policy: " + w)
 	}
 	d.policyMu.Lock()
-	same := reflect.DeepEqual(d.cfg.Rules, cfg.Rules) && reflect.DeepEqual(d.cfg.Engine, cfg.Engine)
 	d.cfg = cfg
 	d.policyMu.Unlock()
+	same := reflect.DeepEqual(d.rules.Rules, cfg.Rules) && reflect.DeepEqual(d.rules.Engine, cfg.Engine)
 	// The alerts: section lives in the same file; a bad one keeps the
 	// running notifiers, whatever the rules did.
 	d.alerts.reload(d.opts.PolicyPath)
 	if same {
-		d.log.WithField("mode", d.mode()).Info("policy reloaded; rules unchanged, rate engines keep their counts")
+		msg := "policy reloaded; rules unchanged, rate engines keep their counts"
+		if d.rebuilding != nil {
+			msg = "policy reloaded; rules unchanged, the rebuild under them goes on"
+		}
+		d.log.WithField("mode", d.mode()).Info(msg)
 		return
 	}
-	// A stage of its own: the live one has already merged these records.
-	d.rebuildEngineHolding(countonce.New(countonce.Options{}))
-	d.log.WithField("mode", d.mode()).Info("policy reloaded; rate engines rebuilt under the new rules")
+	superseded := d.rebuilding != nil
+	d.startRebuild(ctx, cfg, 0)
+	if d.rebuilding != nil {
+		d.log.WithFields(logrus.Fields{"mode": d.mode(), "superseded": superseded}).
+			Info("policy reloaded; rebuilding the rate engines under the new rules")
+	}
 }
 
 // handle answers control requests.

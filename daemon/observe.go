@@ -18,6 +18,7 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 	if d.sources.duplicate(&ev) {
 		return // delivered by both sources of a hand-over: counted once
 	}
+	d.boundRebuild()
 	observed := d.now()
 	d.counters.received.Add(1)
 	// The history keeps every record as it came, merged or not. It must
@@ -34,6 +35,7 @@ func (d *Daemon) observe(ev fault.Event, storeQ chan<- fault.Event) {
 		d.jobs.push(job{kernel: &ev})
 		return
 	}
+	d.noteForRebuild(ev)
 	d.verdicts = d.stage.AppendObserve(d.verdicts[:0], ev)
 	d.feed(d.verdicts, observed)
 }
@@ -104,6 +106,9 @@ func parts(f countonce.Facet) policy.Parts {
 func (d *Daemon) openCase(dec policy.Decision, timing *decisionTiming) {
 	c := dec.Case
 	c.State = fault.CaseOpen
+	if rb := d.rebuilding; rb != nil {
+		rb.opened[caseKey(c.Diagnosis, c.Suspect)] = true
+	}
 	if len(dec.Targets) == 0 {
 		d.logDiagnosed(c)
 		d.jobs.push(job{fn: func() { d.storeCase(c) }})

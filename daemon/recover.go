@@ -4,15 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/selfprotect/selfprotect/countonce"
 	"github.com/selfprotect/selfprotect/cpuoffline"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/pageoffline"
-	"github.com/selfprotect/selfprotect/policy"
 	"github.com/selfprotect/selfprotect/store"
 )
 
@@ -170,123 +167,6 @@ func (d *Daemon) markIsolated(r fault.Resource, byOther bool) {
 	if byOther {
 		d.byOther[r] = true
 	}
-}
-
-// window is the longest rule window: how far back events matter.
-func window(cfg *policy.Config) time.Duration {
-	r := cfg.Rules
-	return max(r.Page.Window, r.DIMM.Window, r.Row.Window, r.CPU.Window)
-}
-
-// rebuildEngine replaces the engine with one fed the stored events of the
-// window through the count-once stage, so counts survive a restart or a
-// rule change. A decision the rebuilt engine takes that no stored case
-// holds was lost by the last run (it stopped between the deciding error
-// and the write-ahead record): it is taken now.
-func (d *Daemon) rebuildEngine(stage *countonce.Stage) {
-	d.rebuildEngineFrom(stage, d.countStored)
-}
-
-// rebuildEngineHolding is rebuildEngine while the daemon runs (a rule
-// change on SIGHUP): the history writer holds the newest records for up
-// to a few seconds before it stores them, and they count too. The writer
-// waits while the stored ones are read, so none of its records is both
-// stored and held by then.
-func (d *Daemon) rebuildEngineHolding(stage *countonce.Stage) {
-	d.rebuildEngineFrom(stage, func(since time.Time, observe func(fault.Event)) (int, error) {
-		var n int
-		var err error
-		ran := d.withHistory(func(held []fault.Event) bool {
-			n, err = d.countStored(since, observe)
-			if err == nil {
-				for _, ev := range held {
-					observe(ev)
-				}
-				n += len(held)
-			}
-			return false // the writer keeps and stores them, as it would have
-		})
-		if !ran {
-			return d.countStored(since, observe)
-		}
-		return n, err
-	})
-}
-
-// countStored streams the stored events since the window's start:
-// streamed, not loaded, so a day-long storm's history is read one row at
-// a time and the engines hold only their bounded state.
-func (d *Daemon) countStored(since time.Time, observe func(fault.Event)) (int, error) {
-	n := 0
-	err := d.store.EachEvent(store.EventQuery{Since: since}, func(ev fault.Event) error {
-		n++
-		observe(ev)
-		return nil
-	})
-	return n, err
-}
-
-// rebuildEngineFrom does the rebuild with the records events hands to
-// observe, oldest first, and the count it read.
-func (d *Daemon) rebuildEngineFrom(stage *countonce.Stage, events func(since time.Time, observe func(fault.Event)) (int, error)) {
-	d.policyMu.Lock()
-	cfg := d.cfg
-	d.policyMu.Unlock()
-	since := d.now().Add(-window(cfg))
-	eng := policy.NewEngine(cfg)
-	var decisions []policy.Decision
-	var verdicts []countonce.Verdict
-	feed := func(vs []countonce.Verdict) {
-		for i := range vs {
-			decisions = append(decisions, eng.ObserveParts(&vs[i].Event, parts(vs[i].New))...)
-		}
-	}
-	evs, err := events(since, func(ev fault.Event) {
-		if ev.Source == fault.SourceTraceMemoryFailure {
-			return
-		}
-		verdicts = stage.AppendObserve(verdicts[:0], ev)
-		feed(verdicts)
-	})
-	if err != nil {
-		d.log.WithError(err).Error("reading stored events: the rate engines start empty")
-		eng, decisions, evs = policy.NewEngine(cfg), nil, 0
-	}
-	feed(stage.Flush(d.now()))
-
-	cases, err := d.store.Cases(store.CaseFilter{Since: since.Add(-window(cfg))})
-	if err != nil {
-		d.log.WithError(err).Error("reading recent cases: decisions of the rebuilt engines are not replayed")
-		decisions = nil
-	}
-	known := map[string]bool{}
-	for _, c := range cases {
-		known[string(c.Diagnosis)+"|"+string(c.Suspect)] = true
-		if store.Resolved(c.State) {
-			// The live engine was re-armed when the operator resolved it.
-			eng.Reset(c.Suspect)
-			for _, r := range c.Also {
-				eng.Reset(r)
-			}
-		}
-	}
-	lost := 0
-	for _, dec := range decisions {
-		c := dec.Case
-		if c.Rule == policy.RuleStorm || known[string(c.Diagnosis)+"|"+string(c.Suspect)] {
-			continue
-		}
-		known[string(c.Diagnosis)+"|"+string(c.Suspect)] = true
-		lost++
-		d.log.WithFields(logrus.Fields{"case": c.ID, "diagnosis": c.Diagnosis, "suspect": c.Suspect}).
-			Warn("a decision the stored errors call for has no case (the last run stopped first): taking it now")
-		d.openCase(dec, nil)
-	}
-	d.policyMu.Lock()
-	d.engine = eng
-	d.policyMu.Unlock()
-	d.log.WithFields(logrus.Fields{"events": evs, "since": trimTime(since), "lost_decisions": lost}).
-		Info("rate engines rebuilt from the stored events")
 }
 
 // recordPoisonedByOthers gives every poisoned page the store knows nothing

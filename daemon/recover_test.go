@@ -410,7 +410,8 @@ func TestReloadCountsHeldEvents(t *testing.T) {
 	d.policyMu.Lock()
 	d.cfg.Rules.DIMM.Enabled = !d.cfg.Rules.DIMM.Enabled
 	d.policyMu.Unlock()
-	d.reload()
+	d.reload(context.Background())
+	finishRebuilding(t, d)
 
 	var page policy.Level
 	for _, l := range d.engine.Levels(fault.Page(0x5000)) {
@@ -424,4 +425,41 @@ func TestReloadCountsHeldEvents(t *testing.T) {
 	evs, err := d.store.Events(store.EventQuery{})
 	require.NoError(t, err)
 	require.Len(t, evs, 1, "stored once")
+}
+
+// The kernel's own action on a page (ras:memory_failure_event), stored as
+// the source that read it delivered it, is no error to count when the
+// engines are rebuilt: through tracefs or eBPF, it decides nothing.
+func TestRebuildSkipsKernelActions(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, src := range []fault.Source{fault.SourceTraceMemoryFailure, fault.SourceEBPFMemoryFailure} {
+		t.Run(string(src), func(t *testing.T) {
+			m := newMachineTree(t, 4)
+			d := startedDaemon(t, m, filepath.Join(t.TempDir(), "state.db"), &stepClock{t: now})
+			ev := fault.NewEvent(src, now.Add(-time.Minute))
+			ev.Class, ev.Severity = fault.ClassMemory, fault.SeverityUncorrectedRecoverable
+			ev.PhysAddr, ev.AddrValid, ev.AddrLSB = 0x9000<<12, true, 12
+			require.NoError(t, d.store.AddEvents([]fault.Event{ev}))
+			d.rebuildEngine(d.stage)
+			require.Zero(t, d.jobs.len(), "no decision on the page the kernel took")
+		})
+	}
+}
+
+// finishRebuilding plays the main loop and the action worker until the
+// rebuild in flight is installed.
+func finishRebuilding(t testing.TB, d *Daemon) {
+	t.Helper()
+	require.NotNil(t, d.rebuilding, "a rebuild in flight")
+	deadline := time.After(30 * time.Second)
+	for d.rebuilding != nil {
+		runJobs(d)
+		select {
+		case res := <-d.rebuildResult():
+			d.finishRebuild(res)
+		case <-time.After(5 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the rebuild did not finish")
+		}
+	}
 }

@@ -62,6 +62,9 @@ func (d *Daemon) resolveCase(id string, state fault.CaseState, verb string) (str
 	d.policyMu.Lock()
 	for r := range resources {
 		d.engine.Reset(r)
+		if d.collectRearmed {
+			d.rearmed = append(d.rearmed, r)
+		}
 	}
 	d.policyMu.Unlock()
 	d.mu.Lock()

@@ -146,34 +146,44 @@ func (s *Store) Events(q EventQuery) ([]fault.Event, error) {
 // the newest events, which Events does). An error from fn stops the walk
 // and is returned as is.
 func (s *Store) EachEvent(q EventQuery, fn func(fault.Event) error) error {
+	return eachEvent(context.Background(), s.r, s.path, q, fn)
+}
+
+// querier is a read pool or one read transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// eachEvent is EachEvent on db; where names what db reads, for errors.
+func eachEvent(ctx context.Context, db querier, where string, q EventQuery, fn func(fault.Event) error) error {
 	if q.Limit != 0 {
 		return fmt.Errorf("streaming events: a limit (%d) is not supported", q.Limit)
 	}
-	where, args, err := q.where()
+	conds, args, err := q.where()
 	if err != nil {
 		return fmt.Errorf("querying events: %w", err)
 	}
 	query := `SELECT ` + eventColumns + ` FROM events`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, ` AND `)
+	if len(conds) > 0 {
+		query += ` WHERE ` + strings.Join(conds, ` AND `)
 	}
 	query += ` ORDER BY received, id`
-	rows, err := s.r.QueryContext(context.Background(), query, args...)
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("querying events in %s: %w", s.path, err)
+		return fmt.Errorf("querying events in %s: %w", where, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		e, err := scanEvent(rows)
 		if err != nil {
-			return fmt.Errorf("reading events from %s: %w", s.path, err)
+			return fmt.Errorf("reading events from %s: %w", where, err)
 		}
 		if err := fn(e); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading events from %s: %w", s.path, err)
+		return fmt.Errorf("reading events from %s: %w", where, err)
 	}
 	return nil
 }
