@@ -201,6 +201,21 @@ func notifierStatus(t *testing.T, d *daemonProc, name string) alert.NotifierStat
 	return alert.NotifierStatus{}
 }
 
+// waitsInOutbox waits until the notifier has failed and holds its alerts
+// (at least two pending, none given up), has sent none, and names
+// wantErr as its last error; it returns that status.
+func waitsInOutbox(t *testing.T, d *daemonProc, name, wantErr, why string) alert.NotifierStatus {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		n := notifierStatus(t, d, name)
+		return n.Failed > 0 && n.Pending >= 2 && n.Dead == 0
+	}, 20*time.Second, 50*time.Millisecond, why)
+	n := notifierStatus(t, d, name)
+	require.Zero(t, n.Sent)
+	require.Contains(t, n.LastError, wantErr)
+	return n
+}
+
 // isolateOnePage has the daemon isolate one page on m and returns its
 // case.
 func isolateOnePage(t *testing.T, m *machine, d *daemonProc) jsonout.Case {
@@ -279,13 +294,7 @@ func TestAlertsRealPeersSNMPv3(t *testing.T) {
 		n := notifierStatus(t, d, "v3-inform")
 		return n.Pending == 0 && n.InFlight == 0 && n.Sent >= 2
 	}, 20*time.Second, 50*time.Millisecond, "the v3 informs were acknowledged")
-	require.Eventually(t, func() bool {
-		n := notifierStatus(t, d, "v3-wrong-key")
-		return n.Failed > 0 && n.Pending >= 2 && n.Dead == 0
-	}, 20*time.Second, 50*time.Millisecond, "the informs under a wrong key wait in the outbox")
-	n := notifierStatus(t, d, "v3-wrong-key")
-	require.Zero(t, n.Sent)
-	require.Contains(t, n.LastError, "snmp v3 inform")
+	n := waitsInOutbox(t, d, "v3-wrong-key", "snmp v3 inform", "the informs under a wrong key wait in the outbox")
 	require.NotContains(t, n.LastError, "not-the-auth-key")
 }
 
@@ -331,13 +340,8 @@ func TestAlertsRealPeersImplicitTLSMail(t *testing.T) {
 	require.Contains(t, msg.header.Get("Subject"), string(c.Suspect))
 	require.Regexp(t, `(?m)^Case: +`+regexp.QuoteMeta(c.ID)+`$`, msg.body)
 
-	require.Eventually(t, func() bool {
-		n := notifierStatus(t, d, "smtps-other-ca")
-		return n.Failed > 0 && n.Pending >= 2 && n.Dead == 0
-	}, 20*time.Second, 50*time.Millisecond, "the alerts for a relay whose certificate does not verify wait in the outbox")
-	n := notifierStatus(t, d, "smtps-other-ca")
-	require.Zero(t, n.Sent)
-	require.Contains(t, n.LastError, "certificate signed by unknown authority")
+	waitsInOutbox(t, d, "smtps-other-ca", "certificate signed by unknown authority",
+		"the alerts for a relay whose certificate does not verify wait in the outbox")
 	// A failed handshake ends the connection before any SMTP command, so
 	// no mail the peer took can be this notifier's.
 	for _, msg := range receivedMail(t, mailDir) {
