@@ -32,9 +32,6 @@ type KeepOpener interface {
 // ErrNotKeepable: the file is used by opening it each time.
 var ErrNotKeepable = errors.New("not a file to keep open")
 
-// sysfsMagic is SYSFS_MAGIC, the f_type statfs reports for sysfs.
-const sysfsMagic = 0x62656572
-
 // OpenKept keeps procfs and sysfs files only. Their content is made at
 // each read from offset 0 (seq_file starts over there; kpageflags and
 // sysctls read at the offset asked), a sysfs attribute's store runs at
@@ -53,7 +50,7 @@ func (OS) OpenKept(name string, write bool) (KeptFile, error) {
 	if err := unix.Statfs(name, &st); err != nil {
 		return nil, &fs.PathError{Op: "statfs", Path: name, Err: err}
 	}
-	if st.Type != unix.PROC_SUPER_MAGIC && st.Type != sysfsMagic {
+	if st.Type != unix.PROC_SUPER_MAGIC && st.Type != unix.SYSFS_MAGIC {
 		return nil, ErrNotKeepable
 	}
 	flags := unix.O_RDONLY
