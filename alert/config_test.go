@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -232,4 +233,37 @@ func TestYAMLRoundTripKeepsStructure(t *testing.T) {
 	again, err = Parse("rendered", out)
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, fromFiles.Notifiers[0].Webhook.URL, again.Notifiers[0].Webhook.URL, "url_file is echoed, and read again")
+}
+
+// A url_file or ca_file naming a FIFO is refused at once, without waiting
+// for a writer: the configuration loads on the daemon's main loop at
+// every SIGHUP, and a read that waits would stop the intake with it.
+func TestConfigFilesNeverWait(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	path := filepath.Join(dir, "selfprotect.yaml")
+	for _, tc := range []struct{ name, notifier, want string }{
+		{"url_file", "webhook: {url_file: pipe}", "alerts.notifiers[0].webhook.url_file: reading the URL: " + fifo + " is a FIFO"},
+		{"ca_file", "webhook: {url: \"https://hooks.example.net/x\", ca_file: pipe}", fifo + " is a FIFO"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(path, []byte("alerts:\n  notifiers:\n    - name: hook\n      type: webhook\n      "+tc.notifier+"\n"), 0o600))
+			done := make(chan error, 1)
+			go func() {
+				cfg, err := Load(path)
+				if err == nil {
+					// The CA file is read when the notifier is built.
+					_, err = TLSConfig(cfg.Notifiers[0].Webhook.CAFile, "")
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				require.ErrorContains(t, err, tc.want)
+			case <-time.After(10 * time.Second):
+				t.Fatal("reading a FIFO named by the configuration waited for a writer")
+			}
+		})
+	}
 }

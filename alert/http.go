@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 )
+
+// maxCAFile bounds a CA file: a system bundle is ~200 KiB.
+const maxCAFile = 4 << 20
 
 // TLSConfig trusts the PEM certificates in caFile instead of the system's
 // roots when caFile is set; verification is never switched off.
@@ -20,7 +22,7 @@ func TLSConfig(caFile, serverName string) (*tls.Config, error) {
 	if caFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(caFile)
+	pem, err := readRegularFile(caFile, maxCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading CA file: %w", err)
 	}

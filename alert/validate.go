@@ -4,11 +4,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/mail"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -254,17 +252,9 @@ const maxURLFile = 64 << 10
 // readURLFile reads the URL a url_file holds. Editors and `echo` end files
 // with a newline, so surrounding white space is not part of it.
 func readURLFile(path string) (string, error) {
-	f, err := os.Open(path)
+	data, err := readRegularFile(path, maxURLFile)
 	if err != nil {
 		return "", fmt.Errorf("reading the URL: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxURLFile+1))
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("reading the URL: %w", err)
-	case len(data) > maxURLFile:
-		return "", fmt.Errorf("%s is larger than %d KiB: want just the URL in it", path, maxURLFile>>10)
 	}
 	raw := strings.TrimSpace(string(data))
 	if raw == "" {
