@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/selfprotect/selfprotect/strictyaml"
 )
 
 // maxCAFile bounds a CA file: a system bundle is ~200 KiB.
@@ -22,7 +24,7 @@ func TLSConfig(caFile, serverName string) (*tls.Config, error) {
 	if caFile == "" {
 		return cfg, nil
 	}
-	pem, err := readRegularFile(caFile, maxCAFile)
+	pem, err := strictyaml.ReadConfigFile(caFile, maxCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading CA file: %w", err)
 	}

@@ -252,7 +252,7 @@ const maxURLFile = 64 << 10
 // readURLFile reads the URL a url_file holds. Editors and `echo` end files
 // with a newline, so surrounding white space is not part of it.
 func readURLFile(path string) (string, error) {
-	data, err := readRegularFile(path, maxURLFile)
+	data, err := strictyaml.ReadConfigFile(path, maxURLFile)
 	if err != nil {
 		return "", fmt.Errorf("reading the URL: %w", err)
 	}

@@ -2,10 +2,7 @@ package policy
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"reflect"
-	"syscall"
 
 	"github.com/selfprotect/selfprotect/strictyaml"
 )
@@ -16,37 +13,11 @@ const MaxPolicyBytes = 1 << 20
 
 // Load reads and validates a policy file. Errors name path:line and the key.
 func Load(path string) (*Config, error) {
-	data, err := readPolicyFile(path)
+	data, err := strictyaml.ReadConfigFile(path, MaxPolicyBytes)
 	if err != nil {
 		return nil, fmt.Errorf("reading policy %s: %w", path, err)
 	}
 	return Parse(path, data)
-}
-
-// readPolicyFile reads a regular file of at most MaxPolicyBytes. The open
-// does not block: a FIFO (or a device) in the policy's place must fail at
-// once, not hang a SIGHUP reload until someone writes to it.
-func readPolicyFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxPolicyBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxPolicyBytes {
-		return nil, fmt.Errorf("larger than %d bytes", MaxPolicyBytes)
-	}
-	return data, nil
 }
 
 // Parse decodes a policy over the defaults and validates it. name is used

@@ -1,4 +1,4 @@
-package alert
+package strictyaml
 
 import (
 	"fmt"
@@ -7,14 +7,15 @@ import (
 	"syscall"
 )
 
-// readRegularFile reads a file the alert configuration names (url_file,
-// ca_file), at most limit bytes. The configuration is loaded on the
-// daemon's main loop at every SIGHUP, so the read must not wait: the file
-// is opened without blocking and refused unless it is a regular file (an
-// open or read of a FIFO with no writer, or of a terminal, waits until
-// something arrives, and intake would wait with it).
-func readRegularFile(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+// ReadConfigFile reads a file the daemon's configuration is made of (the
+// policy, a url_file, a ca_file), at most limit bytes. Configuration loads
+// on the daemon's main loop at every SIGHUP, so the read must not wait:
+// the file is opened without blocking and refused unless it is a regular
+// file (an open or read of a FIFO with no writer, or of a terminal, waits
+// until something arrives, and intake would wait with it). Symlinks are
+// followed: configuration management often installs files that way.
+func ReadConfigFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +32,7 @@ func readRegularFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d KiB", path, limit>>10)
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
 	return data, nil
 }
