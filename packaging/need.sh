@@ -21,10 +21,18 @@ if [ $# -ne 2 ]; then
 	exit 2
 fi
 cmd=$1 pkg=$2
+# CMD may be a path to a file the package ships that is not a command (a
+# shell library such as bash_completion): then it is found by existence.
+found() {
+	case $cmd in
+	/*) [ -e "$cmd" ] && echo "$cmd" ;;
+	*) command -v "$cmd" ;;
+	esac
+}
 here=$(cd "$(dirname "$0")" && pwd)
 tools=$(dirname "$here")/out/tools
 
-if p=$(command -v "$cmd"); then
+if p=$(found); then
 	echo "$p"
 	exit 0
 fi
@@ -64,4 +72,4 @@ echo "installing $pkg (for $cmd)" >&2
 apt_quiet apt-get install -y --no-install-recommends "$pkg" ||
 	{ apt_quiet apt-get update && apt_quiet apt-get install -y --no-install-recommends "$pkg"; } ||
 	{ echo "FAIL: cannot install $pkg" >&2; exit 1; }
-command -v "$cmd" || { echo "FAIL: $pkg is installed but $cmd is still missing" >&2; exit 1; }
+found || { echo "FAIL: $pkg is installed but $cmd is still missing" >&2; exit 1; }
