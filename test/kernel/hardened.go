@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,6 +43,11 @@ type Hardening struct {
 	SystemCallErrorNumber   string
 	RestrictAddressFamilies []string
 	MemoryDenyWriteExecute  bool
+
+	// TimerSlack is the timer slack every thread of the daemon starts
+	// with (guest timerslack; 0: the launcher's own, as without the
+	// setting).
+	TimerSlack time.Duration
 }
 
 // capNumbers are the kernel's capability numbers, from x/sys/unix rather
@@ -160,6 +167,8 @@ func ParseHardening(r io.Reader) (Hardening, error) {
 			}
 		case "MemoryDenyWriteExecute":
 			h.MemoryDenyWriteExecute, err = unitBool(value)
+		case "TimerSlackNSec":
+			h.TimerSlack, err = unitNsec(value)
 		case "User", "Group", "DynamicUser":
 			if value != "" && value != "root" && value != "0" && value != "no" {
 				err = fmt.Errorf("the guest runs the daemon as root only; reproducing %s=%s needs the harness extended", key, value)
@@ -235,6 +244,28 @@ func pathList(prev []string, value string, absolute bool) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// unitNsec reads a systemd time span whose bare numbers are nanoseconds
+// (TimerSlackNSec=): "1ms", "500us", "2000", "1s 500ms"; empty resets.
+func unitNsec(v string) (time.Duration, error) {
+	units := map[string]time.Duration{"": time.Nanosecond, "ns": time.Nanosecond, "nsec": time.Nanosecond,
+		"us": time.Microsecond, "usec": time.Microsecond, "ms": time.Millisecond, "msec": time.Millisecond,
+		"s": time.Second, "sec": time.Second}
+	var total time.Duration
+	for _, part := range strings.Fields(v) {
+		i := strings.IndexFunc(part, func(r rune) bool { return r < '0' || r > '9' })
+		if i < 0 {
+			i = len(part)
+		}
+		n, err := strconv.ParseInt(part[:i], 10, 64)
+		unit, ok := units[part[i:]]
+		if err != nil || !ok {
+			return 0, fmt.Errorf("not a time span the guest reads: %q", v)
+		}
+		total += time.Duration(n) * unit
+	}
+	return total, nil
 }
 
 func unitBool(v string) (bool, error) {
@@ -351,13 +382,24 @@ func (h Hardening) WritablePaths() map[string]bool {
 	return out
 }
 
+// TimerSlackArgs is the guest helper command that sets the unit's timer
+// slack before the next program runs (every thread it makes inherits it,
+// as from systemd), or nil when the unit sets none.
+func (h Hardening) TimerSlackArgs() []string {
+	if h.TimerSlack <= 0 {
+		return nil
+	}
+	return []string{"guest", "timerslack", strconv.FormatInt(h.TimerSlack.Nanoseconds(), 10), "--"}
+}
+
 // Launch is the command prefix every guest daemon runs under: the mount
-// sandbox (which needs every capability), setpriv, then the seccomp filter
-// (installed last: it may forbid what the steps before it do).
+// sandbox (which needs every capability), the timer slack, setpriv, then
+// the seccomp filter (installed last: it may forbid what the steps before
+// it do).
 func (h Hardening) Launch(t SyscallTables) ([]string, error) {
 	sc, err := h.SeccompArgs(t)
 	if err != nil {
 		return nil, err
 	}
-	return append(append(h.SandboxArgs(), h.SetprivArgs()...), sc...), nil
+	return slices.Concat(h.SandboxArgs(), h.TimerSlackArgs(), h.SetprivArgs(), sc), nil
 }

@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -40,6 +42,10 @@ func TestParseHardening(t *testing.T) {
 		{name: "ambient outside the bounding set", unit: "[Service]\nCapabilityBoundingSet=CAP_BPF\nAmbientCapabilities=CAP_SYS_ADMIN\n", wantErr: "CAP_SYS_ADMIN is outside"},
 		{name: "bad boolean", unit: "[Service]\nNoNewPrivileges=perhaps\n", wantErr: `line 2: NoNewPrivileges: not a boolean: "perhaps"`},
 		{name: "no equals sign", unit: "[Service]\nNoNewPrivileges\n", wantErr: "line 2: no '='"},
+		{name: "timer slack in ms", unit: "[Service]\nTimerSlackNSec=1ms\n", want: Hardening{TimerSlack: time.Millisecond}},
+		{name: "timer slack, bare ns and a sum", unit: "[Service]\nTimerSlackNSec=2000\nTimerSlackNSec=1s 500us\n", want: Hardening{TimerSlack: time.Second + 500*time.Microsecond}},
+		{name: "timer slack reset", unit: "[Service]\nTimerSlackNSec=1ms\nTimerSlackNSec=\n", want: Hardening{}},
+		{name: "timer slack unit unknown", unit: "[Service]\nTimerSlackNSec=1 fortnight\n", wantErr: `line 2: TimerSlackNSec: not a time span the guest reads: "1 fortnight"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseHardening(strings.NewReader(tc.unit))
@@ -155,6 +161,15 @@ func TestSandboxArgs(t *testing.T) {
 	require.Equal(t, "guest", launch[0])
 	require.Equal(t, h.SetprivArgs(), launch[len(args):], "setpriv runs inside the sandbox; no filter in this unit")
 
+	// The timer slack is set after the sandbox (which execs) and before
+	// setpriv, and kept by every exec after it.
+	h.TimerSlack = time.Millisecond
+	launch, err = h.Launch(SyscallTables{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"guest", "timerslack", "1000000", "--"}, launch[len(args):len(args)+4])
+	require.Equal(t, h.SetprivArgs(), launch[len(args)+4:])
+	require.Nil(t, Hardening{}.TimerSlackArgs())
+
 	// Without a read-only file system there is no sandbox to enter.
 	require.Nil(t, Hardening{ReadWritePaths: []string{"/x"}}.SandboxArgs())
 	require.Empty(t, Hardening{ReadWritePaths: []string{"/x"}}.WritablePaths())
@@ -206,6 +221,16 @@ func hardenedChecks(t checker, rs Results, h Hardening) {
 	if len(h.SystemCallFilter) > 0 || len(h.RestrictAddressFamilies) > 0 || h.MemoryDenyWriteExecute {
 		mode, _ := proc.Number("seccomp")
 		require.Equal(t, 2.0, mode, "Seccomp: 2 (filter mode): %v", proc.Data)
+	}
+
+	if h.TimerSlack > 0 {
+		threads := strings.Fields(proc.String("thread_timerslack_ns"))
+		require.NotEmpty(t, threads, "every thread's timer slack was read: %v", proc.Data)
+		for _, th := range threads {
+			_, ns, _ := strings.Cut(th, ":")
+			require.Equal(t, strconv.FormatInt(h.TimerSlack.Nanoseconds(), 10), ns,
+				"TimerSlackNSec: thread %s's slack (every thread, sysmon among them): %v", th, proc.Data["thread_timerslack_ns"])
+		}
 	}
 
 	mounts, _ := proc.Data["mounts"].(map[string]any)
@@ -263,8 +288,9 @@ func TestDaemonHardened(t *testing.T) {
 		// page, ue, storm, cpu.
 		require.GreaterOrEqual(t, checked, 10, "daemon sections checked")
 		proc := only(t, cellSection(t, lab, cell, "page"), "daemon-proc")
-		t.Logf("%s: %d daemons hardened: CapEff %s CapBnd %s CapAmb %s NoNewPrivs %v (unit: %s)",
-			cell, checked, proc.String("capeff"), proc.String("capbnd"), proc.String("capamb"), proc.Data["nonewprivs"], strings.Join(h.Bounding, " "))
+		t.Logf("%s: %d daemons hardened: CapEff %s CapBnd %s CapAmb %s NoNewPrivs %v, threads' timer slack (ns) %s (unit: %s, slack %v)",
+			cell, checked, proc.String("capeff"), proc.String("capbnd"), proc.String("capamb"), proc.Data["nonewprivs"],
+			proc.String("thread_timerslack_ns"), strings.Join(h.Bounding, " "), h.TimerSlack)
 
 		// The self-test: the scenario's shell holds every capability root
 		// has, as a daemon launched without $HARDEN would.
@@ -295,4 +321,22 @@ func TestDaemonHardened(t *testing.T) {
 			require.Contains(t, ro[0].String("stderr"), "Read-only file system")
 		}
 	})
+}
+
+// TestHardenedChecksTimerSlack: a daemon whose threads do not all carry
+// the unit's timer slack fails the checks, and one whose threads do passes.
+func TestHardenedChecksTimerSlack(t *testing.T) {
+	h := Hardening{TimerSlack: time.Millisecond}
+	proc := func(slacks string) Results {
+		return Results{{Step: "daemon-proc", OK: true, Data: map[string]any{
+			"capbnd": "0000000000000000", "capprm": "0000000000000000", "capeff": "0000000000000000",
+			"capamb": "0000000000000000", "capinh": "0000000000000000", "nonewprivs": 0.0,
+			"mounts": map[string]any{"/": "rw"}, "thread_timerslack_ns": slacks}}}
+	}
+	require.Empty(t, failuresOf(func(c checker) { hardenedChecks(c, proc("7:1000000 9:1000000"), h) }))
+	for _, bad := range []string{"7:1000000 9:50000", "7:50000", ""} {
+		failures := failuresOf(func(c checker) { hardenedChecks(c, proc(bad), h) })
+		require.NotEmpty(t, failures, "threads %q", bad)
+		require.Contains(t, failures[0], "slack", "threads %q", bad)
+	}
 }

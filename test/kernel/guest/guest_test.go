@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -185,6 +187,11 @@ func TestProcStatus(t *testing.T) {
 			"31 1 0:21 / /tmp rw - tmpfs tmpfs rw\n" +
 			"32 31 0:22 / /tmp ro,nodev - tmpfs tmpfs rw\n" +
 			"33 1 0:23 / /a\\040b rw - tmpfs tmpfs rw\n"),
+		// Two threads: each one's timer slack is in /proc/TID.
+		"proc/42/task/42/status": []byte("voluntary_ctxt_switches:\t3\nnonvoluntary_ctxt_switches:\t1\n"),
+		"proc/42/task/43/status": []byte("voluntary_ctxt_switches:\t5\nnonvoluntary_ctxt_switches:\t0\n"),
+		"proc/42/timerslack_ns":  []byte("1000000\n"),
+		"proc/43/timerslack_ns":  []byte("50000\n"),
 	})
 	data, err := cmdProcStatus(e, []string{"42"})
 	require.NoError(t, err)
@@ -197,6 +204,8 @@ func TestProcStatus(t *testing.T) {
 	require.Equal(t, uint64(1), data["nonewprivs"])
 	require.Equal(t, uint64(0), data["seccomp"])
 	require.Equal(t, map[string]string{"/": "ro", "/sys/devices/system/memory/soft_offline_page": "rw", "/tmp": "ro", "/a b": "rw"}, data["mounts"])
+	require.Equal(t, "42:1000000 43:50000", data["thread_timerslack_ns"])
+	require.Equal(t, "42:3/1 43:5/0", data["thread_ctxt"])
 	_, err = cmdProcStatus(fakeEnv(t, map[string][]byte{"proc/1/status": []byte("Name: x\n")}), []string{"1"})
 	require.ErrorContains(t, err, "no VmHWM")
 }
@@ -231,5 +240,24 @@ func TestParseSandbox(t *testing.T) {
 			require.Equal(t, tc.ops, ops)
 			require.Equal(t, tc.argv, argv)
 		})
+	}
+}
+
+// TestTimerSlackExecs runs the helper below in a child: timerslack must
+// set the slack on the thread that execs, so the command reads it back.
+func TestTimerSlackExecs(t *testing.T) {
+	if os.Getenv("GUEST_TIMERSLACK_HELPER") == "1" {
+		_, err := cmdTimerSlack(env{}, []string{"1234567", "--", "cat", "/proc/self/timerslack_ns"})
+		t.Fatalf("timerslack returned instead of exec: %v", err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTimerSlackExecs$")
+	cmd.Env = append(os.Environ(), "GUEST_TIMERSLACK_HELPER=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, "1234567", strings.TrimSpace(string(out)))
+
+	for _, args := range [][]string{{"0", "--", "cat"}, {"x", "--", "cat"}, {"1000", "cat"}, {"1000", "--"}} {
+		_, err := cmdTimerSlack(env{}, args)
+		require.Error(t, err, "%q", args)
 	}
 }

@@ -98,6 +98,7 @@ func commands() map[string]command {
 		"ebpf-check":    {0, cmdEBPFCheck},
 		"sandbox":       {2, cmdSandbox},
 		"seccomp":       {1, cmdSeccomp},
+		"timerslack":    {2, cmdTimerSlack},
 		"file-base64":   {1, cmdFileBase64},
 	}
 }

@@ -201,6 +201,11 @@ func cmdProcStatus(e env, args []string) (map[string]any, error) {
 	if per, err := threadSwitches(e, pid); err == nil {
 		data["thread_ctxt"] = per
 	}
+	if per, err := threadTimerSlacks(e, pid); err == nil {
+		data["thread_timerslack_ns"] = per
+	} else {
+		data["thread_timerslack_error"] = err.Error()
+	}
 	mp := e.paths.ProcPath(fmt.Sprint(pid), "mountinfo")
 	mi, err := os.ReadFile(mp)
 	if err != nil {
