@@ -23,7 +23,7 @@ func cmdTimerSlack(_ env, args []string) (map[string]any, error) {
 		return nil, fmt.Errorf("timerslack: %q: want a positive number of nanoseconds", args[0])
 	}
 	if args[1] != "--" || len(args) < 3 {
-		return nil, errors.New("timerslack: want NS -- CMD ARGS...")
+		return nil, errors.New("timerslack: want NS -- CMD [ARGS]")
 	}
 	argv := args[2:]
 	runtime.LockOSThread()
