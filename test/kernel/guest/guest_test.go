@@ -188,10 +188,12 @@ func TestProcStatus(t *testing.T) {
 			"32 31 0:22 / /tmp ro,nodev - tmpfs tmpfs rw\n" +
 			"33 1 0:23 / /a\\040b rw - tmpfs tmpfs rw\n"),
 		// Two threads: each one's timer slack is in /proc/TID.
-		"proc/42/task/42/status": []byte("voluntary_ctxt_switches:\t3\nnonvoluntary_ctxt_switches:\t1\n"),
-		"proc/42/task/43/status": []byte("voluntary_ctxt_switches:\t5\nnonvoluntary_ctxt_switches:\t0\n"),
-		"proc/42/timerslack_ns":  []byte("1000000\n"),
-		"proc/43/timerslack_ns":  []byte("50000\n"),
+		"proc/42/task/42/status":    []byte("voluntary_ctxt_switches:\t3\nnonvoluntary_ctxt_switches:\t1\n"),
+		"proc/42/task/43/status":    []byte("voluntary_ctxt_switches:\t5\nnonvoluntary_ctxt_switches:\t0\n"),
+		"proc/42/task/42/schedstat": []byte("100 5 7\n"),
+		"proc/42/task/43/schedstat": []byte("50 1 2\n"),
+		"proc/42/timerslack_ns":     []byte("1000000\n"),
+		"proc/43/timerslack_ns":     []byte("50000\n"),
 	})
 	data, err := cmdProcStatus(e, []string{"42"})
 	require.NoError(t, err)
@@ -206,6 +208,7 @@ func TestProcStatus(t *testing.T) {
 	require.Equal(t, map[string]string{"/": "ro", "/sys/devices/system/memory/soft_offline_page": "rw", "/tmp": "ro", "/a b": "rw"}, data["mounts"])
 	require.Equal(t, "42:1000000 43:50000", data["thread_timerslack_ns"])
 	require.Equal(t, "42:3/1 43:5/0", data["thread_ctxt"])
+	require.Equal(t, "42:7 43:2", data["thread_slices"])
 	_, err = cmdProcStatus(fakeEnv(t, map[string][]byte{"proc/1/status": []byte("Name: x\n")}), []string{"1"})
 	require.ErrorContains(t, err, "no VmHWM")
 }

@@ -342,14 +342,8 @@ func taskRuntime(e env, pid int) (ns, slices uint64, err error) {
 // thread id order: a Go process's first threads are the main one and
 // sysmon, so this tells the runtime's wake-ups from the work's.
 func threadSlices(e env, pid int) (string, error) {
-	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return "", fmt.Errorf("listing %s: %w", dir, err)
-	}
-	var out []string
-	for _, t := range tasks {
-		raw, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+	return perThread(e, pid, func(tid string) (string, error) {
+		raw, err := os.ReadFile(e.paths.ProcPath(fmt.Sprint(pid), "task", tid, "schedstat"))
 		if err != nil {
 			return "", fmt.Errorf("reading a thread's schedstat: %w", err)
 		}
@@ -357,7 +351,25 @@ func threadSlices(e env, pid int) (string, error) {
 		if _, err := fmt.Sscan(string(raw), &run, &wait, &n); err != nil {
 			return "", fmt.Errorf("parsing %q: %w", raw, err)
 		}
-		out = append(out, fmt.Sprintf("%s:%d", t.Name(), n))
+		return fmt.Sprint(n), nil
+	})
+}
+
+// perThread lists "tid:value ..." over a process's live threads, in
+// thread id order, value being what read says of each.
+func perThread(e env, pid int, read func(tid string) (string, error)) (string, error) {
+	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("listing %s: %w", dir, err)
+	}
+	out := make([]string, 0, len(tasks))
+	for _, t := range tasks {
+		v, err := read(t.Name())
+		if err != nil {
+			return "", err
+		}
+		out = append(out, t.Name()+":"+v)
 	}
 	return strings.Join(out, " "), nil
 }
@@ -367,14 +379,8 @@ func threadSlices(e env, pid int) (string, error) {
 // wake-up after the thread slept (a timer, a futex, epoll), a
 // nonvoluntary one a preemption, which under emulation follows load.
 func threadSwitches(e env, pid int) (string, error) {
-	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return "", fmt.Errorf("listing %s: %w", dir, err)
-	}
-	var out []string
-	for _, t := range tasks {
-		p := filepath.Join(dir, t.Name(), "status")
+	return perThread(e, pid, func(tid string) (string, error) {
+		p := e.paths.ProcPath(fmt.Sprint(pid), "task", tid, "status")
 		raw, err := os.ReadFile(p)
 		if err != nil {
 			return "", fmt.Errorf("reading %s: %w", p, err)
@@ -392,9 +398,8 @@ func threadSwitches(e env, pid int) (string, error) {
 				return "", fmt.Errorf("%s: %q: %w", p, line, err)
 			}
 		}
-		out = append(out, fmt.Sprintf("%s:%d/%d", t.Name(), vol, nonvol))
-	}
-	return strings.Join(out, " "), nil
+		return fmt.Sprintf("%d/%d", vol, nonvol), nil
+	})
 }
 
 // cmdFileBase64 carries a file the guest wrote (a daemon's CPU profile)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -44,19 +43,12 @@ func cmdTimerSlack(_ env, args []string) (map[string]any, error) {
 // The file sits in /proc/TID, not under task/: a thread ID names it there
 // as a process ID does.
 func threadTimerSlacks(e env, pid int) (string, error) {
-	dir := e.paths.ProcPath(fmt.Sprint(pid), "task")
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return "", fmt.Errorf("listing %s: %w", dir, err)
-	}
-	var out []string
-	for _, t := range tasks {
-		p := filepath.Join(e.paths.ProcPath(t.Name()), "timerslack_ns")
+	return perThread(e, pid, func(tid string) (string, error) {
+		p := e.paths.ProcPath(tid, "timerslack_ns")
 		raw, err := os.ReadFile(p)
 		if err != nil {
 			return "", fmt.Errorf("reading %s: %w", p, err)
 		}
-		out = append(out, t.Name()+":"+strings.TrimSpace(string(raw)))
-	}
-	return strings.Join(out, " "), nil
+		return strings.TrimSpace(string(raw)), nil
+	})
 }
