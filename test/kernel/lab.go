@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -165,7 +164,7 @@ func (l *Lab) Run(ctx context.Context, cell Cell, sc Scenario, opt RunOptions) (
 		p.Daemon = l.Daemon
 		p.Tools = []string{l.Setpriv}
 		p.Env = []string{"HARDEN=" + strings.Join(l.Launch, " "),
-			"HARDEN_NO_FILTER=" + strings.Join(slices.Concat(l.Hardening.SandboxArgs(), l.Hardening.TimerSlackArgs(), l.Hardening.SetprivArgs()), " ")}
+			"HARDEN_NO_FILTER=" + strings.Join(l.Hardening.LaunchWithoutFilter(), " ")}
 	}
 	dir, err := os.MkdirTemp(l.WorkDir, cell.String()+"-"+sc.Name+"-")
 	if err != nil {

@@ -68,16 +68,24 @@ func cmdSandbox(_ env, args []string) (map[string]any, error) {
 			return nil, err
 		}
 	}
+	return nil, execCommand(argv)
+}
+
+// execCommand replaces the helper with argv, looked up in PATH unless it
+// names a path; it returns only when that fails. The launch steps (sandbox,
+// timerslack) end in it: what they set belongs to this thread and is kept
+// across exec.
+func execCommand(argv []string) error {
 	bin := argv[0]
 	if !strings.Contains(bin, "/") {
 		p, err := lookPath(bin)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		bin = p
 	}
-	err = syscall.Exec(bin, argv, os.Environ())
-	return nil, fmt.Errorf("exec %s: %w", bin, err)
+	err := syscall.Exec(bin, argv, os.Environ())
+	return fmt.Errorf("exec %s: %w", bin, err)
 }
 
 func lookPath(name string) (string, error) {

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,14 +28,7 @@ func cmdTimerSlack(_ env, args []string) (map[string]any, error) {
 	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl(PR_SET_TIMERSLACK, %d): %w", ns, err)
 	}
-	bin := argv[0]
-	if !strings.Contains(bin, "/") {
-		if bin, err = lookPath(bin); err != nil {
-			return nil, err
-		}
-	}
-	err = syscall.Exec(bin, argv, os.Environ())
-	return nil, fmt.Errorf("exec %s: %w", bin, err)
+	return nil, execCommand(argv)
 }
 
 // threadTimerSlacks lists each thread's timer slack in ns as "TID:NS".
