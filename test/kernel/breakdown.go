@@ -51,27 +51,138 @@ func FirstAfter(lines []StampedLine, from int64, needles ...string) int64 {
 	return -1
 }
 
-var traceTimeRE = regexp.MustCompile(`\s([0-9]+)\.([0-9]{6}): mce_record: .*ADDR(?:/MISC/SYND)?: ([0-9a-f]{16})`)
+// traceLineRE splits an ftrace text line: task-pid, [cpu], the optional
+// flags column, seconds.micros, event name, the event's fields.
+var traceLineRE = regexp.MustCompile(`^\s*(.*)-([0-9]+)\s+\[([0-9]+)\]\s+(?:\S+\s+)?([0-9]+)\.([0-9]{6}): ([A-Za-z0-9_]+): ?(.*)$`)
 
-// TraceRecordTimes maps each physical address to the timestamps (µs) of
-// its mce_record lines, in order. The instance must use trace_clock mono
-// for these to compare with the helpers' mono_us.
-func TraceRecordTimes(lines []string) map[uint64][]int64 {
-	out := map[uint64][]int64{}
+// traceLine is one parsed ftrace line.
+type traceLine struct {
+	pid    int
+	us     int64
+	event  string
+	fields string
+}
+
+func parseTraceLine(l string) (traceLine, bool) {
+	m := traceLineRE.FindStringSubmatch(l)
+	if m == nil {
+		return traceLine{}, false
+	}
+	pid, err1 := strconv.Atoi(m[2])
+	sec, err2 := strconv.ParseInt(m[4], 10, 64)
+	frac, err3 := strconv.ParseInt(m[5], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return traceLine{}, false
+	}
+	return traceLine{pid: pid, us: sec*1_000_000 + frac, event: m[6], fields: m[7]}, true
+}
+
+// mceAddrRE is an mce_record's address, on 6.1 (ADDR:) and 6.12
+// (ADDR/MISC/SYND:).
+var mceAddrRE = regexp.MustCompile(`ADDR(?:/MISC/SYND)?: ([0-9a-f]{16})`)
+
+// The latency bench's probes (guest trace-start kprobe=, inject-mem mark=).
+const (
+	offlineEntry  = "soft_offline_page"
+	offlineReturn = "soft_offline_page_ret"
+	injectMarker  = "selfprotect-inject addr="
+)
+
+// KernelTimeline is one marked injection as the bench's trace instance
+// saw it, every stamp on that instance's clock (µs): the injector's
+// marker just before its injecting write, the first mce_record of the
+// address after it, the first entry to soft_offline_page for its page
+// after the marker, and that call's return (with its value). A stamp the
+// trace lacks is 0: the page was not offlined.
+//
+// The record's stamp is when the bench's own instance took it, which is
+// not always before the offline: the tracepoint runs its probes in the
+// order they were attached (the daemon's first), and under
+// single-threaded TCG the wake-up the daemon's probe sends can switch the
+// emulator to the daemon's vCPU before the bench's probe runs.
+type KernelTimeline struct {
+	Addr                                uint64
+	Marked, Recorded, Entered, Returned int64
+	Ret                                 int64
+}
+
+// Offlined says whether the timeline reaches a soft_offline_page return.
+func (k KernelTimeline) Offlined() bool { return k.Returned != 0 }
+
+// KernelTimelines reads the lines of one trace instance (in any order:
+// mce_record's and the rest come apart) into one timeline per marker, in
+// the markers' order. Whoever offlines the page (CEC's kworker, the
+// daemon's write) is matched the same way: by the pfn in the entry's
+// first argument, and by pid from the entry to its return.
+func KernelTimelines(lines []string) []KernelTimeline {
+	var all []traceLine
 	for _, l := range lines {
-		m := traceTimeRE.FindStringSubmatch(l)
-		if m == nil {
+		if tl, ok := parseTraceLine(l); ok {
+			all = append(all, tl)
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].us < all[j].us })
+	var out []KernelTimeline
+	for i, tl := range all {
+		if tl.event != "tracing_mark_write" {
 			continue
 		}
-		sec, _ := strconv.ParseInt(m[1], 10, 64)
-		frac, _ := strconv.ParseInt(m[2], 10, 64)
-		addr, err := strconv.ParseUint(m[3], 16, 64)
+		at := strings.Index(tl.fields, injectMarker)
+		if at < 0 {
+			continue
+		}
+		rest := strings.Fields(tl.fields[at+len(injectMarker):])
+		if len(rest) == 0 {
+			continue
+		}
+		addr, err := strconv.ParseUint(strings.TrimPrefix(rest[0], "0x"), 16, 64)
 		if err != nil {
 			continue
 		}
-		out[addr] = append(out[addr], sec*1_000_000+frac)
+		out = append(out, follow(all[i+1:], KernelTimeline{Addr: addr, Marked: tl.us}))
 	}
 	return out
+}
+
+// follow fills k's later stamps from the lines after its marker.
+func follow(after []traceLine, k KernelTimeline) KernelTimeline {
+	pfn := k.Addr >> 12
+	entryPID := -1
+	for _, tl := range after {
+		switch {
+		case tl.event == "mce_record" && k.Recorded == 0:
+			if m := mceAddrRE.FindStringSubmatch(tl.fields); m != nil {
+				if a, err := strconv.ParseUint(m[1], 16, 64); err == nil && a == k.Addr {
+					k.Recorded = tl.us
+				}
+			}
+		case tl.event == offlineEntry && k.Entered == 0:
+			if traceField(tl.fields, "arg1") == pfn {
+				k.Entered, entryPID = tl.us, tl.pid
+			}
+		case tl.event == offlineReturn && k.Entered != 0 && k.Returned == 0 && tl.pid == entryPID:
+			k.Returned, k.Ret = tl.us, int64(traceField(tl.fields, "ret"))
+		}
+		if k.Returned != 0 && k.Recorded != 0 {
+			break
+		}
+	}
+	return k
+}
+
+// traceField is the number key=N (hex with 0x, or decimal) among an
+// event's fields, or ^0 when absent.
+func traceField(fields, key string) uint64 {
+	for _, f := range strings.Fields(fields) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k != key {
+			continue
+		}
+		if x, err := strconv.ParseInt(v, 0, 64); err == nil {
+			return uint64(x)
+		}
+	}
+	return ^uint64(0)
 }
 
 // Median of xs (0 for none); xs is not modified.

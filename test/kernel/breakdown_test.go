@@ -1,6 +1,9 @@
 package kernel
 
 import (
+	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,13 +20,28 @@ func TestDaemonLog(t *testing.T) {
 	require.Equal(t, int64(-1), FirstAfter(lines, 2000, "outcome="))
 }
 
-func TestTraceRecordTimes(t *testing.T) {
-	got := TraceRecordTimes([]string{
-		"kworker/1:1-58 [001] ..... 7.063934: mce_record: CPU: 1, MCGc/s: 0/0, MC7: 9c00000000000090, IPID: 0000000000000000, ADDR: 0000000007598040, MISC: 000000000000008c",
-		"kworker/1:1-40 [001] ..... 14.276527: mce_record: CPU: 1, MCGc/s: 0/0, MC7: 9c00000000000090, IPID: 0000000000000000, ADDR/MISC/SYND: 0000000007598040/000000000000008c/0000000000000000",
-		"garbage",
-	})
-	require.Equal(t, map[uint64][]int64{0x7598040: {7063934, 14276527}}, got)
+// TestKernelTimelines reads testdata/latency-trace.txt, the lines of
+// two latency sections' trace instances from 6.12 guests (Intel model): a
+// page CEC offlined from its kworker; three the daemon offlined, one of
+// them (0x4b4c040) before the bench's instance took its record. The last
+// two pages are edited copies of real lines: an offline that failed
+// (EBUSY), and a page never offlined. They are read reversed, with
+// garbage: order comes from the stamps.
+func TestKernelTimelines(t *testing.T) {
+	raw, err := os.ReadFile("testdata/latency-trace.txt")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	slices.Reverse(lines)
+	got := KernelTimelines(append(lines, "garbage", "", "guest-1 [001] ..... 1.000000: tracing_mark_write: selfprotect-inject addr="))
+	require.Equal(t, []KernelTimeline{
+		{Addr: 0x2bdd040, Marked: 3315924, Recorded: 3327799, Entered: 3328548, Returned: 3341965},
+		{Addr: 0x4b4b040, Marked: 24090290, Recorded: 24091537, Entered: 24097724, Returned: 24099129},
+		{Addr: 0x4b4c040, Marked: 24835198, Recorded: 24845237, Entered: 24838750, Returned: 24839274},
+		{Addr: 0x4b4d040, Marked: 25571480, Recorded: 25574290, Entered: 25584578, Returned: 25585100, Ret: -16},
+		{Addr: 0x4b4e040, Marked: 26350547, Recorded: 26355279},
+	}, got)
+	require.True(t, got[2].Offlined())
+	require.False(t, got[4].Offlined())
 }
 
 func TestMedian(t *testing.T) {
@@ -42,7 +60,7 @@ func FuzzDaemonLog(f *testing.F) {
 		for _, l := range DaemonLog(s) {
 			require.GreaterOrEqual(t, l.MonoUS, int64(0))
 		}
-		_ = TraceRecordTimes([]string{s})
+		_ = KernelTimelines([]string{s})
 	})
 }
 

@@ -48,6 +48,12 @@ const LatencyPages = 60
 // for. On a quiet host, one run each (2026-12-02): eBPF median 200 ms
 // against a probe that never slept, 88 ms against this one, CEC 5.4–5.5
 // ms either way.
+//
+// The same instance dates each page by the kernel alone, without the
+// probe: the deciding injection writes a trace_marker line just before
+// its injecting write, and a kprobe and a kretprobe on soft_offline_page
+// (which CEC's queued work and the daemon's sysfs write both call) stamp
+// when the offline starts and returns, all on the instance's clock.
 func LatencyScenario(withDaemon bool) Scenario {
 	if !withDaemon {
 		return Scenario{Name: "latency-cec", Append: benchAppend, Script: latencySection("latency-cec", "", false)}
@@ -82,7 +88,7 @@ func latencySection(name, runflags string, withDaemon bool) string {
 		daemon, stop = "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "info"), daemonStop
 	}
 	return section(name) + holdStart("/tmp/hold-"+name, LatencyPages) + daemon + fmt.Sprintf(`
-guest trace-start %[3]s clock=mono
+guest trace-start %[3]s clock=mono kprobe=soft_offline_page
 i=0
 while [ $i -lt %[1]d ]; do
   A=$(printf 0x%%x $(( $(cat $H/addr$i) + 0x40 ))); P=$(cat $H/pfn$i)
@@ -92,12 +98,12 @@ while [ $i -lt %[1]d ]; do
   taskset -c 3 guest -tag probe wait-poisoned $P 10s 20us /tmp/probe-ready &
   POLL=$!
   while [ ! -e /tmp/probe-ready ]; do usleep 2000; done
-  taskset -c 1 guest -tag deciding inject-mem 1 $A > /tmp/deciding
+  taskset -c 1 guest -tag deciding inject-mem 1 $A mark=%[3]s > /tmp/deciding
   wait $POLL
   cat /tmp/deciding
   usleep 200000
   i=$((i+1))
 done
-guest -tag trace trace-count %[3]s %[2]d 10s
-`, LatencyPages, 2*LatencyPages, name) + stop + holdRelease
+guest -tag trace trace-count %[3]s %[2]d 10s carry=%[4]d
+`, LatencyPages, 2*LatencyPages, name, 4*LatencyPages) + stop + holdRelease
 }

@@ -161,7 +161,7 @@ func cmdEBPFCheck(e env, args []string) (map[string]any, error) {
 	equal := 0
 	for _, in := range injections {
 		start := time.Now()
-		if _, err := e.inject(in.cpu, in.rec); err != nil {
+		if _, err := e.inject(in.cpu, in.rec, nil); err != nil {
 			return data, err
 		}
 		injected := time.Now()

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,8 +107,9 @@ func TestInjectWritesInOrderWithNewlines(t *testing.T) {
 	for _, f := range []string{"cpu", "status", "addr", "misc", "synd", "flags", "bank"} {
 		files["sys/kernel/debug/mce-inject/"+f] = nil
 	}
+	files["sys/kernel/tracing/instances/lat/trace_marker"] = nil
 	e := fakeEnv(t, files)
-	bankMono, err := e.inject(0, mceRecord{bank: 1, status: 0x9000000000000134})
+	bankMono, err := e.inject(0, mceRecord{bank: 1, status: 0x9000000000000134}, nil)
 	require.NoError(t, err)
 	require.Positive(t, bankMono, "the bank write is timestamped")
 	for f, want := range map[string]string{"cpu": "0\n", "status": "0x9000000000000134\n", "addr": "0x0\n", "flags": "sw\n", "bank": "1\n"} {
@@ -115,6 +117,19 @@ func TestInjectWritesInOrderWithNewlines(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, string(got), f)
 	}
+
+	// Marked: the trace_marker line names the address.
+	require.NoError(t, os.MkdirAll(filepath.Dir(e.paths.ProcPath("cpuinfo")), 0o755))
+	require.NoError(t, os.WriteFile(e.paths.ProcPath("cpuinfo"), []byte("vendor_id\t: GenuineIntel\n"), 0o644))
+	_, err = cmdInjectMem(e, []string{"0", "0x551d040", "mark=lat"})
+	require.NoError(t, err)
+	got, err := os.ReadFile(e.paths.TracingPath("instances", "lat", "trace_marker"))
+	require.NoError(t, err)
+	require.Equal(t, injectMark+" addr=0x551d040\n", string(got))
+	_, err = cmdInjectMem(e, []string{"0", "0x551d040", "mark=absent"})
+	require.ErrorContains(t, err, "trace_marker")
+	_, err = cmdInjectMem(e, []string{"0", "0x551d040", "bogus"})
+	require.ErrorContains(t, err, `"bogus"`)
 }
 
 func TestPatternDistinct(t *testing.T) {
@@ -263,4 +278,75 @@ func TestTimerSlackExecs(t *testing.T) {
 		_, err := cmdTimerSlack(env{}, args)
 		require.Error(t, err, "%q", args)
 	}
+}
+
+// TestTraceCountCarriesLines: a few records come with their lines, a
+// storm's count alone, and a caller that asks to carry more gets them
+// (the latency bench dates 120 records from them).
+func TestTraceCountCarriesLines(t *testing.T) {
+	tests := []struct {
+		name      string
+		records   int
+		args      []string
+		wantLines bool
+	}{
+		{name: "few, no count asked", records: 3, args: nil, wantLines: true},
+		{name: "more than carried unasked", records: maxCarriedLines + 1, args: nil, wantLines: false},
+		{name: "waiting does not carry more", records: 120, args: []string{"120", "1s"}, wantLines: false},
+		{name: "as many as asked to carry", records: 120, args: []string{"120", "1s", "carry=400"}, wantLines: true},
+		{name: "carry before the count", records: 120, args: []string{"carry=120", "120"}, wantLines: true},
+		{name: "more than asked to carry", records: 130, args: []string{"120", "1s", "carry=120"}, wantLines: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			b.WriteString("# tracer: nop\n")
+			for i := 0; i < tc.records; i++ {
+				fmt.Fprintf(&b, "  guest-1 [001] .....  9.%06d: mce_record: CPU: 1, MCGc/s: 0/0, MC7: 9c00000000000090, ADDR: %x\n", i, 0x551d040+i<<12)
+			}
+			e := fakeEnv(t, map[string][]byte{"sys/kernel/tracing/instances/x/trace": []byte(b.String())})
+			got, err := cmdTraceCount(e, append([]string{"x"}, tc.args...))
+			require.NoError(t, err)
+			require.Equal(t, tc.records, got["mce_record"])
+			lines, ok := got["lines"].([]string)
+			require.Equal(t, tc.wantLines, ok, "lines carried")
+			if ok {
+				require.Len(t, lines, tc.records)
+			}
+		})
+	}
+}
+
+// TestTraceStartKprobe: the probes are defined once a boot (appended,
+// never truncating the definitions) and enabled in each instance.
+func TestTraceStartKprobe(t *testing.T) {
+	files := map[string][]byte{"sys/kernel/tracing/kprobe_events": []byte("p:other/x x\n")}
+	for _, inst := range []string{"a", "b"} {
+		for _, f := range []string{"buffer_percent", "trace_clock", "tracing_on", "events/mce/mce_record/enable",
+			"events/bench/soft_offline_page/enable", "events/bench/soft_offline_page_ret/enable"} {
+			files["sys/kernel/tracing/instances/"+inst+"/"+f] = nil
+		}
+	}
+	e := fakeEnv(t, files)
+	_, err := cmdTraceStart(e, []string{"a", "clock=mono", "kprobe=soft_offline_page"})
+	require.NoError(t, err)
+	defs, err := os.ReadFile(e.paths.TracingPath("kprobe_events"))
+	require.NoError(t, err)
+	require.Equal(t, "p:other/x x\np:bench/soft_offline_page soft_offline_page arg1=$arg1:x64\nr:bench/soft_offline_page_ret soft_offline_page ret=$retval:s64\n", string(defs))
+	for _, f := range []string{"soft_offline_page", "soft_offline_page_ret"} {
+		got, err := os.ReadFile(e.paths.TracingPath("instances", "a", "events", "bench", f, "enable"))
+		require.NoError(t, err)
+		require.Equal(t, "1\n", string(got), f)
+	}
+
+	// The kernel made the event directory: a second instance only enables.
+	require.NoError(t, os.MkdirAll(e.paths.TracingPath("events", "bench", "soft_offline_page"), 0o755))
+	_, err = cmdTraceStart(e, []string{"b", "kprobe=soft_offline_page"})
+	require.NoError(t, err)
+	again, err := os.ReadFile(e.paths.TracingPath("kprobe_events"))
+	require.NoError(t, err)
+	require.Equal(t, string(defs), string(again), "defined once")
+
+	_, err = cmdTraceStart(e, []string{"a", "probe=x"})
+	require.ErrorContains(t, err, "kprobe=")
 }

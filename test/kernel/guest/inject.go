@@ -71,8 +71,11 @@ func (e env) cpuVendor() (string, error) {
 // inject writes one record through debugfs mce-inject. The calling thread
 // is pinned to cpu first, as in the captures: the record is then logged by
 // a kworker on that CPU. Every value ends in a newline because the flags
-// file drops the last byte written. Writing bank triggers the injection.
-func (e env) inject(cpu int, r mceRecord) (bankMono int64, err error) {
+// file drops the last byte written. Writing bank triggers the injection;
+// with a marker (a trace_marker file, open), a line naming the address
+// goes into that trace instance just before, so the injection is dated on
+// the instance's clock with whatever the kernel traces after it.
+func (e env) inject(cpu int, r mceRecord, marker *os.File) (bankMono int64, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var set unix.CPUSet
@@ -93,6 +96,11 @@ func (e env) inject(cpu int, r mceRecord) (bankMono int64, err error) {
 	for _, s := range steps {
 		p := filepath.Join(dir, s.file)
 		if s.file == "bank" {
+			if marker != nil {
+				if _, err := fmt.Fprintf(marker, "%s addr=%s\n", injectMark, hex(r.addr)); err != nil {
+					return 0, fmt.Errorf("marking the injection in %s: %w", marker.Name(), err)
+				}
+			}
 			bankMono = monoMicros()
 		}
 		if err := writeOnce(p, s.value+"\n"); err != nil {
@@ -119,6 +127,9 @@ func writeOnce(p, data string) error {
 	return nil
 }
 
+// injectMark starts the trace_marker line of a marked injection.
+const injectMark = "selfprotect-inject"
+
 func cmdInjectMem(e env, args []string) (map[string]any, error) {
 	cpu, err := parseInt("CPU", args[0])
 	if err != nil {
@@ -128,7 +139,25 @@ func cmdInjectMem(e env, args []string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	uc := len(args) > 2 && args[2] == "UC"
+	uc := false
+	var marker *os.File
+	for _, opt := range args[2:] {
+		name, isMark := strings.CutPrefix(opt, "mark=")
+		switch {
+		case opt == "UC":
+			uc = true
+		case isMark:
+			p := e.paths.TracingPath("instances", name, "trace_marker")
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				return nil, fmt.Errorf("opening %s: %w", p, err)
+			}
+			defer f.Close()
+			marker = f
+		default:
+			return nil, fmt.Errorf("inject-mem option %q: want UC or mark=INSTANCE", opt)
+		}
+	}
 	vendor, err := e.cpuVendor()
 	if err != nil {
 		return nil, err
@@ -140,7 +169,7 @@ func cmdInjectMem(e env, args []string) (map[string]any, error) {
 	data := map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status), "addr": hex(addr), "vendor": vendor}
 	// bank_mono_us is the injection: the kernel may log the record (and
 	// CEC act on it) before the bank write returns at mono_us.
-	data["bank_mono_us"], err = e.inject(cpu, r)
+	data["bank_mono_us"], err = e.inject(cpu, r, marker)
 	data["mono_us"] = monoMicros()
 	return data, err
 }
@@ -151,6 +180,6 @@ func cmdInjectCache(e env, args []string) (map[string]any, error) {
 		return nil, err
 	}
 	r := mceRecord{bank: 1, status: statusCacheCE}
-	bankMono, err := e.inject(cpu, r)
+	bankMono, err := e.inject(cpu, r, nil)
 	return map[string]any{"cpu": cpu, "bank": r.bank, "status": hex(r.status), "bank_mono_us": bankMono, "mono_us": monoMicros()}, err
 }

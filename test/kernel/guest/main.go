@@ -10,7 +10,8 @@
 //	kpf PFN                  /proc/kpageflags word of PFN and its HWPOISON bit
 //	free-page FROM DIR       first free page at or after PFN FROM: its PFN and address into DIR
 //	meminfo                  HardwareCorrupted from /proc/meminfo, in kB
-//	inject-mem CPU ADDR [UC] corrected (or uncorrected) memory error through mce-inject
+//	inject-mem CPU ADDR [UC] [mark=INSTANCE]  corrected (or uncorrected) memory error
+//	                         through mce-inject, marked in a trace instance just before
 //	inject-cache CPU         corrected cache-hierarchy error through mce-inject
 //	soft-offline ADDR        write ADDR to soft_offline_page
 //	wait-poisoned PFN TIMEOUT [INTERVAL [READY]]  poll kpageflags until HWPOISON; report
@@ -20,10 +21,10 @@
 //	inject-steady CPUS ADDR PERIOD STOPFILE MAX [EVERY STORMADDR]  corrected memory errors
 //	                         from CPUS in turn, one page each (ADDR + k pages), every PERIOD
 //	                         until STOPFILE exists; every EVERY-th at STORMADDR
-//	trace-start NAME [clock=C] [kb=N] [event=SYS/EV]  tracefs instance NAME
-//	                         recording mce:mce_record (and more)
-//	trace-count NAME [WANT|stable [TIMEOUT]]  count mce_record lines in instance
-//	                         NAME, waiting for at least WANT (or a stable count)
+//	trace-start NAME [clock=C] [kb=N] [event=SYS/EV] [kprobe=FUNC]  tracefs instance
+//	                         NAME recording mce:mce_record (and more)
+//	trace-count NAME [WANT|stable [TIMEOUT]] [carry=N]  count mce_record lines in
+//	                         instance NAME, waiting for at least WANT (or a stable count)
 //	proc-status PID          VmHWM, VmRSS... of PID in kB, its capabilities and mounts
 //	stamp-run LOG CMD...     run CMD, its output lines prefixed by CLOCK_MONOTONIC µs into LOG
 //	exec CMD ARGS...         run CMD, carry its exit code and output (JSON when it is)
