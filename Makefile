@@ -210,7 +210,7 @@ not-built:
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alerts: source-degraded (tracefs overruns) clears only with a new trace instance"
-	@echo "  - issue 9: latency within 2x of CEC not met on every run (eBPF 1.5-2.3x in thirteen quiet runs under TCG with the unit's timer slack, median 2.0); storm CPU ratio <= 0.1 met on a quiet host (0.043-0.067), not at host load 1-2; idle: the tracefs never-late sweep (400 ms) is not zero"
+	@echo "  - issue 9: latency within 2x of CEC not met on every run (eBPF 1.5-2.3x in thirteen quiet runs under TCG with the unit's timer slack, median 2.0; 1.9-2.3x in four runs dated by the kernel alone); storm CPU ratio <= 0.1 met on a quiet host (0.043-0.067), not at host load 1-2; idle: the tracefs never-late sweep (400 ms) is not zero"
 	@echo "  - hardened unit: not run under a booted systemd (Type=notify, watchdog, PrivateDevices, other Protect*/Restrict*, MemoryMax); the kernel suite reproduces its capabilities, file-system and system-call sandbox"
 	@echo "================================================================"
 
