@@ -190,12 +190,12 @@ func TestSandboxArgs(t *testing.T) {
 }
 
 func TestInitScriptExportsEnv(t *testing.T) {
-	s, err := initScript(nil, []string{"HARDEN=setpriv --bounding-set -all,+bpf --"})
+	s, err := initScript(nil, []string{"HARDEN=setpriv --bounding-set -all,+bpf --"}, "")
 	require.NoError(t, err)
 	env := strings.Index(s, "export HARDEN='setpriv --bounding-set -all,+bpf --'\n")
 	require.True(t, env > 0 && env < strings.Index(s, "sh /scenario/run.sh"), "exported before the scenario runs:\n%s", s)
 	for _, bad := range []string{"HARDEN=it's", "=x", "NOEQUALS", "X=a\nb"} {
-		_, err := initScript(nil, []string{bad})
+		_, err := initScript(nil, []string{bad}, "")
 		require.ErrorContains(t, err, "scenario environment", bad)
 	}
 }

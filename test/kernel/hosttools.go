@@ -43,6 +43,8 @@ func hostTools() []hostTool {
 		// the x86-64 numbers they compile to.
 		{pkg: "systemd", present: onPath("systemd-analyze")},
 		{pkg: "linux-libc-dev", present: func() bool { return fileExists(UnistdHeader) }},
+		// The Debian root the package boots in under systemd.
+		{pkg: "debootstrap", present: onPath("debootstrap")},
 	}
 }
 

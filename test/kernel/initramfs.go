@@ -14,7 +14,7 @@ var busyboxApplets = []string{
 	"sh", "ash", "cat", "cut", "dmesg", "echo", "grep", "head", "insmod", "kill",
 	"ls", "lsmod", "mkdir", "mount", "poweroff", "printf", "ps", "rm", "sed", "seq",
 	"sleep", "sync", "tail", "taskset", "test", "timeout", "touch", "tr", "true",
-	"false", "uname", "usleep", "wc", "[", "expr", "umount",
+	"false", "uname", "usleep", "wc", "[", "expr", "umount", "switch_root",
 }
 
 // Payload is what every guest image carries besides the scenario.
@@ -44,6 +44,10 @@ type Scenario struct {
 	Files  map[string][]byte
 	// Append is added to the kernel command line (e.g. "ras=cec_disable").
 	Append string
+	// SwitchRoot, when set, is the ext4 device /init mounts and hands the
+	// machine to, its systemd as PID 1, once the modules are loaded:
+	// Script does not run, the new root's own units do the scenario.
+	SwitchRoot string
 }
 
 // BuildInitramfs writes the guest image for sc to out.
@@ -96,7 +100,7 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 		a.File("scenario/"+n, sc.Files[n], 0o644)
 	}
 	a.File("scenario/run.sh", []byte(sc.Script), 0o755)
-	init, err := initScript(modules, p.Env)
+	init, err := initScript(modules, p.Env, sc.SwitchRoot)
 	if err != nil {
 		return err
 	}
@@ -117,7 +121,9 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 // runs the scenario and powers off. Every outcome the host checks is a
 // @@RESULT line; @@BOOTED and @@DONE bracket the run so the host can tell
 // a guest that never reached /init from one that hung in the scenario.
-func initScript(modules, env []string) (string, error) {
+// With switchRoot it hands over to the systemd on that device instead,
+// whose units print the rest.
+func initScript(modules, env []string, switchRoot string) (string, error) {
 	var b strings.Builder
 	b.WriteString(`#!/bin/sh
 export PATH=/bin
@@ -141,6 +147,24 @@ result() { echo "@@RESULT {\"step\":\"$1\",\"ok\":$2,\"error\":\"$3\"}"; }
 	for _, m := range modules {
 		name := strings.TrimSuffix(filepath.Base(m), ".ko")
 		fmt.Fprintf(&b, "if out=$(insmod %s 2>&1); then result insmod:%s true; else result insmod:%s false \"$(echo $out | tr -d '\"\\\\')\"; fi\n", m, name, name)
+	}
+	if switchRoot != "" {
+		// The new root's systemd mounts what it needs; the kernel's
+		// file systems move there rather than being mounted twice.
+		fmt.Fprintf(&b, `mkdir -p /newroot
+if ! out=$(mount -t ext4 %[1]s /newroot 2>&1); then
+  result switch-root false "mounting %[1]s: $(echo $out | tr -d '\"\\')"
+  echo "@@DONE rc=1 uptime=$(cut -d' ' -f1 /proc/uptime)"
+  poweroff -f
+fi
+umount /sys/kernel/tracing /sys/kernel/debug /tmp
+mount --move /dev /newroot/dev
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+result switch-root true ""
+exec switch_root /newroot /lib/systemd/systemd
+`, switchRoot)
+		return b.String(), nil
 	}
 	b.WriteString(`sh /scenario/run.sh
 echo "@@DONE rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)"

@@ -1,0 +1,121 @@
+package kernel
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDaemonUnderSystemd installs the Debian package into a Debian root
+// and boots it under Debian's systemd (one cell: 6.12 with the Intel model
+// when the matrix has it): the shipped unit as systemd applies it, which
+// the rest of the suite reproduces with setpriv, a mount namespace and a
+// seccomp filter of our own. systemd must report the daemon ready
+// (Type=notify) and healthy, the daemon must hold exactly the unit's
+// privileges (the same checks as TestDaemonHardened), see none of the
+// devices PrivateDevices hides, sit under MemoryMax, isolate a page two
+// injected errors decide, keep pinging the watchdog, log to the journal,
+// and stop cleanly. The package comes from SELFPROTECT_DEB (make
+// kernel-test builds it); the root is debootstrapped once into the cache.
+func TestDaemonUnderSystemd(t *testing.T) {
+	requireKernelGate(t)
+	deb := os.Getenv("SELFPROTECT_DEB")
+	require.NotEmpty(t, deb, "SELFPROTECT_DEB must name the package to install (make kernel-test builds it with make deb)")
+	require.FileExists(t, deb)
+	lab := newLab(t)
+	cell := systemdCell(t)
+	ctx := context.Background()
+
+	root, err := DebianRoot(ctx, lab.CacheDir)
+	require.NoError(t, err)
+	img, err := SystemdImageFor(deb, lab.Guest)
+	require.NoError(t, err)
+	disk := filepath.Join(t.TempDir(), "root.img")
+	require.NoError(t, MakeSystemdDisk(ctx, root, disk, img))
+	sc := SystemdScenario()
+	run, err := lab.Run(ctx, cell, sc, RunOptions{Disk: disk, Timeout: 10 * time.Minute})
+	rs := runResults(t, cell, sc, run, err)
+
+	for _, step := range []string{"switch-root", "unit-active", "status", "unit-show", "daemon-proc", "daemon-dev", "memory-max",
+		"hold-wait", "first", "deciding", "poisoned", "faulty", "hold", "after-watchdog", "journal", "stopped"} {
+		r := only(t, rs, step)
+		require.True(t, r.OK, "step %s: %s %v", step, r.Error, r.Data)
+	}
+
+	// Started and ready by systemd's own account, with the unit's settings.
+	show := showProperties(only(t, rs, "unit-show"))
+	require.Equal(t, "notify", show["Type"], "%v", show)
+	require.Equal(t, "active", show["ActiveState"], "%v", show)
+	require.Equal(t, "running", show["SubState"], "%v", show)
+	require.Equal(t, "0", show["NRestarts"], "%v", show)
+	require.Equal(t, "4s", show["WatchdogUSec"], "the drop-in's watchdog: %v", show)
+	require.Equal(t, "268435456", show["MemoryMax"], "%v", show)
+	require.Equal(t, "1000000", show["TimerSlackNSec"], "%v", show)
+	// A bare number is carried as JSON.
+	memMax, _ := only(t, rs, "memory-max").Number("json")
+	require.Equal(t, 268435456.0, memMax, "the cgroup's memory.max: %v", only(t, rs, "memory-max").Data)
+
+	// The privileges, file-system view and timer slack systemd gave the
+	// daemon pass the checks the reproduced launch passes.
+	hardenedChecks(t, rs, lab.Hardening)
+	proc := only(t, rs, "daemon-proc")
+	t.Logf("%s under systemd: pid %s CapEff %s NoNewPrivs %v, threads' timer slack (ns) %s", cell, show["MainPID"],
+		proc.String("capeff"), proc.Data["nonewprivs"], proc.String("thread_timerslack_ns"))
+
+	// PrivateDevices: a /dev of pseudo-devices only.
+	dev := strings.Fields(only(t, rs, "daemon-dev").String("stdout"))
+	require.Contains(t, dev, "null", "the daemon's /dev was listed: %v", dev)
+	for _, hidden := range []string{"vda", "ttyS0", "mem", "kmsg", "port"} {
+		require.NotContains(t, dev, hidden, "PrivateDevices hides %s: the daemon's /dev is %v", hidden, dev)
+	}
+
+	// The watchdog: three of its periods later, still the same process.
+	after := showProperties(only(t, rs, "after-watchdog"))
+	require.Equal(t, "active", after["ActiveState"], "%v", after)
+	require.Equal(t, "0", after["NRestarts"], "no watchdog kill and restart: %v", after)
+	require.Equal(t, show["MainPID"], after["MainPID"], "the same daemon process")
+
+	lines, _ := only(t, rs, "journal").Number("json")
+	require.Positive(t, lines, "the daemon's lines are in the journal: %v", only(t, rs, "journal").Data)
+
+	stopped := showProperties(only(t, rs, "stopped"))
+	require.Equal(t, "inactive", stopped["ActiveState"], "%v", stopped)
+	require.Equal(t, "success", stopped["Result"], "%v", stopped)
+	require.Equal(t, "0", stopped["ExecMainStatus"], "a clean exit on SIGTERM: %v", stopped)
+}
+
+// systemdCell is the one cell the systemd boot runs on: 6.12 Intel when
+// the selected matrix has it, else the matrix's first.
+func systemdCell(t *testing.T) Cell {
+	t.Helper()
+	cells := matrix(t)
+	require.NotEmpty(t, cells)
+	for _, c := range cells {
+		if c.Series == Series612 && c.CPU == CPUIntel {
+			return c
+		}
+	}
+	return cells[0]
+}
+
+// showProperties reads `systemctl show`'s KEY=VALUE lines from a step's
+// output.
+func showProperties(r Result) map[string]string {
+	out := map[string]string{}
+	for _, l := range strings.Split(r.String("stdout"), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestShowProperties(t *testing.T) {
+	r := Result{Step: "unit-show", OK: true, Data: map[string]any{"stdout": "Type=notify\nActiveState=active\nExecMainStatus=0\nStatusText=armed: a=b\n\n"}}
+	require.Equal(t, map[string]string{"Type": "notify", "ActiveState": "active", "ExecMainStatus": "0", "StatusText": "armed: a=b"}, showProperties(r))
+}
