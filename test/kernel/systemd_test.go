@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,25 +13,31 @@ import (
 )
 
 // TestDaemonUnderSystemd installs the Debian package into a Debian root
-// and boots it under Debian's systemd (one cell: 6.12 with the Intel model
-// when the matrix has it): the shipped unit as systemd applies it, which
-// the rest of the suite reproduces with setpriv, a mount namespace and a
-// seccomp filter of our own. systemd must report the daemon ready
-// (Type=notify) and healthy, the daemon must hold exactly the unit's
-// privileges (the same checks as TestDaemonHardened), see none of the
-// devices PrivateDevices hides, sit under MemoryMax, isolate a page two
-// injected errors decide, keep pinging the watchdog, log to the journal,
-// and stop cleanly. The package comes from SELFPROTECT_DEB (make
-// kernel-test builds it); the root is debootstrapped once into the cache.
+// and boots it under Debian's systemd on every selected cell: the shipped
+// unit as systemd applies it, which the rest of the suite reproduces with
+// setpriv, a mount namespace and a seccomp filter of our own. systemd must
+// report the daemon ready (Type=notify) and healthy with its eBPF source
+// armed; the daemon must hold exactly the unit's privileges (the same
+// checks as TestDaemonHardened), see none of the devices PrivateDevices
+// hides, sit under MemoryMax, isolate a page two injected errors decide,
+// keep pinging the watchdog, log to the journal, and stop cleanly. The
+// package comes from SELFPROTECT_DEB (make kernel-test builds it); the
+// root is debootstrapped once into the cache.
 func TestDaemonUnderSystemd(t *testing.T) {
 	requireKernelGate(t)
 	deb := os.Getenv("SELFPROTECT_DEB")
 	require.NotEmpty(t, deb, "SELFPROTECT_DEB must name the package to install (make kernel-test builds it with make deb)")
 	require.FileExists(t, deb)
-	lab := newLab(t)
-	cell := systemdCell(t)
-	ctx := context.Background()
+	forEachCell(t, false, func(t *testing.T, lab *Lab, cell Cell) {
+		systemdBoot(t, lab, cell, deb)
+	})
+}
 
+// systemdBoot boots one cell into the Debian root with deb installed and
+// checks what the boot test reported.
+func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
+	ctx := context.Background()
+	// The first cell debootstraps; the others wait on its lock and reuse it.
 	root, err := DebianRoot(ctx, lab.CacheDir)
 	require.NoError(t, err)
 	img, err := SystemdImageFor(deb, lab.Guest)
@@ -41,7 +48,7 @@ func TestDaemonUnderSystemd(t *testing.T) {
 	run, err := lab.Run(ctx, cell, sc, RunOptions{Disk: disk, Timeout: 10 * time.Minute})
 	rs := runResults(t, cell, sc, run, err)
 
-	for _, step := range []string{"switch-root", "unit-active", "status", "unit-show", "daemon-proc", "daemon-dev", "memory-max",
+	for _, step := range []string{"switch-root", "unit-active", "status", "status-json", "unit-show", "daemon-proc", "daemon-dev", "memory-max",
 		"hold-wait", "first", "deciding", "poisoned", "faulty", "hold", "after-watchdog", "journal", "stopped"} {
 		r := only(t, rs, step)
 		require.True(t, r.OK, "step %s: %s %v", step, r.Error, r.Data)
@@ -53,12 +60,24 @@ func TestDaemonUnderSystemd(t *testing.T) {
 	require.Equal(t, "active", show["ActiveState"], "%v", show)
 	require.Equal(t, "running", show["SubState"], "%v", show)
 	require.Equal(t, "0", show["NRestarts"], "%v", show)
-	require.Equal(t, "4s", show["WatchdogUSec"], "the drop-in's watchdog: %v", show)
+	require.Equal(t, fmt.Sprintf("%ds", systemdWatchdog), show["WatchdogUSec"], "the drop-in's watchdog: %v", show)
 	require.Equal(t, "268435456", show["MemoryMax"], "%v", show)
 	require.Equal(t, "1000000", show["TimerSlackNSec"], "%v", show)
 	// A bare number is carried as JSON.
 	memMax, _ := only(t, rs, "memory-max").Number("json")
 	require.Equal(t, 268435456.0, memMax, "the cgroup's memory.max: %v", only(t, rs, "memory-max").Data)
+
+	// The eBPF source loads and attaches under the unit's capabilities and
+	// system-call filter, on 6.1 as on 6.12.
+	status, _ := only(t, rs, "status-json").Data["json"].(map[string]any)
+	sources, _ := status["sources"].([]any)
+	states := map[string]string{}
+	for _, x := range sources {
+		if src, ok := x.(map[string]any); ok {
+			states[fmt.Sprint(src["name"])] = fmt.Sprint(src["state"])
+		}
+	}
+	require.Equal(t, "armed", states["ebpf"], "sources under the unit: %v", states)
 
 	// The privileges, file-system view and timer slack systemd gave the
 	// daemon pass the checks the reproduced launch passes.
@@ -74,7 +93,7 @@ func TestDaemonUnderSystemd(t *testing.T) {
 		require.NotContains(t, dev, hidden, "PrivateDevices hides %s: the daemon's /dev is %v", hidden, dev)
 	}
 
-	// The watchdog: three of its periods later, still the same process.
+	// The watchdog: periods later, still the same process.
 	after := showProperties(only(t, rs, "after-watchdog"))
 	require.Equal(t, "active", after["ActiveState"], "%v", after)
 	require.Equal(t, "0", after["NRestarts"], "no watchdog kill and restart: %v", after)
@@ -87,20 +106,6 @@ func TestDaemonUnderSystemd(t *testing.T) {
 	require.Equal(t, "inactive", stopped["ActiveState"], "%v", stopped)
 	require.Equal(t, "success", stopped["Result"], "%v", stopped)
 	require.Equal(t, "0", stopped["ExecMainStatus"], "a clean exit on SIGTERM: %v", stopped)
-}
-
-// systemdCell is the one cell the systemd boot runs on: 6.12 Intel when
-// the selected matrix has it, else the matrix's first.
-func systemdCell(t *testing.T) Cell {
-	t.Helper()
-	cells := matrix(t)
-	require.NotEmpty(t, cells)
-	for _, c := range cells {
-		if c.Series == Series612 && c.CPU == CPUIntel {
-			return c
-		}
-	}
-	return cells[0]
 }
 
 // showProperties reads `systemctl show`'s KEY=VALUE lines from a step's
