@@ -86,6 +86,22 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 	t.Logf("%s under systemd: pid %s CapEff %s NoNewPrivs %v, threads' timer slack (ns) %s", cell, show["MainPID"],
 		proc.String("capeff"), proc.Data["nonewprivs"], proc.String("thread_timerslack_ns"))
 
+	// Nothing writable but what the unit names, PrivateTmp's /tmp and
+	// /var/tmp, and the API file systems systemd leaves writable (the /proc
+	// mount, the pseudo-file systems of the private /dev). Debian 12's
+	// systemd left /run writable under ProtectSystem=strict until the unit
+	// said ReadOnlyPaths=/run.
+	allowed := lab.Hardening.WritablePaths()
+	for _, p := range []string{"/proc", "/tmp", "/var/tmp", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/hugepages"} {
+		allowed[p] = true
+	}
+	mounts, _ := proc.Data["mounts"].(map[string]any)
+	for p, mode := range mounts {
+		if _, ok := allowed[p]; mode == "rw" && !ok {
+			t.Errorf("%s is writable in the daemon's namespace; its mounts: %v", p, mounts)
+		}
+	}
+
 	// PrivateDevices: a /dev of pseudo-devices only.
 	dev := strings.Fields(only(t, rs, "daemon-dev").String("stdout"))
 	require.Contains(t, dev, "null", "the daemon's /dev was listed: %v", dev)
