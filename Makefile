@@ -214,7 +214,7 @@ not-built:
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alerts: source-degraded (tracefs overruns) clears only with a new trace instance"
 	@echo "  - issue 9: latency within 2x of CEC not met on every run (eBPF 1.5-2.3x in thirteen quiet runs under TCG with the unit's timer slack, median 2.0; 1.9-2.3x in four runs dated by the kernel alone); storm CPU ratio <= 0.1 met on a quiet host (0.043-0.067), not at host load 1-2; idle: the tracefs never-late sweep (400 ms) is not zero"
-	@echo "  - hardened unit under a booted systemd: ProtectHome/Kernel*/Clock/Hostname/ControlGroups/Proc, PrivateMounts, Restrict*, LockPersonality, UMask applied but not probed one by one"
+	@echo "  - hardened unit under a booted systemd: ProtectKernelModules/Clock/ControlGroups, Restrict*, LockPersonality applied but not probed one by one"
 	@echo "================================================================"
 
 clean:

@@ -74,6 +74,14 @@ guest -tag unit-show exec systemctl show $U -p Type -p ActiveState -p SubState -
 PID=$(systemctl show -p MainPID --value $U)
 guest -tag daemon-proc proc-status $PID
 guest -tag daemon-dev exec ls /proc/$PID/root/dev
+same() { [ "$(readlink /proc/$PID/ns/$1)" = "$(readlink /proc/1/ns/$1)" ] && echo yes || echo no; }
+{
+  echo "umask=$(awk '/^Umask:/ {print $2}' /proc/$PID/status)"
+  echo "uts_shared=$(same uts)"
+  echo "mnt_shared=$(same mnt)"
+  echo "proc_options=$(awk '$5 == "/proc" {print $NF}' /proc/$PID/mountinfo)"
+} > /tmp/daemon-ns
+guest -tag daemon-ns exec cat /tmp/daemon-ns
 guest -tag memory-max exec cat /sys/fs/cgroup/system.slice/$U/memory.max
 
 H=/tmp/hold

@@ -48,7 +48,7 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 	run, err := lab.Run(ctx, cell, sc, RunOptions{Disk: disk, Timeout: 10 * time.Minute})
 	rs := runResults(t, cell, sc, run, err)
 
-	for _, step := range []string{"switch-root", "unit-active", "status", "status-json", "unit-show", "daemon-proc", "daemon-dev", "memory-max",
+	for _, step := range []string{"switch-root", "unit-active", "status", "status-json", "unit-show", "daemon-proc", "daemon-dev", "daemon-ns", "memory-max",
 		"hold-wait", "first", "deciding", "poisoned", "faulty", "hold", "after-watchdog", "journal", "stopped"} {
 		r := only(t, rs, step)
 		require.True(t, r.OK, "step %s: %s %v", step, r.Error, r.Data)
@@ -101,6 +101,18 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 			t.Errorf("%s is writable in the daemon's namespace; its mounts: %v", p, mounts)
 		}
 	}
+
+	// ProtectHome, ProtectKernelLogs: the homes and the kernel log are
+	// covered by inaccessible read-only mounts. UMask, ProtectHostname,
+	// PrivateMounts, ProtectProc: from /proc, outside the daemon.
+	for _, p := range []string{"/home", "/root", "/run/user", "/proc/kmsg"} {
+		require.Equal(t, "ro", mounts[p], "%s covered read-only; mounts %v", p, mounts)
+	}
+	ns := showProperties(only(t, rs, "daemon-ns"))
+	require.Equal(t, "0077", ns["umask"], "UMask: %v", ns)
+	require.Equal(t, "no", ns["uts_shared"], "ProtectHostname: a UTS namespace of its own: %v", ns)
+	require.Equal(t, "no", ns["mnt_shared"], "a mount namespace of its own: %v", ns)
+	require.Contains(t, ns["proc_options"], "hidepid=invisible", "ProtectProc=invisible: %v", ns)
 
 	// PrivateDevices: a /dev of pseudo-devices only.
 	dev := strings.Fields(only(t, rs, "daemon-dev").String("stdout"))
