@@ -18,8 +18,10 @@ const (
 	RootMirror = "http://deb.debian.org/debian"
 )
 
-// RootPackages are installed on top of debootstrap's minbase.
-var RootPackages = []string{"systemd", "systemd-sysv"}
+// RootPackages are installed on top of debootstrap's minbase: systemd as
+// PID 1, and what the package depends on (procps: the unit reloads with
+// /bin/kill), which apt would bring along with it.
+var RootPackages = []string{"systemd", "systemd-sysv", "procps"}
 
 // ErrNeedsRoot means a step of the suite must run as root (debootstrap,
 // dpkg --root) and this process is not.

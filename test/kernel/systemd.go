@@ -62,7 +62,9 @@ ExecStart=/bin/sh /usr/local/lib/selfprotect-boottest.sh
 // prints a @@RESULT line on the console; the guest powers off at the end.
 // The watchdog step waits two and a half of the drop-in's periods: a
 // daemon that stopped pinging would have been killed (SIGABRT) and
-// restarted by then.
+// restarted by then. Then a reload (SIGHUP), and a crash: SIGKILL, which
+// Restart=on-failure answers with a new daemon that finds its case in the
+// state directory.
 var systemdBootTest = fmt.Sprintf(`#!/bin/sh
 exec >/dev/console 2>&1
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -100,6 +102,15 @@ wait $HOLD
 sleep %d
 guest -tag after-watchdog exec systemctl show $U -p ActiveState -p NRestarts -p MainPID
 guest -tag journal exec sh -c "journalctl -u $U -o cat --no-pager | grep -c ."
+
+guest -tag reload exec systemctl reload $U
+guest -tag after-reload wait-exec 30s selfprotect status
+kill -9 $PID
+export U PID
+guest -tag restarted wait-exec 60s sh -c 'p=$(systemctl show -p MainPID --value $U); [ "$p" != 0 ] && [ "$p" != "$PID" ] && systemctl is-active --quiet $U'
+guest -tag status-after-restart wait-exec 60s selfprotect status
+guest -tag faulty-after-restart exec sh -c "selfprotect faulty --json | grep -q page:$P"
+guest -tag after-restart exec systemctl show $U -p ActiveState -p NRestarts -p MainPID
 systemctl stop $U
 guest -tag stopped exec systemctl show $U -p ActiveState -p Result -p ExecMainCode -p ExecMainStatus
 echo "@@DONE rc=0 uptime=$(cut -d' ' -f1 /proc/uptime)"

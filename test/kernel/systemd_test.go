@@ -20,9 +20,10 @@ import (
 // armed; the daemon must hold exactly the unit's privileges (the same
 // checks as TestDaemonHardened), see none of the devices PrivateDevices
 // hides, sit under MemoryMax, isolate a page two injected errors decide,
-// keep pinging the watchdog, log to the journal, and stop cleanly. The
-// package comes from SELFPROTECT_DEB (make kernel-test builds it); the
-// root is debootstrapped once into the cache.
+// keep pinging the watchdog, log to the journal, take a reload, come back
+// after a SIGKILL with its case, and stop cleanly. The package comes from
+// SELFPROTECT_DEB (make kernel-test builds it); the root is debootstrapped
+// once into the cache.
 func TestDaemonUnderSystemd(t *testing.T) {
 	requireKernelGate(t)
 	deb := os.Getenv("SELFPROTECT_DEB")
@@ -49,7 +50,8 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 	rs := runResults(t, cell, sc, run, err)
 
 	for _, step := range []string{"switch-root", "unit-active", "status", "status-json", "unit-show", "daemon-proc", "daemon-dev", "daemon-ns", "memory-max",
-		"hold-wait", "first", "deciding", "poisoned", "faulty", "hold", "after-watchdog", "journal", "stopped"} {
+		"hold-wait", "first", "deciding", "poisoned", "faulty", "hold", "after-watchdog", "journal",
+		"reload", "after-reload", "restarted", "status-after-restart", "faulty-after-restart", "after-restart", "stopped"} {
 		r := only(t, rs, step)
 		require.True(t, r.OK, "step %s: %s %v", step, r.Error, r.Data)
 	}
@@ -129,6 +131,13 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 
 	lines, _ := only(t, rs, "journal").Number("json")
 	require.Positive(t, lines, "the daemon's lines are in the journal: %v", only(t, rs, "journal").Data)
+
+	// A crash: systemd restarts the daemon (Restart=on-failure), which
+	// comes back armed with the case it had.
+	restarted := showProperties(only(t, rs, "after-restart"))
+	require.Equal(t, "active", restarted["ActiveState"], "%v", restarted)
+	require.Equal(t, "1", restarted["NRestarts"], "one restart, after the SIGKILL: %v", restarted)
+	require.NotEqual(t, show["MainPID"], restarted["MainPID"], "a new daemon process")
 
 	stopped := showProperties(only(t, rs, "stopped"))
 	require.Equal(t, "inactive", stopped["ActiveState"], "%v", stopped)
