@@ -32,10 +32,15 @@ func SystemdImageFor(deb, guest string) (SystemdImage, error) {
 	if err != nil {
 		return SystemdImage{}, fmt.Errorf("reading the guest helper: %w", err)
 	}
+	pkg, err := os.ReadFile(deb)
+	if err != nil {
+		return SystemdImage{}, fmt.Errorf("reading the package for the upgrade step: %w", err)
+	}
 	return SystemdImage{
 		Deb: deb,
 		Files: map[string][]byte{
 			"/usr/local/bin/guest":                   bin,
+			"/var/cache/selfprotect-boottest.deb":    pkg,
 			"/usr/local/lib/selfprotect-boottest.sh": []byte(systemdBootTest),
 			"/etc/systemd/system/selfprotect-boottest.service": []byte(`[Unit]
 Description=selfprotect kernel suite: the package's unit under systemd, checked from beside it
@@ -64,7 +69,9 @@ ExecStart=/bin/sh /usr/local/lib/selfprotect-boottest.sh
 // daemon that stopped pinging would have been killed (SIGABRT) and
 // restarted by then. Then a reload (SIGHUP), and a crash: SIGKILL, which
 // Restart=on-failure answers with a new daemon that finds its case in the
-// state directory.
+// state directory. Then an upgrade: the package installed again over
+// itself, whose postinst restarts the daemon on the new binary, which
+// comes back armed with the case.
 var systemdBootTest = fmt.Sprintf(`#!/bin/sh
 exec >/dev/console 2>&1
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -111,6 +118,11 @@ guest -tag restarted wait-exec 60s sh -c 'p=$(systemctl show -p MainPID --value 
 guest -tag status-after-restart wait-exec 60s selfprotect status
 guest -tag faulty-after-restart exec sh -c "selfprotect faulty --json | grep -q page:$P"
 guest -tag after-restart exec systemctl show $U -p ActiveState -p NRestarts -p MainPID
+PID=$(systemctl show -p MainPID --value $U)
+guest -tag upgrade exec dpkg -i /var/cache/selfprotect-boottest.deb
+guest -tag upgraded wait-exec 60s sh -c 'p=$(systemctl show -p MainPID --value $U); [ "$p" != 0 ] && [ "$p" != "$PID" ] && systemctl is-active --quiet $U'
+guest -tag status-after-upgrade wait-exec 60s selfprotect status
+guest -tag faulty-after-upgrade exec sh -c "selfprotect faulty --json | grep -q page:$P"
 systemctl stop $U
 guest -tag stopped exec systemctl show $U -p ActiveState -p Result -p ExecMainCode -p ExecMainStatus
 echo "@@DONE rc=0 uptime=$(cut -d' ' -f1 /proc/uptime)"

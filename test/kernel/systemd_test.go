@@ -21,7 +21,8 @@ import (
 // checks as TestDaemonHardened), see none of the devices PrivateDevices
 // hides, sit under MemoryMax, isolate a page two injected errors decide,
 // keep pinging the watchdog, log to the journal, take a reload, come back
-// after a SIGKILL with its case, and stop cleanly. The package comes from
+// after a SIGKILL with its case, and after an upgrade (the package
+// installed again over itself), and stop cleanly. The package comes from
 // SELFPROTECT_DEB (make kernel-test builds it); the root is debootstrapped
 // once into the cache.
 func TestDaemonUnderSystemd(t *testing.T) {
@@ -51,7 +52,8 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 
 	for _, step := range []string{"switch-root", "unit-active", "status", "status-json", "unit-show", "daemon-proc", "daemon-dev", "daemon-ns", "memory-max",
 		"hold-wait", "first", "deciding", "poisoned", "faulty", "hold", "after-watchdog", "journal",
-		"reload", "after-reload", "restarted", "status-after-restart", "faulty-after-restart", "after-restart", "stopped"} {
+		"reload", "after-reload", "restarted", "status-after-restart", "faulty-after-restart", "after-restart",
+		"upgrade", "upgraded", "status-after-upgrade", "faulty-after-upgrade", "stopped"} {
 		r := only(t, rs, step)
 		require.True(t, r.OK, "step %s: %s %v", step, r.Error, r.Data)
 	}
