@@ -78,21 +78,26 @@ func TestLatency(t *testing.T) {
 	// The same pages dated by the kernel alone: no probe's wake-up and no
 	// second clock in the figure.
 	t.Logf("kernel-stamped, from the deciding injection's trace marker to soft_offline_page's return (one trace instance, its mono clock):")
-	cecK := kernelStamped(t, "CEC", cec)
+	cecTimelines := sectionTimelines(t, cec)
+	timelines := map[string][]KernelTimeline{}
+	for _, path := range paths {
+		timelines[path] = sectionTimelines(t, all.Section("latency-"+path))
+	}
+	cecK := kernelStamped(t, "CEC", cecTimelines)
 	t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, all %s", "CEC", len(cecK), Median(cecK), P90(cecK), fmtMs(cecK))
 	for _, path := range paths {
-		ms := kernelStamped(t, path, all.Section("latency-"+path))
+		ms := kernelStamped(t, path, timelines[path])
 		t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, ratio to CEC %.1f (p90 %.1f), all %s", path, len(ms),
 			Median(ms), P90(ms), Median(ms)/Median(cecK), P90(ms)/P90(cecK), fmtMs(ms))
 	}
 	t.Logf("CEC, broken down on the trace clock:")
-	kernelBreakdown(t, cec, nil)
+	kernelBreakdown(t, cecTimelines, nil)
 	daemonLog := DaemonLog(withDaemon.run.Console)
 	for _, path := range paths {
 		rs := all.Section("latency-" + path)
 		_, deciding := pageLatencies(t, rs, "mono_us")
 		t.Logf("%s, broken down on the trace clock:", path)
-		kernelBreakdown(t, rs, daemonLog)
+		kernelBreakdown(t, timelines[path], daemonLog)
 		decisionStages(t, withDaemon.run.Console, rs, deciding)
 	}
 }
@@ -108,10 +113,9 @@ func sectionTimelines(t *testing.T, rs Results) []KernelTimeline {
 // kernelStamped is, for each deciding injection the kernel offlined, the
 // time from its trace marker to soft_offline_page's return, in ms. Too
 // few offlined pages fail the test: a figure from a handful would mislead.
-func kernelStamped(t *testing.T, name string, rs Results) []float64 {
+func kernelStamped(t *testing.T, name string, tls []KernelTimeline) []float64 {
 	t.Helper()
 	var ms []float64
-	tls := sectionTimelines(t, rs)
 	for i, k := range tls {
 		if !k.Offlined() || k.Ret != 0 {
 			t.Logf("%s page %d (%#x): no successful soft_offline_page after its marker in the trace (%+v)", name, i, k.Addr, k)
@@ -135,14 +139,14 @@ func kernelStamped(t *testing.T, name string, rs Results) []float64 {
 // read), then until the offline is entered (the daemon's own work and its
 // write); the bench instance's record stamp is given apart, since under
 // TCG it can come after the daemon acted (see KernelTimeline).
-func kernelBreakdown(t *testing.T, rs Results, daemonLog []StampedLine) {
+func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine) {
 	t.Helper()
 	stages := []string{"marker→record", "record→offline entered", "offline entered→returned"}
 	if daemonLog != nil {
 		stages = []string{"marker→received (daemon)", "received→offline entered", "offline entered→returned", "marker→record (bench)"}
 	}
 	per := make([][]float64, len(stages))
-	for i, k := range sectionTimelines(t, rs) {
+	for i, k := range tls {
 		if !k.Offlined() || k.Recorded == 0 {
 			continue
 		}
