@@ -142,18 +142,20 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t tmpfs tmpfs /tmp
 echo "@@BOOTED $(cut -d' ' -f1 /proc/uptime) $(uname -r)"
-result() { echo "@@RESULT {\"step\":\"$1\",\"ok\":$2,\"error\":\"$3\"}"; }
+# The error goes into JSON: quotes and backslashes are dropped, and echo
+# folds it onto one line.
+result() { echo "@@RESULT {\"step\":\"$1\",\"ok\":$2,\"error\":\"$(echo $3 | tr -d '"\\')\"}"; }
 `)
 	for _, m := range modules {
 		name := strings.TrimSuffix(filepath.Base(m), ".ko")
-		fmt.Fprintf(&b, "if out=$(insmod %s 2>&1); then result insmod:%s true; else result insmod:%s false \"$(echo $out | tr -d '\"\\\\')\"; fi\n", m, name, name)
+		fmt.Fprintf(&b, "if out=$(insmod %s 2>&1); then result insmod:%s true; else result insmod:%s false \"$out\"; fi\n", m, name, name)
 	}
 	if switchRoot != "" {
 		// The new root's systemd mounts what it needs; the kernel's
 		// file systems move there rather than being mounted twice.
 		fmt.Fprintf(&b, `mkdir -p /newroot
 if ! out=$(mount -t ext4 %[1]s /newroot 2>&1); then
-  result switch-root false "mounting %[1]s: $(echo $out | tr -d '\"\\')"
+  result switch-root false "mounting %[1]s: $out"
   echo "@@DONE rc=1 uptime=$(cut -d' ' -f1 /proc/uptime)"
   poweroff -f
 fi
