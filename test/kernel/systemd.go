@@ -52,6 +52,9 @@ ExecStart=/bin/sh /usr/local/lib/selfprotect-boottest.sh
 `),
 			"/etc/systemd/system/selfprotect.service.d/boottest-watchdog.conf": []byte(fmt.Sprintf("[Service]\nWatchdogSec=%ds\n", systemdWatchdog)),
 			"/etc/hostname": []byte("sp-boottest\n"),
+			// Something for ProtectKernelModules to hide: a root without
+			// a kernel package has no module tree.
+			"/usr/lib/modules/sandbox-probe/README": []byte("The kernel suite's sandbox probe lists this tree; the daemon's unit must hide it.\n"),
 		},
 		Modes:  map[string]os.FileMode{"/usr/local/bin/guest": 0o755, "/usr/local/lib/selfprotect-boottest.sh": 0o755},
 		Enable: []string{"selfprotect-boottest.service"},
@@ -92,6 +95,23 @@ same() { [ "$(readlink /proc/$PID/ns/$1)" = "$(readlink /proc/1/ns/$1)" ] && ech
 } > /tmp/daemon-ns
 guest -tag daemon-ns exec cat /tmp/daemon-ns
 guest -tag memory-max exec cat /sys/fs/cgroup/system.slice/$U/memory.max
+
+# The sandbox setting by setting: a unit with every line of the shipped
+# one but those that start and supervise the daemon (and directories of
+# its own: a oneshot's stop would remove the daemon's runtime directory)
+# runs the probes under the daemon's settings; as plain root, beside it,
+# each probe shows it could succeed.
+PROBE=selfprotect-sandbox-probe.service
+sed -e '/^\(Type\|ExecStart\|ExecReload\|Restart\|RestartSec\|WatchdogSec\)=/d' \
+    -e 's/^\(State\|Runtime\)Directory=selfprotect$/\1Directory=selfprotect-sandbox-probe/' \
+    -e '/^\[Install\]/,$d' \
+    -e 's|^\[Service\]$|[Service]\nType=oneshot\nExecStart=/usr/local/bin/guest -tag sandbox-probe sandbox-probe|' \
+    /lib/systemd/system/$U > /etc/systemd/system/$PROBE
+systemctl daemon-reload
+guest -tag sandbox-probe-unit exec systemctl start $PROBE
+guest -tag sandbox-probe-journal wait-exec 30s sh -c "journalctl -u $PROBE -o cat --no-pager | grep -q '^@@RESULT'"
+journalctl -u $PROBE -o cat --no-pager | grep '^@@RESULT' | tail -n 1
+guest -tag sandbox-root sandbox-probe
 
 H=/tmp/hold
 guest -tag hold hold 1 $H &

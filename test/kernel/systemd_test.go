@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 	rs := runResults(t, cell, sc, run, err)
 
 	for _, step := range []string{"switch-root", "unit-active", "status", "status-json", "unit-show", "daemon-proc", "daemon-dev", "daemon-ns", "memory-max",
+		"sandbox-probe-unit", "sandbox-probe-journal", "sandbox-probe", "sandbox-root",
 		"hold-wait", "first", "deciding", "poisoned", "faulty", "hold", "after-watchdog", "journal",
 		"reload", "after-reload", "restarted", "status-after-restart", "faulty-after-restart", "after-restart",
 		"upgrade", "upgraded", "status-after-upgrade", "faulty-after-upgrade", "stopped"} {
@@ -125,6 +127,11 @@ func systemdBoot(t *testing.T, lab *Lab, cell Cell, deb string) {
 		require.NotContains(t, dev, hidden, "PrivateDevices hides %s: the daemon's /dev is %v", hidden, dev)
 	}
 
+	// The settings no view from outside shows, tried from inside.
+	for _, problem := range sandboxRefusals(only(t, rs, "sandbox-probe"), only(t, rs, "sandbox-root")) {
+		t.Error(problem)
+	}
+
 	// The watchdog: periods later, still the same process.
 	after := showProperties(only(t, rs, "after-watchdog"))
 	require.Equal(t, "active", after["ActiveState"], "%v", after)
@@ -162,4 +169,94 @@ func showProperties(r Result) map[string]string {
 func TestShowProperties(t *testing.T) {
 	r := Result{Step: "unit-show", OK: true, Data: map[string]any{"stdout": "Type=notify\nActiveState=active\nExecMainStatus=0\nStatusText=armed: a=b\n\n"}}
 	require.Equal(t, map[string]string{"Type": "notify", "ActiveState": "active", "ExecMainStatus": "0", "StatusText": "armed: a=b"}, showProperties(r))
+}
+
+// sandboxRefusal is what one probe of guest sandbox-probe must get under
+// the daemon's unit (inside) and as plain root (outside): the errno a
+// setting answers with, and success or the errno of the probe's
+// deliberately bad arguments, past the privilege checks.
+type sandboxRefusal struct {
+	probe, setting, inside, outside string
+}
+
+var sandboxExpected = []sandboxRefusal{
+	{"finit_module", "ProtectKernelModules", "EPERM", "EBADF"},
+	// An inaccessible mount over the tree: root without CAP_DAC_* is
+	// refused.
+	{"read_modules_dir", "ProtectKernelModules", "EACCES", "ok"},
+	{"clock_settime", "ProtectClock", "EPERM", "ok"},
+	{"cgroup_mkdir", "ProtectControlGroups", "EROFS", "ok"},
+	{"unshare_uts", "RestrictNamespaces", "EPERM", "ok"},
+	{"sched_fifo", "RestrictRealtime", "EPERM", "ok"},
+	{"chmod_setuid", "RestrictSUIDSGID", "EPERM", "ok"},
+	{"personality", "LockPersonality", "EPERM", "ok"},
+	{"mmap_write_exec", "MemoryDenyWriteExecute", "EPERM", "ok"},
+	{"netlink_socket", "RestrictAddressFamilies", "EAFNOSUPPORT", "ok"},
+	{"sethostname", "ProtectHostname", "EPERM", "ok"},
+	{"syslog", "ProtectKernelLogs", "EPERM", "ok"},
+	{"reboot", "SystemCallFilter (no @reboot)", "EPERM", "EINVAL"},
+	{"swapon", "SystemCallFilter (no @swap)", "EPERM", "ENOENT"},
+	{"mount", "SystemCallFilter (no @mount)", "EPERM", "ENOENT"},
+	{"ioperm", "SystemCallFilter (no @raw-io)", "EPERM", "ok"},
+}
+
+// sandboxRefusals compares the probes' results under the unit and as root
+// with sandboxExpected, and says what differs; a probe with no
+// expectation is a problem too, so that a new probe cannot pass unread.
+func sandboxRefusals(inside, outside Result) []string {
+	var problems []string
+	known := map[string]bool{}
+	for _, e := range sandboxExpected {
+		known[e.probe] = true
+		got, root := inside.String(e.probe), outside.String(e.probe)
+		if got != e.inside {
+			problems = append(problems, fmt.Sprintf("%s: %s under the daemon's unit got %q, want %q (refused)", e.setting, e.probe, got, e.inside))
+		}
+		if root != e.outside {
+			problems = append(problems, fmt.Sprintf("%s: %s as plain root got %q, want %q: the probe cannot tell the unit's refusal from its own failure", e.setting, e.probe, root, e.outside))
+		}
+	}
+	for _, r := range []Result{inside, outside} {
+		for probe := range r.Data {
+			if !known[probe] {
+				problems = append(problems, fmt.Sprintf("step %s: probe %q has no expectation", r.Step, probe))
+			}
+		}
+	}
+	sort.Strings(problems)
+	return problems
+}
+
+// A unit missing a setting lets its probe through; a probe that fails as
+// root the same way it fails under the unit proves nothing; an unknown
+// probe is not let pass.
+func TestSandboxRefusals(t *testing.T) {
+	results := func(step string, pick func(sandboxRefusal) string) Result {
+		r := Result{Step: step, OK: true, Data: map[string]any{}}
+		for _, e := range sandboxExpected {
+			r.Data[e.probe] = pick(e)
+		}
+		return r
+	}
+	inside := func() Result { return results("sandbox-probe", func(e sandboxRefusal) string { return e.inside }) }
+	outside := func() Result { return results("sandbox-root", func(e sandboxRefusal) string { return e.outside }) }
+	require.Empty(t, sandboxRefusals(inside(), outside()))
+
+	noLock := inside()
+	noLock.Data["personality"] = "ok"
+	require.Equal(t, []string{`LockPersonality: personality under the daemon's unit got "ok", want "EPERM" (refused)`}, sandboxRefusals(noLock, outside()))
+
+	blind := outside()
+	blind.Data["unshare_uts"] = "EPERM"
+	problems := sandboxRefusals(inside(), blind)
+	require.Len(t, problems, 1)
+	require.Contains(t, problems[0], "RestrictNamespaces: unshare_uts as plain root")
+
+	extra := inside()
+	extra.Data["kexec"] = "EPERM"
+	require.Equal(t, []string{`step sandbox-probe: probe "kexec" has no expectation`}, sandboxRefusals(extra, outside()))
+
+	missing := inside()
+	delete(missing.Data, "mount")
+	require.Len(t, sandboxRefusals(missing, outside()), 1)
 }

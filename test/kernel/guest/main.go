@@ -35,6 +35,8 @@
 //	seccomp [--allow N,..] [--errno N] [--families N,..] [--mdwe] -- CMD
 //	                         exec CMD under a unit's system-call filter
 //	file-base64 PATH         a file's bytes, base64 (a daemon's CPU profile)
+//	sandbox-probe            try what a hardened unit forbids (load a module, set the
+//	                         clock, a new namespace...): "ok" or the errno, per probe
 //
 // It is built with CGO_ENABLED=0 so it runs in an initramfs with no libc.
 package main
@@ -100,6 +102,7 @@ func commands() map[string]command {
 		"sandbox":       {2, cmdSandbox},
 		"seccomp":       {1, cmdSeccomp},
 		"timerslack":    {2, cmdTimerSlack},
+		"sandbox-probe": {0, cmdSandboxProbe},
 		"file-base64":   {1, cmdFileBase64},
 	}
 }
