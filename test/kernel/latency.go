@@ -54,14 +54,22 @@ const LatencyPages = 60
 // its injecting write, and a kprobe and a kretprobe on soft_offline_page
 // (which CEC's queued work and the daemon's sysfs write both call) stamp
 // when the offline starts and returns, all on the instance's clock.
-func LatencyScenario(withDaemon bool) Scenario {
+//
+// Without the probe (probe false) nothing polls: the deciding injection
+// is followed by a plain 100 ms sleep, and the kernel's stamps alone date
+// the page. The probe's 20 µs timer is a harness's, not a production
+// host's: under single-threaded TCG every one of its wake-ups takes the
+// one emulator thread, and a path that crosses vCPUs (the record's CPU,
+// then the daemon's) waits for more of them than one that stays on the
+// injecting vCPU (CEC).
+func LatencyScenario(withDaemon, probe bool) Scenario {
 	if !withDaemon {
-		return Scenario{Name: "latency-cec", Append: benchAppend, Script: latencySection("latency-cec", "", false)}
+		return Scenario{Name: "latency-cec", Append: benchAppend, Script: latencySection("latency-cec", "", false, probe)}
 	}
 	return Scenario{
 		Name:   "latency-daemon",
 		Append: "ras=cec_disable " + benchAppend,
-		Script: "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + latencySection("latency-ebpf", "", true) + latencySection("latency-tracefs", "--no-ebpf", true),
+		Script: "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + latencySection("latency-ebpf", "", true, probe) + latencySection("latency-tracefs", "--no-ebpf", true, probe),
 	}
 }
 
@@ -69,23 +77,33 @@ func LatencyScenario(withDaemon bool) Scenario {
 // daemon binary (an earlier build) through eBPF in the same boot: a
 // before/after under the same load, which separate runs on a shared host
 // cannot give.
-func (sc Scenario) WithBaseline(bin []byte) Scenario {
+func (sc Scenario) WithBaseline(bin []byte, probe bool) Scenario {
 	files := map[string][]byte{"selfprotect-base": bin}
 	for k, v := range sc.Files {
 		files[k] = v
 	}
 	sc.Files = files
 	// In /bin, not /tmp: the hardened launch gives the daemon a private /tmp.
-	base := strings.ReplaceAll(latencySection("latency-ebpf-base", "", true), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
+	base := strings.ReplaceAll(latencySection("latency-ebpf-base", "", true, probe), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
 	sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
 		strings.Replace(sc.Script, "\n", "\n"+base, 1)
 	return sc
 }
 
-func latencySection(name, runflags string, withDaemon bool) string {
+func latencySection(name, runflags string, withDaemon, probe bool) string {
 	daemon, stop := "", ""
 	if withDaemon {
 		daemon, stop = "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "info"), daemonStop
+	}
+	deciding := `  rm -f /tmp/probe-ready
+  taskset -c 3 guest -tag probe wait-poisoned $P 10s 20us /tmp/probe-ready &
+  POLL=$!
+  while [ ! -e /tmp/probe-ready ]; do usleep 2000; done
+  taskset -c 1 guest -tag deciding inject-mem 1 $A mark=` + name + ` > /tmp/deciding
+  wait $POLL`
+	if !probe {
+		deciding = `  taskset -c 1 guest -tag deciding inject-mem 1 $A mark=` + name + ` > /tmp/deciding
+  usleep 100000`
 	}
 	return section(name) + holdStart("/tmp/hold-"+name, LatencyPages) + daemon + fmt.Sprintf(`
 guest trace-start %[3]s clock=mono kprobe=soft_offline_page
@@ -94,16 +112,11 @@ while [ $i -lt %[1]d ]; do
   A=$(printf 0x%%x $(( $(cat $H/addr$i) + 0x40 ))); P=$(cat $H/pfn$i)
   taskset -c 1 guest -tag first inject-mem 1 $A
   usleep 300000
-  rm -f /tmp/probe-ready
-  taskset -c 3 guest -tag probe wait-poisoned $P 10s 20us /tmp/probe-ready &
-  POLL=$!
-  while [ ! -e /tmp/probe-ready ]; do usleep 2000; done
-  taskset -c 1 guest -tag deciding inject-mem 1 $A mark=%[3]s > /tmp/deciding
-  wait $POLL
+%[5]s
   cat /tmp/deciding
   usleep 200000
   i=$((i+1))
 done
 guest -tag trace trace-count %[3]s %[2]d 10s carry=%[4]d
-`, LatencyPages, 2*LatencyPages, name, 4*LatencyPages) + stop + holdRelease
+`, LatencyPages, 2*LatencyPages, name, 4*LatencyPages, deciding) + stop + holdRelease
 }
