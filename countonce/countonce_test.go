@@ -24,6 +24,7 @@ type rec struct {
 	socket  int
 	bank    int
 	channel int
+	cs      *int // the AMD UMC chip select, nil when the record names none
 	class   fault.Class
 	sev     fault.Severity
 }
@@ -46,6 +47,9 @@ func (r rec) event() fault.Event {
 	ev.Vendor = r.vendor
 	if r.vendor != fault.VendorUnknown {
 		ev.Socket, ev.Bank, ev.Channel = r.socket, r.bank, r.channel
+	}
+	if r.cs != nil {
+		ev.ChipSelect = *r.cs
 	}
 	return ev
 }
@@ -74,6 +78,22 @@ func TestObserve(t *testing.T) {
 	}
 	smca := func(after time.Duration, ch int) rec {
 		return rec{after: after, src: fault.SourceTraceMCE, vendor: fault.VendorAMD, socket: 0, bank: 15, channel: ch}
+	}
+	smcaCS := func(after time.Duration, ch, cs int) rec {
+		r := smca(after, ch)
+		r.cs = &cs
+		return r
+	}
+	// amd64_edac's UMC layout, one entry per rank: channel 0 holds a
+	// dual-rank DIMM whose ranks have the driver's own labels, channel 1
+	// two DIMMs labelled by the administrator, both ranks of each alike.
+	ranks := []Slot{
+		{MC: 0, Label: "mc#0csrow#0channel#0", Socket: fault.Unknown, Channel: 0, CSRow: 0},
+		{MC: 0, Label: "mc#0csrow#1channel#0", Socket: fault.Unknown, Channel: 0, CSRow: 1},
+		{MC: 0, Label: "P0_B1", Socket: fault.Unknown, Channel: 1, CSRow: 0},
+		{MC: 0, Label: "P0_B1", Socket: fault.Unknown, Channel: 1, CSRow: 1},
+		{MC: 0, Label: "P0_B2", Socket: fault.Unknown, Channel: 1, CSRow: 2},
+		{MC: 0, Label: "P0_B2", Socket: fault.Unknown, Channel: 1, CSRow: 3},
 	}
 	poll := func(after time.Duration, label string, n uint32) rec {
 		return rec{after: after, src: fault.SourceEDACPoll, label: label, count: n}
@@ -160,6 +180,29 @@ func TestObserve(t *testing.T) {
 			layout: layout,
 			recs:   []rec{smca(0, 1), {after: time.Millisecond, src: fault.SourceTraceMC, addr: 0x5000, label: "DIMM_A2"}},
 			want:   []string{"error+dimmx1@DIMM_A2", "pagex1@DIMM_A2"},
+		},
+		{
+			name:   "EDAC bound, AMD: the chip select picks the rank",
+			layout: ranks,
+			recs:   []rec{smcaCS(0, 0, 1), smcaCS(time.Second, 1, 2), smcaCS(2*time.Second, 1, 1)},
+			want:   []string{"error+dimmx1@mc#0csrow#1channel#0", "error+dimmx1@P0_B2", "error+dimmx1@P0_B1"},
+		},
+		{
+			name:   "EDAC bound, AMD without a chip select: ranks labelled apart do not join",
+			layout: ranks,
+			recs:   []rec{smca(0, 0)},
+			want:   []string{"errorx1"},
+		},
+		{
+			name:   "EDAC bound, AMD without a chip select: ranks labelled alike are one DIMM",
+			layout: ranks[2:4],
+			recs:   []rec{smca(0, 1)},
+			want:   []string{"error+dimmx1@P0_B1"},
+		},
+		{
+			name: "no EDAC: the AMD chip select keys the channel's DIMM slot, both ranks alike",
+			recs: []rec{smcaCS(0, 2, 2), smcaCS(time.Second, 2, 3), smcaCS(2*time.Second, 2, 1), smca(3*time.Second, 2)},
+			want: []string{"error+dimmx1@socket 0 UMC 2 slot 1", "error+dimmx1@socket 0 UMC 2 slot 1", "error+dimmx1@socket 0 UMC 2 slot 0", "error+dimmx1@socket 0 UMC 2"},
 		},
 		{
 			name:   "EDAC bound, Intel location ambiguous in the layout: learned from a pair",

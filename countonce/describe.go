@@ -68,8 +68,8 @@ func (s *Stage) Describe(m Machine) []Path {
 	ff := Path{Class: "memory firmware-first", From: "mc_event (GHES) or extlog_mem_event (Intel eMCA)",
 		Why: "with firmware-first there is no mce_record for memory errors; the first firmware record counts, " + pair}
 	cpu := Path{Class: "cpu (cache, tlb, bus)", From: "mce_record", Why: "only the MCA record names the CPU and bank"}
-	loc := Path{Class: "memory location", From: "EDAC label when known, else the MCA record's socket and channel",
-		Why: fmt.Sprintf("%d records located by joining the MCA bank's socket/channel to an EDAC label; %d locations learned from mce_record/mc_event pairs", st.Joined, st.Learned)}
+	loc := Path{Class: "memory location", From: "EDAC label when known, else the MCA record's socket and channel (AMD: and the DIMM slot of its chip select)",
+		Why: fmt.Sprintf("%d records located by joining the MCA bank's socket/channel (AMD: and chip select) to an EDAC label; %d locations learned from mce_record/mc_event pairs", st.Joined, st.Learned)}
 	return []Path{ce, ue, counters, ff, cpu, loc}
 }
 

@@ -2,6 +2,7 @@ package countonce
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/selfprotect/selfprotect/fault"
@@ -17,6 +18,9 @@ type Slot struct {
 	Socket int
 	// Channel is the DIMM's "channel" layer index, fault.Unknown if none.
 	Channel int
+	// CSRow is its "csrow" layer index, fault.Unknown if none: on
+	// amd64_edac's UMC controllers, the chip select of the rank.
+	CSRow int
 }
 
 // SetLayout tells the stage which DIMMs the EDAC driver knows. nil means
@@ -30,15 +34,31 @@ func (s *Stage) SetLayout(slots []Slot) {
 }
 
 // locKey names the memory location an MCA record gives by itself, "" when
-// it gives none finer than the socket.
+// it gives none finer than the socket. An AMD record's chip select is part
+// of it: amd64_edac labels ranks (csrow = chip select), so a location is
+// joined to a label, or learns one, rank by rank.
 func locKey(ev *fault.Event) string {
 	if ev.Channel == fault.Unknown || ev.Socket == fault.Unknown {
 		return ""
 	}
 	if ev.Vendor == fault.VendorAMD {
+		if ev.ChipSelect != fault.Unknown {
+			return fmt.Sprintf("socket %d UMC %d chip select %d", ev.Socket, ev.Channel, ev.ChipSelect)
+		}
 		return fmt.Sprintf("socket %d UMC %d", ev.Socket, ev.Channel)
 	}
 	return fmt.Sprintf("socket %d bank %d channel %d", ev.Socket, ev.Bank, ev.Channel)
+}
+
+// mcaDIMM names the DIMM an MCA location points at when nothing labels it:
+// on AMD the channel's slot its chip select belongs to (chip selects 2n and
+// 2n+1 are DIMM n, as amd64_edac pairs them), so that both ranks of one
+// DIMM count as that DIMM and the two DIMMs of a channel apart.
+func mcaDIMM(ev *fault.Event, loc string) string {
+	if ev.Vendor == fault.VendorAMD && ev.ChipSelect != fault.Unknown {
+		return fmt.Sprintf("socket %d UMC %d slot %d", ev.Socket, ev.Channel, ev.ChipSelect/2)
+	}
+	return loc
 }
 
 // locate gives an MCA record without a DIMM the finest one it can: the
@@ -60,15 +80,19 @@ func (s *Stage) locate(ev *fault.Event) string {
 		return loc
 	}
 	if !s.edac && !s.labelled {
-		ev.MC, ev.DIMMLabel, ev.LocatedBy = fault.Unknown, loc, fault.LocatedByMCA
+		ev.MC, ev.DIMMLabel, ev.LocatedBy = fault.Unknown, mcaDIMM(ev, loc), fault.LocatedByMCA
 	}
 	return loc
 }
 
 // join finds the one DIMM of the layout on the record's socket and
-// channel. On AMD the EDAC controller is the node, which is the socket on
-// the parts the simulator and the lab model; a layout that names sockets
-// is used as written.
+// channel, and on AMD its chip select, when the record names one and the
+// layout has csrows (amd64_edac's UMC layout is "csrow <chip select>
+// channel <UMC>", one entry per rank: by channel alone, a channel with a
+// dual-rank DIMM would never join). Ranks labelled alike are one DIMM. On
+// AMD the EDAC controller is the node, which is the socket on the parts
+// the simulator and the lab model; a layout that names sockets is used as
+// written.
 func (s *Stage) join(ev *fault.Event) (dimmRef, bool) {
 	var found []dimmRef
 	for _, sl := range s.layout {
@@ -80,8 +104,12 @@ func (s *Stage) join(ev *fault.Event) (dimmRef, bool) {
 			continue
 		case sl.Socket == fault.Unknown && (ev.Vendor != fault.VendorAMD || sl.MC != ev.Socket):
 			continue
+		case ev.ChipSelect != fault.Unknown && sl.CSRow != fault.Unknown && sl.CSRow != ev.ChipSelect:
+			continue
 		}
-		found = append(found, dimmRef{sl.MC, sl.Label})
+		if d := (dimmRef{sl.MC, sl.Label}); !slices.Contains(found, d) {
+			found = append(found, d)
+		}
 	}
 	if len(found) != 1 {
 		return dimmRef{}, false

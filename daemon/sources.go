@@ -734,7 +734,7 @@ func (d *Daemon) openEDAC(context.Context) (fault.EventSource, string, error) {
 func layout(slots []edac.Slot) []countonce.Slot {
 	out := make([]countonce.Slot, len(slots))
 	for i, s := range slots {
-		out[i] = countonce.Slot{MC: s.MC, Label: s.Label, Socket: s.Socket, Channel: s.Channel}
+		out[i] = countonce.Slot{MC: s.MC, Label: s.Label, Socket: s.Socket, Channel: s.Channel, CSRow: s.CSRow}
 	}
 	return out
 }

@@ -7,8 +7,9 @@ import (
 	"github.com/selfprotect/selfprotect/fault"
 )
 
-// Slot is where one DIMM sits, as far as sysfs tells: what a memory
-// location read from an MCA record (socket, channel) is joined to.
+// Slot is where one DIMM (or, on amd64_edac, one rank) sits, as far as
+// sysfs tells: what a memory location read from an MCA record (socket,
+// channel, chip select) is joined to.
 type Slot struct {
 	MC    int
 	Label string
@@ -18,6 +19,11 @@ type Slot struct {
 	// Channel is the index of the "channel" layer of dimm_location, or of
 	// the legacy csrow chN attribute; fault.Unknown when neither exists.
 	Channel int
+	// CSRow is the index of the "csrow" layer of dimm_location, or of the
+	// legacy csrowN directory; fault.Unknown when neither exists. On
+	// amd64_edac's UMC controllers it is the chip select an MCA record
+	// names.
+	CSRow int
 }
 
 var srcID = regexp.MustCompile(`SrcID#(\d+)_`)
@@ -27,11 +33,14 @@ func Slots(ctrls []Controller) []Slot {
 	var out []Slot
 	for _, c := range ctrls {
 		for _, d := range c.DIMMs {
-			s := Slot{MC: c.Index, Label: d.Label, Socket: socketOf(d.Label), Channel: fault.Unknown}
+			s := Slot{MC: c.Index, Label: d.Label, Socket: socketOf(d.Label), Channel: fault.Unknown, CSRow: fault.Unknown}
 			if layers, err := ParseLocation(d.Location); err == nil {
 				for _, l := range layers {
-					if l.Name == "channel" {
+					switch l.Name {
+					case "channel":
 						s.Channel = l.Index
+					case "csrow":
+						s.CSRow = l.Index
 					}
 				}
 			}
@@ -42,7 +51,7 @@ func Slots(ctrls []Controller) []Slot {
 		}
 		for _, r := range c.CSRows {
 			for _, ch := range r.Channels {
-				out = append(out, Slot{MC: c.Index, Label: ch.Label, Socket: socketOf(ch.Label), Channel: ch.Index})
+				out = append(out, Slot{MC: c.Index, Label: ch.Label, Socket: socketOf(ch.Label), Channel: ch.Index, CSRow: r.Index})
 			}
 		}
 	}

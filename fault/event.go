@@ -163,6 +163,12 @@ type Event struct {
 	// MCACOD bits 3:0, the AMD SMCA UMC instance), Unknown otherwise. With
 	// Socket it locates an error when no EDAC record names the DIMM.
 	Channel int
+	// ChipSelect is the DRAM chip select an AMD SMCA UMC record names
+	// (MCA_SYND bits 2:0, when SyndV), Unknown otherwise. The kernel's
+	// amd64_edac logs the error at EDAC location (csrow ChipSelect,
+	// channel Channel), and the chip selects 2n and 2n+1 are DIMM n of the
+	// channel.
+	ChipSelect int
 	// LocatedBy says how DIMMLabel was found (one of the LocatedBy*
 	// values), "" when the source itself carried it.
 	LocatedBy string
@@ -211,6 +217,7 @@ func NewEvent(src Source, received time.Time) Event {
 		CacheLevel: Unknown,
 		MC:         Unknown,
 		Channel:    Unknown,
+		ChipSelect: Unknown,
 		Layers:     [3]int{Unknown, Unknown, Unknown},
 	}
 }

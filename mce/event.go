@@ -25,7 +25,7 @@ func ToEvent(r Record, d Decoded, received time.Time, src fault.Source) fault.Ev
 	ev.Vendor = d.Vendor
 	ev.CacheLevel = d.CacheLevel
 	ev.CoreBank = d.CoreBank
-	ev.Channel = d.Channel
+	ev.Channel, ev.ChipSelect = d.Channel, d.ChipSelect
 	ev.Status, ev.Addr, ev.Misc, ev.Synd, ev.IPID = r.Status, r.Addr, r.Misc, r.Synd, r.IPID
 	ev.TSC = r.TSC
 	// The event's AddrValid means "usable as a physical address", which is

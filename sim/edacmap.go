@@ -8,11 +8,15 @@ import "fmt"
 // The map: memory is interleaved over all DIMMs in 1 MiB units (unit u goes
 // to DIMM u mod nDIMMs, numbered controller-major); inside a DIMM a DRAM row
 // is 32 KiB, so 8 consecutive 4 KiB pages of one interleave unit share a row.
+// On a Zen part (SMCA) each DIMM is one UMC channel's only DIMM and has two
+// ranks, chip selects 0 and 1, taking alternate MiBs of the DIMM.
 type DIMMLocation struct {
 	MC, DIMM int
-	Label    string
-	Row      uint64
-	Col      uint64
+	// CS is the chip select of the rank on a Zen part, -1 elsewhere.
+	CS    int
+	Label string
+	Row   uint64
+	Col   uint64
 }
 
 const (
@@ -25,14 +29,18 @@ const (
 func (p Profile) Locate(addr uint64) DIMMLocation {
 	n := uint64(p.Controllers * p.DIMMsPerController)
 	if n == 0 {
-		return DIMMLocation{MC: -1, DIMM: -1}
+		return DIMMLocation{MC: -1, DIMM: -1, CS: -1}
 	}
 	unit := addr >> interleaveShift
 	idx := unit % n
 	inDIMM := (unit/n)<<interleaveShift | addr&(1<<interleaveShift-1)
 	mc, dimm := int(idx)/p.DIMMsPerController, int(idx)%p.DIMMsPerController
+	cs := -1
+	if p.SMCA {
+		cs = int(inDIMM>>interleaveShift) & 1
+	}
 	return DIMMLocation{
-		MC: mc, DIMM: dimm,
+		MC: mc, DIMM: dimm, CS: cs,
 		Label: p.dimmLabel(mc, dimm),
 		Row:   inDIMM >> rowShift,
 		Col:   (inDIMM >> 3) & 0x3ff,
@@ -46,6 +54,26 @@ func (p Profile) dimmLabel(mc, dimm int) string {
 		return fmt.Sprintf("CPU_SrcID#0_MC#%d_Chan#%d_DIMM#0", mc, dimm)
 	}
 	return fmt.Sprintf("DIMM_%c%d", 'A'+rune(mc%26), dimm+1)
+}
+
+// ranks is how many EDAC entries (sysfs rankN, one per chip select) each
+// DIMM has: amd64_edac lays a Zen part's memory out per rank, "csrow
+// <chip select> channel <UMC>"; the other models have one dimmN per DIMM.
+func (p Profile) ranks() int {
+	if p.SMCA {
+		return 2
+	}
+	return 1
+}
+
+// edacEntry is the sysfs directory, under mcN, of a DIMM's rank cs (0 when
+// the profile has one entry per DIMM), and its dimm_location. amd64_edac
+// numbers its entries csrow-major, as its layers are ordered.
+func (p Profile) edacEntry(dimm, cs int) (dir, location string) {
+	if p.SMCA {
+		return fmt.Sprintf("rank%d", cs*p.DIMMsPerController+dimm), fmt.Sprintf("csrow %d channel %d ", cs, dimm)
+	}
+	return fmt.Sprintf("dimm%d", dimm), fmt.Sprintf("channel %d slot 0 ", dimm)
 }
 
 func (p Profile) mcName(mc int) string {

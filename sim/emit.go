@@ -21,8 +21,8 @@ type emitter struct {
 }
 
 type edacKey struct {
-	mc, dimm int
-	kind     string // "ce" or "ue"
+	mc, dimm, cs int
+	kind         string // "ce" or "ue"
 }
 
 func (m *Machine) newEmitter() *emitter {
@@ -96,7 +96,7 @@ func (e *emitter) writePage(cb *cpuBuffer) error {
 func (e *emitter) flush() error {
 	var first error
 	for k, n := range e.edac {
-		if err := e.m.bumpEDAC(k.mc, k.dimm, k.kind, n); err != nil && first == nil {
+		if err := e.m.bumpEDAC(k.mc, k.dimm, k.cs, k.kind, n); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -107,12 +107,18 @@ func (m *Machine) mceRecord(e MCE, ts uint64) ([]byte, error) {
 func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocation) ([]byte, error) {
 	p := newPayload(m.events["ras/mc_event"].format, kworkerPID)
 	msg := "memory read error"
+	// The layers as the driver's dimm_location orders them: "channel N
+	// slot 0", or amd64_edac's "csrow <chip select> channel <UMC>".
+	top, middle := uint64(loc.DIMM), uint64(0)
+	if loc.CS >= 0 {
+		top, middle = uint64(loc.CS), uint64(loc.DIMM)
+	}
 	ints := []struct {
 		name string
 		v    uint64
 	}{
 		{"error_type", uint64(errType)}, {"error_count", uint64(count)}, {"mc_index", uint64(loc.MC)},
-		{"top_layer", uint64(loc.DIMM)}, {"middle_layer", 0}, {"lower_layer", uint64(0xff)}, // -1: unused layer
+		{"top_layer", top}, {"middle_layer", middle}, {"lower_layer", uint64(0xff)}, // -1: unused layer
 		{"address", addr}, {"grain_bits", pageShift}, {"syndrome", 0},
 	}
 	for _, f := range ints {
@@ -244,7 +250,7 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected 
 		}
 		left -= c
 	}
-	em.edac[edacKey{loc.MC, loc.DIMM, counter}] += uint64(n)
+	em.edac[edacKey{loc.MC, loc.DIMM, loc.CS, counter}] += uint64(n)
 	return nil
 }
 
@@ -299,7 +305,7 @@ func (m *Machine) emitExtlog(em *emitter, addr uint64, n int, uncorrected bool, 
 // the map is empty and the first channel is named). Intel: one memory-
 // controller bank per controller (banks 7-9 on this 10-bank model) and the
 // channel in MCACOD bits 3:0. Zen: the UMC bank of the channel, its IPID,
-// the node as socket, chip select 0 in the syndrome.
+// the node as socket, the rank's chip select in the syndrome (bits 2:0).
 func (m *Machine) mcaLocation(e *MCE, loc DIMMLocation) {
 	mc, ch := max(loc.MC, 0), max(loc.DIMM, 0)
 	switch {
@@ -307,7 +313,7 @@ func (m *Machine) mcaLocation(e *MCE, loc DIMMLocation) {
 		e.Bank = m.prof.vendor().memBank + ch%8
 		e.IPID = umcIPID(ch)
 		e.Socket = mc
-		e.Synd = 0
+		e.Synd = uint64(max(loc.CS, 0))
 	case m.prof.CPU == "intel":
 		e.Bank = m.prof.vendor().memBank + mc%3
 		e.Status = e.Status&^0xf | uint64(ch&0xf)
@@ -358,15 +364,17 @@ func (m *Machine) InjectEDAC(mc, dimm int, ce uint64) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.bumpEDAC(mc, dimm, "ce", ce)
+	// On a per-rank layout, the DIMM's first rank.
+	return m.bumpEDAC(mc, dimm, 0, "ce", ce)
 }
 
-// bumpEDAC adds n to a DIMM's dimm_<kind>_count and its controller's
-// <kind>_count, reading the files so outside edits are kept.
-func (m *Machine) bumpEDAC(mc, dimm int, kind string, n uint64) error {
+// bumpEDAC adds n to a DIMM's (or its rank cs's) dimm_<kind>_count and its
+// controller's <kind>_count, reading the files so outside edits are kept.
+func (m *Machine) bumpEDAC(mc, dimm, cs int, kind string, n uint64) error {
 	mcDir := m.paths.SysPath("devices/system/edac/mc", fmt.Sprintf("mc%d", mc))
+	entry, _ := m.prof.edacEntry(dimm, max(cs, 0))
 	for _, p := range []string{
-		filepath.Join(mcDir, fmt.Sprintf("dimm%d", dimm), "dimm_"+kind+"_count"),
+		filepath.Join(mcDir, entry, "dimm_"+kind+"_count"),
 		filepath.Join(mcDir, kind+"_count"),
 	} {
 		cur, err := readUint(p)

@@ -532,6 +532,32 @@ func TestMemoryCEZenCEC(t *testing.T) {
 	require.Equal(t, uint64(loc.MC), u(t, recs[0], "socketid"))
 	require.Equal(t, "mc_event", recs[1].Format.Name)
 	require.Zero(t, m.Stats().CECConsumed)
+
+	// The rank: its chip select in MCA_SYND[2:0], the same csrow/channel
+	// pair in the mc_event's layers and in the rank's dimm_location, and
+	// its counter (not the other rank's) raised.
+	require.Equal(t, uint64(loc.CS), u(t, recs[0], "synd"))
+	require.Equal(t, uint64(loc.CS), u(t, recs[1], "top_layer"))
+	require.Equal(t, uint64(loc.DIMM), u(t, recs[1], "middle_layer"))
+	mcDir := m.paths.SysPath("devices/system/edac/mc", fmt.Sprintf("mc%d", loc.MC))
+	for cs := 0; cs < 2; cs++ {
+		entry, _ := m.Profile().edacEntry(loc.DIMM, cs)
+		location, err := os.ReadFile(filepath.Join(mcDir, entry, "dimm_location"))
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprintf("csrow %d channel %d \n", cs, loc.DIMM), string(location))
+		want := uint64(0)
+		if cs == loc.CS {
+			want = 1
+		}
+		count, err := readUint(filepath.Join(mcDir, entry, "dimm_ce_count"))
+		require.NoError(t, err)
+		require.Equal(t, want, count, "rank %s (chip select %d)", entry, cs)
+	}
+	// The next MiB of the same DIMM is its other rank.
+	other := m.Profile().Locate(addr + uint64(m.Profile().Controllers*m.Profile().DIMMsPerController)<<interleaveShift)
+	require.Equal(t, [2]int{loc.MC, loc.DIMM}, [2]int{other.MC, other.DIMM})
+	require.Equal(t, 1-loc.CS, other.CS)
+
 	_, err := Profile{CPU: "intel", SMCA: true}.WithDefaults()
 	require.ErrorIs(t, err, ErrBadProfile)
 }

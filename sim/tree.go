@@ -214,23 +214,30 @@ func (w treeWriter) edac() error {
 		return nil
 	}
 	size := p.dimmSizeMB()
+	_, maxLocation := p.edacEntry(p.DIMMsPerController-1, p.ranks()-1)
 	for mc := 0; mc < p.Controllers; mc++ {
 		dir := filepath.Join(mcDir, fmt.Sprintf("mc%d", mc))
 		if err := w.files(dir, map[string]string{
 			"mc_name": p.mcName(mc) + "\n", "size_mb": fmt.Sprintf("%d\n", size*p.DIMMsPerController),
 			"ce_count": "0\n", "ue_count": "0\n", "ce_noinfo_count": "0\n", "ue_noinfo_count": "0\n",
-			"seconds_since_reset": "0\n", "max_location": fmt.Sprintf("channel %d slot 0\n", p.DIMMsPerController-1),
+			"seconds_since_reset": "0\n", "max_location": strings.TrimSpace(maxLocation) + "\n",
 		}); err != nil {
 			return err
 		}
 		for d := 0; d < p.DIMMsPerController; d++ {
-			if err := w.files(filepath.Join(dir, fmt.Sprintf("dimm%d", d)), map[string]string{
-				"dimm_label": p.dimmLabel(mc, d) + "\n", "dimm_location": fmt.Sprintf("channel %d slot 0 \n", d),
-				"size": fmt.Sprintf("%d\n", size), "dimm_mem_type": "Registered-DDR4\n",
-				"dimm_edac_mode": "SECDED\n", "dimm_dev_type": "x4\n",
-				"dimm_ce_count": "0\n", "dimm_ue_count": "0\n",
-			}); err != nil {
-				return err
+			for cs := 0; cs < p.ranks(); cs++ {
+				entry, location := p.edacEntry(d, cs)
+				// Both ranks of a DIMM carry its label, as an administrator
+				// labels them (ras-mc-ctl's labels database names a DIMM by
+				// each of its csrow/channel pairs).
+				if err := w.files(filepath.Join(dir, entry), map[string]string{
+					"dimm_label": p.dimmLabel(mc, d) + "\n", "dimm_location": location + "\n",
+					"size": fmt.Sprintf("%d\n", size/p.ranks()), "dimm_mem_type": "Registered-DDR4\n",
+					"dimm_edac_mode": "SECDED\n", "dimm_dev_type": "x4\n",
+					"dimm_ce_count": "0\n", "dimm_ue_count": "0\n",
+				}); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -18,7 +18,7 @@
 //   - integer identifiers use -1 (fault.Unknown) for "unknown", never NULL;
 //   - enums (class, severity, vendor, state, outcome) are their text names.
 //
-// Schema (version 3; schema.go's migrations are the authority):
+// Schema (version 4; schema.go's migrations are the authority):
 //
 //	migrations(version INTEGER PRIMARY KEY, applied INTEGER)
 //
@@ -31,7 +31,8 @@
 //	       mc INTEGER, dimm_label TEXT, layer0, layer1, layer2 INTEGER,
 //	       row, detail TEXT,
 //	       channel INTEGER,    -- v3: MCA channel/UMC, -1 unknown
-//	       located_by TEXT)    -- v3: how dimm_label was found
+//	       located_by TEXT,    -- v3: how dimm_label was found
+//	       chip_select INTEGER) -- v4: AMD UMC chip select, -1 unknown
 //	  index events_received(received)
 //
 //	cases(id TEXT PRIMARY KEY, opened INTEGER, rule, diagnosis, suspect TEXT,

@@ -16,9 +16,9 @@ import (
 const eventColumns = `received, recorded, source, class, severity, vendor, count,
 	cpu, socket, bank, cache_level, core_bank, status, addr, misc, synd, ipid,
 	phys_addr, addr_valid, addr_lsb, mc, dimm_label, layer0, layer1, layer2, row, detail,
-	channel, located_by`
+	channel, located_by, chip_select`
 
-const eventFields = 29
+const eventFields = 30
 
 // insertRows returns an INSERT for n events.
 func insertRows(n int) string {
@@ -87,7 +87,7 @@ func appendEventArgs(args []any, e *fault.Event) []any {
 		bits(e.Status), bits(e.Addr), bits(e.Misc), bits(e.Synd), bits(e.IPID),
 		bits(e.PhysAddr), boolInt(e.AddrValid), int(e.AddrLSB),
 		e.MC, e.DIMMLabel, e.Layers[0], e.Layers[1], e.Layers[2], e.Row, e.Detail,
-		e.Channel, e.LocatedBy)
+		e.Channel, e.LocatedBy, e.ChipSelect)
 }
 
 // EventQuery selects history. Zero fields select everything.
@@ -269,7 +269,7 @@ func scanEvent(rows *sql.Rows) (fault.Event, error) {
 		&e.CPU, &e.Socket, &e.Bank, &e.CacheLevel, &coreBank,
 		&status, &addr, &misc, &synd, &ipid, &pa, &addrValid, &addrLSB,
 		&e.MC, &e.DIMMLabel, &e.Layers[0], &e.Layers[1], &e.Layers[2], &e.Row, &e.Detail,
-		&e.Channel, &e.LocatedBy)
+		&e.Channel, &e.LocatedBy, &e.ChipSelect)
 	if err != nil {
 		return e, err
 	}

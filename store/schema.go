@@ -113,6 +113,11 @@ CREATE TABLE outbox_overflow (
 ALTER TABLE events ADD COLUMN channel    INTEGER NOT NULL DEFAULT -1;
 ALTER TABLE events ADD COLUMN located_by TEXT    NOT NULL DEFAULT '';
 `,
+	// 4: the DRAM chip select an AMD UMC record names (Event.ChipSelect),
+	// which picks the rank among those amd64_edac lists on a channel.
+	`
+ALTER TABLE events ADD COLUMN chip_select INTEGER NOT NULL DEFAULT -1;
+`,
 }
 
 // SchemaVersion is the version this binary writes.

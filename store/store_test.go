@@ -152,7 +152,7 @@ func TestHelperWriter(t *testing.T) {
 	// the middle of a batch.
 	tx, err := s.w.Begin()
 	require.NoError(t, err)
-	_, err = tx.Exec(insertEvent, 0, 0, "sim", "cache", "corrected", "amd", 1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0, 0, "", "uncommitted", -1, "")
+	_, err = tx.Exec(insertEvent, 0, 0, "sim", "cache", "corrected", "amd", 1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0, 0, "", "uncommitted", -1, "", -1)
 	require.NoError(t, err)
 	os.Stdout.WriteString("ready\n")
 	// Parent closes our stdin when it has read.
