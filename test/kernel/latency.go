@@ -58,10 +58,10 @@ const LatencyPages = 60
 // Without the probe (probe false) nothing polls: the deciding injection
 // is followed by a plain 100 ms sleep, and the kernel's stamps alone date
 // the page. The probe's 20 µs timer is a harness's, not a production
-// host's: under single-threaded TCG every one of its wake-ups takes the
-// one emulator thread, and a path that crosses vCPUs (the record's CPU,
-// then the daemon's) waits for more of them than one that stays on the
-// injecting vCPU (CEC).
+// host's, and under single-threaded TCG each of its wake-ups takes the one
+// emulator thread, which might have cost the daemon's path (across vCPUs)
+// more than CEC's (on the injecting vCPU). Four runs without it gave the
+// ratios the probe gives (session 10, README "Benchmarks").
 func LatencyScenario(withDaemon, probe bool) Scenario {
 	if !withDaemon {
 		return Scenario{Name: "latency-cec", Append: benchAppend, Script: latencySection("latency-cec", "", false, probe)}

@@ -125,8 +125,8 @@ func sandboxProbes() []sandboxProbe {
 		}},
 		// ProtectKernelLogs: the kernel log buffer's size, a read.
 		{"syslog", func() error {
-			_, _, e := unix.Syscall(unix.SYS_SYSLOG, 10 /* SYSLOG_ACTION_SIZE_BUFFER */, 0, 0)
-			return errnoOrNil(e)
+			_, err := unix.Klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, nil)
+			return err
 		}},
 		// SystemCallFilter=@system-service leaves out @reboot, @swap,
 		// @mount and @raw-io; the service holds CAP_SYS_ADMIN, so for
