@@ -22,7 +22,8 @@ import (
 type Request struct {
 	Command string `json:"command"`        // status, pause, resume, repair, acquit, replaced
 	Case    string `json:"case,omitempty"` // case ID or unique prefix (repair, acquit, replaced)
-	// Resource names what "levels" reports on (page:0x..., cpu:N, ...).
+	// Resource names what "levels" reports on (page:0x..., cpu:N, ...);
+	// without it, the resources closest to tripping each rule.
 	Resource string `json:"resource,omitempty"`
 }
 
@@ -111,9 +112,16 @@ func Call(socket string, req Request, timeout time.Duration) (Response, error) {
 	return resp, nil
 }
 
-// levels reads the engines' counts for one resource: a lookup under the
-// policy lock, as short as one event's.
+// levels reads the engines' counts for one resource, or for those closest
+// to tripping each rule: lookups under the policy lock (a few per rule for
+// the closest, whatever the engines track), as short as one event's.
 func (d *Daemon) levels(resource string) Response {
+	if resource == "" {
+		d.policyMu.Lock()
+		lv := d.engine.Closest()
+		d.policyMu.Unlock()
+		return Response{OK: true, Levels: lv}
+	}
 	r, err := fault.ParseResource(resource)
 	if err != nil {
 		return Response{Error: fmt.Sprintf("levels: %v", err)}

@@ -19,6 +19,7 @@ import (
 	"github.com/selfprotect/selfprotect/alert"
 	"github.com/selfprotect/selfprotect/daemon"
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/policy"
 	"github.com/selfprotect/selfprotect/store"
 	"github.com/selfprotect/selfprotect/strictyaml"
 )
@@ -116,6 +117,26 @@ type AlertResult struct {
 	Error     string  `json:"error" desc:"why the send failed, empty when ok"`
 	Retryable bool    `json:"retryable" desc:"whether the daemon would retry this failure"`
 	Seconds   float64 `json:"seconds" desc:"how long the send took"`
+}
+
+// Level is one rule's count for one resource, in `levels --json`.
+type Level struct {
+	Rule          string         `json:"rule" desc:"policy rule: page, dimm, dimm-pages, row-pages, cpu, cache, uncorrected, storm"`
+	Resource      fault.Resource `json:"resource" desc:"page:0xPFN, cpu:N, dimm:mcM/LABEL, row:KEY, socket:N, machine"`
+	Count         uint64         `json:"count" desc:"errors within the window, or distinct pages for the *-pages rules"`
+	Threshold     uint64         `json:"threshold" desc:"the count at which the rule opens a case"`
+	WindowSeconds float64        `json:"window_seconds" desc:"how far back the rule counts (0 for uncorrected: one error is enough)"`
+	Tripped       bool           `json:"tripped" desc:"a case holds the resource: the rule stays quiet until the case is repaired or acquitted"`
+}
+
+// NewLevels converts the engines' levels; never null.
+func NewLevels(in []policy.Level) []Level {
+	out := make([]Level, 0, len(in))
+	for _, l := range in {
+		out = append(out, Level{Rule: l.Rule, Resource: l.Resource, Count: l.Count, Threshold: l.Threshold,
+			WindowSeconds: l.Window.Seconds(), Tripped: l.Tripped})
+	}
+	return out
 }
 
 // Version is `version --json`.

@@ -26,6 +26,7 @@ var Outputs = []struct {
 	{"explain", reflect.TypeFor[Explain]()},
 	{"events", reflect.TypeFor[[]Event]()},
 	{"version", reflect.TypeFor[Version]()},
+	{"levels", reflect.TypeFor[[]Level]()},
 	{"alert-test", reflect.TypeFor[AlertTest]()},
 	{"check-config", reflect.TypeFor[CheckConfig]()},
 	{"replay", reflect.TypeFor[Replay]()},

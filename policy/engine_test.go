@@ -399,7 +399,9 @@ func TestLevelsAndSnapshot(t *testing.T) {
 	e.Observe(cacheCE(0, 4, fault.Unknown, true))
 
 	lv := e.Levels(fault.Page(0x10))
-	require.Equal(t, Level{Rule: RulePage, Count: 1, Threshold: 2, Window: 24 * time.Hour}, lv[0])
+	require.Equal(t, Level{Rule: RulePage, Resource: fault.Page(0x10), Count: 1, Threshold: 2, Window: 24 * time.Hour}, lv[0])
+	require.Equal(t, lv, e.Levels("page:0x0010"), "any spelling of the page, reported as the engine names it")
+	require.Equal(t, fault.CPU(4), e.Levels("cpu:04")[0].Resource)
 	require.Equal(t, uint64(7), e.Levels(fault.DIMM(0, "A1"))[0].Count)
 	cpu := e.Levels(fault.CPU(4))
 	require.Equal(t, uint64(1), cpu[0].Count)

@@ -73,6 +73,15 @@ func TestHottest(t *testing.T) {
 			e := NewEngine(cfg)
 			tt.feed(e)
 			require.Equal(t, tt.want, hotView(e))
+			// Closest names the same resources, each with its rule's
+			// full level.
+			var closest []string
+			for _, l := range e.Closest() {
+				require.False(t, l.Tripped, "%+v", l)
+				require.NotZero(t, l.Window, "%+v", l)
+				closest = append(closest, fmt.Sprintf("%s %s %d/%d", l.Rule, l.Resource, l.Count, l.Threshold))
+			}
+			require.Equal(t, tt.want, closest)
 		})
 	}
 }

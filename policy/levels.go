@@ -11,7 +11,8 @@ import (
 // Level is one rule's current count for a resource (a metric gauge).
 type Level struct {
 	Rule      string
-	Count     uint64 // errors, or distinct pages for the *-pages rules
+	Resource  fault.Resource // in its canonical spelling (page:0x2d94, cpu:3)
+	Count     uint64         // errors, or distinct pages for the *-pages rules
 	Threshold uint64
 	Window    time.Duration
 	Tripped   bool // a case is open; the rule stays quiet until Reset
@@ -20,6 +21,47 @@ type Level struct {
 // Levels reports every rule's level for r at the newest time the engine
 // has seen. Unknown or untracked resources give zero counts.
 func (e *Engine) Levels(r fault.Resource) []Level {
+	lv := e.levels(canonical(r))
+	for i := range lv {
+		lv[i].Resource = canonical(r)
+	}
+	return lv
+}
+
+// Closest is what an operator asks first: which resources are nearest to
+// tripping. Per rule, the resources Hottest keeps (untripped, counting
+// within the window, hottest first), each with its full level, and the
+// machine's storm rate when the storm rule is on.
+func (e *Engine) Closest() []Level {
+	var out []Level
+	for _, h := range e.Hottest() {
+		for _, l := range e.Levels(h.Resource) {
+			if l.Rule == h.Rule {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// canonical spells a page or CPU the way the engine names them, so that
+// page:0x2D94 and page:0x02d94 report as the page:0x2d94 of the cases.
+func canonical(r fault.Resource) fault.Resource {
+	switch r.Kind() {
+	case fault.KindPage:
+		if pfn, err := r.PFN(); err == nil {
+			return fault.Page(pfn)
+		}
+	case fault.KindCPU:
+		if n, err := r.CPUNumber(); err == nil {
+			return fault.CPU(n)
+		}
+	}
+	return r
+}
+
+func (e *Engine) levels(r fault.Resource) []Level {
 	rules := &e.cfg.Rules
 	now := e.now
 	switch r.Kind() {

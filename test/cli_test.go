@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/selfprotect/selfprotect/fault"
+	"github.com/selfprotect/selfprotect/jsonout"
 	"github.com/selfprotect/selfprotect/sim"
 )
 
@@ -73,4 +75,38 @@ func openSim(t *testing.T, dir string) *sim.Machine {
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// `levels` shows what is about to trip: the closest resources per rule
+// (a resource with an open case is the case's, not listed), and any
+// resource's every rule on request, in text and in the published JSON.
+func TestLevelsCLI(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t, intel612)
+	d := startDaemon(t, m, daemonOpts{})
+	require.NoError(t, m.InjectMemoryCE(0x2d94040, 2, 1)) // trips the page rule (2 within 24h)
+	require.NoError(t, m.InjectMemoryCE(0x2c14040, 1, 1)) // one short of it
+	d.settle(500 * time.Millisecond)
+
+	out, code := d.cli("levels")
+	require.Equal(t, 0, code, out)
+	require.Regexp(t, `(?m)^page\s+page:0x2c14\s+1/2\s+24h\s+one more error trips it$`, out)
+	require.Regexp(t, `(?m)^storm\s+machine\s+3/\d+\s+`, out, "the storm rule counts every corrected error")
+	require.NotContains(t, out, "page:0x2d94", "its case holds it")
+
+	out, code = d.cli("levels", "page:0x2D94", "page:0x1")
+	require.Equal(t, 0, code, out)
+	require.Regexp(t, `(?m)^page\s+page:0x2d94\s+\d/2\s+24h\s+case open$`, out, "the case holds the page: its count may restart")
+	require.Regexp(t, `(?m)^page\s+page:0x1\s+0/2\s+24h\s+quiet$`, out)
+
+	out, code = d.cli("levels", "page:0x2c14", "--json")
+	require.Equal(t, 0, code, out)
+	require.NoError(t, jsonout.Validate(jsonSchema(t), "levels", []byte(out)), out)
+	var lv []jsonout.Level
+	require.NoError(t, json.Unmarshal([]byte(out), &lv), out)
+	require.Equal(t, jsonout.Level{Rule: "page", Resource: "page:0x2c14", Count: 1, Threshold: 2, WindowSeconds: 86400}, lv[0])
+
+	out, code = d.cli("levels", "page:zz")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, `resource "page:zz": bad PFN`)
 }
