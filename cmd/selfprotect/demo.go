@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/selfprotect/selfprotect/daemon"
+	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/sim"
 	"github.com/selfprotect/selfprotect/store"
 )
@@ -115,21 +116,22 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	d.say("   kernel: CEC %s; EDAC %s", firstClause(st.Kernel.CEC), st.Kernel.EDAC)
 
 	steps := []struct {
-		title string
-		do    func() error
+		title  string
+		do     func() error
+		levels fault.Resource // shown after the step: how close it is to tripping
 	}{
 		{"1. One corrected DRAM error on page 0x2d94: below the page rule (2 within 24h), nothing happens.",
-			func() error { return m.InjectMemoryCE(0x2d94040, 1, 1) }},
+			func() error { return m.InjectMemoryCE(0x2d94040, 1, 1) }, fault.Page(0x2d94)},
 		{"2. A second corrected error on the same page: the page engine trips, the page is soft-offlined.",
-			func() error { return m.InjectMemoryCE(0x2d94040, 1, 1) }},
+			func() error { return m.InjectMemoryCE(0x2d94040, 1, 1) }, ""},
 		{"3. Five corrected L0 cache errors on CPU 2 (a core-private bank): CPU 2 is taken offline.",
-			func() error { return m.InjectCacheCE(2, 5) }},
+			func() error { return m.InjectCacheCE(2, 5) }, ""},
 		{"4. Five more on CPU 3: offlining it would leave 2 of 4 CPUs online (< ceil(0.75 × 4) = 3), and one CPU was offlined within the hour: refused.",
-			func() error { return m.InjectCacheCE(3, 5) }},
+			func() error { return m.InjectCacheCE(3, 5) }, ""},
 		{"5. DIMM 0 of controller 1 reports 1000 corrected errors through its EDAC counter only: a replace-DIMM case naming its label.",
-			func() error { return m.InjectEDAC(1, 0, 1000) }},
+			func() error { return m.InjectEDAC(1, 0, 1000) }, ""},
 		{"6. An uncorrected memory error with a valid address: no rate engine, the page is hard-offlined at once.",
-			func() error { return m.InjectMemoryUE(0x3c00040, 0) }},
+			func() error { return m.InjectMemoryUE(0x3c00040, 0) }, ""},
 	}
 	for _, s := range steps {
 		d.say("\n%s", s.title)
@@ -145,6 +147,11 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		}
 		d.showKernel()
 		d.showAlerts()
+		if s.levels != "" {
+			if err := d.showLevels(s.levels); err != nil {
+				return err
+			}
+		}
 	}
 
 	d.say("\n$ selfprotect status")
@@ -153,7 +160,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		return err
 	}
 	printStatus(indent{d.out}, resp.Status)
-	d.say("\nEvery action is in the store with its evidence and undo command: `selfprotect explain CASE`, `selfprotect faulty`.")
+	d.say("\nEvery action is in the store with its evidence and undo command: `selfprotect explain CASE`, `selfprotect faulty`; what is about to trip: `selfprotect levels`.")
 	if keep {
 		d.say("Kept: %s (daemon log %s)", dir, logPath)
 	}
@@ -207,6 +214,19 @@ func (d *demo) settle(quiet time.Duration) (*daemon.Status, error) {
 		return nil, fmt.Errorf("the daemon did not settle within 30 s (last status call: %w)", lastErr)
 	}
 	return nil, errors.New("the daemon did not settle within 30 s")
+}
+
+// showLevels is `selfprotect levels R`: what the engines count for R.
+func (d *demo) showLevels(r fault.Resource) error {
+	d.say("   $ selfprotect levels %s", r)
+	resp, err := daemon.Call(d.socket, daemon.Request{Command: "levels", Resource: string(r)}, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder // indent wants whole lines; the table comes in cells
+	printLevels(&b, resp.Levels, false)
+	_, err = io.WriteString(indent{d.out}, b.String())
+	return err
 }
 
 func (d *demo) showNew() error {
