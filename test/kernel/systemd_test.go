@@ -198,6 +198,7 @@ var sandboxExpected = []sandboxRefusal{
 	{"swapon", "SystemCallFilter (no @swap)", "EPERM", "ENOENT"},
 	{"mount", "SystemCallFilter (no @mount)", "EPERM", "ENOENT"},
 	{"ioperm", "SystemCallFilter (no @raw-io)", "EPERM", "ok"},
+	{"i386_syscall", "SystemCallArchitectures", "killed by SIGSYS", "ok"},
 }
 
 // sandboxRefusals compares the probes' results under the unit and as root

@@ -147,6 +147,10 @@ func sandboxProbes() []sandboxProbe {
 		}},
 		{"mount", func() error { return unix.Mount("none", "/nonexistent-sandbox-probe", "tmpfs", 0, "") }},
 		{"ioperm", func() error { return unix.Ioperm(0x80, 1, 0) }},
+		// SystemCallArchitectures=native: getpid through the i386 ABI, in
+		// a process of its own, since the filter may kill the caller
+		// rather than fail the call.
+		{"i386_syscall", i386Syscall},
 	}
 }
 

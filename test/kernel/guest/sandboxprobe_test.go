@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -47,4 +49,17 @@ func TestThrowawayThreadExits(t *testing.T) {
 	}
 
 	require.Equal(t, unix.EPERM, onThrowawayThread(func() error { return unix.EPERM }), "fn's error is returned as is")
+}
+
+// The i386 probe is a valid executable whose one segment holds its entry,
+// and as an unconfined process its non-native call goes through.
+func TestI386Syscall(t *testing.T) {
+	f, err := elf.NewFile(bytes.NewReader(i386GetpidELF()))
+	require.NoError(t, err)
+	require.Equal(t, elf.EM_X86_64, f.Machine)
+	require.Len(t, f.Progs, 1)
+	seg := f.Progs[0]
+	require.Equal(t, elf.PT_LOAD, seg.Type)
+	require.True(t, f.Entry >= seg.Vaddr && f.Entry+uint64(len(i386GetpidCode)) == seg.Vaddr+seg.Filesz, "entry %#x, segment %+v", f.Entry, seg.ProgHeader)
+	require.Equal(t, "ok", errnoName(i386Syscall()))
 }
