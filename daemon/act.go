@@ -174,11 +174,11 @@ func (d *Daemon) afterWrite(j *job) {
 func actionKind(diag fault.Diagnosis) string {
 	switch diag {
 	case fault.DiagOfflineCPU:
-		return "cpu-offline"
+		return cpuoffline.Kind
 	case fault.DiagHardOfflinePage:
-		return "hard-offline"
+		return pageoffline.KindHard
 	}
-	return "soft-offline"
+	return pageoffline.KindSoft
 }
 
 // drainJobs hands back what the daemon stops before doing: decisions are
@@ -229,7 +229,7 @@ func (d *Daemon) execute(ctx context.Context, j job) {
 func (d *Daemon) executeCPU(ctx context.Context, j job) {
 	topo, err := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
 	if err != nil {
-		d.settle(j, []fault.Action{{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: "cpu-offline",
+		d.settle(j, []fault.Action{{CaseID: j.c.ID, Time: d.now(), Resource: j.c.Suspect, Kind: cpuoffline.Kind,
 			Outcome: fault.OutcomeFailed, Detail: fmt.Sprintf("reading CPU topology: %v", err)}})
 		return
 	}
@@ -252,7 +252,7 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 	var todo []int
 	for _, n := range cpus {
 		r := fault.CPU(n)
-		if done, a := d.alreadyActed(j, r, "cpu-offline"); done {
+		if done, a := d.alreadyActed(j, r, cpuoffline.Kind); done {
 			actions = append(actions, a)
 			continue
 		}
@@ -281,7 +281,7 @@ func (d *Daemon) executeCPU(ctx context.Context, j job) {
 				detail = "; restored when the interval allows, at " + trimTime(due)
 			}
 			for _, n := range todo {
-				a := refusal(j.c.ID, d.now(), fault.CPU(n), "cpu-offline", viol)
+				a := refusal(j.c.ID, d.now(), fault.CPU(n), cpuoffline.Kind, viol)
 				a.Detail += detail
 				actions = append(actions, a)
 			}
@@ -310,9 +310,9 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 	var actions []fault.Action
 	dimm := dimmOf(j.c)
 	for _, r := range j.targets {
-		kind := "soft-offline"
+		kind := pageoffline.KindSoft
 		if j.c.Diagnosis == fault.DiagHardOfflinePage {
-			kind = "hard-offline"
+			kind = pageoffline.KindHard
 		}
 		if done, a := d.alreadyActed(j, r, kind); done {
 			actions = append(actions, a)
@@ -334,7 +334,7 @@ func (d *Daemon) executePages(ctx context.Context, j job) {
 		}
 		j.timing.mark(stepChecked, d.now())
 		var a fault.Action
-		if kind == "hard-offline" {
+		if kind == pageoffline.KindHard {
 			a = d.pages.HardOfflineAfter(ctx, r, d.dryRun(), mi)
 		} else {
 			a = d.pages.IsolateAfter(ctx, r, d.dryRun(), mi)

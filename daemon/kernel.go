@@ -53,7 +53,7 @@ func (d *Daemon) kernelIsolated(ev fault.Event) {
 		log.WithError(err).Error("reading cases to annotate a kernel isolation")
 	}
 	now := d.now()
-	act := fault.Action{Time: now, Resource: r, Kind: "hard-offline", Outcome: fault.OutcomeIsolatedByOther,
+	act := fault.Action{Time: now, Resource: r, Kind: pageoffline.KindHard, Outcome: fault.OutcomeIsolatedByOther,
 		Detail: "isolated by the kernel itself: " + ev.Detail}
 	matched := false
 	for _, c := range cases {
