@@ -1,4 +1,13 @@
 // Command selfprotect is the self-healing fault-isolation daemon and its CLI.
+//
+// The runtime keeps the GOMAXPROCS it starts with (the CPUs the process
+// may run on, or its cgroup's limit): by default Go re-reads both from its
+// sysmon thread, at most once a second, and a daemon idle between errors
+// wakes sysmon at each error, so the re-read (sched_getaffinity and a
+// cgroup file's read) lands on the way from the error to the kernel
+// write, on the daemon's own CPU when it is pinned.
+//
+//go:debug updatemaxprocs=0
 package main
 
 import (

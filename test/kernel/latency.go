@@ -62,15 +62,40 @@ const LatencyPages = 60
 // emulator thread, which might have cost the daemon's path (across vCPUs)
 // more than CEC's (on the injecting vCPU). Four runs without it gave the
 // ratios the probe gives (session 10, README "Benchmarks").
+//
+// The daemon's boot ends with a third section, latency-floor: no daemon,
+// but the least any userspace isolator must do (guest min-isolator, on
+// the daemon's CPU: read mce_record from a text trace_pipe, write the
+// page at its second record), so each run says how much of the daemon's
+// ratio to CEC is the daemon's and how much is being in userspace at all.
+// It runs last: the pages it poisons would count against the daemon's
+// page budget (HardwareCorrupted counts every poisoned page).
 func LatencyScenario(withDaemon, probe bool) Scenario {
 	if !withDaemon {
-		return Scenario{Name: "latency-cec", Append: benchAppend, Script: latencySection("latency-cec", "", false, probe)}
+		return Scenario{Name: "latency-cec", Append: benchAppend, Script: latencySection("latency-cec", "", "", probe)}
 	}
 	return Scenario{
 		Name:   "latency-daemon",
 		Append: "ras=cec_disable " + benchAppend,
-		Script: "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + latencySection("latency-ebpf", "", true, probe) + latencySection("latency-tracefs", "--no-ebpf", true, probe),
+		Script: "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + daemonSection("latency-ebpf", "", probe) + daemonSection("latency-tracefs", "--no-ebpf", probe) +
+			latencySection("latency-floor", floorStart, floorStop, probe),
 	}
+}
+
+// floorStart runs the minimal isolator where the daemon runs; floorStop
+// ends it (it reports its counts as the step min-isolator).
+const (
+	floorStart = `rm -f /tmp/floor-ready
+$PIN guest min-isolator floor /tmp/floor-ready &
+FLOOR=$!
+while [ ! -e /tmp/floor-ready ]; do usleep 20000; done
+`
+	floorStop = `kill $FLOOR; wait $FLOOR
+`
+)
+
+func daemonSection(name, runflags string, probe bool) string {
+	return latencySection(name, "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "info"), daemonStop, probe)
 }
 
 // WithBaseline adds a first section, latency-ebpf-base, running another
@@ -84,17 +109,16 @@ func (sc Scenario) WithBaseline(bin []byte, probe bool) Scenario {
 	}
 	sc.Files = files
 	// In /bin, not /tmp: the hardened launch gives the daemon a private /tmp.
-	base := strings.ReplaceAll(latencySection("latency-ebpf-base", "", true, probe), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
+	base := strings.ReplaceAll(daemonSection("latency-ebpf-base", "", probe), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
 	sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
 		strings.Replace(sc.Script, "\n", "\n"+base, 1)
 	return sc
 }
 
-func latencySection(name, runflags string, withDaemon, probe bool) string {
-	daemon, stop := "", ""
-	if withDaemon {
-		daemon, stop = "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "info"), daemonStop
-	}
+// latencySection measures LatencyPages pages with start (the reader that
+// isolates: a daemon, the minimal isolator, nothing when CEC does it)
+// running, then runs stop.
+func latencySection(name, start, stop string, probe bool) string {
 	deciding := `  rm -f /tmp/probe-ready
   taskset -c 3 guest -tag probe wait-poisoned $P 10s 20us /tmp/probe-ready &
   POLL=$!
@@ -105,7 +129,7 @@ func latencySection(name, runflags string, withDaemon, probe bool) string {
 		deciding = `  taskset -c 1 guest -tag deciding inject-mem 1 $A mark=` + name + ` > /tmp/deciding
   usleep 100000`
 	}
-	return section(name) + holdStart("/tmp/hold-"+name, LatencyPages) + daemon + fmt.Sprintf(`
+	return section(name) + holdStart("/tmp/hold-"+name, LatencyPages) + start + fmt.Sprintf(`
 guest trace-start %[3]s clock=mono kprobe=soft_offline_page
 i=0
 while [ $i -lt %[1]d ]; do

@@ -45,6 +45,8 @@ func TestLatency(t *testing.T) {
 		require.NoError(t, err)
 		daemonSc, paths = daemonSc.WithBaseline(bin, probe), []string{"ebpf-base", "ebpf", "tracefs"}
 	}
+	// The minimal isolator's section: the floor of any userspace design.
+	paths = append(paths, floorPath)
 	// A loaded host (load 40-50 on the 2 cores) stretches a boot to
 	// minutes.
 	opt := RunOptions{Timeout: 20 * time.Minute}
@@ -95,15 +97,30 @@ func TestLatency(t *testing.T) {
 	}
 	cecK := kernelStamped(t, "CEC", cecTimelines)
 	t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, all %s", "CEC", len(cecK), Median(cecK), P90(cecK), fmtMs(cecK))
+	kernelMs := map[string][]float64{}
 	for _, path := range paths {
 		ms := kernelStamped(t, path, timelines[path])
+		kernelMs[path] = ms
 		t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, ratio to CEC %.1f (p90 %.1f), all %s", path, len(ms),
 			Median(ms), P90(ms), Median(ms)/Median(cecK), P90(ms)/P90(cecK), fmtMs(ms))
 	}
+	fl := only(t, all.Section("latency-"+floorPath), "min-isolator")
+	t.Logf("  the minimal isolator: %v records read, %v pages offlined, %v writes failed", fl.Data["records"], fl.Data["offlined"], fl.Data["failed"])
+	floor := Median(kernelMs[floorPath])
+	for _, path := range paths {
+		if path != floorPath {
+			t.Logf("  %-8s median %.2f× the minimal userspace isolator's (%.2f ms), which is %.2f× CEC's", path, Median(kernelMs[path])/floor, floor, floor/Median(cecK))
+		}
+	}
 	t.Logf("CEC, broken down on the trace clock:")
 	kernelBreakdown(t, cecTimelines, nil)
+	t.Logf("the minimal isolator, broken down on the trace clock:")
+	kernelBreakdown(t, timelines[floorPath], nil)
 	daemonLog := DaemonLog(withDaemon.run.Console)
 	for _, path := range paths {
+		if path == floorPath {
+			continue
+		}
 		rs := all.Section("latency-" + path)
 		deciding := rs.Step("deciding")
 		require.Len(t, deciding, LatencyPages)
@@ -112,6 +129,9 @@ func TestLatency(t *testing.T) {
 		decisionStages(t, withDaemon.run.Console, rs, deciding)
 	}
 }
+
+// floorPath names the minimal isolator's section (latency-floor).
+const floorPath = "floor"
 
 // sectionTimelines are the section's marked injections as its trace
 // instance saw them.

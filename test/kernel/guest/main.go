@@ -104,6 +104,7 @@ func commands() map[string]command {
 		"timerslack":    {2, cmdTimerSlack},
 		"sandbox-probe": {0, cmdSandboxProbe},
 		"file-base64":   {1, cmdFileBase64},
+		"min-isolator":  {2, cmdMinIsolator},
 	}
 }
 
