@@ -174,7 +174,8 @@ func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine
 	t.Helper()
 	stages := []string{"marker→record", "record→offline entered", "offline entered→returned"}
 	if daemonLog != nil {
-		stages = []string{"marker→received (daemon)", "received→offline entered", "offline entered→returned", "marker→record (bench)"}
+		stages = []string{"marker→received (daemon)", "received→offline entered", "offline entered→returned", "marker→record (bench)",
+			"budgets checked (daemon)→offline entered"}
 	}
 	per := make([][]float64, len(stages))
 	for i, k := range tls {
@@ -182,8 +183,10 @@ func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine
 			continue
 		}
 		points := []int64{k.Marked, k.Recorded, k.Entered, k.Returned}
+		var checked int64
 		if daemonLog != nil {
-			received := receivedAt(daemonLog, k)
+			var received int64
+			received, checked = decisionAt(daemonLog, k)
 			if received < 0 {
 				t.Logf("page %d %#x: no decision timing line", i, k.Addr)
 				continue
@@ -199,6 +202,9 @@ func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine
 		if daemonLog != nil {
 			d := float64(k.Recorded-k.Marked) / 1000
 			per[3] = append(per[3], d)
+			row = append(row, fmt.Sprintf("%.2f", d))
+			d = float64(k.Entered-checked) / 1000
+			per[4] = append(per[4], d)
 			row = append(row, fmt.Sprintf("%.2f", d))
 		}
 		t.Logf("page %d %#x: %s ms", i, k.Addr, strings.Join(row, " / "))
@@ -217,16 +223,28 @@ func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine
 // receivedAt is when the daemon read the record that decided k's page
 // (its decision timing line's received_mono_us, µs), or -1.
 func receivedAt(log []StampedLine, k KernelTimeline) int64 {
+	received, _ := decisionAt(log, k)
+	return received
+}
+
+// decisionAt is receivedAt, and when the same decision had read and
+// checked its budgets (its stages up to budget_ms added to the receipt):
+// the next thing the daemon does is the page's last check and its write.
+func decisionAt(log []StampedLine, k KernelTimeline) (received, checked int64) {
 	page := fmt.Sprintf("page:%#x", k.Addr>>12)
 	for _, l := range log {
 		if l.MonoUS < k.Marked || !strings.Contains(l.Text, "decision timing") || !fieldIs(l.Text, "suspect", page) {
 			continue
 		}
 		if r := logNumber(l.Text, "received_mono_us"); r >= float64(k.Marked) {
-			return int64(r)
+			ms := 0.0
+			for _, f := range []string{"to_loop_ms", "diagnose_ms", "to_worker_ms", "intent_durable_ms", "budget_ms"} {
+				ms += max(logNumber(l.Text, f), 0)
+			}
+			return int64(r), int64(r + ms*1000)
 		}
 	}
-	return -1
+	return -1, -1
 }
 
 // decisionStages reports the daemon's own stamps of each decision ("decision
