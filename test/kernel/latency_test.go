@@ -115,7 +115,14 @@ func TestLatency(t *testing.T) {
 	t.Logf("CEC, broken down on the trace clock:")
 	kernelBreakdown(t, cecTimelines, nil)
 	t.Logf("the minimal isolator, broken down on the trace clock:")
-	kernelBreakdown(t, timelines[floorPath], nil)
+	floorRead, _ := fl.Data["read_mono_us"].(map[string]any)
+	kernelBreakdown(t, timelines[floorPath], func(k KernelTimeline) (int64, int64) {
+		at, ok := floorRead[fmt.Sprintf("%#x", k.Addr>>12)].(float64)
+		if !ok {
+			return -1, -1
+		}
+		return int64(at), int64(at) // it writes as soon as it has read
+	})
 	daemonLog := DaemonLog(withDaemon.run.Console)
 	for _, path := range paths {
 		if path == floorPath {
@@ -125,7 +132,7 @@ func TestLatency(t *testing.T) {
 		deciding := rs.Step("deciding")
 		require.Len(t, deciding, LatencyPages)
 		t.Logf("%s, broken down on the trace clock:", path)
-		kernelBreakdown(t, timelines[path], daemonLog)
+		kernelBreakdown(t, timelines[path], func(k KernelTimeline) (int64, int64) { return decisionAt(daemonLog, k) })
 		decisionStages(t, withDaemon.run.Console, rs, deciding)
 	}
 }
@@ -164,18 +171,21 @@ func kernelStamped(t *testing.T, name string, tls []KernelTimeline) []float64 {
 // stamps alone (CEC): the injecting write until the kernel logs the
 // record (mce_record, from the kworker that goes on to run CEC), the
 // record until soft_offline_page is entered (CEC's queued work), the
-// offline itself. With a daemon, its log places its receipt of the record
-// (received_mono_us, on CLOCK_MONOTONIC as the instance's mono clock):
+// offline itself. With a reader (the daemon: its decision timing line;
+// the minimal isolator: its result), the reader's own stamps place its
+// receipt of the record (CLOCK_MONOTONIC, as the instance's mono clock):
 // the marker until then (the kernel logging the record, the wake-up, the
-// read), then until the offline is entered (the daemon's own work and its
-// write); the bench instance's record stamp is given apart, since under
-// TCG it can come after the daemon acted (see KernelTimeline).
-func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine) {
+// read), then until the offline is entered (the reader's own work and its
+// write), and from the moment it was ready to write (the daemon: its
+// budgets checked) until the kernel entered the offline; the bench
+// instance's record stamp is given apart, since under TCG it can come
+// after the reader acted (see KernelTimeline).
+func kernelBreakdown(t *testing.T, tls []KernelTimeline, reader func(KernelTimeline) (received, checked int64)) {
 	t.Helper()
 	stages := []string{"marker→record", "record→offline entered", "offline entered→returned"}
-	if daemonLog != nil {
-		stages = []string{"marker→received (daemon)", "received→offline entered", "offline entered→returned", "marker→record (bench)",
-			"budgets checked (daemon)→offline entered"}
+	if reader != nil {
+		stages = []string{"marker→received (reader)", "received→offline entered", "offline entered→returned", "marker→record (bench)",
+			"ready to write (reader)→offline entered"}
 	}
 	per := make([][]float64, len(stages))
 	for i, k := range tls {
@@ -184,11 +194,11 @@ func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine
 		}
 		points := []int64{k.Marked, k.Recorded, k.Entered, k.Returned}
 		var checked int64
-		if daemonLog != nil {
+		if reader != nil {
 			var received int64
-			received, checked = decisionAt(daemonLog, k)
+			received, checked = reader(k)
 			if received < 0 {
-				t.Logf("page %d %#x: no decision timing line", i, k.Addr)
+				t.Logf("page %d %#x: the reader did not say when it read the record", i, k.Addr)
 				continue
 			}
 			points = []int64{k.Marked, received, k.Entered, k.Returned}
@@ -199,7 +209,7 @@ func kernelBreakdown(t *testing.T, tls []KernelTimeline, daemonLog []StampedLine
 			per[s] = append(per[s], d)
 			row = append(row, fmt.Sprintf("%.2f", d))
 		}
-		if daemonLog != nil {
+		if reader != nil {
 			d := float64(k.Recorded-k.Marked) / 1000
 			per[3] = append(per[3], d)
 			row = append(row, fmt.Sprintf("%.2f", d))
