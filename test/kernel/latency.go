@@ -25,9 +25,10 @@ const LatencyPages = 60
 // info logs (as in production: debug adds a line per record on the way to
 // the write) timestamped by stamp-run (so the time can be broken down),
 // the daemon pinned to CPU 2 (taskset, so GOMAXPROCS=1 as on a busy
-// host), twice in the same boot: through eBPF (section latency-ebpf) and
-// through tracefs (--no-ebpf, latency-tracefs). Without it, CEC (6.12,
-// threshold 2 on the Intel model) does the offlining (latency-cec).
+// host), through eBPF (path LatencyEBPF, section latency-ebpf) or through
+// tracefs (--no-ebpf, latency-tracefs). Without it, CEC (6.12, threshold
+// 2 on the Intel model) does the offlining (LatencyCECScenario,
+// latency-cec).
 //
 // The deciding injection's result line goes to a file and reaches the
 // console only after the probe: under single-threaded TCG the vCPU that
@@ -63,23 +64,47 @@ const LatencyPages = 60
 // more than CEC's (on the injecting vCPU). Four runs without it gave the
 // ratios the probe gives (session 10, README "Benchmarks").
 //
-// The daemon's boot ends with a third section, latency-floor: no daemon,
-// but the least any userspace isolator must do (guest min-isolator, on
-// the daemon's CPU: read mce_record from a text trace_pipe, write the
-// page at its second record), so each run says how much of the daemon's
-// ratio to CEC is the daemon's and how much is being in userspace at all.
-// It runs last: the pages it poisons would count against the daemon's
-// page budget (HardwareCorrupted counts every poisoned page).
-func LatencyScenario(withDaemon, probe bool) Scenario {
-	if !withDaemon {
-		return Scenario{Name: "latency-cec", Append: benchAppend, Script: latencySection("latency-cec", "", "", probe)}
+// Each reader is measured in a boot of its own (ras=cec_disable), started
+// together with a CEC boot of its own: the two run at once on the host's
+// two cores, so the reader and its CEC reference share the host's load.
+// (Three sections in one daemon boot beside one CEC boot compared the
+// first section with a CEC measured at the same time and the later ones
+// with a CEC measured before them, on a host by then running one guest
+// instead of two: the later sections' stages ran up to a third faster.)
+//
+// Besides the daemon's two paths, the floor: no daemon, but the least any
+// userspace isolator must do (guest min-isolator, on the daemon's CPU:
+// read mce_record from a text trace_pipe, write the page at its second
+// record), so each run says how much of the daemon's ratio to CEC is the
+// daemon's and how much is being in userspace at all.
+func LatencyScenario(path string, probe bool) Scenario {
+	const prefix = "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n"
+	sc := Scenario{Name: "latency-" + path, Append: "ras=cec_disable " + benchAppend}
+	switch path {
+	case LatencyEBPF:
+		sc.Script = prefix + daemonSection("latency-ebpf", "", probe)
+	case LatencyTracefs:
+		sc.Script = prefix + daemonSection("latency-tracefs", "--no-ebpf", probe)
+	case LatencyFloor:
+		sc.Script = prefix + latencySection("latency-floor", floorStart, floorStop, probe)
+	default:
+		panic("latency path " + path)
 	}
-	return Scenario{
-		Name:   "latency-daemon",
-		Append: "ras=cec_disable " + benchAppend,
-		Script: "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + daemonSection("latency-ebpf", "", probe) + daemonSection("latency-tracefs", "--no-ebpf", probe) +
-			latencySection("latency-floor", floorStart, floorStop, probe),
-	}
+	return sc
+}
+
+// The readers LatencyScenario measures.
+const (
+	LatencyEBPF    = "ebpf"
+	LatencyTracefs = "tracefs"
+	LatencyFloor   = "floor"
+	LatencyBase    = "ebpf-base" // LatencyBaseline's
+)
+
+// LatencyCECScenario is CEC's boot (6.12, threshold 2 on the Intel model)
+// started beside the boot of the reader named pair.
+func LatencyCECScenario(pair string, probe bool) Scenario {
+	return Scenario{Name: "latency-cec-for-" + pair, Append: benchAppend, Script: latencySection("latency-cec", "", "", probe)}
 }
 
 // floorStart runs the minimal isolator where the daemon runs; floorStop
@@ -98,20 +123,17 @@ func daemonSection(name, runflags string, probe bool) string {
 	return latencySection(name, "RUNFLAGS="+runflags+"\n"+daemonStart(name, "", "info"), daemonStop, probe)
 }
 
-// WithBaseline adds a first section, latency-ebpf-base, running another
-// daemon binary (an earlier build) through eBPF in the same boot: a
-// before/after under the same load, which separate runs on a shared host
-// cannot give.
-func (sc Scenario) WithBaseline(bin []byte, probe bool) Scenario {
-	files := map[string][]byte{"selfprotect-base": bin}
-	for k, v := range sc.Files {
-		files[k] = v
-	}
-	sc.Files = files
+// LatencyBaseline is LatencyScenario(LatencyEBPF) running another daemon
+// binary (an earlier build), as section latency-ebpf-base: a before/after,
+// each beside a CEC boot of its own.
+func LatencyBaseline(bin []byte, probe bool) Scenario {
+	sc := LatencyScenario(LatencyEBPF, probe)
+	sc.Name = "latency-" + LatencyBase
+	sc.Files = map[string][]byte{"selfprotect-base": bin}
 	// In /bin, not /tmp: the hardened launch gives the daemon a private /tmp.
-	base := strings.ReplaceAll(daemonSection("latency-ebpf-base", "", probe), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
+	base := strings.ReplaceAll(daemonSection("latency-"+LatencyBase, "", probe), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
 	sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
-		strings.Replace(sc.Script, "\n", "\n"+base, 1)
+		"PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + base
 	return sc
 }
 

@@ -14,10 +14,11 @@ import (
 
 // TestLatency is the issue's one latency metric: deciding injection →
 // HWPOISON seen by a kpageflags poll every 20 µs, for CEC's own offline and for
-// the daemon pinned to one CPU through eBPF and through tracefs (the two
-// daemon paths in one boot, ras=cec_disable), 6.12 with the Intel model,
-// LatencyPages pages each. It prints the medians and p90s and the ratios
-// to CEC; the same pages dated by the kernel alone (the deciding
+// the daemon pinned to one CPU through eBPF and through tracefs, and for
+// the minimal userspace isolator (the floor), each reader in a boot of its
+// own (ras=cec_disable) beside a CEC boot of its own, 6.12 with the Intel
+// model, LatencyPages pages each. It prints the medians and p90s and each
+// reader's ratio to the CEC beside it; the same pages dated by the kernel alone (the deciding
 // injection's trace marker → soft_offline_page's return, no probe); and
 // where the time goes (the kernel's stamps, the daemon's receipt of the
 // record, its own stage stamps). Gated by SELFPROTECT_LATENCY=1 besides
@@ -36,38 +37,58 @@ func TestLatency(t *testing.T) {
 	// kpageflags probe: the kernel's stamps alone date each page, with no
 	// 20 µs poller taking the emulator from the paths it measures.
 	probe := os.Getenv("SELFPROTECT_LATENCY_PROBE") != "off"
-	cecSc := LatencyScenario(false, probe)
-	daemonSc, paths := LatencyScenario(true, probe), []string{"ebpf", "tracefs"}
-	// SELFPROTECT_LATENCY_BASE names an earlier build to measure in the
-	// same boot (section ebpf-base).
+	type reader struct {
+		path string
+		sc   Scenario
+	}
+	readers := []reader{
+		{LatencyEBPF, LatencyScenario(LatencyEBPF, probe)},
+		{LatencyTracefs, LatencyScenario(LatencyTracefs, probe)},
+		{LatencyFloor, LatencyScenario(LatencyFloor, probe)},
+	}
+	// SELFPROTECT_LATENCY_BASE names an earlier build to measure first
+	// (ebpf-base), beside a CEC boot of its own like every reader.
 	if base := os.Getenv("SELFPROTECT_LATENCY_BASE"); base != "" {
 		bin, err := os.ReadFile(base)
 		require.NoError(t, err)
-		daemonSc, paths = daemonSc.WithBaseline(bin, probe), []string{"ebpf-base", "ebpf", "tracefs"}
+		readers = append([]reader{{LatencyBase, LatencyBaseline(bin, probe)}}, readers...)
 	}
-	// The minimal isolator's section: the floor of any userspace design.
-	paths = append(paths, floorPath)
 	// A loaded host (load 40-50 on the 2 cores) stretches a boot to
 	// minutes.
 	opt := RunOptions{Timeout: 20 * time.Minute}
 	// SELFPROTECT_LATENCY_VCPUS=parallel runs each guest's vCPUs on host
 	// threads of their own, as a real machine runs its CPUs, and the two
-	// boots one after the other so that their threads do not share the
-	// host's two cores. The default, one host thread per guest, is what
-	// the issue measured.
+	// boots of a pair one after the other so that their threads do not
+	// share the host's two cores. The default, one host thread per guest,
+	// is what the issue measured.
 	parallel := os.Getenv("SELFPROTECT_LATENCY_VCPUS") == "parallel"
 	opt.ParallelVCPUs = parallel
-	withCEC := boots.start(lab, cell, cecSc, opt)
-	if parallel {
-		<-withCEC.done
-	}
-	withDaemon := boots.start(lab, cell, daemonSc, RunOptions{WithDaemon: true, Timeout: opt.Timeout, ParallelVCPUs: parallel})
-	t.Logf("vCPUs: %s", map[bool]string{false: "one host thread per guest (tcg,thread=single), both boots at once", true: "a host thread each (tcg,thread=multi), one boot after the other"}[parallel])
+	t.Logf("vCPUs: %s", map[bool]string{false: "one host thread per guest (tcg,thread=single), each reader's boot beside a CEC boot of its own, at once", true: "a host thread each (tcg,thread=multi), each reader's boot after a CEC boot of its own"}[parallel])
 
-	<-withCEC.done
-	cec := runResults(t, cell, cecSc, withCEC.run, withCEC.err).Section("latency-cec")
-	<-withDaemon.done
-	all := runResults(t, cell, daemonSc, withDaemon.run, withDaemon.err)
+	// Pair after pair: each reader's boot with its CEC boot, at once.
+	type measured struct {
+		path    string
+		cec, rd Results // the pair's sections
+		console string  // the reader's boot (the daemon's log)
+	}
+	var all []measured
+	for _, r := range readers {
+		cecSc := LatencyCECScenario(r.path, probe)
+		withCEC := boots.start(lab, cell, cecSc, opt)
+		if parallel {
+			<-withCEC.done
+		}
+		withReader := boots.start(lab, cell, r.sc, RunOptions{WithDaemon: true, Timeout: opt.Timeout, ParallelVCPUs: parallel})
+		<-withCEC.done
+		<-withReader.done
+		all = append(all, measured{
+			path:    r.path,
+			cec:     runResults(t, cell, cecSc, withCEC.run, withCEC.err).Section("latency-cec"),
+			rd:      runResults(t, cell, r.sc, withReader.run, withReader.err).Section("latency-" + r.path),
+			console: withReader.run.Console,
+		})
+	}
+
 	// The probe's figure twice, from either end of the deciding
 	// injection: a write(2) to mce-inject that takes milliseconds under
 	// TCG, during which the kernel logs the record and CEC may already act
@@ -78,67 +99,57 @@ func TestLatency(t *testing.T) {
 		t.Logf("no probe (SELFPROTECT_LATENCY_PROBE=off): the kernel's stamps alone")
 	}
 	for _, zero := range ends {
-		t.Logf("from the deciding injection's %s:", zero.name)
-		cecMs := pageLatencies(t, cec, zero.key)
-		t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, all %s", "CEC", len(cecMs), Median(cecMs), P90(cecMs), fmtMs(cecMs))
-		for _, path := range paths {
-			ms := pageLatencies(t, all.Section("latency-"+path), zero.key)
-			t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, ratio to CEC %.1f (p90 %.1f), all %s", path, len(ms),
-				Median(ms), P90(ms), Median(ms)/Median(cecMs), P90(ms)/P90(cecMs), fmtMs(ms))
+		t.Logf("from the deciding injection's %s, each reader against the CEC boot beside it:", zero.name)
+		for _, m := range all {
+			cecMs, ms := pageLatencies(t, m.cec, zero.key), pageLatencies(t, m.rd, zero.key)
+			t.Logf("  %-9s (%d pages): median %6.2f ms, p90 %6.2f ms; its CEC %6.2f ms, p90 %6.2f ms; ratio to CEC %.1f (p90 %.1f), all %s", m.path, len(ms),
+				Median(ms), P90(ms), Median(cecMs), P90(cecMs), Median(ms)/Median(cecMs), P90(ms)/P90(cecMs), fmtMs(ms))
 		}
 	}
 	// The same pages dated by the kernel alone: no probe's wake-up and no
 	// second clock in the figure.
-	t.Logf("kernel-stamped, from the deciding injection's trace marker to soft_offline_page's return (one trace instance, its mono clock):")
-	cecTimelines := sectionTimelines(t, cec)
+	t.Logf("kernel-stamped, from the deciding injection's trace marker to soft_offline_page's return (one trace instance, its mono clock), each reader against the CEC boot beside it:")
+	ratio := map[string]float64{}
+	var cecTimelines []KernelTimeline
 	timelines := map[string][]KernelTimeline{}
-	for _, path := range paths {
-		timelines[path] = sectionTimelines(t, all.Section("latency-"+path))
+	for _, m := range all {
+		cecTl := sectionTimelines(t, m.cec)
+		cecTimelines = append(cecTimelines, cecTl...)
+		timelines[m.path] = sectionTimelines(t, m.rd)
+		cecK, ms := kernelStamped(t, "CEC beside "+m.path, cecTl), kernelStamped(t, m.path, timelines[m.path])
+		ratio[m.path] = Median(ms) / Median(cecK)
+		t.Logf("  %-9s (%d pages): median %6.2f ms, p90 %6.2f ms; its CEC %6.2f ms, p90 %6.2f ms; ratio to CEC %.2f (p90 %.1f), all %s", m.path, len(ms),
+			Median(ms), P90(ms), Median(cecK), P90(cecK), ratio[m.path], P90(ms)/P90(cecK), fmtMs(ms))
 	}
-	cecK := kernelStamped(t, "CEC", cecTimelines)
-	t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, all %s", "CEC", len(cecK), Median(cecK), P90(cecK), fmtMs(cecK))
-	kernelMs := map[string][]float64{}
-	for _, path := range paths {
-		ms := kernelStamped(t, path, timelines[path])
-		kernelMs[path] = ms
-		t.Logf("  %-8s (%d pages): median %6.2f ms, p90 %6.2f ms, ratio to CEC %.1f (p90 %.1f), all %s", path, len(ms),
-			Median(ms), P90(ms), Median(ms)/Median(cecK), P90(ms)/P90(cecK), fmtMs(ms))
-	}
-	fl := only(t, all.Section("latency-"+floorPath), "min-isolator")
-	t.Logf("  the minimal isolator: %v records read, %v pages offlined, %v writes failed", fl.Data["records"], fl.Data["offlined"], fl.Data["failed"])
-	floor := Median(kernelMs[floorPath])
-	for _, path := range paths {
-		if path != floorPath {
-			t.Logf("  %-8s median %.2f× the minimal userspace isolator's (%.2f ms), which is %.2f× CEC's", path, Median(kernelMs[path])/floor, floor, floor/Median(cecK))
+	for _, m := range all {
+		if m.path != LatencyFloor {
+			t.Logf("  %-9s %.2f× CEC where the minimal userspace isolator is %.2f×: %.2f× the floor", m.path, ratio[m.path], ratio[LatencyFloor], ratio[m.path]/ratio[LatencyFloor])
 		}
 	}
-	t.Logf("CEC, broken down on the trace clock:")
+	t.Logf("CEC, all its boots, broken down on the trace clock:")
 	kernelBreakdown(t, cecTimelines, nil)
-	t.Logf("the minimal isolator, broken down on the trace clock:")
-	floorRead, _ := fl.Data["read_mono_us"].(map[string]any)
-	kernelBreakdown(t, timelines[floorPath], func(k KernelTimeline) (int64, int64) {
-		at, ok := floorRead[fmt.Sprintf("%#x", k.Addr>>12)].(float64)
-		if !ok {
-			return -1, -1
-		}
-		return int64(at), int64(at) // it writes as soon as it has read
-	})
-	daemonLog := DaemonLog(withDaemon.run.Console)
-	for _, path := range paths {
-		if path == floorPath {
+	for _, m := range all {
+		t.Logf("%s, broken down on the trace clock:", m.path)
+		if m.path == LatencyFloor {
+			fl := only(t, m.rd, "min-isolator")
+			t.Logf("  the minimal isolator: %v records read, %v pages offlined, %v writes failed", fl.Data["records"], fl.Data["offlined"], fl.Data["failed"])
+			read, _ := fl.Data["read_mono_us"].(map[string]any)
+			kernelBreakdown(t, timelines[m.path], func(k KernelTimeline) (int64, int64) {
+				at, ok := read[fmt.Sprintf("%#x", k.Addr>>12)].(float64)
+				if !ok {
+					return -1, -1
+				}
+				return int64(at), int64(at) // it writes as soon as it has read
+			})
 			continue
 		}
-		rs := all.Section("latency-" + path)
-		deciding := rs.Step("deciding")
+		daemonLog := DaemonLog(m.console)
+		kernelBreakdown(t, timelines[m.path], func(k KernelTimeline) (int64, int64) { return decisionAt(daemonLog, k) })
+		deciding := m.rd.Step("deciding")
 		require.Len(t, deciding, LatencyPages)
-		t.Logf("%s, broken down on the trace clock:", path)
-		kernelBreakdown(t, timelines[path], func(k KernelTimeline) (int64, int64) { return decisionAt(daemonLog, k) })
-		decisionStages(t, withDaemon.run.Console, rs, deciding)
+		decisionStages(t, m.console, m.rd, deciding)
 	}
 }
-
-// floorPath names the minimal isolator's section (latency-floor).
-const floorPath = "floor"
 
 // sectionTimelines are the section's marked injections as its trace
 // instance saw them.
