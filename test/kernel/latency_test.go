@@ -241,16 +241,11 @@ func kernelBreakdown(t *testing.T, tls []KernelTimeline, reader func(KernelTimel
 	t.Logf("median ms (%d pages): %s", len(per[0]), strings.Join(row, ", "))
 }
 
-// receivedAt is when the daemon read the record that decided k's page
-// (its decision timing line's received_mono_us, µs), or -1.
-func receivedAt(log []StampedLine, k KernelTimeline) int64 {
-	received, _ := decisionAt(log, k)
-	return received
-}
-
-// decisionAt is receivedAt, and when the same decision had read and
-// checked its budgets (its stages up to budget_ms added to the receipt):
-// the next thing the daemon does is the page's last check and its write.
+// decisionAt is when the daemon read the record that decided k's page
+// (its decision timing line's received_mono_us, µs), and when the same
+// decision had read and checked its budgets (its stages up to budget_ms
+// added to the receipt: what follows is the page's last check and its
+// write); -1 when no line says.
 func decisionAt(log []StampedLine, k KernelTimeline) (received, checked int64) {
 	page := fmt.Sprintf("page:%#x", k.Addr>>12)
 	for _, l := range log {
