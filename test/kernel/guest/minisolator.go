@@ -22,15 +22,12 @@ import (
 // isolates from userspace can avoid. It creates args[1] once it reads, and
 // reports when SIGTERM ends it.
 func cmdMinIsolator(e env, args []string) (map[string]any, error) {
+	// An instance as the bench's own: mce_record on, every record wakes
+	// the reader (buffer_percent 0).
+	if _, err := cmdTraceStart(e, args[:1]); err != nil {
+		return nil, err
+	}
 	inst := e.paths.TracingPath("instances", args[0])
-	if err := os.Mkdir(inst, 0o755); err != nil && !os.IsExist(err) {
-		return nil, fmt.Errorf("creating instance %s: %w", inst, err)
-	}
-	for _, w := range []struct{ file, value string }{{"buffer_percent", "0"}, {"events/mce/mce_record/enable", "1"}, {"tracing_on", "1"}} {
-		if err := writeOnce(inst+"/"+w.file, w.value+"\n"); err != nil {
-			return nil, err
-		}
-	}
 	pipe, err := os.Open(inst + "/trace_pipe")
 	if err != nil {
 		return nil, fmt.Errorf("opening %s/trace_pipe: %w", inst, err)
