@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -142,17 +141,11 @@ func cmdInjectMem(e env, args []string) (map[string]any, error) {
 	}
 	uc := false
 	var marker *os.File
-	var linger time.Duration
 	for _, opt := range args[2:] {
 		name, isMark := strings.CutPrefix(opt, "mark=")
-		wait, isLinger := strings.CutPrefix(opt, "linger=")
 		switch {
 		case opt == "UC":
 			uc = true
-		case isLinger:
-			if linger, err = time.ParseDuration(wait); err != nil {
-				return nil, fmt.Errorf("inject-mem option %q: %w", opt, err)
-			}
 		case isMark:
 			p := e.paths.TracingPath("instances", name, "trace_marker")
 			f, err := os.OpenFile(p, os.O_WRONLY, 0)
@@ -162,7 +155,7 @@ func cmdInjectMem(e env, args []string) (map[string]any, error) {
 			defer f.Close()
 			marker = f
 		default:
-			return nil, fmt.Errorf("inject-mem option %q: want UC, mark=INSTANCE or linger=DURATION", opt)
+			return nil, fmt.Errorf("inject-mem option %q: want UC or mark=INSTANCE", opt)
 		}
 	}
 	vendor, err := e.cpuVendor()
@@ -178,11 +171,6 @@ func cmdInjectMem(e env, args []string) (map[string]any, error) {
 	// CEC act on it) before the bank write returns at mono_us.
 	data["bank_mono_us"], err = e.inject(cpu, r, marker)
 	data["mono_us"] = monoMicros()
-	// linger keeps the process, asleep, past what it injected: its exit
-	// (the kernel tearing down its address space on the injecting CPU)
-	// then does not share the emulator's one host thread with what the
-	// record set off.
-	time.Sleep(linger)
 	return data, err
 }
 
