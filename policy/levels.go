@@ -21,9 +21,10 @@ type Level struct {
 // Levels reports every rule's level for r at the newest time the engine
 // has seen. Unknown or untracked resources give zero counts.
 func (e *Engine) Levels(r fault.Resource) []Level {
-	lv := e.levels(canonical(r))
+	r = canonical(r)
+	lv := e.levels(r)
 	for i := range lv {
-		lv[i].Resource = canonical(r)
+		lv[i].Resource = r
 	}
 	return lv
 }

@@ -78,20 +78,26 @@ const LatencyPages = 60
 // record), so each run says how much of the daemon's ratio to CEC is the
 // daemon's and how much is being in userspace at all.
 func LatencyScenario(path string, probe bool) Scenario {
-	const prefix = "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n"
-	sc := Scenario{Name: "latency-" + path, Append: "ras=cec_disable " + benchAppend}
+	sc := Scenario{Name: "latency-" + path, Append: readerAppend}
 	switch path {
 	case LatencyEBPF:
-		sc.Script = prefix + daemonSection("latency-ebpf", "", probe)
+		sc.Script = readerPins + daemonSection("latency-ebpf", "", probe)
 	case LatencyTracefs:
-		sc.Script = prefix + daemonSection("latency-tracefs", "--no-ebpf", probe)
+		sc.Script = readerPins + daemonSection("latency-tracefs", "--no-ebpf", probe)
 	case LatencyFloor:
-		sc.Script = prefix + latencySection("latency-floor", floorStart, floorStop, probe)
+		sc.Script = readerPins + latencySection("latency-floor", floorStart, floorStop, probe)
 	default:
 		panic("latency path " + path)
 	}
 	return sc
 }
+
+// A reader's boot: CEC off, the reader on CPU 2 (the daemon's log
+// stamper on 0).
+const (
+	readerAppend = "ras=cec_disable " + benchAppend
+	readerPins   = "PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n"
+)
 
 // The readers LatencyScenario measures.
 const (
@@ -127,14 +133,12 @@ func daemonSection(name, runflags string, probe bool) string {
 // binary (an earlier build), as section latency-ebpf-base: a before/after,
 // each beside a CEC boot of its own.
 func LatencyBaseline(bin []byte, probe bool) Scenario {
-	sc := LatencyScenario(LatencyEBPF, probe)
-	sc.Name = "latency-" + LatencyBase
-	sc.Files = map[string][]byte{"selfprotect-base": bin}
 	// In /bin, not /tmp: the hardened launch gives the daemon a private /tmp.
 	base := strings.ReplaceAll(daemonSection("latency-"+LatencyBase, "", probe), `SP="selfprotect `, `SP="/bin/selfprotect-base `)
-	sc.Script = "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" +
-		"PIN='taskset -c 2'\nSTAMPPIN='taskset -c 0'\n" + base
-	return sc
+	return Scenario{
+		Name: "latency-" + LatencyBase, Append: readerAppend, Files: map[string][]byte{"selfprotect-base": bin},
+		Script: "cp /scenario/selfprotect-base /bin/ && chmod +x /bin/selfprotect-base\n" + readerPins + base,
+	}
 }
 
 // latencySection measures LatencyPages pages with start (the reader that
