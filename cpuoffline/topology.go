@@ -55,6 +55,19 @@ func onlinePath(p kpath.Paths, cpu int) string {
 	return cpuDir(p, "cpu"+strconv.Itoa(cpu), "online")
 }
 
+// ReadPresentOnline reads only the present and online lists: what a
+// budget's status needs, in two reads where ReadTopology makes two per
+// CPU more (the health check runs after every isolation and every 15 s).
+func ReadPresentOnline(p kpath.Paths, fsys kpath.FS) (present, online []int, err error) {
+	if present, err = readCPUList(p, fsys, "present", true); err != nil {
+		return nil, nil, err
+	}
+	if online, err = readCPUList(p, fsys, "online", true); err != nil {
+		return nil, nil, err
+	}
+	return present, online, nil
+}
+
 // ReadTopology reads the CPU lists, per-CPU online files, SMT siblings and
 // the command line's isolation parameters. present and online are required;
 // the other lists and <proc>/cmdline are optional (missing means empty).

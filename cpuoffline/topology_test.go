@@ -123,3 +123,29 @@ func TestReadTopologyErrors(t *testing.T) {
 		})
 	}
 }
+
+// ReadPresentOnline agrees with ReadTopology on its two lists and fails as
+// it does when either is missing or unreadable.
+func TestReadPresentOnline(t *testing.T) {
+	p := smtTree(t, "", nil)
+	topo, err := ReadTopology(p, kpath.OS{})
+	require.NoError(t, err)
+	present, online, err := ReadPresentOnline(p, kpath.OS{})
+	require.NoError(t, err)
+	require.Equal(t, topo.Present, present)
+	require.Equal(t, []int{0, 1, 2, 3, 4, 6, 7}, online)
+
+	for name, setup := range map[string]func(f *fakeFS){
+		"present missing":   func(f *fakeFS) { delete(f.Files, testPaths.SysPath("devices/system/cpu/present")) },
+		"online unreadable": func(f *fakeFS) { f.ReadErrs[testPaths.SysPath("devices/system/cpu/online")] = syscall.EIO },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := fourCPUs()
+			f.Set(testPaths.SysPath("devices/system/cpu/present"), "0-3\n")
+			f.Set(testPaths.SysPath("devices/system/cpu/online"), "0-3\n")
+			setup(f)
+			_, _, err := ReadPresentOnline(testPaths, f)
+			require.Error(t, err)
+		})
+	}
+}

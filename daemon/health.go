@@ -112,15 +112,15 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 	var b BudgetStatus
 	// The kernel first, then our set: an isolation of ours the kernel
 	// shows is then either in the set or still in flight (checkHealth).
-	topo, topoErr := cpuoffline.ReadTopology(d.opts.Paths, d.opts.FS)
+	present, online, topoErr := cpuoffline.ReadPresentOnline(d.opts.Paths, d.opts.FS)
 	mi, miErr := d.pages.MemInfo()
 	ours := d.isolatedByUs()
 	if topoErr == nil {
-		b.CPUsPresent = len(topo.Present)
-		b.CPUsOnline = len(topo.Online)
-		online := map[int]bool{}
-		for _, n := range topo.Online {
-			online[n] = true
+		b.CPUsPresent = len(present)
+		b.CPUsOnline = len(online)
+		isOnline := map[int]bool{}
+		for _, n := range online {
+			isOnline[n] = true
 		}
 		oursCPU := map[int]bool{}
 		for _, iso := range ours {
@@ -128,8 +128,8 @@ func (d *Daemon) budgetStatus() BudgetStatus {
 				oursCPU[n] = true
 			}
 		}
-		for _, n := range topo.Present {
-			if online[n] {
+		for _, n := range present {
+			if isOnline[n] {
 				continue
 			}
 			if oursCPU[n] {
