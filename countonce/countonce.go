@@ -18,6 +18,7 @@ package countonce
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -151,7 +152,11 @@ type group struct {
 	// join, so it may teach the join.
 	native bool
 	loc    string // MCA location key when a record of the group had one
-	gone   bool
+	// node: the error is one no record placed on a rank, matched across
+	// views by its node (unplacedNode).
+	hasNode bool
+	node    int
+	gone    bool
 }
 
 type creditKey struct {
@@ -172,6 +177,7 @@ type Stage struct {
 	queue  []*group // by arrival, for expiry
 	byPFN  map[uint64][]*group
 	byDIMM map[dimmRef][]*group
+	byNode map[int][]*group
 
 	credits map[creditKey][]credit
 	held    []fault.Event // counter deltas waiting for their mc_events
@@ -206,6 +212,7 @@ func New(opts Options) *Stage {
 		opts:    opts,
 		byPFN:   map[uint64][]*group{},
 		byDIMM:  map[dimmRef][]*group{},
+		byNode:  map[int][]*group{},
 		credits: map[creditKey][]credit{},
 		learned: map[string]dimmRef{},
 		clashed: map[string]bool{},
@@ -266,6 +273,11 @@ func (s *Stage) AppendObserve(out []Verdict, ev fault.Event) []Verdict {
 	v := viewOf(ev.Source)
 	if v == viewMC && ev.MC != fault.Unknown {
 		s.addCredit(creditKey{mc: ev.MC, label: ev.DIMMLabel, severe: severe(&ev)}, uint64(ev.Count), ev.Received)
+	}
+	if v == viewMC && ev.LocatedBy == fault.LocatedByUnplaced {
+		// The label named the counter the kernel bumped (credited above),
+		// not the error's DIMM: the error is matched by its node instead.
+		ev.DIMMLabel = ""
 	}
 	out = s.AppendFlush(out, ev.Received)
 	if v == viewNone {
@@ -347,8 +359,35 @@ func (s *Stage) candidates(ev *fault.Event, v view) []*group {
 			}
 		}
 	}
+	if n, placeless := unplacedNode(ev, v); placeless {
+		for _, g := range s.byNode[n] {
+			if ok(g) && !slices.Contains(out, g) {
+				out = append(out, g)
+			}
+		}
+	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
 	return out
+}
+
+// unplacedNode is the node by which an error that no record placed on a
+// rank is matched across views, and false for any other record. amd64_edac
+// logs a Zen UMC error without a valid MCA_SYND at chip select 0 of the
+// node (fault.LocatedByUnplaced; the channel is the UMC's on 6.1 and 0 on
+// 6.12, so only the node is common to both kernels), and the MCA record of
+// that error names its UMC but no chip select: neither a page nor a DIMM
+// can pair them. Two such errors on one node within Window pair either
+// way round and each still counts once. On AMD the EDAC controller is the
+// node, taken for the socket as join does.
+func unplacedNode(ev *fault.Event, v view) (int, bool) {
+	switch {
+	case v == viewMC && ev.LocatedBy == fault.LocatedByUnplaced && ev.MC != fault.Unknown:
+		return ev.MC, true
+	case v == viewMCE && ev.Vendor == fault.VendorAMD && ev.Channel != fault.Unknown &&
+		ev.ChipSelect == fault.Unknown && ev.Socket != fault.Unknown && !usablePage(ev):
+		return ev.Socket, true
+	}
+	return 0, false
 }
 
 // split moves rest errors of g into a new group with the same history, so
@@ -364,13 +403,16 @@ func (s *Stage) split(g *group, rest uint32) {
 // fill records what a record tells about its group's errors and indexes
 // the group under what is new.
 func (s *Stage) fill(g *group, ev *fault.Event, loc string, v view) {
-	hadPFN, hadDIMM := g.hasPFN, g.hasDIMM
+	hadPFN, hadDIMM, hadNode := g.hasPFN, g.hasDIMM, g.hasNode
 	describe(g, ev, loc, v)
 	if g.hasPFN && !hadPFN {
 		s.byPFN[g.pfn] = append(s.byPFN[g.pfn], g)
 	}
 	if g.hasDIMM && !hadDIMM {
 		s.byDIMM[g.dimm] = append(s.byDIMM[g.dimm], g)
+	}
+	if g.hasNode && !hadNode {
+		s.byNode[g.node] = append(s.byNode[g.node], g)
 	}
 }
 
@@ -386,6 +428,9 @@ func describe(g *group, ev *fault.Event, loc string, v view) {
 	if g.loc == "" {
 		g.loc = loc
 	}
+	if !g.hasNode {
+		g.node, g.hasNode = unplacedNode(ev, v)
+	}
 }
 
 // index makes a new group findable by its page and DIMM.
@@ -396,6 +441,9 @@ func (s *Stage) index(g *group) {
 	if g.hasDIMM {
 		s.byDIMM[g.dimm] = append(s.byDIMM[g.dimm], g)
 	}
+	if g.hasNode {
+		s.byNode[g.node] = append(s.byNode[g.node], g)
+	}
 }
 
 // twin finds an open group that g's errors can join: same page, DIMM,
@@ -404,14 +452,17 @@ func (s *Stage) index(g *group) {
 // whatever the rate. The twin's window restarts with the newest error.
 func (s *Stage) twin(g *group) *group {
 	list := s.byDIMM[g.dimm]
-	if g.hasPFN {
+	switch {
+	case g.hasPFN:
 		list = s.byPFN[g.pfn]
+	case !g.hasDIMM && g.hasNode:
+		list = s.byNode[g.node]
 	}
 	for i := len(list) - 1; i >= 0; i-- {
 		t := list[i]
 		if t != g && !t.gone && t.views == g.views && t.facets == g.facets && t.severe == g.severe &&
 			t.hasPFN == g.hasPFN && t.pfn == g.pfn && t.hasDIMM == g.hasDIMM && t.dimm == g.dimm &&
-			t.loc == g.loc && t.native == g.native {
+			t.loc == g.loc && t.native == g.native && t.hasNode == g.hasNode && t.node == g.node {
 			return t
 		}
 	}
@@ -429,6 +480,12 @@ func (s *Stage) drop(g *group) {
 		s.byDIMM[g.dimm] = prune(s.byDIMM[g.dimm])
 		if len(s.byDIMM[g.dimm]) == 0 {
 			delete(s.byDIMM, g.dimm)
+		}
+	}
+	if g.hasNode {
+		s.byNode[g.node] = prune(s.byNode[g.node])
+		if len(s.byNode[g.node]) == 0 {
+			delete(s.byNode, g.node)
 		}
 	}
 }

@@ -27,6 +27,7 @@ type rec struct {
 	cs      *int // the AMD UMC chip select, nil when the record names none
 	class   fault.Class
 	sev     fault.Severity
+	located string // Event.LocatedBy
 }
 
 func (r rec) event() fault.Event {
@@ -40,7 +41,7 @@ func (r rec) event() fault.Event {
 	if r.addr != 0 {
 		ev.PhysAddr, ev.AddrValid, ev.AddrLSB = r.addr, true, 12
 	}
-	ev.DIMMLabel = r.label
+	ev.DIMMLabel, ev.LocatedBy = r.label, r.located
 	if r.label != "" || r.src == fault.SourceEDACPoll || r.src == fault.SourceTraceMC {
 		ev.MC = r.mc
 	}
@@ -94,6 +95,16 @@ func TestObserve(t *testing.T) {
 		{MC: 0, Label: "P0_B1", Socket: fault.Unknown, Channel: 1, CSRow: 1},
 		{MC: 0, Label: "P0_B2", Socket: fault.Unknown, Channel: 1, CSRow: 2},
 		{MC: 0, Label: "P0_B2", Socket: fault.Unknown, Channel: 1, CSRow: 3},
+	}
+	// amd64_edac's record of a Zen UMC error without MCA_SYND: logged at
+	// csrow 0 of the node, its label that entry's (channel 0 on 6.12).
+	unplaced := func(after time.Duration, mc int, label string) rec {
+		return rec{after: after, src: fault.SourceTraceMC, mc: mc, label: label, located: fault.LocatedByUnplaced}
+	}
+	smcaOn := func(after time.Duration, socket, ch int) rec {
+		r := smca(after, ch)
+		r.socket = socket
+		return r
 	}
 	poll := func(after time.Duration, label string, n uint32) rec {
 		return rec{after: after, src: fault.SourceEDACPoll, label: label, count: n}
@@ -198,6 +209,38 @@ func TestObserve(t *testing.T) {
 			layout: ranks[2:4],
 			recs:   []rec{smca(0, 1)},
 			want:   []string{"error+dimmx1@P0_B1"},
+		},
+		{
+			name:   "Zen UMC without MCA_SYND, ranks labelled apart: the placeholder mc_event pairs by node, no DIMM counts",
+			layout: ranks,
+			recs:   []rec{smca(0, 0), unplaced(time.Millisecond, 0, "mc#0csrow#0channel#0"), poll(time.Second, "mc#0csrow#0channel#0", 1)},
+			flush:  10 * time.Second,
+			want:   []string{"errorx1", "", "", ""},
+		},
+		{
+			name:   "Zen UMC without MCA_SYND: the placeholder mc_event first, the mce_record adds nothing",
+			layout: ranks,
+			recs:   []rec{unplaced(0, 0, "mc#0csrow#0channel#0"), smca(time.Millisecond, 0)},
+			want:   []string{"errorx1", ""},
+		},
+		{
+			name:   "Zen UMC without MCA_SYND, ranks labelled alike: the join names the DIMM, the placeholder's label does not",
+			layout: ranks[2:4],
+			recs: []rec{
+				smca(0, 1), unplaced(time.Millisecond, 0, "P0_B1"), // 6.1: csrow 0 of the record's channel
+				unplaced(time.Minute, 0, "mc#0csrow#0channel#0"), smca(time.Minute+time.Millisecond, 1), // 6.12: channel 0
+			},
+			want: []string{"error+dimmx1@P0_B1", "", "errorx1", "dimmx1@P0_B1"},
+		},
+		{
+			name:   "Zen UMC without MCA_SYND: two errors on one node pair either way, one on another node does not",
+			layout: ranks,
+			recs: []rec{
+				smca(0, 0), smcaOn(time.Millisecond, 1, 0), smca(2*time.Millisecond, 0),
+				unplaced(3*time.Millisecond, 0, "mc#0csrow#0channel#0"), unplaced(4*time.Millisecond, 0, "mc#0csrow#0channel#0"),
+				unplaced(5*time.Millisecond, 2, "mc#2csrow#0channel#0"),
+			},
+			want: []string{"errorx1", "errorx1", "errorx1", "", "", "errorx1"},
 		},
 		{
 			name: "no EDAC: the AMD chip select keys the channel's DIMM slot, both ranks alike",

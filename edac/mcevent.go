@@ -31,6 +31,17 @@ var placeholderLabels = map[string]bool{
 	"unknown label":  true,
 }
 
+// unplacedMessages are amd64_edac's messages (its err_code strings) for an
+// error it could not map to a chip select: it logs such an error at csrow
+// 0 of the node (on 6.12, at channel 0 too, where 6.1 keeps the UMC), so the
+// record's label and layers are where the kernel counted it, not where it
+// is. The MCA record of the same error names its UMC but no chip select.
+var unplacedMessages = map[string]bool{
+	"MCA_SYND not valid - unknown syndrome and csrow": true, // Zen UMC, MCA_SYND not valid
+	"Failed to map error addr to a csrow":             true,
+	"Failed to map error addr to a node":              true,
+}
+
 // TraceDecoder decodes one ras:mc_event record for the tracefs source.
 // Informational records yield no event and no error.
 func TraceDecoder(rec *tracefs.Record, received time.Time) ([]fault.Event, error) {
@@ -100,6 +111,9 @@ func FromMCEvent(rec *tracefs.Record, received time.Time) (fault.Event, error) {
 		ev.DIMMLabel = label
 	}
 	ev.Row = RowKey(ev.MC, ev.Layers, detail)
+	if unplacedMessages[msg] {
+		ev.LocatedBy, ev.Row = fault.LocatedByUnplaced, ""
+	}
 	ev.Detail = joinDetail(errorTypeName(typ), msg, label, detail)
 	return ev, nil
 }

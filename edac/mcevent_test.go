@@ -155,6 +155,19 @@ func TestFromMCEvent(t *testing.T) {
 			want: fault.Event{Severity: fault.SeverityCorrected, Count: 1, MC: 0, Layers: [3]int{U, U, U}},
 		},
 		{
+			// amd64_edac, a Zen UMC error without MCA_SYND: logged at csrow 0
+			// with no address; the label is the counter's, not the error's.
+			name: "amd64_edac could not place the error",
+			in: mcEvent{
+				typ: 0, count: 1, mc: 1, top: 0, mid: 3, low: -1,
+				msg: "MCA_SYND not valid - unknown syndrome and csrow", label: "mc#1csrow#0channel#3",
+			},
+			want: fault.Event{
+				Severity: fault.SeverityCorrected, Count: 1, MC: 1, Layers: [3]int{0, 3, U},
+				DIMMLabel: "mc#1csrow#0channel#3", LocatedBy: fault.LocatedByUnplaced,
+			},
+		},
+		{
 			name: "largest error_count and mc_index",
 			in:   mcEvent{typ: 0, count: 65535, mc: 255, top: 127, mid: 0, low: 0, label: "x"},
 			want: fault.Event{Severity: fault.SeverityCorrected, Count: 65535, MC: 255, Layers: [3]int{127, 0, 0}, DIMMLabel: "x"},
@@ -180,6 +193,7 @@ func TestFromMCEvent(t *testing.T) {
 				require.Equal(t, tt.want.AddrLSB, got.AddrLSB)
 				require.Equal(t, tt.want.DIMMLabel, got.DIMMLabel)
 				require.Equal(t, tt.want.Row, got.Row)
+				require.Equal(t, tt.want.LocatedBy, got.LocatedBy)
 				require.Equal(t, uint64(tt.in.syn), got.Synd)
 				require.Contains(t, got.Detail, tt.in.label)
 				require.Contains(t, got.Detail, tt.in.detail)

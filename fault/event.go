@@ -184,6 +184,11 @@ const (
 	// LocatedByMCA: DIMMLabel is the location itself ("socket 0 UMC 2"),
 	// not a label: no EDAC driver or firmware names the slot.
 	LocatedByMCA = "MCA record only (no EDAC or firmware label)"
+	// LocatedByUnplaced marks an EDAC record of an error its driver could
+	// not place on a rank: amd64_edac logs a Zen UMC error without a valid
+	// MCA_SYND at chip select 0 of the node. DIMMLabel is that entry's
+	// label, whose counter the kernel bumped, and not the error's DIMM.
+	LocatedByUnplaced = "EDAC could not place the error (no syndrome): the label is the counter the kernel bumped, not the error's DIMM"
 )
 
 // Vendor of the CPU that logged an MCE.
