@@ -118,6 +118,8 @@ func (m *Machine) handle(r request) response {
 		err = m.InjectMCE(*r.MCE)
 	case "memory-ce":
 		err = m.InjectMemoryCE(r.Addr, r.Count, r.CPU)
+	case KindMemoryCENoSyndrome:
+		err = m.InjectMemoryCENoSyndrome(r.Addr, r.Count, r.CPU)
 	case "memory-ue":
 		err = m.InjectMemoryUE(r.Addr, r.CPU)
 	case "cache-ce":
@@ -205,6 +207,11 @@ func (c *Client) do(req request) error { _, err := c.call(req); return err }
 func (c *Client) InjectMCE(e MCE) error { return c.do(request{Op: "mce", MCE: &e}) }
 func (c *Client) InjectMemoryCE(addr uint64, count, cpu int) error {
 	return c.do(request{Op: "memory-ce", Addr: addr, Count: count, CPU: cpu})
+}
+
+// InjectMemoryCENoSyndrome asks the server for Machine.InjectMemoryCENoSyndrome.
+func (c *Client) InjectMemoryCENoSyndrome(addr uint64, count, cpu int) error {
+	return c.do(request{Op: KindMemoryCENoSyndrome, Addr: addr, Count: count, CPU: cpu})
 }
 func (c *Client) InjectMemoryUE(addr uint64, cpu int) error {
 	return c.do(request{Op: "memory-ue", Addr: addr, CPU: cpu})

@@ -41,7 +41,7 @@ func (p Profile) Locate(addr uint64) DIMMLocation {
 	}
 	return DIMMLocation{
 		MC: mc, DIMM: dimm, CS: cs,
-		Label: p.dimmLabel(mc, dimm),
+		Label: p.entryLabel(mc, dimm, cs),
 		Row:   inDIMM >> rowShift,
 		Col:   (inDIMM >> 3) & 0x3ff,
 	}
@@ -54,6 +54,15 @@ func (p Profile) dimmLabel(mc, dimm int) string {
 		return fmt.Sprintf("CPU_SrcID#0_MC#%d_Chan#%d_DIMM#0", mc, dimm)
 	}
 	return fmt.Sprintf("DIMM_%c%d", 'A'+rune(mc%26), dimm+1)
+}
+
+// entryLabel is the dimm_label of DIMM dimm's rank cs (cs < 0: the DIMM's
+// only entry).
+func (p Profile) entryLabel(mc, dimm, cs int) string {
+	if p.RankLabels {
+		return fmt.Sprintf("mc#%dcsrow#%dchannel#%d", mc, max(cs, 0), dimm)
+	}
+	return p.dimmLabel(mc, dimm)
 }
 
 // ranks is how many EDAC entries (sysfs rankN, one per chip select) each

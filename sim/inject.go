@@ -30,6 +30,7 @@ type MCE struct {
 type Injector interface {
 	InjectMCE(e MCE) error
 	InjectMemoryCE(addr uint64, count, cpu int) error
+	InjectMemoryCENoSyndrome(addr uint64, count, cpu int) error
 	InjectMemoryUE(addr uint64, cpu int) error
 	InjectCacheCE(cpu, count int) error
 	InjectEDAC(mc, dimm int, ce uint64) error
@@ -104,9 +105,8 @@ func (m *Machine) mceRecord(e MCE, ts uint64) ([]byte, error) {
 }
 
 // mcEvent lays out one ras:mc_event payload for a memory error at addr.
-func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocation) ([]byte, error) {
+func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocation, msg string) ([]byte, error) {
 	p := newPayload(m.events["ras/mc_event"].format, kworkerPID)
-	msg := "memory read error"
 	// The layers as the driver's dimm_location orders them: "channel N
 	// slot 0", or amd64_edac's "csrow <chip select> channel <UMC>".
 	top, middle := uint64(loc.DIMM), uint64(0)
@@ -126,7 +126,11 @@ func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocati
 			return nil, err
 		}
 	}
-	for _, s := range []struct{ name, v string }{{"msg", msg}, {"label", loc.Label}, {"driver_detail", loc.driverDetail()}} {
+	detail := loc.driverDetail()
+	if msg == unplacedMsg {
+		detail = "" // amd64_edac gives no detail
+	}
+	for _, s := range []struct{ name, v string }{{"msg", msg}, {"label", loc.Label}, {"driver_detail", detail}} {
 		if err := p.setString(s.name, s.v); err != nil {
 			return nil, err
 		}
@@ -182,8 +186,33 @@ func (m *Machine) InjectMemoryCE(addr uint64, count, cpu int) error {
 		return fmt.Errorf("inject memory ce: %w", err)
 	}
 	em := m.newEmitter()
-	if err := m.memoryError(em, addr, n, cpu, false); err != nil {
+	if err := m.memoryError(em, addr, n, cpu, false, false); err != nil {
 		return fmt.Errorf("inject memory ce: %w", err)
+	}
+	return em.flush()
+}
+
+// InjectMemoryCENoSyndrome is InjectMemoryCE on a Zen part whose UMC left
+// MCA_SYND not valid: the record names the UMC but no chip select, and
+// amd64_edac, unable to place the error on a rank, logs it at csrow 0 of
+// the node with no address (on 6.12 at channel 0 too) and bumps that
+// entry's counter.
+func (m *Machine) InjectMemoryCENoSyndrome(addr uint64, count, cpu int) error {
+	n, err := checkCount(count)
+	if err != nil {
+		return fmt.Errorf("inject memory ce without syndrome: %w", err)
+	}
+	if !m.prof.SMCA {
+		return errors.New("inject memory ce without syndrome: needs a Zen profile (smca)")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkCPU(cpu); err != nil {
+		return fmt.Errorf("inject memory ce without syndrome: %w", err)
+	}
+	em := m.newEmitter()
+	if err := m.memoryError(em, addr, n, cpu, false, true); err != nil {
+		return fmt.Errorf("inject memory ce without syndrome: %w", err)
 	}
 	return em.flush()
 }
@@ -198,13 +227,13 @@ func (m *Machine) InjectMemoryUE(addr uint64, cpu int) error {
 		return fmt.Errorf("inject memory ue: %w", err)
 	}
 	em := m.newEmitter()
-	if err := m.memoryError(em, addr, 1, cpu, true); err != nil {
+	if err := m.memoryError(em, addr, 1, cpu, true, false); err != nil {
 		return fmt.Errorf("inject memory ue: %w", err)
 	}
 	return em.flush()
 }
 
-func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected bool) error {
+func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected, noSyndrome bool) error {
 	v := m.prof.vendor()
 	e := MCE{CPU: cpu, Bank: v.memBank, Status: v.memStatus, Addr: addr, Misc: v.memMisc}
 	if uncorrected {
@@ -212,6 +241,12 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected 
 	}
 	loc := m.prof.Locate(addr)
 	m.mcaLocation(&e, loc)
+	msg := "memory read error"
+	if noSyndrome {
+		e.Status &^= statusSyndV
+		e.Synd = 0
+		loc, addr, msg = m.unplaced(loc), 0, unplacedMsg
+	}
 	ghes := m.prof.FirmwareFirst == FirmwareGHES
 	// With GHES the firmware takes the machine check; the OS sees no MCA
 	// record and CEC (fed by the MCA decode chain) none of the error.
@@ -241,7 +276,7 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected 
 	}
 	for left := n; left > 0; {
 		c := min(left, 0xffff) // error_count is a u16
-		rec, err := m.mcEvent(errType, uint16(c), addr, loc)
+		rec, err := m.mcEvent(errType, uint16(c), addr, loc, msg)
 		if err != nil {
 			return err
 		}
@@ -298,6 +333,21 @@ func (m *Machine) emitExtlog(em *emitter, addr uint64, n int, uncorrected bool, 
 		}
 	}
 	return nil
+}
+
+// unplacedMsg is amd64_edac's message for a UMC error without a valid
+// MCA_SYND.
+const unplacedMsg = "MCA_SYND not valid - unknown syndrome and csrow"
+
+// unplaced is where amd64_edac logs an error it cannot place on a rank:
+// chip select 0 of the node, on the record's UMC on 6.1 and on channel 0
+// on 6.12, as the lab's guests of each kernel log it.
+func (m *Machine) unplaced(loc DIMMLocation) DIMMLocation {
+	ch := loc.DIMM
+	if m.prof.Kernel != "6.1" {
+		ch = 0
+	}
+	return DIMMLocation{MC: loc.MC, DIMM: ch, CS: 0, Label: m.prof.entryLabel(loc.MC, ch, 0)}
 }
 
 // mcaLocation puts into the record what the hardware says about where in
@@ -416,7 +466,7 @@ func (m *Machine) Storm(n int, pages []uint64) error {
 	cpus := m.onlineCPUs()
 	em := m.newEmitter()
 	for i := range n {
-		if err := m.memoryError(em, pages[i%len(pages)], 1, cpus[i%len(cpus)], false); err != nil {
+		if err := m.memoryError(em, pages[i%len(pages)], 1, cpus[i%len(cpus)], false, false); err != nil {
 			return fmt.Errorf("storm: %w", err)
 		}
 		// The kernel carries out a soft offline while errors keep coming;

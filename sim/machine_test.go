@@ -562,6 +562,56 @@ func TestMemoryCEZenCEC(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadProfile)
 }
 
+// A Zen UMC error without a valid MCA_SYND: the record keeps its UMC and
+// loses SyndV and the chip select; amd64_edac logs it at csrow 0 of the
+// node with no address, on the record's UMC on 6.1 and on channel 0 on
+// 6.12, under that entry's own label, and bumps that entry's counter.
+func TestMemoryCEZenNoSyndrome(t *testing.T) {
+	const addr = 0x2d94040
+	for _, kernel := range []string{"6.1", "6.12"} {
+		t.Run(kernel, func(t *testing.T) {
+			m := testMachine(t, Profile{Kernel: kernel, CPU: "amd", SMCA: true, EDAC: true, RankLabels: true, DIMMsPerController: 2})
+			dir := newInstance(t, m, "selfprotect", "mce/mce_record", "ras/mc_event")
+			loc := m.Profile().Locate(addr)
+			require.NotZero(t, loc.DIMM, "the address must sit on a UMC other than 0 for the kernels to differ")
+			require.NoError(t, m.InjectMemoryCENoSyndrome(addr, 1, 1))
+			recs := records(t, m, drain(t, dir, 1))
+			require.Len(t, recs, 2)
+			require.Zero(t, u(t, recs[0], "status")&statusSyndV)
+			require.Zero(t, u(t, recs[0], "synd"))
+			require.Equal(t, umcIPID(loc.DIMM), u(t, recs[0], "ipid"))
+
+			ch := loc.DIMM
+			if kernel == "6.12" {
+				ch = 0
+			}
+			ev := recs[1]
+			msg, err := ev.String("msg")
+			require.NoError(t, err)
+			require.Equal(t, unplacedMsg, msg)
+			label, err := ev.String("label")
+			require.NoError(t, err)
+			require.Equal(t, fmt.Sprintf("mc#%dcsrow#0channel#%d", loc.MC, ch), label)
+			require.Zero(t, u(t, ev, "address"))
+			require.Equal(t, uint64(0), u(t, ev, "top_layer"))
+			require.Equal(t, uint64(ch), u(t, ev, "middle_layer"))
+
+			mcDir := m.paths.SysPath("devices/system/edac/mc", fmt.Sprintf("mc%d", loc.MC))
+			entry, _ := m.Profile().edacEntry(ch, 0)
+			got, err := os.ReadFile(filepath.Join(mcDir, entry, "dimm_label"))
+			require.NoError(t, err)
+			require.Equal(t, label+"\n", string(got))
+			count, err := readUint(filepath.Join(mcDir, entry, "dimm_ce_count"))
+			require.NoError(t, err)
+			require.Equal(t, uint64(1), count)
+		})
+	}
+	m := testMachine(t, Profile{Kernel: "6.12", CPU: "intel", EDAC: true})
+	require.ErrorContains(t, m.InjectMemoryCENoSyndrome(addr, 1, 1), "smca")
+	_, err := Profile{CPU: "amd", EDAC: true, RankLabels: true}.WithDefaults()
+	require.ErrorIs(t, err, ErrBadProfile)
+}
+
 // A hard offline runs the kernel's memory-failure handler, which fires
 // ras:memory_failure_event; a soft offline does not. The kernel handling a
 // UE by itself poisons the page and fires it too.

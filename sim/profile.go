@@ -29,6 +29,10 @@ type Profile struct {
 	// leaves them alone (amd_mce_usable_address: SMCA UMC addresses are
 	// not usable without poison), so EDAC reports every one.
 	SMCA bool `json:"smca,omitempty" yaml:"smca"`
+	// RankLabels keeps amd64_edac's own labels on a Zen part, one per rank
+	// ("mc#0csrow#1channel#2"), where by default both ranks of a DIMM
+	// carry the DIMM's label as an administrator would set them.
+	RankLabels bool `json:"rank_labels,omitempty" yaml:"rank_labels"`
 	// FirmwareFirst makes memory errors reach the OS through firmware:
 	// "ghes" (APEI GHES: ras:mc_event from ghes_edac and its counters, no
 	// mce_record; needs edac) or "emca" (Intel eMCA: mce_record plus
@@ -99,6 +103,8 @@ func (p Profile) validate() error {
 		return bad("memory_mb %d: want %d..%d", p.MemoryMB, minMemoryMB, maxMemoryMB)
 	case p.SMCA && p.CPU != "amd":
 		return bad("smca needs cpu amd")
+	case p.RankLabels && (!p.SMCA || !p.EDAC):
+		return bad("rank_labels needs smca and edac (amd64_edac labels ranks on Zen parts)")
 	case p.FirmwareFirst != "" && p.FirmwareFirst != FirmwareGHES && p.FirmwareFirst != FirmwareEMCA:
 		return bad("firmware_first %q: want ghes or emca", p.FirmwareFirst)
 	case p.FirmwareFirst == FirmwareGHES && !p.EDAC:
@@ -149,6 +155,10 @@ var (
 	vendorZen = vendor{cpuvendor: 2, cpuid: 0x00a10f11, microcode: 0xa101148, memBank: 15,
 		memStatus: 0x9c2040000000011b, memUEStat: 0xbc2020000000011b, banks: 23, cecActions: 1023}
 )
+
+// statusSyndV is MCA_STATUS bit 53 on SMCA: MCA_SYND holds the syndrome
+// and, for a UMC, the chip select.
+const statusSyndV = uint64(1) << 53
 
 // umcIPID is a UMC bank's MCA_IPID: HWID 0x96, McaType 0, and the
 // instance whose bits 31:20 the kernel reads as the UMC channel.

@@ -43,10 +43,13 @@ type Step struct {
 // Injection kinds.
 const (
 	KindMemoryCE = "memory-ce"
-	KindMemoryUE = "memory-ue"
-	KindCacheCE  = "cache-ce"
-	KindEDACCE   = "edac-ce"
-	KindStorm    = "storm"
+	// KindMemoryCENoSyndrome: a Zen UMC corrected error whose MCA_SYND is
+	// not valid (no chip select; amd64_edac cannot place it on a rank).
+	KindMemoryCENoSyndrome = "memory-ce-no-syndrome"
+	KindMemoryUE           = "memory-ue"
+	KindCacheCE            = "cache-ce"
+	KindEDACCE             = "edac-ce"
+	KindStorm              = "storm"
 	// KindMemoryFailure: the kernel handles an uncorrected error on a page
 	// by itself (ras:memory_failure_event), no write from anyone.
 	KindMemoryFailure = "memory-failure"
@@ -188,16 +191,17 @@ func (s *Step) validate(prof Profile) error {
 
 func (in *Injection) validate(prof Profile) error {
 	allowed := map[string][]string{
-		KindMemoryCE:      {"addr", "cpu", "count"},
-		KindMemoryUE:      {"addr", "cpu"},
-		KindCacheCE:       {"cpu", "count"},
-		KindEDACCE:        {"mc", "dimm", "count"},
-		KindStorm:         {"count", "pages"},
-		KindMemoryFailure: {"addr"},
+		KindMemoryCE:           {"addr", "cpu", "count"},
+		KindMemoryCENoSyndrome: {"addr", "cpu", "count"},
+		KindMemoryUE:           {"addr", "cpu"},
+		KindCacheCE:            {"cpu", "count"},
+		KindEDACCE:             {"mc", "dimm", "count"},
+		KindStorm:              {"count", "pages"},
+		KindMemoryFailure:      {"addr"},
 	}
 	fields, ok := allowed[in.Kind]
 	if !ok {
-		return fmt.Errorf("kind %q: want memory-ce, memory-ue, cache-ce, edac-ce, storm or memory-failure", in.Kind)
+		return fmt.Errorf("kind %q: want memory-ce, memory-ce-no-syndrome, memory-ue, cache-ce, edac-ce, storm or memory-failure", in.Kind)
 	}
 	set := map[string]bool{"addr": in.Addr != nil, "cpu": in.CPU != nil, "count": in.Count != nil,
 		"mc": in.MC != nil, "dimm": in.DIMM != nil, "pages": in.Pages != nil}
@@ -226,6 +230,11 @@ func (in *Injection) validate(prof Profile) error {
 	}
 	switch in.Kind {
 	case KindMemoryCE, KindMemoryUE, KindMemoryFailure:
+		return need(in.Addr != nil, "addr")
+	case KindMemoryCENoSyndrome:
+		if !prof.SMCA {
+			return errors.New("memory-ce-no-syndrome needs a Zen profile (smca: true)")
+		}
 		return need(in.Addr != nil, "addr")
 	case KindEDACCE:
 		if err := need(in.MC != nil && in.DIMM != nil && in.Count != nil, "mc, dimm and count"); err != nil {
@@ -317,6 +326,8 @@ func inject(inj Injector, in *Injection) error {
 	switch in.Kind {
 	case KindMemoryCE:
 		return inj.InjectMemoryCE(*in.Addr, count, orZero(in.CPU))
+	case KindMemoryCENoSyndrome:
+		return inj.InjectMemoryCENoSyndrome(*in.Addr, count, orZero(in.CPU))
 	case KindMemoryUE:
 		return inj.InjectMemoryUE(*in.Addr, orZero(in.CPU))
 	case KindCacheCE:

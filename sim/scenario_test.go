@@ -62,6 +62,9 @@ func (r *recorder) InjectMCE(e MCE) error { return r.note("mce") }
 func (r *recorder) InjectMemoryCE(addr uint64, count, cpu int) error {
 	return r.note("memory-ce")
 }
+func (r *recorder) InjectMemoryCENoSyndrome(addr uint64, count, cpu int) error {
+	return r.note("memory-ce-no-syndrome")
+}
 func (r *recorder) InjectMemoryUE(addr uint64, cpu int) error { return r.note("memory-ue") }
 func (r *recorder) InjectCacheCE(cpu, count int) error        { return r.note("cache-ce") }
 func (r *recorder) InjectEDAC(mc, dimm int, ce uint64) error  { return r.note("edac") }

@@ -229,9 +229,10 @@ func (w treeWriter) edac() error {
 				entry, location := p.edacEntry(d, cs)
 				// Both ranks of a DIMM carry its label, as an administrator
 				// labels them (ras-mc-ctl's labels database names a DIMM by
-				// each of its csrow/channel pairs).
+				// each of its csrow/channel pairs), unless the profile keeps
+				// the driver's own labels, one per rank.
 				if err := w.files(filepath.Join(dir, entry), map[string]string{
-					"dimm_label": p.dimmLabel(mc, d) + "\n", "dimm_location": location + "\n",
+					"dimm_label": p.entryLabel(mc, d, cs) + "\n", "dimm_location": location + "\n",
 					"size": fmt.Sprintf("%d\n", size/p.ranks()), "dimm_mem_type": "Registered-DDR4\n",
 					"dimm_edac_mode": "SECDED\n", "dimm_dev_type": "x4\n",
 					"dimm_ce_count": "0\n", "dimm_ue_count": "0\n",

@@ -89,6 +89,7 @@ func addProfileFlags(c *cobra.Command, p *sim.Profile) {
 	c.Flags().BoolVar(&p.EDAC, "edac", false, "an EDAC driver is bound (memory controllers in sysfs)")
 	c.Flags().BoolVar(&p.CEC, "cec", false, "the kernel's RAS CEC is enabled (6.12 only)")
 	c.Flags().BoolVar(&p.SMCA, "smca", false, "the AMD model is a Zen part: DRAM errors from UMC banks (IPID names the channel)")
+	c.Flags().BoolVar(&p.RankLabels, "rank-labels", false, "Zen with EDAC: keep amd64_edac's own labels, one per rank, not one per DIMM")
 	c.Flags().StringVar(&p.FirmwareFirst, "firmware-first", "", "memory errors reach the OS through firmware: ghes (mc_event only) or emca (mce_record + extlog_mem_event)")
 }
 
@@ -106,7 +107,8 @@ func newInjectCommand(g *globals) *cobra.Command {
 		Use:   "inject --sim DIR (--scenario FILE | KIND)",
 		Short: "Inject hardware errors into a running simulator",
 		Long: `Inject errors into the simulator serving DIR. KIND is one of
-memory-ce (--addr --count --cpu), memory-ue (--addr --cpu), cache-ce (--cpu --count),
+memory-ce (--addr --count --cpu), memory-ce-no-syndrome (the same on a Zen part whose
+UMC left MCA_SYND not valid), memory-ue (--addr --cpu), cache-ce (--cpu --count),
 edac-ce (--mc --dimm --count: a counter bump no tracepoint reported),
 storm (--count --pages ADDR,ADDR...), memory-failure (--addr: the kernel poisons the page itself).
 --scenario plays a YAML scenario instead.`,
@@ -130,6 +132,8 @@ storm (--count --pages ADDR,ADDR...), memory-failure (--addr: the kernel poisons
 			switch args[0] {
 			case sim.KindMemoryCE:
 				return c.InjectMemoryCE(addr, count, cpu)
+			case sim.KindMemoryCENoSyndrome:
+				return c.InjectMemoryCENoSyndrome(addr, count, cpu)
 			case sim.KindMemoryUE:
 				return c.InjectMemoryUE(addr, cpu)
 			case sim.KindCacheCE:
