@@ -341,7 +341,9 @@ const unplacedMsg = "MCA_SYND not valid - unknown syndrome and csrow"
 
 // unplaced is where amd64_edac logs an error it cannot place on a rank:
 // chip select 0 of the node, on the record's UMC on 6.1 and on channel 0
-// on 6.12, as the lab's guests of each kernel log it.
+// on 6.12 (no EDAC driver binds in the lab's guests: this is the drivers'
+// source, where 6.12's per-family get_umc_err_info sets the channel only
+// after the SyndV check that sends the error to be logged).
 func (m *Machine) unplaced(loc DIMMLocation) DIMMLocation {
 	ch := loc.DIMM
 	if m.prof.Kernel != "6.1" {
