@@ -42,6 +42,12 @@ var unplacedMessages = map[string]bool{
 	"Failed to map error addr to a node":              true,
 }
 
+// Unplaced says whether an mc_event message is one amd64_edac logs for an
+// error it could not place on a rank (the record's label is then the
+// counter's, fault.LocatedByUnplaced). Replays of stored mc_events ask it
+// as the decoder does.
+func Unplaced(msg string) bool { return unplacedMessages[msg] }
+
 // TraceDecoder decodes one ras:mc_event record for the tracefs source.
 // Informational records yield no event and no error.
 func TraceDecoder(rec *tracefs.Record, received time.Time) ([]fault.Event, error) {
@@ -111,7 +117,7 @@ func FromMCEvent(rec *tracefs.Record, received time.Time) (fault.Event, error) {
 		ev.DIMMLabel = label
 	}
 	ev.Row = RowKey(ev.MC, ev.Layers, detail)
-	if unplacedMessages[msg] {
+	if Unplaced(msg) {
 		ev.LocatedBy, ev.Row = fault.LocatedByUnplaced, ""
 	}
 	ev.Detail = joinDetail(errorTypeName(typ), msg, label, detail)

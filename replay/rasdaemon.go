@@ -14,6 +14,7 @@ import (
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
+	"github.com/selfprotect/selfprotect/edac"
 	"github.com/selfprotect/selfprotect/fault"
 	"github.com/selfprotect/selfprotect/mce"
 )
@@ -127,8 +128,14 @@ func readMCEvents(ctx context.Context, db *sql.DB, path, host string, cols map[s
 		"top_layer", "middle_layer", "lower_layer", "address", "grain"); err != nil {
 		return nil, err
 	}
+	// err_msg says when amd64_edac could not place the error (its label is
+	// then not the error's DIMM); a table without it reads as placed.
+	msgCol := "''"
+	if cols["err_msg"] {
+		msgCol = "err_msg"
+	}
 	rows, err := db.QueryContext(ctx, `SELECT id, timestamp, err_count, err_type, label, mc,
-		top_layer, middle_layer, lower_layer, address, grain FROM mc_event ORDER BY id`)
+		top_layer, middle_layer, lower_layer, address, grain, `+msgCol+` FROM mc_event ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s mc_event: %w", path, err)
 	}
@@ -137,9 +144,9 @@ func readMCEvents(ctx context.Context, db *sql.DB, path, host string, cols map[s
 	for rows.Next() {
 		var (
 			id, count, mc, top, mid, low, addr, grain sql.NullInt64
-			ts, typ, label                            sql.NullString
+			ts, typ, label, msg                       sql.NullString
 		)
-		if err := rows.Scan(&id, &ts, &count, &typ, &label, &mc, &top, &mid, &low, &addr, &grain); err != nil {
+		if err := rows.Scan(&id, &ts, &count, &typ, &label, &mc, &top, &mid, &low, &addr, &grain, &msg); err != nil {
 			return nil, fmt.Errorf("reading %s mc_event: %w", path, err)
 		}
 		t, err := time.Parse(rasdaemonTime, ts.String)
@@ -183,6 +190,9 @@ func readMCEvents(ctx context.Context, db *sql.DB, path, host string, cols map[s
 			if v.Valid && v.Int64 >= 0 && v.Int64 < 255 {
 				ev.Layers[i] = int(v.Int64)
 			}
+		}
+		if edac.Unplaced(msg.String) {
+			ev.LocatedBy = fault.LocatedByUnplaced
 		}
 		out = append(out, Record{Line: int(id.Int64), Host: host, Event: ev})
 	}

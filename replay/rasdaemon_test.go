@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/selfprotect/selfprotect/fault"
 )
 
 // rasdaemonSchema is the table layout rasdaemon 0.8.x creates
@@ -145,4 +147,27 @@ func TestRasdaemonBadDatabase(t *testing.T) {
 
 	_, err = ReadRasdaemon(filepath.Join(t.TempDir(), "missing.db"), "x")
 	require.ErrorContains(t, err, "missing.db")
+}
+
+// An mc_event row whose err_msg is amd64_edac's for an error it could not
+// place reads as unplaced, so its label (csrow 0's) blames no DIMM.
+func TestRasdaemonUnplacedMCEvent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ras-mc_event.db")
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	_, err = db.Exec(rasdaemonSchema)
+	require.NoError(t, err)
+	for _, msg := range []string{"MCA_SYND not valid - unknown syndrome and csrow", "memory read error"} {
+		_, err = db.Exec(`INSERT INTO mc_event (timestamp, err_count, err_type, err_msg, label, mc, top_layer, middle_layer,
+		  lower_layer, address, grain, syndrome, driver_detail) VALUES ('2026-05-01 10:00:00 +0200', 1, 'Corrected', ?,
+		  'mc#0csrow#0channel#0', 0, 0, 0, -1, 0, 0, 0, '')`, msg)
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close())
+	recs, err := ReadRasdaemon(path, "db1")
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	require.Equal(t, fault.LocatedByUnplaced, recs[0].Event.LocatedBy)
+	require.Empty(t, recs[1].Event.LocatedBy)
+	require.Equal(t, "mc#0csrow#0channel#0", recs[0].Event.DIMMLabel, "the label stays as the kernel gave it; count-once drops it")
 }
