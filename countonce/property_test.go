@@ -26,6 +26,10 @@ type kernelConfig struct {
 	intelLoc bool
 	// layout given to the stage (EDAC bound).
 	edac bool
+	// unplaced: a Zen UMC without SyndV under amd64_edac's per-rank labels:
+	// the mce_record has socket and UMC but no chip select, the mc_event
+	// (and its counter) is at csrow 0 of channel 0 (6.12) with no page.
+	unplaced bool
 }
 
 var configs = []kernelConfig{
@@ -38,8 +42,12 @@ var configs = []kernelConfig{
 	{name: "firmware-first eMCA", paths: func(int) (bool, bool, bool) { return true, false, true }},
 	{name: "eMCA with EDAC", edac: true, paths: func(int) (bool, bool, bool) { return true, true, true }},
 	{name: "AMD SMCA, EDAC", edac: true, smca: true, paths: func(int) (bool, bool, bool) { return true, true, false }},
+	{name: "AMD SMCA without SyndV, per-rank labels", edac: true, smca: true, unplaced: true, paths: func(int) (bool, bool, bool) { return true, true, false }},
 	{name: "Intel, EDAC, CEC 2, learned join", edac: true, intelLoc: true, paths: func(n int) (bool, bool, bool) { return true, n%2 == 1, false }},
 }
+
+// unplacedLabel is where amd64_edac (6.12) logs a UMC error without SyndV.
+const unplacedLabel = "mc#0csrow#0channel#0"
 
 const (
 	nPages   = 4
@@ -88,10 +96,10 @@ func TestEachErrorCountedOnce(t *testing.T) {
 					n++
 					if !cfg.smca && (mce || mc || ext) {
 						wantPages++
-					} else if cfg.smca && mc {
+					} else if cfg.smca && mc && !cfg.unplaced {
 						wantPages++
 					}
-					if mc || cfg.smca {
+					if (mc || cfg.smca) && !cfg.unplaced {
 						wantDIMMs++
 					}
 					if mce {
@@ -115,6 +123,9 @@ func TestEachErrorCountedOnce(t *testing.T) {
 					}
 					if mc {
 						mcCount++
+						if cfg.unplaced {
+							label = unplacedLabel
+						}
 						counters[label] = append(counters[label], tm)
 					}
 				}
@@ -122,6 +133,9 @@ func TestEachErrorCountedOnce(t *testing.T) {
 					ev := fault.NewEvent(fault.SourceTraceMC, time.Time{})
 					ev.Class, ev.MC, ev.DIMMLabel, ev.Count = fault.ClassMemory, 0, label, uint32(mcCount)
 					ev.PhysAddr, ev.AddrValid, ev.AddrLSB = pageAddr(page), true, 12
+					if cfg.unplaced {
+						ev.PhysAddr, ev.AddrValid, ev.AddrLSB, ev.LocatedBy = 0, false, 0, fault.LocatedByUnplaced
+					}
 					recs = append(recs, delivery{tm.Add(jitter(rng)), ev})
 				}
 			}
@@ -131,7 +145,7 @@ func TestEachErrorCountedOnce(t *testing.T) {
 				poll := base.Add(time.Duration(rng.IntN(int(pollEach))))
 				last := map[string]int{}
 				for ; poll.Before(tm.Add(2 * pollEach)); poll = poll.Add(pollEach) {
-					for _, label := range []string{"DIMM_A1", "DIMM_A2"} {
+					for _, label := range []string{"DIMM_A1", "DIMM_A2", unplacedLabel} {
 						c := 0
 						for _, at := range counters[label] {
 							if !at.After(poll) {
@@ -151,6 +165,14 @@ func TestEachErrorCountedOnce(t *testing.T) {
 
 			s := New(Options{})
 			switch {
+			case cfg.unplaced:
+				var ranks []Slot
+				for ch := range 2 {
+					for cs := range 2 {
+						ranks = append(ranks, Slot{MC: 0, Label: fmt.Sprintf("mc#0csrow#%dchannel#%d", cs, ch), Socket: fault.Unknown, Channel: ch, CSRow: cs})
+					}
+				}
+				s.SetLayout(ranks)
 			case cfg.intelLoc:
 				s.SetLayout([]Slot{
 					{MC: 0, Label: "DIMM_A1", Socket: 0, Channel: 0}, {MC: 0, Label: "DIMM_A2", Socket: 0, Channel: 1},
