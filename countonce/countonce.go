@@ -190,6 +190,11 @@ type Stage struct {
 	learned  map[string]dimmRef
 	clashed  map[string]bool
 
+	// scratch is candidates' list, reused: one per record otherwise.
+	scratch []*group
+	// locNames caches locKey's text by its parts (locate runs per record).
+	locNames map[locParts]string
+
 	nHeld             atomic.Int64
 	first, merged     [nViews]atomic.Uint64
 	credited, edacNew atomic.Uint64
@@ -325,7 +330,9 @@ func (s *Stage) AppendObserve(out []Verdict, ev fault.Event) []Verdict {
 			twin.n += left
 			twin.at = ev.Received
 		} else {
-			ng := &g
+			// A copy: g itself stays on the stack when a twin takes it.
+			ng := new(group)
+			*ng = g
 			s.index(ng)
 			s.queue = append(s.queue, ng)
 		}
@@ -343,7 +350,8 @@ func (s *Stage) AppendObserve(out []Verdict, ev fault.Event) []Verdict {
 func (s *Stage) candidates(ev *fault.Event, v view) []*group {
 	sev := severe(ev)
 	ok := func(g *group) bool { return !g.gone && g.views&(1<<v) == 0 && g.severe == sev && g.n > 0 }
-	var out []*group
+	out := s.scratch[:0]
+	defer func() { s.scratch = out[:0] }()
 	hasPFN := usablePage(ev)
 	if hasPFN {
 		for _, g := range s.byPFN[ev.PFN()] {
@@ -366,7 +374,9 @@ func (s *Stage) candidates(ev *fault.Event, v view) []*group {
 			}
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	if len(out) > 1 {
+		sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	}
 	return out
 }
 

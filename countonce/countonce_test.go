@@ -354,3 +354,23 @@ func TestMaxOpen(t *testing.T) {
 	require.LessOrEqual(t, len(s.byPFN), 101)
 	require.Equal(t, uint64(1000), s.Stats().First["mce_record"])
 }
+
+// BenchmarkStormLocated is BenchmarkStorm with what an Intel record
+// carries (socket, bank, channel) and an EDAC layout to join: the location
+// is named and joined at every record.
+func BenchmarkStormLocated(b *testing.B) {
+	s := New(Options{})
+	s.SetLayout([]Slot{{MC: 0, Label: "DIMM_A1", Socket: 0, Channel: 1}, {MC: 1, Label: "DIMM_B1", Socket: 0, Channel: 1}})
+	ev := fault.NewEvent(fault.SourceTraceMCE, t0)
+	ev.Class, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, true, 12
+	ev.Vendor, ev.Socket, ev.Bank, ev.Channel = fault.VendorIntel, 0, 7, 1
+	var out []Verdict
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ev.Received = t0.Add(time.Duration(i) * 10 * time.Microsecond)
+		ev.PhysAddr = uint64(0x100+i%4) << 12
+		if out = s.AppendObserve(out[:0], ev); len(out) != 1 {
+			b.Fatal("a storm error was not counted")
+		}
+	}
+}

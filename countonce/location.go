@@ -33,6 +33,33 @@ func (s *Stage) SetLayout(slots []Slot) {
 	s.edac = slots != nil
 }
 
+// locParts are what locKey reads of a record.
+type locParts struct {
+	vendor                      fault.Vendor
+	socket, bank, channel, csel int
+}
+
+// maxLocNames bounds the cache of location names: a machine has a few
+// dozen locations, garbage records could make up any number.
+const maxLocNames = 1024
+
+// locName is locKey through a cache: its text costs a Sprintf, and every
+// MCA memory record asks for it.
+func (s *Stage) locName(ev *fault.Event) string {
+	p := locParts{ev.Vendor, ev.Socket, ev.Bank, ev.Channel, ev.ChipSelect}
+	if name, ok := s.locNames[p]; ok {
+		return name
+	}
+	name := locKey(ev)
+	if s.locNames == nil {
+		s.locNames = map[locParts]string{}
+	}
+	if len(s.locNames) < maxLocNames {
+		s.locNames[p] = name
+	}
+	return name
+}
+
 // locKey names the memory location an MCA record gives by itself, "" when
 // it gives none finer than the socket. An AMD record's chip select is part
 // of it: amd64_edac labels ranks (csrow = chip select), so a location is
@@ -65,7 +92,7 @@ func mcaDIMM(ev *fault.Event, loc string) string {
 // EDAC label its location joins to, else (no EDAC driver) the location
 // itself. It returns the location key, "" if none.
 func (s *Stage) locate(ev *fault.Event) string {
-	loc := locKey(ev)
+	loc := s.locName(ev)
 	if loc == "" || ev.DIMMLabel != "" || viewOf(ev.Source) != viewMCE {
 		return loc
 	}
@@ -94,7 +121,8 @@ func (s *Stage) locate(ev *fault.Event) string {
 // the simulator and the lab model; a layout that names sockets is used as
 // written.
 func (s *Stage) join(ev *fault.Event) (dimmRef, bool) {
-	var found []dimmRef
+	var buf [4]dimmRef
+	found := buf[:0]
 	for _, sl := range s.layout {
 		if sl.Channel != ev.Channel || sl.Label == "" {
 			continue
