@@ -176,20 +176,10 @@ func (m *Machine) emitMCE(em *emitter, e MCE) error {
 // action_threshold); else with EDAC one ras:mc_event with error_count =
 // count is emitted for the owning DIMM and its counters grow by count.
 func (m *Machine) InjectMemoryCE(addr uint64, count, cpu int) error {
-	n, err := checkCount(count)
-	if err != nil {
+	if err := m.injectMemoryCE(addr, count, cpu, false); err != nil {
 		return fmt.Errorf("inject memory ce: %w", err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.checkCPU(cpu); err != nil {
-		return fmt.Errorf("inject memory ce: %w", err)
-	}
-	em := m.newEmitter()
-	if err := m.memoryError(em, addr, n, cpu, false, false); err != nil {
-		return fmt.Errorf("inject memory ce: %w", err)
-	}
-	return em.flush()
+	return nil
 }
 
 // InjectMemoryCENoSyndrome is InjectMemoryCE on a Zen part whose UMC left
@@ -198,21 +188,28 @@ func (m *Machine) InjectMemoryCE(addr uint64, count, cpu int) error {
 // the node with no address (on 6.12 at channel 0 too) and bumps that
 // entry's counter.
 func (m *Machine) InjectMemoryCENoSyndrome(addr uint64, count, cpu int) error {
-	n, err := checkCount(count)
-	if err != nil {
-		return fmt.Errorf("inject memory ce without syndrome: %w", err)
-	}
 	if !m.prof.SMCA {
 		return errors.New("inject memory ce without syndrome: needs a Zen profile (smca)")
+	}
+	if err := m.injectMemoryCE(addr, count, cpu, true); err != nil {
+		return fmt.Errorf("inject memory ce without syndrome: %w", err)
+	}
+	return nil
+}
+
+func (m *Machine) injectMemoryCE(addr uint64, count, cpu int, noSyndrome bool) error {
+	n, err := checkCount(count)
+	if err != nil {
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.checkCPU(cpu); err != nil {
-		return fmt.Errorf("inject memory ce without syndrome: %w", err)
+		return err
 	}
 	em := m.newEmitter()
-	if err := m.memoryError(em, addr, n, cpu, false, true); err != nil {
-		return fmt.Errorf("inject memory ce without syndrome: %w", err)
+	if err := m.memoryError(em, addr, n, cpu, false, noSyndrome); err != nil {
+		return err
 	}
 	return em.flush()
 }
