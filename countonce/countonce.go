@@ -351,7 +351,6 @@ func (s *Stage) candidates(ev *fault.Event, v view) []*group {
 	sev := severe(ev)
 	ok := func(g *group) bool { return !g.gone && g.views&(1<<v) == 0 && g.severe == sev && g.n > 0 }
 	out := s.scratch[:0]
-	defer func() { s.scratch = out[:0] }()
 	hasPFN := usablePage(ev)
 	if hasPFN {
 		for _, g := range s.byPFN[ev.PFN()] {
@@ -377,6 +376,7 @@ func (s *Stage) candidates(ev *fault.Event, v view) []*group {
 	if len(out) > 1 {
 		sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
 	}
+	s.scratch = out[:0] // grown or not, the next record reuses it
 	return out
 }
 
