@@ -193,7 +193,7 @@ func TestMCEventPayload(t *testing.T) {
 		t.Run(kernel, func(t *testing.T) {
 			m := testMachine(t, Profile{Kernel: kernel, CPU: "intel", EDAC: true})
 			loc := m.prof.Locate(0x2d94040)
-			b, err := m.mcEvent(hwEventErrCorrected, 3, 0x2d94040, loc, "memory read error")
+			b, err := m.mcEvent(hwEventErrCorrected, 3, 0x2d94040, loc, "memory read error", loc.driverDetail())
 			require.NoError(t, err)
 			require.Zero(t, len(b)%4)
 			f := m.events["ras/mc_event"].format

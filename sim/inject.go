@@ -104,8 +104,9 @@ func (m *Machine) mceRecord(e MCE, ts uint64) ([]byte, error) {
 	return p.bytes(), nil
 }
 
-// mcEvent lays out one ras:mc_event payload for a memory error at addr.
-func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocation, msg string) ([]byte, error) {
+// mcEvent lays out one ras:mc_event payload for a memory error at addr,
+// with the driver's message and detail.
+func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocation, msg, detail string) ([]byte, error) {
 	p := newPayload(m.events["ras/mc_event"].format, kworkerPID)
 	// The layers as the driver's dimm_location orders them: "channel N
 	// slot 0", or amd64_edac's "csrow <chip select> channel <UMC>".
@@ -125,10 +126,6 @@ func (m *Machine) mcEvent(errType int, count uint16, addr uint64, loc DIMMLocati
 		if err := p.set(f.name, f.v); err != nil {
 			return nil, err
 		}
-	}
-	detail := loc.driverDetail()
-	if msg == unplacedMsg {
-		detail = "" // amd64_edac gives no detail
 	}
 	for _, s := range []struct{ name, v string }{{"msg", msg}, {"label", loc.Label}, {"driver_detail", detail}} {
 		if err := p.setString(s.name, s.v); err != nil {
@@ -238,11 +235,12 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected,
 	}
 	loc := m.prof.Locate(addr)
 	m.mcaLocation(&e, loc)
-	msg := "memory read error"
+	msg, detail := "memory read error", loc.driverDetail()
 	if noSyndrome {
 		e.Status &^= statusSyndV
 		e.Synd = 0
-		loc, addr, msg = m.unplaced(loc), 0, unplacedMsg
+		// amd64_edac gives neither an address nor a detail.
+		loc, addr, msg, detail = m.unplaced(loc), 0, unplacedMsg, ""
 	}
 	ghes := m.prof.FirmwareFirst == FirmwareGHES
 	// With GHES the firmware takes the machine check; the OS sees no MCA
@@ -273,7 +271,7 @@ func (m *Machine) memoryError(em *emitter, addr uint64, n, cpu int, uncorrected,
 	}
 	for left := n; left > 0; {
 		c := min(left, 0xffff) // error_count is a u16
-		rec, err := m.mcEvent(errType, uint16(c), addr, loc, msg)
+		rec, err := m.mcEvent(errType, uint16(c), addr, loc, msg, detail)
 		if err != nil {
 			return err
 		}
