@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -118,9 +119,13 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 
 	file := o.offlineFile(m)
 	path := file.Name()
-	addr := fmt.Sprintf("%#x\n", pfn<<pageShift)
+	// What the kernel parses ("0x1234000\n"), built without fmt: this is
+	// on the way to the write.
+	line := strconv.AppendUint([]byte("0x"), pfn<<pageShift, 16)
+	addr := string(line)
+	line = append(line, '\n')
 	if dryRun {
-		return o.finish(rep, fault.OutcomeDryRun, "dry-run: would write %s to %s (pfn %#x)", strings.TrimSpace(addr), path, pfn)
+		return o.finish(rep, fault.OutcomeDryRun, "dry-run: would write %s to %s (pfn %#x)", addr, path, pfn)
 	}
 
 	if before == nil {
@@ -128,7 +133,7 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 		before = &MemInfoRead{MemInfo: mi, Err: err}
 	}
 	rep.writing = o.opts.Now()
-	attempts, err := o.writeWithRetry(ctx, file, []byte(addr))
+	attempts, err := o.writeWithRetry(ctx, file, line)
 	rep.wrote = o.opts.Now()
 	rep.a.Attempts = attempts
 	if err != nil {
@@ -160,7 +165,7 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 	rep.a.Undo = o.undo(pfn)
 	rep.note("undo needs the hwpoison-inject module; on a production kernel only a reboot returns the page")
 	return o.finish(rep, fault.OutcomeIsolated, "%s of pfn %#x done: wrote %s to %s in %d attempt(s), HWPOISON set after %d read(s)",
-		m.kind, pfn, strings.TrimSpace(addr), path, attempts, reads)
+		m.kind, pfn, addr, path, attempts, reads)
 }
 
 // softOfflineDisabled reads vm.enable_soft_offline (6.11+). A missing file
