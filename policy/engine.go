@@ -65,6 +65,11 @@ type Engine struct {
 	stormCase int // storm cases opened
 	// hot follows the resources closest to tripping, for metrics.
 	hot hot
+	// nextID is a case ID drawn on a record that decided nothing, for the
+	// next case: drawing one (random bits, UUID text) is then not on the
+	// way from a deciding error to its isolation, where under emulation it
+	// cost a tenth of the diagnosis.
+	nextID string
 }
 
 type dimmKey struct {
@@ -169,6 +174,9 @@ func (e *Engine) ObserveParts(ev *fault.Event, p Parts) []Decision {
 		out = e.observeCache(ev, now, count, seq, out)
 	case !corrected && ev.Class == fault.ClassCache:
 		out = e.observeUncorrected(ev, out)
+	}
+	if len(out) == 0 && e.nextID == "" {
+		e.nextID = fault.NewCaseID()
 	}
 	return out
 }
@@ -416,8 +424,13 @@ func (e *Engine) sweep(now int64) {
 }
 
 func (e *Engine) newCase(ev *fault.Event, rule string, d fault.Diagnosis, suspect fault.Resource, fru string) fault.Case {
+	id := e.nextID
+	if id == "" {
+		id = fault.NewCaseID()
+	}
+	e.nextID = ""
 	return fault.Case{
-		ID: fault.NewCaseID(), Opened: ev.Received, Rule: rule, Diagnosis: d,
+		ID: id, Opened: ev.Received, Rule: rule, Diagnosis: d,
 		Suspect: suspect, FRU: fru, State: fault.CaseOpen,
 	}
 }

@@ -481,3 +481,33 @@ func TestEvidenceListsEveryError(t *testing.T) {
 		require.False(t, ev.Time.Before(t0))
 	}
 }
+
+// A case's ID is drawn on an earlier record that decided nothing, so the
+// deciding record does not pay for it; IDs stay unique version 4 UUIDs.
+func TestCaseIDDrawnAhead(t *testing.T) {
+	e := NewEngine(nil)
+	require.Empty(t, e.Observe(memCE(0, 0x100)))
+	ahead := e.nextID
+	require.NotEmpty(t, ahead, "a record that decided nothing draws the next case's ID")
+	require.Empty(t, e.Observe(memCE(time.Second, 0x200)))
+	require.Equal(t, ahead, e.nextID, "one ID is drawn ahead, not one per record")
+
+	got := e.Observe(memCE(time.Minute, 0x100))
+	require.Len(t, got, 1)
+	require.Equal(t, ahead, got[0].Case.ID, "the deciding record takes the ID drawn ahead")
+	require.Empty(t, e.nextID, "a deciding record draws none")
+
+	seen := map[string]bool{ahead: true}
+	for i := range 50 {
+		pfn := uint64(0x1000 + i)
+		e.Observe(memCE(time.Hour+time.Duration(i)*time.Second, pfn))
+		got := e.Observe(memCE(time.Hour+time.Duration(i)*time.Second+time.Millisecond, pfn))
+		require.Len(t, got, 1)
+		id := got[0].Case.ID
+		require.False(t, seen[id], "case %d reuses ID %s", i, id)
+		seen[id] = true
+		u, err := uuid.Parse(id)
+		require.NoError(t, err)
+		require.Equal(t, uuid.Version(4), u.Version())
+	}
+}
