@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -413,6 +414,14 @@ func (s *Source) Run(ctx context.Context, out chan<- fault.Event) (err error) {
 		case err == nil:
 			if s.handle(ctx, rec.RawSample, out) {
 				clock.notice(time.Now())
+			}
+			if !s.holds() {
+				// The last record for now: let the main loop take it
+				// before this reader re-arms its wait (a deadline timer,
+				// the netpoller). On a daemon with one CPU that work
+				// otherwise came between a deciding record and its
+				// diagnosis.
+				runtime.Gosched()
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The ring is empty: wait in the netpoller for the next

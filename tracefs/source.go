@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,6 +207,7 @@ func (s *Source) handlePage(ctx context.Context, cpu int, page []byte, res *Page
 		s.warn(received, "lost", logrus.Fields{"cpu": cpu, "missed": res.Missed, "count_known": !res.MissedUnknown},
 			"the kernel lost trace events before this page")
 	}
+	sent := false
 	for i := range res.Records {
 		rec := &res.Records[i]
 		decode, ok := s.byID[rec.Format.ID]
@@ -226,10 +228,17 @@ func (s *Source) handlePage(ctx context.Context, cpu int, page []byte, res *Page
 			select {
 			case out <- ev:
 				c.events.Add(1)
+				sent = true
 			case <-ctx.Done():
 				return false
 			}
 		}
+	}
+	if sent {
+		// Let the main loop take the page's records before this reader
+		// reads on and re-arms its wait: on a daemon with one CPU that
+		// work otherwise came between a deciding record and its diagnosis.
+		runtime.Gosched()
 	}
 	return true
 }
