@@ -213,7 +213,7 @@ not-built:
 	@echo "NOT RUN: these suites do not exist yet (see README, 'Not built yet'):"
 	@echo "  - real-kernel latency metric: measured by 'make bench-kernel', not part of check"
 	@echo "  - alerts: source-degraded (tracefs overruns) clears only with a new trace instance"
-	@echo "  - issue 9: latency within 2x of CEC not met on every run (kernel-stamped, each reader beside its own CEC boot: eBPF 1.72-2.54x in eleven sections, median 1.98, a minimal userspace isolator 0.91-1.15x: the gap is the daemon's own path from the record to its write); storm CPU ratio <= 0.1 met on a quiet host (0.043-0.067), not at host load 1-2; idle: the tracefs never-late sweep (400 ms) is not zero"
+	@echo "  - issue 9: latency within 2x of CEC not met on every run (kernel-stamped, each reader beside its own CEC boot: eBPF 1.72-2.54x in eleven sections of sessions 11-12, median 1.98, 1.86-2.68x in session 13's six, a minimal userspace isolator 0.91-1.31x: the gap is the daemon's own path from the record to its write, each step of it cold after an idle spell); storm CPU ratio <= 0.1 met on a quiet host (0.043-0.067), not at host load 1-2; idle: the tracefs never-late sweep (400 ms) is not zero"
 	@echo "  - hardened unit under a booted systemd: where two settings forbid one thing, the probe cannot tell which refused it"
 	@echo "================================================================"
 
