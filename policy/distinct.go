@@ -30,10 +30,10 @@ func newDistinct[K comparable](threshold int, window time.Duration, maxKeys int)
 }
 
 // add records pfn under k at now. On a trip it returns the pages in the
-// window (sorted) and appends their evidence numbers, oldest first, to ev,
-// then forgets k. Otherwise level is k's page count (pages that left the
+// window (sorted) and appends what it kept of their latest errors, oldest
+// first, to ev, then forgets k. Otherwise level is k's page count (pages that left the
 // window are dropped only near the threshold, so it may count them).
-func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []uint32) (tripped bool, level int, pages []uint64, _ []uint32) {
+func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []evidenceRef) (tripped bool, level int, pages []uint64, _ []evidenceRef) {
 	cutoff := now - t.window
 	t.keys.expire(cutoff, sweepPerEvent)
 	s, ok := t.keys.lookup(k)
@@ -61,16 +61,13 @@ func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []uint
 		return false, len(set), nil, ev
 	}
 	pages = make([]uint64, 0, len(set))
-	order := make([]seenPage, 0, len(set))
+	first := len(ev)
 	for p, seen := range set {
 		pages = append(pages, p)
-		order = append(order, seen)
+		ev = append(ev, evidenceRef{seq: seen.seq, at: seen.at, n: 1, pfn: p})
 	}
 	slices.Sort(pages)
-	slices.SortFunc(order, func(a, b seenPage) int { return cmp.Compare(a.at, b.at) })
-	for _, o := range order {
-		ev = append(ev, o.seq)
-	}
+	slices.SortFunc(ev[first:], func(a, b evidenceRef) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.seq, b.seq)) })
 	t.keys.remove(s)
 	return true, len(pages), pages, ev
 }

@@ -200,7 +200,8 @@ func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint3
 	c := e.newCase(ev, RulePage, fault.DiagSoftOfflinePage, r, memoryFRU(ev))
 	c.Summary = fmt.Sprintf("%d corrected memory errors on page %#x within %s (threshold %d): soft offline the page",
 		level, pfn, formatDuration(e.cfg.Rules.Page.Window), e.cfg.Rules.Page.Threshold)
-	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.Page.Window, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn })
+	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.Page.Window, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn },
+		e.standIn(ev, func(evidenceRef) (uint64, bool) { return pfn, true }, ""))
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	if ev.LocatedBy != "" && ev.LocatedBy != fault.LocatedByMCA && ev.DIMMLabel == c.FRU {
 		c.Summary += " (DIMM located by " + ev.LocatedBy + ")"
@@ -252,7 +253,7 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 	var (
 		tripped bool
 		level   uint64
-		seqs    []uint32
+		seqs    []evidenceRef
 	)
 	if errors {
 		tripped, level, seqs = e.dimmErrors.add(k, now, count, seq, nil)
@@ -289,7 +290,13 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 	if ev.LocatedBy != "" {
 		c.Summary += " (located by " + ev.LocatedBy + ")"
 	}
-	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.DIMM.Window, func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc })
+	page := refPage
+	if !byPages {
+		page = nil
+	}
+	in := e.standIn(ev, page, "dimm="+k.label)
+	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.DIMM.Window, func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc },
+		func(r evidenceRef) fault.Evidence { x := in(r); x.DIMM = k.label; return x })
 	return append(out, Decision{Case: c})
 }
 
@@ -317,7 +324,7 @@ func (e *Engine) observeRow(ev *fault.Event, now int64, seq uint32, out []Decisi
 	c.Also = targets
 	c.Summary = fmt.Sprintf("%d distinct pages of DRAM row %s failed within %s (threshold %d): offline the row's %d known pages",
 		len(pages), key, formatDuration(rule.Window), rule.DistinctPages, len(pages))
-	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.Row == key })
+	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.Row == key }, e.standIn(ev, refPage, "row="+key))
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	return append(out, Decision{Case: c, Targets: targets})
 }
@@ -346,7 +353,8 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 		c := e.newCase(ev, RuleCPU, fault.DiagOfflineCPU, r, fru)
 		c.Summary = fmt.Sprintf("%d corrected L%d %s errors in CPU %d's own bank within %s (threshold %d): offline the CPU and its SMT siblings",
 			level, ev.CacheLevel, ev.Class, cpu, formatDuration(rule.Window), rule.Threshold)
-		c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.CPU == cpu && x.Class == ev.Class })
+		c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.CPU == cpu && x.Class == ev.Class },
+			e.standIn(ev, nil, fmt.Sprintf("cpu=%d", cpu)))
 		return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
 	}
 	r, fru := cacheResource(ev)
@@ -367,7 +375,8 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 	c := e.newCase(ev, RuleCache, fault.DiagAlertOnly, r, fru)
 	c.Summary = fmt.Sprintf("%d corrected %s errors on %s within %s (threshold %d) from %s: offlining a CPU would not help, alert only",
 		level, ev.Class, r, formatDuration(rule.Window), rule.Threshold, why)
-	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { rr, _ := cacheResource(x); return rr == r })
+	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { rr, _ := cacheResource(x); return rr == r },
+		e.standIn(ev, nil, string(r)))
 	return append(out, Decision{Case: c})
 }
 
@@ -434,6 +443,33 @@ func (e *Engine) newCase(ev *fault.Event, rule string, d fault.Diagnosis, suspec
 		Suspect: suspect, FRU: fru, State: fault.CaseOpen,
 	}
 }
+
+// standIn makes the evidence entry of an error whose record left the
+// log, from what the rule's table kept (when, how many errors, the page
+// where page says) and the deciding event's class and severity, which
+// errors counted under the same key share; key names the resource when no
+// page does.
+func (e *Engine) standIn(ev *fault.Event, page func(evidenceRef) (uint64, bool), key string) func(evidenceRef) fault.Evidence {
+	return func(r evidenceRef) fault.Evidence {
+		x := fault.Evidence{Time: e.epoch.Add(time.Duration(r.at)), Severity: ev.Severity, Class: ev.Class, Count: r.n, CPU: -1, Bank: -1}
+		where := key
+		if page != nil {
+			if pfn, ok := page(r); ok {
+				x.Addr = pfn * fault.PageSize
+				where = fmt.Sprintf("page=%#x", pfn)
+				if key != "" {
+					where += " " + key
+				}
+			}
+		}
+		x.Summary = fmt.Sprintf("%s %s x%d %s (its record left the engine's last %d events; the error history keeps it)",
+			ev.Severity, ev.Class, r.n, where, evidenceLogSize)
+		return x
+	}
+}
+
+// refPage is the page a distinct-pages table kept with each error.
+func refPage(r evidenceRef) (uint64, bool) { return r.pfn, true }
 
 // memoryFRU names what a technician replaces for a memory error.
 func memoryFRU(ev *fault.Event) string {

@@ -511,3 +511,68 @@ func TestCaseIDDrawnAhead(t *testing.T) {
 		require.Equal(t, uuid.Version(4), u.Version())
 	}
 }
+
+// An error whose record more than the log's size of other events pushed
+// out of the evidence log still has an entry in the case, made from what
+// the rule's table kept: each case lists every error it counted (the
+// storm golden test once showed a page case with one entry for two).
+func TestEvidenceOfErrorsThatLeftTheLog(t *testing.T) {
+	others := func(e *Engine, from time.Duration) {
+		// Other pages, each once: more events than the log holds.
+		for i := range evidenceLogSize + 10 {
+			require.Empty(t, e.Observe(memCE(from+time.Duration(i)*time.Millisecond, uint64(0x10000+i))))
+		}
+	}
+	t.Run("page", func(t *testing.T) {
+		e := NewEngine(nil)
+		first := memCE(0, 0x2d94)
+		require.Empty(t, e.Observe(first))
+		others(e, time.Second)
+		second := memCE(time.Hour, 0x2d94)
+		got := e.Observe(second)
+		require.Len(t, got, 1)
+		ev := got[0].Case.Evidence
+		require.Len(t, ev, 2, "both errors the rule counted")
+		require.Equal(t, first.Received, ev[0].Time, "the stand-in keeps when the error came")
+		require.Equal(t, uint64(0x2d94)*fault.PageSize, ev[0].Addr)
+		require.Equal(t, uint32(1), ev[0].Count)
+		require.Equal(t, fault.ClassMemory, ev[0].Class)
+		require.Contains(t, ev[0].Summary, "page=0x2d94")
+		require.Contains(t, ev[0].Summary, "error history keeps it")
+		require.Equal(t, fault.EvidenceOf(second), ev[1], "the record still in the log is listed as it came")
+	})
+	t.Run("row", func(t *testing.T) {
+		e := NewEngine(nil)
+		require.Empty(t, e.Observe(rowCE(0, "mc0/csrow1/row77", 0x300)))
+		others(e, time.Second)
+		require.Empty(t, e.Observe(rowCE(time.Minute, "mc0/csrow1/row77", 0x100)))
+		got := e.Observe(rowCE(2*time.Minute, "mc0/csrow1/row77", 0x200))
+		require.Len(t, got, 1)
+		require.Equal(t, fault.DiagOfflineRow, got[0].Case.Diagnosis)
+		ev := got[0].Case.Evidence
+		require.Len(t, ev, 3, "one entry per page the rule counted")
+		require.Equal(t, t0, ev[0].Time)
+		require.Equal(t, uint64(0x300)*fault.PageSize, ev[0].Addr)
+		require.Contains(t, ev[0].Summary, "row=mc0/csrow1/row77")
+		require.Equal(t, t0.Add(time.Minute), ev[1].Time)
+		require.Equal(t, t0.Add(2*time.Minute), ev[2].Time)
+	})
+	t.Run("capped, most recent first", func(t *testing.T) {
+		cfg := Defaults()
+		cfg.Rules.CPU.Threshold = 20
+		cfg.Engine.Evidence = 16
+		e := NewEngine(cfg)
+		for i := range 19 {
+			require.Empty(t, e.Observe(cacheCE(time.Duration(i)*time.Second, 2, 1, true)))
+		}
+		others(e, time.Minute)
+		got := e.Observe(cacheCE(time.Hour, 2, 1, true))
+		require.Len(t, got, 1)
+		ev := got[0].Case.Evidence
+		require.Len(t, ev, 16)
+		require.Equal(t, t0.Add(4*time.Second), ev[0].Time, "the newest stand-ins fill what the limit leaves")
+		require.Equal(t, t0.Add(18*time.Second), ev[14].Time)
+		require.Equal(t, t0.Add(time.Hour), ev[15].Time)
+		require.Contains(t, ev[0].Summary, "cpu=2")
+	})
+}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/selfprotect/selfprotect/fault"
@@ -66,17 +67,32 @@ func (l *evidenceLog) get(s uint32) (*fault.Event, bool) {
 	return &l.events[s&l.mask], true
 }
 
-// collect returns at most limit matching events, the most recent ones,
-// oldest first. The engines keep only a few slot numbers per resource (and
-// merge slots past that), so rather than trusting those numbers alone it
-// walks the log back from the newest slot event over every event within the
-// rule's window: a case then lists each error that filled the engine, not
-// just one per slot. Events that scrolled out of the log are missing.
-func (l *evidenceLog) collect(seqs []uint32, limit int, window time.Duration, match func(*fault.Event) bool) []fault.Evidence {
-	if len(seqs) == 0 {
+// evidenceRef is what a rate table keeps of the events that filled a key:
+// each one's number in the log, when (engine time) and how many errors it
+// stands for, and its page where the key counts pages. The time and count
+// outlive the log's copy of the event.
+type evidenceRef struct {
+	seq uint32
+	at  int64
+	n   uint32
+	pfn uint64
+}
+
+// collect returns at most limit evidence entries for a tripped key, the
+// most recent ones, oldest first. The engines keep only a few slot numbers
+// per resource (and merge slots past that), so rather than trusting those
+// numbers alone it walks the log back from the newest slot event over
+// every event within the rule's window: a case then lists each error that
+// filled the engine, not just one per slot. A slot whose event has left
+// the log (more than its size of other events came since: a storm, or a
+// busy machine over the window) gets standIn's entry, made from what the
+// table kept, so that no error the rule counted is missing from the case;
+// the history holds its full record.
+func (l *evidenceLog) collect(refs []evidenceRef, limit int, window time.Duration, match func(*fault.Event) bool, standIn func(evidenceRef) fault.Evidence) []fault.Evidence {
+	if len(refs) == 0 {
 		return nil
 	}
-	newest := seqs[len(seqs)-1]
+	newest := refs[len(refs)-1].seq
 	last, ok := l.get(newest)
 	if !ok {
 		return nil
@@ -92,9 +108,13 @@ func (l *evidenceLog) collect(seqs []uint32, limit int, window time.Duration, ma
 			out = append(out, fault.EvidenceOf(ev))
 		}
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	// Gone from the log, newest first, as many as the limit leaves room for.
+	for i := len(refs) - 1; i >= 0 && len(out) < limit; i-- {
+		if _, ok := l.get(refs[i].seq); !ok {
+			out = append(out, standIn(refs[i]))
+		}
 	}
+	slices.Reverse(out)
 	return out
 }
 

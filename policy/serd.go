@@ -49,15 +49,15 @@ func newSERD[K comparable](threshold int, window time.Duration, maxSlots, maxKey
 }
 
 // add counts count errors for k at now (engine nanoseconds). On a trip it
-// appends the evidence numbers of the key's events, oldest first, to ev
-// and forgets the key. level is the count in the window after the add.
-func (t *serdTable[K]) add(k K, now int64, count uint32, seq uint32, ev []uint32) (tripped bool, level uint64, _ []uint32) {
+// appends what it kept of the key's events, oldest first, to ev and
+// forgets the key. level is the count in the window after the add.
+func (t *serdTable[K]) add(k K, now int64, count uint32, seq uint32, ev []evidenceRef) (tripped bool, level uint64, _ []evidenceRef) {
 	cutoff := now - t.window
 	t.keys.expire(cutoff, sweepPerEvent)
 	s, ok := t.keys.lookup(k)
 	if !ok {
 		if uint64(count) >= t.threshold {
-			return true, uint64(count), append(ev, seq)
+			return true, uint64(count), append(ev, evidenceRef{seq: seq, at: now, n: count})
 		}
 		s = t.keys.insert(k, now)
 		t.grow(s)
@@ -70,10 +70,10 @@ func (t *serdTable[K]) add(k K, now int64, count uint32, seq uint32, ev []uint32
 	}
 	if sum >= t.threshold {
 		for i := 0; i < used; i++ {
-			ev = append(ev, t.seq[base+i])
+			ev = append(ev, evidenceRef{seq: t.seq[base+i], at: t.at[base+i], n: t.n[base+i]})
 		}
 		t.keys.remove(s)
-		return true, sum, append(ev, seq)
+		return true, sum, append(ev, evidenceRef{seq: seq, at: now, n: count})
 	}
 
 	// Events from another source may arrive slightly out of order; keep the

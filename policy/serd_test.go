@@ -94,7 +94,7 @@ func TestSERDEvidenceOrder(t *testing.T) {
 	require.Empty(t, ev)
 	tripped, _, ev := table.add(1, 30, 1, 103, nil)
 	require.True(t, tripped)
-	require.Equal(t, []uint32{101, 102, 103}, ev)
+	require.Equal(t, []evidenceRef{{seq: 101, at: 10, n: 1}, {seq: 102, at: 20, n: 1}, {seq: 103, at: 30, n: 1}}, ev)
 	require.Zero(t, table.keys.len(), "a tripped key is forgotten")
 }
 
@@ -129,7 +129,11 @@ func TestDistinctPages(t *testing.T) {
 	tripped, _, pages, ev := table.add("r", 4, int64(time.Hour)+3, 5, nil)
 	require.True(t, tripped)
 	require.Equal(t, []uint64{2, 3, 4}, pages)
-	require.Equal(t, []uint32{3, 4, 5}, ev)
+	require.Equal(t, []evidenceRef{
+		{seq: 3, at: int64(time.Hour), n: 1, pfn: 2},
+		{seq: 4, at: int64(time.Hour) + 2, n: 1, pfn: 3},
+		{seq: 5, at: int64(time.Hour) + 3, n: 1, pfn: 4},
+	}, ev)
 }
 
 func TestRateWindow(t *testing.T) {
