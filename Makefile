@@ -13,7 +13,7 @@ BIN     := bin/selfprotect
 # "context deadline exceeded" and no crasher.
 FUZZTIME ?= 30000x
 
-.PHONY: all build demo check test unit e2e fuzz soak bench lint vet fmt-check staticcheck deps clean not-built kernel-test kernel-suite bench-kernel bench-storm generate generate-check bpf-tools alert-peers
+.PHONY: all build demo check test unit e2e fuzz soak bench lint vet fmt-check staticcheck deps clean not-built kernel-test kernel-suite bench-kernel bench-guest bench-storm generate generate-check bpf-tools alert-peers
 
 all: build
 
@@ -138,6 +138,15 @@ kernel-test: build deb
 bench-kernel: build
 	SELFPROTECT_KERNEL=1 SELFPROTECT_LATENCY=1 SELFPROTECT_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -count=1 -v -timeout 30m -run '^TestLatency$$' ./test/kernel/ 2>&1 | tee out/bench-kernel.log | grep -E '^\s*(--- |PASS|FAIL|ok)|latency_test' ; exit $${PIPESTATUS[0]}
+
+# The deciding path cold, step by step (BenchmarkDecideCold), inside the 6.12
+# Intel guest: seconds, steadier than bench-kernel for comparing builds.
+# GUESTBENCH_BASE=FILE adds a daemon test binary of another revision
+# (CGO_ENABLED=0 go test -c ./daemon) in the same boot.
+bench-guest:
+	@mkdir -p out
+	SELFPROTECT_KERNEL=1 SELFPROTECT_GUESTBENCH=1 SELFPROTECT_GUESTBENCH_BASE=$(if $(GUESTBENCH_BASE),$(abspath $(GUESTBENCH_BASE))) \
+	  $(GO) test -count=1 -v -timeout 20m -run '^TestGuestBench$$' ./test/kernel/ 2>&1 | tee out/bench-guest.log | grep -E '^\s*(--- |PASS|FAIL|ok)|guestbench_test' ; exit $${PIPESTATUS[0]}
 
 # The storm cost (daemon CPU per delivered record, peak RSS) through eBPF and
 # through tracefs in one boot, 6.12 Intel model.

@@ -42,6 +42,9 @@ type Scenario struct {
 	Name   string
 	Script string
 	Files  map[string][]byte
+	// Programs are executables under /scenario (a test binary to run in
+	// the guest).
+	Programs map[string][]byte
 	// Append is added to the kernel command line (e.g. "ras=cec_disable").
 	Append string
 	// SwitchRoot, when set, is the ext4 device /init mounts and hands the
@@ -91,13 +94,18 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 		a.File(dst, data, 0o644)
 		modules = append(modules, "/"+dst)
 	}
-	names := make([]string, 0, len(sc.Files))
-	for n := range sc.Files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		a.File("scenario/"+n, sc.Files[n], 0o644)
+	for _, files := range []struct {
+		byName map[string][]byte
+		mode   uint32
+	}{{sc.Files, 0o644}, {sc.Programs, 0o755}} {
+		names := make([]string, 0, len(files.byName))
+		for n := range files.byName {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			a.File("scenario/"+n, files.byName[n], files.mode)
+		}
 	}
 	a.File("scenario/run.sh", []byte(sc.Script), 0o755)
 	init, err := initScript(modules, p.Env, sc.SwitchRoot)
