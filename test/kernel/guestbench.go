@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -96,6 +95,5 @@ func (r GuestBenchRuns) Median(unit string) (float64, bool) {
 	if len(v) == 0 {
 		return 0, false
 	}
-	sort.Float64s(v)
-	return v[len(v)/2], true
+	return Median(v), true
 }
