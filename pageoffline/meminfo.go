@@ -62,15 +62,16 @@ func ParseMemInfo(data []byte) (MemInfo, error) {
 
 // memInfoField parses the line "key: N kB" (key at a line's start).
 func memInfoField(data []byte, key string) (kb uint64, found bool, err error) {
+	prefix := []byte(key + ":")
 	at := 0
-	if !hasKey(data, key) {
-		i := indexKey(data, key)
+	if !bytes.HasPrefix(data, prefix) {
+		i := bytes.Index(data, append([]byte{'\n'}, prefix...))
 		if i < 0 {
 			return 0, false, nil
 		}
 		at = i + 1
 	}
-	rest := data[at+len(key)+1:]
+	rest := data[at+len(prefix):]
 	if end := bytes.IndexByte(rest, '\n'); end >= 0 {
 		rest = rest[:end]
 	}
@@ -79,26 +80,6 @@ func memInfoField(data []byte, key string) (kb uint64, found bool, err error) {
 		return 0, true, fmt.Errorf("line %d (%s): %w", bytes.Count(data[:at], []byte("\n"))+1, key, err)
 	}
 	return kb, true, nil
-}
-
-// hasKey says whether data starts with "key:".
-func hasKey(data []byte, key string) bool {
-	return len(data) > len(key) && string(data[:len(key)]) == key && data[len(key)] == ':'
-}
-
-// indexKey finds "\nkey:" in data: the newline's index, or -1.
-func indexKey(data []byte, key string) int {
-	for off := 0; ; {
-		i := bytes.Index(data[off:], []byte(key))
-		if i < 0 {
-			return -1
-		}
-		i += off
-		if i > 0 && data[i-1] == '\n' && hasKey(data[i:], key) {
-			return i - 1
-		}
-		off = i + 1
-	}
 }
 
 // parseKB parses " <number> kB" with any blanks around the two words.
