@@ -31,8 +31,9 @@ func newDistinct[K comparable](threshold int, window time.Duration, maxKeys int)
 
 // add records pfn under k at now. On a trip it returns the pages in the
 // window (sorted) and appends what it kept of their latest errors, oldest
-// first, to ev, then forgets k. Otherwise level is k's page count (pages that left the
-// window are dropped only near the threshold, so it may count them).
+// first, to ev, then forgets k. Otherwise level is k's page count (pages
+// that left the window are dropped only near the threshold, so it may
+// count them).
 func (t *distinctTable[K]) add(k K, pfn uint64, now int64, seq uint32, ev []evidenceRef) (tripped bool, level int, pages []uint64, _ []evidenceRef) {
 	cutoff := now - t.window
 	t.keys.expire(cutoff, sweepPerEvent)

@@ -201,7 +201,7 @@ func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint3
 	c.Summary = fmt.Sprintf("%d corrected memory errors on page %#x within %s (threshold %d): soft offline the page",
 		level, pfn, formatDuration(e.cfg.Rules.Page.Window), e.cfg.Rules.Page.Threshold)
 	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.Page.Window, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn },
-		e.standIn(ev, func(evidenceRef) (uint64, bool) { return pfn, true }, ""))
+		e.standIn(ev, func(evidenceRef) uint64 { return pfn }, ""))
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	if ev.LocatedBy != "" && ev.LocatedBy != fault.LocatedByMCA && ev.DIMMLabel == c.FRU {
 		c.Summary += " (DIMM located by " + ev.LocatedBy + ")"
@@ -446,20 +446,19 @@ func (e *Engine) newCase(ev *fault.Event, rule string, d fault.Diagnosis, suspec
 
 // standIn makes the evidence entry of an error whose record left the
 // log, from what the rule's table kept (when, how many errors, the page
-// where page says) and the deciding event's class and severity, which
+// when page is given) and the deciding event's class and severity, which
 // errors counted under the same key share; key names the resource when no
 // page does.
-func (e *Engine) standIn(ev *fault.Event, page func(evidenceRef) (uint64, bool), key string) func(evidenceRef) fault.Evidence {
+func (e *Engine) standIn(ev *fault.Event, page func(evidenceRef) uint64, key string) func(evidenceRef) fault.Evidence {
 	return func(r evidenceRef) fault.Evidence {
 		x := fault.Evidence{Time: e.epoch.Add(time.Duration(r.at)), Severity: ev.Severity, Class: ev.Class, Count: r.n, CPU: -1, Bank: -1}
 		where := key
 		if page != nil {
-			if pfn, ok := page(r); ok {
-				x.Addr = pfn * fault.PageSize
-				where = fmt.Sprintf("page=%#x", pfn)
-				if key != "" {
-					where += " " + key
-				}
+			pfn := page(r)
+			x.Addr = pfn * fault.PageSize
+			where = fmt.Sprintf("page=%#x", pfn)
+			if key != "" {
+				where += " " + key
 			}
 		}
 		x.Summary = fmt.Sprintf("%s %s x%d %s (its record left the engine's last %d events; the error history keeps it)",
@@ -469,7 +468,7 @@ func (e *Engine) standIn(ev *fault.Event, page func(evidenceRef) (uint64, bool),
 }
 
 // refPage is the page a distinct-pages table kept with each error.
-func refPage(r evidenceRef) (uint64, bool) { return r.pfn, true }
+func refPage(r evidenceRef) uint64 { return r.pfn }
 
 // memoryFRU names what a technician replaces for a memory error.
 func memoryFRU(ev *fault.Event) string {
