@@ -25,12 +25,18 @@ const (
 const Machine Resource = KindMachine
 
 func CPU(n int) Resource       { return Resource(KindCPU + ":" + strconv.Itoa(n)) }
-func Page(pfn uint64) Resource { return Resource(fmt.Sprintf("%s:%#x", KindPage, pfn)) }
+func Page(pfn uint64) Resource { return Resource(KindPage + ":" + Hex(pfn)) }
 func Socket(n int) Resource    { return Resource(KindSocket + ":" + strconv.Itoa(n)) }
 func Row(key string) Resource  { return Resource(KindRow + ":" + key) }
 func DIMM(mc int, label string) Resource {
 	return Resource(fmt.Sprintf("%s:mc%d/%s", KindDIMM, mc, label))
 }
+
+// Hex writes v as fmt's %#x does ("0x2d94"), without fmt: page names and
+// case texts are made on the way from a deciding error to its isolation,
+// where fmt's machinery, cold after an idle spell, costs more under
+// emulation than the text it makes.
+func Hex(v uint64) string { return "0x" + strconv.FormatUint(v, 16) }
 
 // Kind is the resource's prefix ("cpu", "page", ...).
 func (r Resource) Kind() string {

@@ -46,6 +46,10 @@ type Engine struct {
 
 	page        *serdTable[uint64]
 	pageTripped map[uint64]struct{}
+	// pageWhy ends every page case's summary: " within 24h (threshold
+	// 2): soft offline the page". It is made once, not on the way from
+	// the deciding error to its isolation.
+	pageWhy string
 
 	dimmErrors  *serdTable[dimmKey]
 	dimmPages   *distinctTable[dimmKey]
@@ -90,6 +94,7 @@ func NewEngine(cfg *Config) *Engine {
 		log:          newEvidenceLog(),
 		page:         newSERD[uint64](r.Page.Threshold, r.Page.Window, maxSlotsPage, maxKeys, newU64Index()),
 		pageTripped:  map[uint64]struct{}{},
+		pageWhy:      " within " + formatDuration(r.Page.Window) + " (threshold " + strconv.Itoa(r.Page.Threshold) + "): soft offline the page",
 		dimmErrors:   newSERD[dimmKey](r.DIMM.Errors, r.DIMM.Window, maxSlotsOther, maxKeys, nil),
 		dimmPages:    newDistinct[dimmKey](r.DIMM.DistinctPages, r.DIMM.Window, maxKeys),
 		dimmTripped:  map[dimmKey]struct{}{},
@@ -149,7 +154,7 @@ func (e *Engine) ObserveParts(ev *fault.Event, p Parts) []Decision {
 		e.events++
 	}
 	count := max(ev.Count, 1) // a zero count is a source bug; it was still an error
-	seq := e.log.push(ev)
+	seq := e.log.push(ev, now)
 
 	var out []Decision
 	corrected := ev.Severity == fault.SeverityCorrected || ev.Severity == fault.SeverityDeferred
@@ -198,9 +203,9 @@ func (e *Engine) observePage(ev *fault.Event, now int64, count uint32, seq uint3
 	e.pageTripped[pfn] = struct{}{}
 	r := fault.Page(pfn)
 	c := e.newCase(ev, RulePage, fault.DiagSoftOfflinePage, r, memoryFRU(ev))
-	c.Summary = fmt.Sprintf("%d corrected memory errors on page %#x within %s (threshold %d): soft offline the page",
-		level, pfn, formatDuration(e.cfg.Rules.Page.Window), e.cfg.Rules.Page.Threshold)
-	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.Page.Window, func(x *fault.Event) bool { return usablePage(x) && x.PFN() == pfn },
+	// Appended, not formatted (see fault.Hex).
+	c.Summary = strconv.FormatUint(level, 10) + " corrected memory errors on page " + fault.Hex(pfn) + e.pageWhy
+	c.Evidence = e.log.collect(seqs, e.evidence, onPage(pfn, e.cfg.Rules.Page.Window),
 		e.standIn(ev, func(evidenceRef) uint64 { return pfn }, ""))
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	if ev.LocatedBy != "" && ev.LocatedBy != fault.LocatedByMCA && ev.DIMMLabel == c.FRU {
@@ -221,8 +226,8 @@ func (e *Engine) observeUncorrected(ev *fault.Event, out []Decision) []Decision 
 		e.uePages[pfn] = struct{}{}
 		r := fault.Page(pfn)
 		c := e.newCase(ev, RuleUncorrected, fault.DiagHardOfflinePage, r, memoryFRU(ev))
-		c.Summary = fmt.Sprintf("%s %s error at %#x (page %#x): hard offline the page now",
-			ev.Severity, ev.Class, ev.PhysAddr, pfn)
+		c.Summary = ev.Severity.String() + " " + ev.Class.String() + " error at " + fault.Hex(ev.PhysAddr) +
+			" (page " + fault.Hex(pfn) + "): hard offline the page now"
 		c.Evidence = []fault.Evidence{fault.EvidenceOf(ev)}
 		return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
 	}
@@ -295,7 +300,7 @@ func (e *Engine) observeDIMM(ev *fault.Event, now int64, count uint32, seq uint3
 		page = nil
 	}
 	in := e.standIn(ev, page, "dimm="+k.label)
-	c.Evidence = e.log.collect(seqs, e.evidence, e.cfg.Rules.DIMM.Window, func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc },
+	c.Evidence = e.log.collect(seqs, e.evidence, evidenceQuery{window: e.cfg.Rules.DIMM.Window, match: func(x *fault.Event) bool { return x.DIMMLabel == k.label && x.MC == k.mc }},
 		func(r evidenceRef) fault.Evidence { x := in(r); x.DIMM = k.label; return x })
 	return append(out, Decision{Case: c})
 }
@@ -324,7 +329,7 @@ func (e *Engine) observeRow(ev *fault.Event, now int64, seq uint32, out []Decisi
 	c.Also = targets
 	c.Summary = fmt.Sprintf("%d distinct pages of DRAM row %s failed within %s (threshold %d): offline the row's %d known pages",
 		len(pages), key, formatDuration(rule.Window), rule.DistinctPages, len(pages))
-	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.Row == key }, e.standIn(ev, refPage, "row="+key))
+	c.Evidence = e.log.collect(seqs, e.evidence, evidenceQuery{window: rule.Window, match: func(x *fault.Event) bool { return x.Row == key }}, e.standIn(ev, refPage, "row="+key))
 	c.FRU = labelFromEvidence(c.FRU, ev, c.Evidence)
 	return append(out, Decision{Case: c, Targets: targets})
 }
@@ -353,7 +358,7 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 		c := e.newCase(ev, RuleCPU, fault.DiagOfflineCPU, r, fru)
 		c.Summary = fmt.Sprintf("%d corrected L%d %s errors in CPU %d's own bank within %s (threshold %d): offline the CPU and its SMT siblings",
 			level, ev.CacheLevel, ev.Class, cpu, formatDuration(rule.Window), rule.Threshold)
-		c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { return x.CPU == cpu && x.Class == ev.Class },
+		c.Evidence = e.log.collect(seqs, e.evidence, evidenceQuery{window: rule.Window, match: func(x *fault.Event) bool { return x.CPU == cpu && x.Class == ev.Class }},
 			e.standIn(ev, nil, fmt.Sprintf("cpu=%d", cpu)))
 		return append(out, Decision{Case: c, Targets: []fault.Resource{r}})
 	}
@@ -375,7 +380,7 @@ func (e *Engine) observeCache(ev *fault.Event, now int64, count uint32, seq uint
 	c := e.newCase(ev, RuleCache, fault.DiagAlertOnly, r, fru)
 	c.Summary = fmt.Sprintf("%d corrected %s errors on %s within %s (threshold %d) from %s: offlining a CPU would not help, alert only",
 		level, ev.Class, r, formatDuration(rule.Window), rule.Threshold, why)
-	c.Evidence = e.log.collect(seqs, e.evidence, rule.Window, func(x *fault.Event) bool { rr, _ := cacheResource(x); return rr == r },
+	c.Evidence = e.log.collect(seqs, e.evidence, evidenceQuery{window: rule.Window, match: func(x *fault.Event) bool { rr, _ := cacheResource(x); return rr == r }},
 		e.standIn(ev, nil, string(r)))
 	return append(out, Decision{Case: c})
 }
@@ -480,11 +485,11 @@ func memoryFRU(ev *fault.Event) string {
 	case ev.DIMMLabel != "":
 		return ev.DIMMLabel
 	case ev.Socket >= 0 && usablePage(ev):
-		return fmt.Sprintf("memory on socket %d at PFN %#x", ev.Socket, ev.PFN())
+		return "memory on socket " + strconv.Itoa(ev.Socket) + " at PFN " + fault.Hex(ev.PFN())
 	case usablePage(ev):
-		return fmt.Sprintf("memory at PFN %#x", ev.PFN())
+		return "memory at PFN " + fault.Hex(ev.PFN())
 	case ev.Socket >= 0:
-		return fmt.Sprintf("memory on socket %d", ev.Socket)
+		return "memory on socket " + strconv.Itoa(ev.Socket)
 	}
 	return "memory (location unknown)"
 }
