@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,11 +101,27 @@ func TestGuestBench(t *testing.T) {
 	}
 	require.NoError(t, err)
 	units := []string{"diagnose_µs", "intent_µs", "budget_µs", "to_write_µs"}
+	// A stage an experiment's build adds (one label's only) follows them.
+	var more []string
+	for _, label := range order {
+		for _, run := range got[label] {
+			for u := range run {
+				if strings.HasSuffix(u, "_µs") && !slices.Contains(units, u) && !slices.Contains(more, u) {
+					more = append(more, u)
+				}
+			}
+		}
+	}
+	slices.Sort(more)
+	units = append(units, more...)
 	t.Logf("%s, 6.12 Intel guest (TCG), pinned, 40 decisions a run, median of %d runs (µs):", guestBenchName, len(got[order[0]]))
 	for _, label := range order {
 		var row []string
 		for _, u := range units {
 			v, ok := got[label].Median(u)
+			if !ok && slices.Contains(more, u) {
+				continue
+			}
 			require.True(t, ok, "%s: %s missing", label, u)
 			cell := fmt.Sprintf("%s %.0f", strings.TrimSuffix(u, "_µs"), v)
 			if b, ok := got["base"].Median(u); ok && label != "base" && b > 0 {
