@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,6 +36,8 @@ type poisoningFS struct {
 	// written is when the last offline write happened (the moment a prober
 	// would see HWPOISON).
 	written time.Time
+	// atWrite, when set, runs as an offline write begins.
+	atWrite func()
 }
 
 func (f *poisoningFS) WriteFile(name string, data []byte) error {
@@ -42,6 +45,9 @@ func (f *poisoningFS) WriteFile(name string, data []byte) error {
 		return f.OS.WriteFile(name, data)
 	}
 	at := time.Now()
+	if f.atWrite != nil {
+		f.atWrite()
+	}
 	addr, err := strconv.ParseUint(strings.TrimSpace(string(data)), 0, 64)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
@@ -222,36 +228,22 @@ func benchmarkDecide(b *testing.B, journal bool) {
 // the deciding record, through count-once and the engine to the case
 // handed to the worker), intent (the journal append), budget (the
 // meminfo read, the machine's own, and the check), and to_write (from the
-// record to the kernel write's start). The daemon has seen an error on
-// each of busyPages other pages within the hour before, as a host with a
-// slowly failing DIMM has: the engine's evidence log is full, as it is on
-// such a host, and a case's evidence is found in it.
+// record to the kernel write's start). The engine's evidence log is full
+// (fillEvidenceLog).
 func BenchmarkDecideCold(b *testing.B) {
 	d, fsys, storeQ := decidingDaemonOn(b, true, true)
 	ctx := context.Background()
 	base := time.Now()
-	const busyPages = 1024
-	for k := range busyPages {
-		ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(-time.Hour+time.Duration(k)*time.Second))
-		ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, uint64(0x100000+k)<<12|0x40, true, 12
-		ev.Count = 1
-		d.observe(ev, storeQ)
-	}
+	fillEvidenceLog(d, storeQ, base)
 	stages := []string{"diagnose_µs", "intent_µs", "budget_µs", "to_write_µs"}
 	per := make([][]float64, len(stages))
 	for i := 0; i < b.N; i++ {
 		pfn := uint64(0x1000 + i)
-		ev := func(k int) fault.Event {
-			ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(time.Duration(i)*time.Second+time.Duration(k)*time.Millisecond))
-			ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, pfn<<12|0x40, true, 12
-			ev.Count = 1
-			return ev
-		}
-		d.observe(ev(0), storeQ)
+		d.observe(pageError(base, i, 0, pfn), storeQ)
 		time.Sleep(20 * time.Millisecond)
 		syscall.Getppid()
 		start := time.Now()
-		d.observe(ev(1), storeQ)
+		d.observe(pageError(base, i, 1, pfn), storeQ)
 		diagnosed := time.Now()
 		j, ok := d.jobs.pop()
 		if !ok {
@@ -285,4 +277,128 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkDecideFootprint counts the memory pages the deciding path
+// touches, from the deciding record to the kernel write's start: the
+// program's code, its other file-backed pages (read-only data, the
+// function tables the runtime reads) and anonymous memory (heap, stacks).
+// Under TCG each page touched after an idle spell costs an emulated TLB
+// refill and its translated code or data a trip back into the host's
+// caches, so this count, steady on any host, is what BenchmarkDecideCold's
+// times follow; natively, without an emulator's noise. It reads the
+// kernel's referenced bits (cleared through /proc/self/clear_refs, summed
+// from /proc/self/smaps) and reports medians over the decisions.
+func BenchmarkDecideFootprint(b *testing.B) {
+	clearRefs, err := syscall.Open("/proc/self/clear_refs", syscall.O_WRONLY, 0)
+	if err != nil {
+		b.Skipf("no /proc/self/clear_refs to clear the referenced bits: %v", err)
+	}
+	defer syscall.Close(clearRefs)
+	smaps, err := syscall.Open("/proc/self/smaps", syscall.O_RDONLY, 0)
+	require.NoError(b, err)
+	defer syscall.Close(smaps)
+	d, fsys, storeQ := decidingDaemonOn(b, true, true)
+	ctx := context.Background()
+	base := time.Now()
+	fillEvidenceLog(d, storeQ, base)
+	// smaps is read into memory the path has touched before: the read
+	// itself adds no page to the count.
+	buf := make([]byte, 4<<20)
+	var raw []byte
+	fsys.atWrite = func() { raw = readWhole(smaps, buf) }
+	kinds := []string{"code", "file", "anon"}
+	per := make([][]float64, len(kinds))
+	for i := 0; i < b.N; i++ {
+		pfn := uint64(0x1000 + i)
+		d.observe(pageError(base, i, 0, pfn), storeQ)
+		time.Sleep(time.Millisecond)
+		if _, err := syscall.Write(clearRefs, []byte("1")); err != nil {
+			b.Skipf("clearing the referenced bits: %v", err)
+		}
+		raw = nil
+		d.observe(pageError(base, i, 1, pfn), storeQ)
+		j, ok := d.jobs.pop()
+		if !ok {
+			b.Fatalf("decision %d: the second error opened no case", i)
+		}
+		d.run(ctx, j)
+		if raw == nil {
+			b.Fatalf("decision %d: no offline write", i)
+		}
+		pages, err := referencedPages(raw)
+		require.NoError(b, err)
+		for k, kind := range kinds {
+			per[k] = append(per[k], float64(pages[kind]))
+		}
+	}
+	b.StopTimer()
+	for k, kind := range kinds {
+		b.ReportMetric(median(per[k]), kind+"_pages")
+	}
+}
+
+// fillEvidenceLog has the daemon see an error on each of 1024 other pages
+// within the hour before base, as a host with a slowly failing DIMM has:
+// the engine's evidence log is full, and a case's evidence is found in it.
+func fillEvidenceLog(d *Daemon, storeQ chan<- fault.Event, base time.Time) {
+	for k := range 1024 {
+		ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(-time.Hour+time.Duration(k)*time.Second))
+		ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, uint64(0x100000+k)<<12|0x40, true, 12
+		ev.Count = 1
+		d.observe(ev, storeQ)
+	}
+}
+
+// pageError is the k-th corrected error of decision i, on pfn.
+func pageError(base time.Time, i, k int, pfn uint64) fault.Event {
+	ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(time.Duration(i)*time.Second+time.Duration(k)*time.Millisecond))
+	ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, pfn<<12|0x40, true, 12
+	ev.Count = 1
+	return ev
+}
+
+// readWhole reads a /proc file from its start into buf.
+func readWhole(fd int, buf []byte) []byte {
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Pread(fd, buf[n:], int64(n))
+		if m <= 0 || err != nil {
+			break
+		}
+		n += m
+	}
+	return buf[:n]
+}
+
+// referencedPages sums smaps' Referenced lines by kind of mapping:
+// "code" (executable), "file" (other file-backed), "anon".
+func referencedPages(smaps []byte) (map[string]int, error) {
+	out := map[string]int{}
+	kind := ""
+	for line := range strings.Lines(string(smaps)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-"):
+			// "start-end perms offset dev inode [path]"
+			switch {
+			case strings.Contains(f[1], "x"):
+				kind = "code"
+			case f[4] != "0":
+				kind = "file"
+			default:
+				kind = "anon"
+			}
+		case len(f) == 3 && f[0] == "Referenced:":
+			kb, err := strconv.Atoi(f[1])
+			if err != nil {
+				return nil, fmt.Errorf("smaps: %q: %w", line, err)
+			}
+			out[kind] += kb / 4
+		}
+	}
+	if kind == "" {
+		return nil, errors.New("smaps: no mapping")
+	}
+	return out, nil
 }
