@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -288,8 +289,11 @@ func processCPU(b *testing.B) time.Duration {
 // caches, so this count, steady on any host, is what BenchmarkDecideCold's
 // times follow; natively, without an emulator's noise. It reads the
 // kernel's referenced bits (cleared through /proc/self/clear_refs, summed
-// from /proc/self/smaps) and reports medians over the decisions.
+// from /proc/self/smaps) and reports medians over the decisions. It runs
+// on one P, as the daemon pinned to one CPU does: other goroutines (the
+// history writer) then run when the path lets them, not beside it.
 func BenchmarkDecideFootprint(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	clearRefs, err := syscall.Open("/proc/self/clear_refs", syscall.O_WRONLY, 0)
 	if err != nil {
 		b.Skipf("no /proc/self/clear_refs to clear the referenced bits: %v", err)
