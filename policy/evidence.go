@@ -15,9 +15,10 @@ type evidenceLog struct {
 	events []fault.Event
 	// slots says, beside each event, what a walk over the log tests: its
 	// number, time and page. A walk reads these and only the events it
-	// takes: the whole log is ~260 KiB of events, and after an idle spell
-	// touching each one's memory is what a case's evidence cost (a tenth
-	// of the deciding path under emulation on a host whose log is full).
+	// takes: the whole log is ~260 KiB of events, and on a host whose log
+	// is full, reading each one was about a fifth of the pages the path
+	// from a deciding error to its isolation touched (under emulation,
+	// after an idle spell, a page touched is what the path pays).
 	slots []logSlot
 	next  uint32
 	mask  uint32
