@@ -148,8 +148,6 @@ type Version struct {
 // in UTC whatever the host's zone.
 func utc(t time.Time) time.Time { return t.UTC().Round(0) }
 
-func hex(v uint64) string { return fmt.Sprintf("%#x", v) }
-
 func strs[T ~string](in []T) []string {
 	out := make([]string, 0, len(in))
 	for _, v := range in {
@@ -165,7 +163,7 @@ func NewCase(c fault.Case, acts []fault.Action) Case {
 		Evidence: make([]Evidence, 0, len(c.Evidence)), Actions: make([]Action, 0, len(acts))}
 	for _, e := range c.Evidence {
 		out.Evidence = append(out.Evidence, Evidence{Time: utc(e.Time), Source: e.Source, Severity: Severity(e.Severity.String()),
-			Class: Class(e.Class.String()), Count: e.Count, CPU: e.CPU, Bank: e.Bank, Status: hex(e.Status), Addr: hex(e.Addr),
+			Class: Class(e.Class.String()), Count: e.Count, CPU: e.CPU, Bank: e.Bank, Status: fault.Hex(e.Status), Addr: fault.Hex(e.Addr),
 			DIMM: e.DIMM, Summary: e.Summary})
 	}
 	for _, a := range acts {
@@ -191,10 +189,10 @@ func NewExplain(c fault.Case, acts []fault.Action, hist []store.StateChange) Exp
 // NewEvent converts a stored event.
 func NewEvent(e fault.Event) Event {
 	out := Event{Time: utc(e.Received), Source: e.Source, Severity: Severity(e.Severity.String()), Class: Class(e.Class.String()),
-		Count: e.Count, CPU: e.CPU, Socket: e.Socket, Bank: e.Bank, Status: hex(e.Status), MC: e.MC, DIMM: e.DIMMLabel,
+		Count: e.Count, CPU: e.CPU, Socket: e.Socket, Bank: e.Bank, Status: fault.Hex(e.Status), MC: e.MC, DIMM: e.DIMMLabel,
 		Row: e.Row, Summary: e.String()}
 	if e.AddrValid {
-		out.Addr = hex(e.PhysAddr)
+		out.Addr = fault.Hex(e.PhysAddr)
 	}
 	return out
 }

@@ -61,8 +61,6 @@ type evidenceJSON struct {
 	Summary  string `json:"summary,omitempty"`
 }
 
-func hex(u uint64) string { return "0x" + strconv.FormatUint(u, 16) }
-
 func marshalEvidence(ev []fault.Evidence) (string, error) {
 	out := make([]evidenceJSON, len(ev))
 	for i, e := range ev {
@@ -79,7 +77,7 @@ func toEvidenceJSON(e fault.Evidence) evidenceJSON {
 	return evidenceJSON{
 		Time: e.Time.UTC().Format(time.RFC3339Nano), Source: string(e.Source),
 		Severity: e.Severity.String(), Class: e.Class.String(), Count: e.Count,
-		CPU: e.CPU, Bank: e.Bank, Status: hex(e.Status), Addr: hex(e.Addr),
+		CPU: e.CPU, Bank: e.Bank, Status: fault.Hex(e.Status), Addr: fault.Hex(e.Addr),
 		DIMM: e.DIMM, Summary: e.Summary,
 	}
 }
