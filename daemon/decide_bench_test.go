@@ -178,11 +178,8 @@ func benchmarkDecide(b *testing.B, journal bool) {
 		pfn := uint64(0x1000 + i)
 		var evs [2]fault.Event
 		for k := range evs {
-			ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(time.Duration(i)*time.Second+time.Duration(k)*time.Millisecond))
-			ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, pfn<<12|0x40, true, 12
-			ev.Count = 1
-			evs[k] = ev
-			storeQ <- ev
+			evs[k] = pageError(base, i, k, pfn)
+			storeQ <- evs[k]
 		}
 		c := fault.Case{
 			ID: fmt.Sprintf("bench-%08d-0000-4000-8000-000000000000", i), Opened: evs[1].Received,
@@ -347,16 +344,18 @@ func BenchmarkDecideFootprint(b *testing.B) {
 // the engine's evidence log is full, and a case's evidence is found in it.
 func fillEvidenceLog(d *Daemon, storeQ chan<- fault.Event, base time.Time) {
 	for k := range 1024 {
-		ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(-time.Hour+time.Duration(k)*time.Second))
-		ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, uint64(0x100000+k)<<12|0x40, true, 12
-		ev.Count = 1
-		d.observe(ev, storeQ)
+		d.observe(pageErrorAt(base.Add(-time.Hour+time.Duration(k)*time.Second), uint64(0x100000+k)), storeQ)
 	}
 }
 
 // pageError is the k-th corrected error of decision i, on pfn.
 func pageError(base time.Time, i, k int, pfn uint64) fault.Event {
-	ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(time.Duration(i)*time.Second+time.Duration(k)*time.Millisecond))
+	return pageErrorAt(base.Add(time.Duration(i)*time.Second+time.Duration(k)*time.Millisecond), pfn)
+}
+
+// pageErrorAt is one corrected error on pfn, received at at.
+func pageErrorAt(at time.Time, pfn uint64) fault.Event {
+	ev := fault.NewEvent(fault.SourceTraceMCE, at)
 	ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, pfn<<12|0x40, true, 12
 	ev.Count = 1
 	return ev

@@ -24,10 +24,7 @@ func BenchmarkObserveDeciding(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		pfn := uint64(0x100000 + i)
 		for k := 0; k < 2; k++ {
-			ev := fault.NewEvent(fault.SourceTraceMCE, base.Add(time.Duration(i)*time.Second+time.Duration(k)*time.Millisecond))
-			ev.Class, ev.PhysAddr, ev.AddrValid, ev.AddrLSB = fault.ClassMemory, pfn<<12|0x40, true, 12
-			ev.Count = 1
-			d.observe(ev, storeQ)
+			d.observe(pageError(base, i, k, pfn), storeQ)
 			<-storeQ
 		}
 		for {
