@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -119,11 +118,10 @@ func (o *Offliner) offline(ctx context.Context, r fault.Resource, dryRun bool, m
 
 	file := o.offlineFile(m)
 	path := file.Name()
-	// What the kernel parses ("0x1234000\n"), built without fmt: this is
-	// on the way to the write.
-	line := strconv.AppendUint([]byte("0x"), pfn<<pageShift, 16)
-	addr := string(line)
-	line = append(line, '\n')
+	// What the kernel parses ("0x1234000\n"), built without fmt (see
+	// fault.Hex): this is on the way to the write.
+	addr := fault.Hex(pfn << pageShift)
+	line := []byte(addr + "\n")
 	if dryRun {
 		return o.finish(rep, fault.OutcomeDryRun, "dry-run: would write %s to %s (pfn %#x)", addr, path, pfn)
 	}
