@@ -2,8 +2,10 @@ package kernel
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -98,12 +100,7 @@ func BuildInitramfs(p Payload, sc Scenario, out string) error {
 		byName map[string][]byte
 		mode   uint32
 	}{{sc.Files, 0o644}, {sc.Programs, 0o755}} {
-		names := make([]string, 0, len(files.byName))
-		for n := range files.byName {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range slices.Sorted(maps.Keys(files.byName)) {
 			a.File("scenario/"+n, files.byName[n], files.mode)
 		}
 	}
